@@ -1,0 +1,3 @@
+fn main() {
+    println!("sipstorm {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! Load pacing: intended start times (open loop), concurrency caps, hold distributions.

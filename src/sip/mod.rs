@@ -1,0 +1,1 @@
+//! SIP message codec (RFC 3261 §7, §25).

@@ -1,0 +1,1 @@
+//! Metrics: HDR histograms and counters per worker, interval snapshots.
