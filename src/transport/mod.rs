@@ -1,1 +1,455 @@
-//! I/O at the edge: io_uring worker loop per core, epoll fallback.
+//! I/O at the edge: one event loop per pinned worker, io_uring first, epoll
+//! fallback.
+//!
+//! The transport knows nothing about SIP. It moves datagrams between one UDP
+//! socket and a [`Worker`] — a sans-IO endpoint plus its pacer and statistics
+//! (see `run`) — and tells it what time it is. Both backends drive the same
+//! `Worker` with the same turn structure:
+//!
+//! 1. deliver every received datagram (`Worker::handle`),
+//! 2. `Worker::tick(now)`: fire due timers, start due attempts, drain events;
+//!    it returns the next instant the loop must wake up, or `Tick::Stop`,
+//! 3. drain `Worker::poll_transmit` into a batch of sends,
+//! 4. submit the batch and sleep until a datagram arrives or the wake-up
+//!    instant passes (one `io_uring_enter` per turn with io_uring).
+//!
+//! Kernel receive-queue drops are read from the `SO_RXQ_OVFL` control message
+//! on every datagram and reported in [`IoCounters::kernel_drops`].
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub mod epoll;
+pub mod testing;
+pub mod uring;
+
+/// `SO_RXQ_OVFL` (include/uapi/asm-generic/socket.h): ask for a control
+/// message carrying the socket's cumulative count of dropped datagrams.
+const SO_RXQ_OVFL: libc::c_int = 40;
+/// `SO_REUSEPORT` (asm-generic value, used by x86-64 and aarch64).
+const SO_REUSEPORT: libc::c_int = 15;
+
+/// Longest a loop sleeps without looking at its stop flag.
+pub const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Largest datagram a worker sends or receives. RFC 3261 §18.1.1 asks for
+/// congestion-controlled transport above ~1300 bytes, so real SIP over UDP
+/// stays far below this; larger datagrams are counted as truncated.
+pub const MAX_DATAGRAM: usize = 4096 - 128;
+
+/// What the loop tells the worker, and the worker tells the loop.
+pub trait Worker {
+    /// One datagram received from `from` at time `now`.
+    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
+
+    /// Once per loop turn, after the received datagrams: fire timers, start
+    /// attempts that are due, drain events into statistics. `io` are the
+    /// loop's own counters so far.
+    fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick;
+
+    /// The next datagram to send, written into `buf` (cleared by the callee).
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+}
+
+/// The worker's answer to a loop turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Keep going; wake up no later than this instant (`None`: only on I/O,
+    /// or after [`MAX_SLEEP`]).
+    Continue(Option<Instant>),
+    /// Flush what is queued to send, then leave the loop.
+    Stop,
+}
+
+/// Counters the loop keeps for its socket (cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Sends the kernel refused (e.g. `ECONNREFUSED` after an ICMP error,
+    /// `ENOBUFS`); the datagram is lost and SIP retransmission takes over.
+    pub send_errors: u64,
+    /// Datagrams larger than the receive buffer, dropped.
+    pub truncated: u64,
+    /// Datagrams the kernel dropped because the receive queue was full
+    /// (`SO_RXQ_OVFL`).
+    pub kernel_drops: u64,
+    /// Loop turns (one `io_uring_enter` or `epoll_pwait2` each).
+    pub turns: u64,
+}
+
+/// Which event loop drives the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring: multishot `RecvMsg` with a provided-buffer ring, batched
+    /// `SendMsg`.
+    Uring,
+    /// epoll with `recvmmsg`/`sendmmsg`.
+    Epoll,
+    /// io_uring when the kernel allows it, epoll otherwise.
+    Auto,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uring" | "io_uring" | "io-uring" => Ok(Backend::Uring),
+            "epoll" => Ok(Backend::Epoll),
+            "auto" => Ok(Backend::Auto),
+            other => Err(format!(
+                "unknown backend '{other}' (expected uring, epoll or auto)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "io_uring",
+            Backend::Epoll => "epoll",
+            Backend::Auto => "auto",
+        })
+    }
+}
+
+/// Errors of the transport layer.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind UDP socket on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up socket: {0}")]
+    Socket(io::Error),
+    #[error("io_uring is not usable here: {0}")]
+    UringUnavailable(io::Error),
+    #[error("io_uring event loop failed: {0}")]
+    Uring(io::Error),
+    #[error("epoll event loop failed: {0}")]
+    Epoll(io::Error),
+}
+
+impl Backend {
+    /// Turn `Auto` into a concrete backend by probing io_uring once.
+    ///
+    /// Returns the backend and, when `Auto` fell back to epoll, a one-line
+    /// note saying why (the caller prints it once). A forced `Uring` that the
+    /// kernel refuses is an error.
+    pub fn resolve(self) -> Result<(Backend, Option<String>), TransportError> {
+        match self {
+            Backend::Epoll => Ok((Backend::Epoll, None)),
+            Backend::Uring => uring::probe()
+                .map(|()| (Backend::Uring, None))
+                .map_err(TransportError::UringUnavailable),
+            Backend::Auto => match uring::probe() {
+                Ok(()) => Ok((Backend::Uring, None)),
+                Err(e) => Ok((
+                    Backend::Epoll,
+                    Some(format!(
+                        "io_uring unavailable ({e}); using the epoll backend (recvmmsg/sendmmsg)"
+                    )),
+                )),
+            },
+        }
+    }
+}
+
+/// Run `worker` on `socket` with `backend` (already resolved) until the worker
+/// returns [`Tick::Stop`]. The worker owns every decision about stopping and
+/// draining; the loop only guarantees a `tick` at least every [`MAX_SLEEP`].
+pub fn run_loop<W: Worker>(
+    backend: Backend,
+    socket: &UdpSocket,
+    worker: &mut W,
+) -> Result<IoCounters, TransportError> {
+    match backend {
+        Backend::Uring | Backend::Auto => uring::run(socket, worker),
+        Backend::Epoll => epoll::run(socket, worker),
+    }
+}
+
+/// Socket options for a worker's socket.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketOptions {
+    /// Bind with `SO_REUSEPORT` so several workers share one address and the
+    /// kernel spreads datagrams among them by 4-tuple hash (server side).
+    pub reuse_port: bool,
+    /// Requested `SO_RCVBUF`/`SO_SNDBUF` in bytes (the kernel caps it at
+    /// `net.core.rmem_max`; `SO_RCVBUFFORCE` is tried first and needs
+    /// `CAP_NET_ADMIN`).
+    pub buffer_bytes: usize,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            reuse_port: false,
+            buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Create a non-blocking UDP socket bound to `addr` with raised buffers and
+/// drop counting enabled.
+pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, TransportError> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call with constant arguments; the result is
+    // checked before use.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(TransportError::Socket(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a freshly created socket that nothing else owns; the
+    // UdpSocket takes ownership and closes it on drop (also on early return).
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    if opts.reuse_port {
+        setsockopt_int(fd, libc::SOL_SOCKET, SO_REUSEPORT, one).map_err(TransportError::Socket)?;
+    }
+    // Drop counting is best effort: an old kernel without it still works.
+    let _ = setsockopt_int(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, one);
+    let want = libc::c_int::try_from(opts.buffer_bytes).unwrap_or(libc::c_int::MAX);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt_int(fd, libc::SOL_SOCKET, force, want).is_err() {
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, plain, want);
+        }
+    }
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = sockaddr_from(addr, &mut storage);
+    // SAFETY: `storage` holds a valid sockaddr of length `len` for `family`.
+    let rc = unsafe { libc::bind(fd, (&raw const storage).cast(), len) };
+    if rc < 0 {
+        return Err(TransportError::Bind {
+            addr,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(sock)
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `v` lives for the duration of the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const v).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Effective receive buffer of a socket, in bytes (diagnostics and tests).
+pub fn recv_buffer_size(sock: &UdpSocket) -> io::Result<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+/// Write `addr` as a C socket address into `out`; returns its length.
+pub(crate) fn sockaddr_from(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned
+            // for sockaddr_in.
+            unsafe { (&raw mut *out).cast::<libc::sockaddr_in>().write(sin) };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned
+            // for sockaddr_in6.
+            unsafe { (&raw mut *out).cast::<libc::sockaddr_in6>().write(sin6) };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Parse raw C socket-address bytes (as the kernel wrote them) into a
+/// `SocketAddr`; `None` for other families or short data.
+pub(crate) fn sockaddr_to(raw: &[u8]) -> Option<SocketAddr> {
+    if raw.len() < 2 {
+        return None;
+    }
+    let family = libc::sa_family_t::from_ne_bytes([raw[0], raw[1]]);
+    if libc::c_int::from(family) == libc::AF_INET && raw.len() >= size_of::<libc::sockaddr_in>() {
+        // SAFETY: length checked above; read_unaligned copes with any alignment.
+        let sin = unsafe { raw.as_ptr().cast::<libc::sockaddr_in>().read_unaligned() };
+        let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+        Some(SocketAddr::V4(SocketAddrV4::new(
+            ip,
+            u16::from_be(sin.sin_port),
+        )))
+    } else if libc::c_int::from(family) == libc::AF_INET6
+        && raw.len() >= size_of::<libc::sockaddr_in6>()
+    {
+        // SAFETY: length checked above; read_unaligned copes with any alignment.
+        let sin6 = unsafe { raw.as_ptr().cast::<libc::sockaddr_in6>().read_unaligned() };
+        let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            ip,
+            u16::from_be(sin6.sin6_port),
+            sin6.sin6_flowinfo,
+            sin6.sin6_scope_id,
+        )))
+    } else {
+        None
+    }
+}
+
+/// Walk control-message bytes and return the `SO_RXQ_OVFL` drop counter if
+/// present. `control` is the `msg_control` area as the kernel filled it.
+pub(crate) fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+    let hdr = size_of::<libc::cmsghdr>();
+    let mut off = 0usize;
+    while off + hdr <= control.len() {
+        // SAFETY: at least `hdr` bytes remain at `off`; read_unaligned copes
+        // with any alignment.
+        let cmsg = unsafe {
+            control
+                .as_ptr()
+                .add(off)
+                .cast::<libc::cmsghdr>()
+                .read_unaligned()
+        };
+        let len = usize::try_from(cmsg.cmsg_len).ok()?;
+        if len < hdr || off + len > control.len() {
+            return None;
+        }
+        if cmsg.cmsg_level == libc::SOL_SOCKET && cmsg.cmsg_type == SO_RXQ_OVFL && len >= hdr + 4 {
+            let d = &control[off + hdr..off + hdr + 4];
+            return Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        // Each cmsg is padded to the alignment of size_t (CMSG_ALIGN).
+        let align = size_of::<usize>();
+        off += len.div_ceil(align) * align;
+    }
+    None
+}
+
+/// Control-area size that fits one `SO_RXQ_OVFL` message (CMSG_SPACE(4)).
+pub(crate) const CONTROL_LEN: usize = 32;
+
+/// How long to sleep until `wake`, capped at [`MAX_SLEEP`].
+pub(crate) fn sleep_for(now: Instant, wake: Option<Instant>) -> Duration {
+    match wake {
+        Some(w) => w.saturating_duration_since(now).min(MAX_SLEEP),
+        None => MAX_SLEEP,
+    }
+}
+
+/// Set the drop counter from a cumulative `SO_RXQ_OVFL` value.
+pub(crate) fn note_drops(io: &mut IoCounters, cumulative: Option<u32>) {
+    if let Some(d) = cumulative {
+        io.kernel_drops = io.kernel_drops.max(u64::from(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for a in [
+            "127.0.0.1:5060",
+            "[::1]:5061",
+            "10.1.2.3:1",
+            "[fe80::1%2]:65535",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+            let len = sockaddr_from(addr, &mut st) as usize;
+            // SAFETY: `st` is initialised for `len` bytes.
+            let raw = unsafe { std::slice::from_raw_parts((&raw const st).cast::<u8>(), len) };
+            assert_eq!(sockaddr_to(raw), Some(addr), "{a}");
+        }
+        assert_eq!(sockaddr_to(&[]), None);
+        assert_eq!(sockaddr_to(&[2, 0, 1]), None);
+    }
+
+    #[test]
+    fn backend_parse() {
+        assert_eq!("uring".parse::<Backend>(), Ok(Backend::Uring));
+        assert_eq!("epoll".parse::<Backend>(), Ok(Backend::Epoll));
+        assert_eq!("auto".parse::<Backend>(), Ok(Backend::Auto));
+        assert!("kqueue".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn bind_conflict_is_bind_error() {
+        let a = bind_udp("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();
+        let addr = a.local_addr().unwrap();
+        match bind_udp(addr, SocketOptions::default()) {
+            Err(TransportError::Bind { .. }) => {}
+            other => panic!("expected bind error, got {other:?}"),
+        }
+        assert!(recv_buffer_size(&a).unwrap() > 0);
+    }
+
+    #[test]
+    fn rxq_ovfl_ignores_garbage() {
+        assert_eq!(rxq_ovfl(&[]), None);
+        assert_eq!(rxq_ovfl(&[0xff; 40]), None);
+    }
+}
