@@ -5,8 +5,10 @@
 //! `report` have no I/O and no protocol knowledge.
 
 pub mod auth;
+pub mod config;
 pub mod engine;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod sip;
 pub mod stats;

@@ -1,0 +1,602 @@
+//! The effective configuration of `run` and `serve`: command-line flags laid
+//! over an optional TOML profile, validated once, before any socket exists.
+//!
+//! Every error names the flag (or profile key) and the problem, so `main`
+//! can print it in one line and exit with code 2.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::{Hold, parse_duration};
+use crate::transport::Backend;
+
+/// A configuration error: what and where. Always exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag}: {problem}")]
+    Invalid { flag: &'static str, problem: String },
+    #[error("profile {path}: {problem}")]
+    Profile { path: String, problem: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn invalid(flag: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        problem: problem.into(),
+    }
+}
+
+/// What each attempt does (SPEC "Scenarios").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioKind {
+    Register,
+    Call,
+    Options,
+    Mixed,
+}
+
+impl std::str::FromStr for ScenarioKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "register" => Ok(ScenarioKind::Register),
+            "call" => Ok(ScenarioKind::Call),
+            "options" => Ok(ScenarioKind::Options),
+            "mixed" => Ok(ScenarioKind::Mixed),
+            o => Err(format!(
+                "unknown scenario '{o}' (expected register, call, options or mixed)"
+            )),
+        }
+    }
+}
+
+impl ScenarioKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::Register => "register",
+            ScenarioKind::Call => "call",
+            ScenarioKind::Options => "options",
+            ScenarioKind::Mixed => "mixed",
+        }
+    }
+}
+
+/// The raw values of `run`, as given by flags or a profile (strings are
+/// parsed by [`RunConfig::build`]). A profile TOML uses the same keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunValues {
+    pub target: Option<String>,
+    pub scenario: Option<String>,
+    pub rate: Option<f64>,
+    pub concurrency: Option<u64>,
+    pub count: Option<u64>,
+    pub duration: Option<String>,
+    pub users: Option<PathBuf>,
+    pub user_pattern: Option<String>,
+    pub password_pattern: Option<String>,
+    pub hold: Option<String>,
+    pub cancel_ratio: Option<f64>,
+    pub workers: Option<usize>,
+    pub transport: Option<String>,
+    pub local_ip: Option<String>,
+    pub segment: Option<String>,
+    pub out: Option<PathBuf>,
+    pub threshold: Option<Vec<String>>,
+    pub quiet: Option<bool>,
+    pub backend: Option<String>,
+    pub drain: Option<String>,
+    pub t1: Option<String>,
+    pub t2: Option<String>,
+    pub t4: Option<String>,
+    pub expires: Option<u32>,
+    pub seed: Option<u64>,
+}
+
+impl RunValues {
+    /// Values from `other` win where set (flags over profile).
+    pub fn overlay(mut self, other: RunValues) -> RunValues {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            target,
+            scenario,
+            rate,
+            concurrency,
+            count,
+            duration,
+            users,
+            user_pattern,
+            password_pattern,
+            hold,
+            cancel_ratio,
+            workers,
+            transport,
+            local_ip,
+            segment,
+            out,
+            threshold,
+            quiet,
+            backend,
+            drain,
+            t1,
+            t2,
+            t4,
+            expires,
+            seed
+        );
+        self
+    }
+
+    /// Read a profile: a path as given, or a name under `profiles/`.
+    pub fn load_profile(path: &Path) -> Result<RunValues, ConfigError> {
+        let candidates = [
+            path.to_path_buf(),
+            Path::new("profiles").join(path),
+            Path::new("profiles").join(path).with_extension("toml"),
+        ];
+        let found =
+            candidates
+                .iter()
+                .find(|p| p.is_file())
+                .ok_or_else(|| ConfigError::Profile {
+                    path: path.display().to_string(),
+                    problem: "no such file (looked as given and under profiles/)".into(),
+                })?;
+        let text = std::fs::read_to_string(found).map_err(|e| ConfigError::Profile {
+            path: found.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Profile {
+            path: found.display().to_string(),
+            problem: e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string(),
+        })
+    }
+}
+
+/// RFC 3261 §17 timer base values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimerValues {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl Default for TimerValues {
+    /// RFC 3261 §17.1.1.1 defaults: T1 = 500 ms, T2 = 4 s, T4 = 5 s.
+    fn default() -> Self {
+        TimerValues {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The validated configuration of one `run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// `None`: the embedded server.
+    pub target: Option<SocketAddr>,
+    /// The target as the user wrote it (for the report).
+    pub target_text: Option<String>,
+    pub scenario: ScenarioKind,
+    pub rate: Option<f64>,
+    pub concurrency: Option<u64>,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub users_file: Option<PathBuf>,
+    pub user_pattern: String,
+    pub password_pattern: String,
+    pub hold: Hold,
+    pub cancel_ratio: f64,
+    pub workers: usize,
+    pub local_ip: IpAddr,
+    pub segment: Option<(u32, u32)>,
+    pub out: Option<PathBuf>,
+    pub thresholds: Vec<String>,
+    pub quiet: bool,
+    pub backend: Backend,
+    /// How long in-flight attempts may run after the last start before
+    /// they are torn down (BYE for calls in hold).
+    pub drain: Duration,
+    pub timers: TimerValues,
+    pub expires: u32,
+    pub seed: u64,
+}
+
+/// Default generated users (SPEC example).
+pub const DEFAULT_USER_PATTERN: &str = "u{000000..099999}";
+/// Default password of generated users.
+pub const DEFAULT_PASSWORD_PATTERN: &str = "pw-{user}";
+
+/// Worker count when `--workers` is absent: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn dur(flag: &'static str, v: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    v.map(|s| parse_duration(s).map_err(|e| invalid(flag, e.to_string())))
+        .transpose()
+}
+
+fn ratio(flag: &'static str, v: Option<f64>) -> Result<f64, ConfigError> {
+    let r = v.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&r) || r.is_nan() {
+        return Err(invalid(flag, format!("{r} is not a ratio between 0 and 1")));
+    }
+    Ok(r)
+}
+
+/// Resolve `HOST:PORT` to one address (IPv4 first). Errors name `flag`.
+pub fn resolve(flag: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(invalid(
+            flag,
+            format!("'{s}' needs a port, as HOST:PORT (SIP's default is 5060)"),
+        ));
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| invalid(flag, format!("cannot resolve '{s}': {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| invalid(flag, format!("'{s}' resolves to no address")))
+}
+
+impl RunConfig {
+    /// Validate raw values into a configuration.
+    pub fn build(v: RunValues) -> Result<RunConfig, ConfigError> {
+        let target = v
+            .target
+            .as_deref()
+            .map(|t| resolve("--target", t))
+            .transpose()?;
+        let scenario = match v.scenario.as_deref() {
+            None => ScenarioKind::Call,
+            Some(s) => s.parse().map_err(|e: String| invalid("--scenario", e))?,
+        };
+        if let Some(r) = v.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(invalid(
+                    "--rate",
+                    format!("{r} is not a positive number of attempts per second"),
+                ));
+            }
+        }
+        if v.concurrency == Some(0) {
+            return Err(invalid("--concurrency", "must be at least 1"));
+        }
+        if v.count == Some(0) {
+            return Err(invalid("--count", "must be at least 1"));
+        }
+        let duration = dur("--duration", v.duration.as_deref())?;
+        if duration == Some(Duration::ZERO) {
+            return Err(invalid("--duration", "must be longer than zero"));
+        }
+        let hold = match v.hold.as_deref() {
+            None => Hold::Fixed(Duration::ZERO),
+            Some(h) => Hold::parse(h).map_err(|e| invalid("--hold", e.to_string()))?,
+        };
+        let cancel_ratio = ratio("--cancel-ratio", v.cancel_ratio)?;
+        let workers = v.workers.unwrap_or_else(default_workers);
+        if workers == 0 || workers > 1024 {
+            return Err(invalid(
+                "--workers",
+                format!("{workers} is not between 1 and 1024"),
+            ));
+        }
+        match v.transport.as_deref() {
+            None | Some("udp") => {}
+            Some("tcp" | "tls") => {
+                return Err(ConfigError::Unsupported(
+                    "--transport: only udp is supported so far".into(),
+                ));
+            }
+            Some(o) => {
+                return Err(invalid(
+                    "--transport",
+                    format!("unknown transport '{o}' (expected udp)"),
+                ));
+            }
+        }
+        let local_ip = match v.local_ip.as_deref() {
+            Some(s) => s
+                .parse()
+                .map_err(|_| invalid("--local-ip", format!("'{s}' is not an IP address")))?,
+            None => match target {
+                Some(SocketAddr::V6(_)) => IpAddr::from([0u16; 8]),
+                Some(t) if t.ip().is_loopback() => t.ip(),
+                Some(_) => IpAddr::from([0, 0, 0, 0]),
+                None => IpAddr::from([127, 0, 0, 1]),
+            },
+        };
+        let segment = v.segment.as_deref().map(parse_segment).transpose()?;
+        if segment.is_some() {
+            return Err(ConfigError::Unsupported(
+                "--segment is not yet supported (issue 6)".into(),
+            ));
+        }
+        if v.users.is_some() {
+            return Err(ConfigError::Unsupported(
+                "--users FILE is not yet supported (issue 6); use --user-pattern".into(),
+            ));
+        }
+        let backend = match v
+            .backend
+            .as_deref()
+            .map(str::to_string)
+            .or_else(|| std::env::var("SIPSTORM_BACKEND").ok())
+        {
+            None => Backend::Auto,
+            Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
+        };
+        let defaults = TimerValues::default();
+        let timers = TimerValues {
+            t1: dur("--t1", v.t1.as_deref())?.unwrap_or(defaults.t1),
+            t2: dur("--t2", v.t2.as_deref())?.unwrap_or(defaults.t2),
+            t4: dur("--t4", v.t4.as_deref())?.unwrap_or(defaults.t4),
+        };
+        if timers.t1.is_zero() || timers.t2 < timers.t1 {
+            return Err(invalid("--t1/--t2", "T1 must be positive and not above T2"));
+        }
+        let drain = dur("--drain", v.drain.as_deref())?.unwrap_or(Duration::from_secs(10));
+        Ok(RunConfig {
+            target,
+            target_text: v.target.clone(),
+            scenario,
+            rate: v.rate,
+            concurrency: v.concurrency,
+            count: v.count,
+            duration,
+            users_file: v.users,
+            user_pattern: v
+                .user_pattern
+                .unwrap_or_else(|| DEFAULT_USER_PATTERN.to_string()),
+            password_pattern: v
+                .password_pattern
+                .unwrap_or_else(|| DEFAULT_PASSWORD_PATTERN.to_string()),
+            hold,
+            cancel_ratio,
+            workers,
+            local_ip,
+            segment,
+            out: v.out,
+            thresholds: v.threshold.unwrap_or_default(),
+            quiet: v.quiet.unwrap_or(false),
+            backend,
+            drain,
+            timers,
+            expires: v.expires.unwrap_or(3600),
+            seed: v.seed.unwrap_or(0x5EED_5EED),
+        })
+    }
+
+    /// The effective profile for the report (no passwords: the password
+    /// pattern is a rule, not a secret, but is still left out).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "target": self.target_text.clone().unwrap_or_else(|| "embedded".into()),
+            "scenario": self.scenario.name(),
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "count": self.count,
+            "duration_s": self.duration.map(|d| d.as_secs_f64()),
+            "user_pattern": self.user_pattern,
+            "hold": self.hold.to_string(),
+            "cancel_ratio": self.cancel_ratio,
+            "workers": self.workers,
+            "transport": "udp",
+            "local_ip": self.local_ip.to_string(),
+            "thresholds": self.thresholds,
+            "drain_s": self.drain.as_secs_f64(),
+            "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
+            "expires": self.expires,
+            "seed": self.seed,
+        })
+    }
+}
+
+fn parse_segment(s: &str) -> Result<(u32, u32), ConfigError> {
+    let bad = || invalid("--segment", format!("'{s}' is not I/N with 1 <= I <= N"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// The validated configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub realm: String,
+    pub auth: bool,
+    pub password_pattern: String,
+    pub ring: Duration,
+    pub busy_ratio: f64,
+    pub no_answer_ratio: f64,
+    pub backend: Backend,
+    pub quiet: bool,
+    pub seed: u64,
+}
+
+/// Raw `serve` values from flags.
+#[derive(Debug, Clone, Default)]
+pub struct ServeValues {
+    pub listen: Option<String>,
+    pub workers: Option<usize>,
+    pub realm: Option<String>,
+    pub auth: Option<String>,
+    pub password_pattern: Option<String>,
+    pub ring: Option<String>,
+    pub busy_ratio: Option<f64>,
+    pub no_answer_ratio: Option<f64>,
+    pub backend: Option<String>,
+    pub quiet: bool,
+}
+
+impl ServeConfig {
+    pub fn build(v: ServeValues) -> Result<ServeConfig, ConfigError> {
+        let listen = resolve("--listen", v.listen.as_deref().unwrap_or("127.0.0.1:5060"))?;
+        let workers = v.workers.unwrap_or_else(default_workers);
+        if workers == 0 || workers > 1024 {
+            return Err(invalid(
+                "--workers",
+                format!("{workers} is not between 1 and 1024"),
+            ));
+        }
+        let auth = match v.auth.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(o) => return Err(invalid("--auth", format!("'{o}' is not on or off"))),
+        };
+        let busy_ratio = ratio("--busy-ratio", v.busy_ratio)?;
+        let no_answer_ratio = ratio("--no-answer-ratio", v.no_answer_ratio)?;
+        if busy_ratio + no_answer_ratio > 1.0 {
+            return Err(invalid(
+                "--busy-ratio/--no-answer-ratio",
+                "add up to more than 1",
+            ));
+        }
+        let backend = match v.backend.or_else(|| std::env::var("SIPSTORM_BACKEND").ok()) {
+            None => Backend::Auto,
+            Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
+        };
+        Ok(ServeConfig {
+            listen,
+            workers,
+            realm: v.realm.unwrap_or_else(|| "sipstorm".into()),
+            auth,
+            password_pattern: v
+                .password_pattern
+                .unwrap_or_else(|| DEFAULT_PASSWORD_PATTERN.into()),
+            ring: dur("--ring", v.ring.as_deref())?.unwrap_or(Duration::ZERO),
+            busy_ratio,
+            no_answer_ratio,
+            backend,
+            quiet: v.quiet,
+            seed: 0xC0FFEE,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(f: impl FnOnce(&mut RunValues)) -> RunValues {
+        let mut v = RunValues {
+            backend: Some("auto".into()),
+            ..RunValues::default()
+        };
+        f(&mut v);
+        v
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let cases: Vec<(RunValues, &str)> = vec![
+            (vals(|v| v.rate = Some(-1.0)), "--rate"),
+            (vals(|v| v.rate = Some(f64::NAN)), "--rate"),
+            (vals(|v| v.duration = Some("soon".into())), "--duration"),
+            (vals(|v| v.duration = Some("0s".into())), "--duration"),
+            (vals(|v| v.hold = Some("uniform(5s,1s)".into())), "--hold"),
+            (vals(|v| v.cancel_ratio = Some(1.5)), "--cancel-ratio"),
+            (vals(|v| v.workers = Some(0)), "--workers"),
+            (vals(|v| v.scenario = Some("dance".into())), "--scenario"),
+            (vals(|v| v.target = Some("localhost".into())), "--target"),
+            (vals(|v| v.local_ip = Some("nope".into())), "--local-ip"),
+            (vals(|v| v.count = Some(0)), "--count"),
+            (vals(|v| v.transport = Some("sctp".into())), "--transport"),
+            (vals(|v| v.backend = Some("kqueue".into())), "--backend"),
+        ];
+        for (v, flag) in cases {
+            let e = RunConfig::build(v).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{e} should start with {flag}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_overlay() {
+        let c = RunConfig::build(vals(|_| {})).unwrap();
+        assert_eq!(c.scenario, ScenarioKind::Call);
+        assert_eq!(c.target, None);
+        assert_eq!(c.local_ip, IpAddr::from([127, 0, 0, 1]));
+        let profile = vals(|v| {
+            v.rate = Some(10.0);
+            v.scenario = Some("register".into());
+        });
+        let flags = RunValues {
+            rate: Some(20.0),
+            ..RunValues::default()
+        };
+        let c = RunConfig::build(profile.overlay(flags)).unwrap();
+        assert_eq!(c.rate, Some(20.0));
+        assert_eq!(c.scenario, ScenarioKind::Register);
+        let c = RunConfig::build(vals(|v| v.target = Some("127.0.0.1:5070".into()))).unwrap();
+        assert_eq!(c.target, Some("127.0.0.1:5070".parse().unwrap()));
+    }
+
+    #[test]
+    fn profile_toml_uses_flag_names() {
+        let v: RunValues = toml::from_str(
+            "scenario = \"options\"\nrate = 100.0\nhold = \"exp(3s)\"\ncancel-ratio = 0.1\n",
+        )
+        .unwrap();
+        let c = RunConfig::build(v.overlay(vals(|_| {}))).unwrap();
+        assert_eq!(c.scenario, ScenarioKind::Options);
+        assert!(toml::from_str::<RunValues>("rat = 1").is_err());
+    }
+
+    #[test]
+    fn serve_values() {
+        let c = ServeConfig::build(ServeValues {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.auth);
+        for v in [
+            ServeValues {
+                auth: Some("maybe".into()),
+                ..Default::default()
+            },
+            ServeValues {
+                busy_ratio: Some(0.7),
+                no_answer_ratio: Some(0.7),
+                ..Default::default()
+            },
+            ServeValues {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(ServeConfig::build(v).is_err());
+        }
+    }
+}
