@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn hex_helpers() {
         assert_eq!(&hex8(1), b"00000001");
-        assert_eq!(&hex8(0xdead_BEEF), b"deadbeef");
+        assert_eq!(&hex8(0xDEAD_BEEF), b"deadbeef");
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
