@@ -32,3 +32,11 @@ pub trait SansIo {
     /// The next event for the driver, if any.
     fn poll_event(&mut self) -> Option<Self::Event>;
 }
+
+mod config;
+mod event;
+pub mod util;
+pub mod wheel;
+
+pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
+pub use event::{Counters, Event, MethodKind, Outcome};
