@@ -275,13 +275,13 @@ impl RunConfig {
             None => ScenarioKind::Call,
             Some(s) => s.parse().map_err(|e: String| invalid("--scenario", e))?,
         };
-        if let Some(r) = v.rate {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(invalid(
-                    "--rate",
-                    format!("{r} is not a positive number of attempts per second"),
-                ));
-            }
+        if let Some(r) = v.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(invalid(
+                "--rate",
+                format!("{r} is not a positive number of attempts per second"),
+            ));
         }
         if v.concurrency == Some(0) {
             return Err(invalid("--concurrency", "must be at least 1"));

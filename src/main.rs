@@ -1,3 +1,286 @@
-fn main() {
-    println!("sipstorm {}", env!("CARGO_PKG_VERSION"));
+//! The `sipstorm` command line: parse flags, build the configuration, call
+//! the orchestrator, map every error to one line and an exit code (SPEC
+//! "Exit codes": 0 all good, 1 failures or thresholds, 2 usage or
+//! configuration, 3 fatal runtime).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use sipstorm::config::{ConfigError, RunConfig, RunValues, ServeConfig, ServeValues};
+use sipstorm::run;
+
+/// High-performance SIP load generator and benchmark harness.
+#[derive(Debug, Parser)]
+#[command(name = "sipstorm", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive load at a target and write a report (no --target: the embedded server).
+    #[command(allow_negative_numbers = true)]
+    Run(RunArgs),
+    /// The built-in SIP target: registrar with digest auth + answering UAS.
+    #[command(allow_negative_numbers = true)]
+    Serve(ServeArgs),
+    /// Find the highest rate a target sustains with zero failures.
+    Search(RunArgs),
+    /// Re-render summary.txt and report.html from a report directory.
+    Report { dir: PathBuf },
+    /// Compare two reports (files or directories); thresholds set the exit code.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// e.g. `rrd.p99<+10%`; a failed one makes the exit code 1.
+        #[arg(long)]
+        threshold: Vec<String>,
+    },
+    /// Merge reports of segmented runs.
+    Merge {
+        out: PathBuf,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A load profile (TOML) from profiles/ or anywhere; flags override it.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// The server under test, HOST:PORT; absent = embedded server.
+    #[arg(long)]
+    target: Option<String>,
+    /// register | call | options | mixed
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Attempts started per second (open loop, paced on intended start times).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Cap on attempts in flight (closed loop when --rate is absent).
+    #[arg(long)]
+    concurrency: Option<u64>,
+    /// Stop after N attempts.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long, e.g. 30s, 2m.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Users file (SIPp injection CSV).
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Generated users, e.g. u{000000..099999}.
+    #[arg(long)]
+    user_pattern: Option<String>,
+    /// Password of each generated user, e.g. pw-{user}.
+    #[arg(long)]
+    password_pattern: Option<String>,
+    /// Call hold time: 5s, uniform(1s,5s), exp(3s), lognormal(3s,0.5).
+    #[arg(long)]
+    hold: Option<String>,
+    /// Fraction of calls cancelled after the first provisional response.
+    #[arg(long)]
+    cancel_ratio: Option<f64>,
+    /// Worker threads, each pinned to a core (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Transport (udp).
+    #[arg(long)]
+    transport: Option<String>,
+    /// Source address to bind.
+    #[arg(long)]
+    local_ip: Option<String>,
+    /// This instance's share I/N of rate, count and users.
+    #[arg(long)]
+    segment: Option<String>,
+    /// Report directory (default results/<timestamp>-<scenario>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// e.g. register.failed==0, rrd.p99<50ms (repeatable).
+    #[arg(long)]
+    threshold: Vec<String>,
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+    /// Event loop: uring | epoll | auto (env SIPSTORM_BACKEND).
+    #[arg(long)]
+    backend: Option<String>,
+    /// How long in-flight attempts may finish after the last start (default 10s).
+    #[arg(long)]
+    drain: Option<String>,
+    /// RFC 3261 T1 (default 500ms).
+    #[arg(long)]
+    t1: Option<String>,
+    /// RFC 3261 T2 (default 4s).
+    #[arg(long)]
+    t2: Option<String>,
+    /// RFC 3261 T4 (default 5s).
+    #[arg(long)]
+    t4: Option<String>,
+    /// Requested registration lifetime in seconds.
+    #[arg(long)]
+    expires: Option<u32>,
+    /// Seed of random choices (hold times, cancel decisions, identifiers).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl RunArgs {
+    fn values(self) -> Result<RunValues, ConfigError> {
+        let base = match &self.profile {
+            Some(p) => RunValues::load_profile(p)?,
+            None => RunValues::default(),
+        };
+        let flags = RunValues {
+            target: self.target,
+            scenario: self.scenario,
+            rate: self.rate,
+            concurrency: self.concurrency,
+            count: self.count,
+            duration: self.duration,
+            users: self.users,
+            user_pattern: self.user_pattern,
+            password_pattern: self.password_pattern,
+            hold: self.hold,
+            cancel_ratio: self.cancel_ratio,
+            workers: self.workers,
+            transport: self.transport,
+            local_ip: self.local_ip,
+            segment: self.segment,
+            out: self.out,
+            threshold: (!self.threshold.is_empty()).then_some(self.threshold),
+            quiet: self.quiet.then_some(true),
+            backend: self.backend,
+            drain: self.drain,
+            t1: self.t1,
+            t2: self.t2,
+            t4: self.t4,
+            expires: self.expires,
+            seed: self.seed,
+        };
+        Ok(base.overlay(flags))
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    listen: String,
+    /// Worker threads, one SO_REUSEPORT socket each (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Digest realm.
+    #[arg(long)]
+    realm: Option<String>,
+    /// Digest authentication of REGISTER: on | off.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Password of user U, e.g. pw-{user}.
+    #[arg(long)]
+    password_pattern: Option<String>,
+    /// Delay before 180 and 200.
+    #[arg(long)]
+    ring: Option<String>,
+    /// Fraction of calls answered 486 Busy Here.
+    #[arg(long)]
+    busy_ratio: Option<f64>,
+    /// Fraction of calls never answered.
+    #[arg(long)]
+    no_answer_ratio: Option<f64>,
+    /// Event loop: uring | epoll | auto (env SIPSTORM_BACKEND).
+    #[arg(long)]
+    backend: Option<String>,
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Exit codes of SPEC "Exit codes".
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_RUNTIME: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print and succeed; everything else is a
+            // usage error (clap exits 2 for those).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    match cli.command {
+        Command::Run(args) => {
+            let cfg = match args.values().and_then(RunConfig::build) {
+                Ok(c) => c,
+                Err(e) => return usage(e),
+            };
+            match run::run_command(&cfg) {
+                Ok(outcome) => ExitCode::from(if outcome.all_ok { 0 } else { EXIT_FAILED }),
+                Err(e) => fatal(&e),
+            }
+        }
+        Command::Serve(a) => {
+            let v = ServeValues {
+                listen: Some(a.listen),
+                workers: a.workers,
+                realm: a.realm,
+                auth: a.auth,
+                password_pattern: a.password_pattern,
+                ring: a.ring,
+                busy_ratio: a.busy_ratio,
+                no_answer_ratio: a.no_answer_ratio,
+                backend: a.backend,
+                quiet: a.quiet,
+            };
+            let cfg = match ServeConfig::build(v) {
+                Ok(c) => c,
+                Err(e) => return usage(e),
+            };
+            match run::serve_command(&cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(&e),
+            }
+        }
+        Command::Search(_) => {
+            eprintln!(
+                "sipstorm: search is not implemented yet (issue 6); use `sipstorm run --rate N` steps"
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
+        Command::Report { dir } => report_cmd(run::report_command(&dir)),
+        Command::Compare {
+            base,
+            new,
+            threshold,
+        } => report_cmd(run::compare_command(&base, &new, &threshold)),
+        Command::Merge { out, inputs } => report_cmd(run::merge_command(&out, &inputs)),
+    }
+}
+
+fn usage(e: ConfigError) -> ExitCode {
+    eprintln!("sipstorm: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn fatal(e: &run::RunError) -> ExitCode {
+    eprintln!("sipstorm: {e}");
+    ExitCode::from(match e {
+        run::RunError::Usage(_) => EXIT_USAGE,
+        _ => EXIT_RUNTIME,
+    })
+}
+
+fn report_cmd(r: Result<bool, run::RunError>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_FAILED),
+        Err(e) => fatal(&e),
+    }
 }

@@ -33,6 +33,9 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("cannot write the report: {0}")]
     Report(String),
+    /// A usage or configuration problem found late (exit code 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A load-generating endpoint as the worker loop sees it: the engine's
@@ -49,13 +52,20 @@ pub trait LoadClient: SansIo {
     fn shutdown(&mut self, now: Instant);
     /// Map one event to statistics (the RFC 6076 metrics, counters,
     /// responses).
-    fn record(event: Self::Event, stats: &mut WorkerStats);
+    fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// The counter an attempt start increments (`call.attempted`, ...).
+    fn attempt_counter(&self) -> Counter;
+    /// Move cumulative endpoint counters (messages, retransmissions,
+    /// responses) into `stats` as deltas; called before every snapshot.
+    fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
 }
 
 /// A serving endpoint (the built-in target).
 pub trait LoadServer: SansIo {
     /// Map one event to statistics.
-    fn record(event: Self::Event, stats: &mut WorkerStats);
+    fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// As [`LoadClient::flush_counters`].
+    fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
 }
 
 /// Stop levels shared by the signal thread and the workers.
@@ -291,8 +301,16 @@ impl<C: LoadClient> ClientWorker<C> {
 
     fn drain_events(&mut self) {
         while let Some(ev) = self.client.poll_event() {
-            C::record(ev, &mut self.stats);
+            self.client.record(ev, &mut self.stats);
         }
+    }
+
+    fn finish(&mut self, now: Instant, io: &IoCounters) -> Tick {
+        self.drain_events();
+        self.client.flush_counters(&mut self.stats);
+        self.reporter
+            .finish(now, &mut self.stats, io, self.client.in_flight());
+        Tick::Stop
     }
 }
 
@@ -307,10 +325,7 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         }
         let level = self.stop.level();
         if level >= StopFlag::NOW {
-            self.drain_events();
-            self.reporter
-                .finish(now, &mut self.stats, io, self.client.in_flight());
-            return Tick::Stop;
+            return self.finish(now, io);
         }
         if level >= StopFlag::DRAIN && self.phase == Phase::Load {
             self.pacer.stop();
@@ -324,7 +339,9 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
                 match self.pacer.poll(now, self.client.in_flight()) {
                     Pace::Start(intended) => {
                         let hold = self.hold.sample(&mut self.rng);
-                        if !self.client.start_attempt(now, intended, hold) {
+                        if self.client.start_attempt(now, intended, hold) {
+                            self.stats.count(self.client.attempt_counter(), 1);
+                        } else {
                             self.refused += 1;
                         }
                         started += 1;
@@ -351,8 +368,7 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
             Phase::Load => {}
             Phase::Drain(deadline) => {
                 if in_flight == 0 {
-                    self.reporter.finish(now, &mut self.stats, io, 0);
-                    return Tick::Stop;
+                    return self.finish(now, io);
                 }
                 if now >= deadline {
                     self.client.shutdown(now);
@@ -363,14 +379,15 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
             }
             Phase::Shutdown(deadline) => {
                 if in_flight == 0 || now >= deadline {
-                    self.reporter.finish(now, &mut self.stats, io, in_flight);
-                    return Tick::Stop;
+                    return self.finish(now, io);
                 }
                 soon(deadline);
             }
         }
-        self.reporter
-            .maybe_send(now, &mut self.stats, io, in_flight);
+        if now >= self.reporter.next {
+            self.client.flush_counters(&mut self.stats);
+            self.reporter.maybe_send(now, &mut self.stats, io, in_flight);
+        }
         soon(self.reporter.next);
         Tick::Continue(wake)
     }
@@ -421,13 +438,17 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
             self.server.handle_timeout(now);
         }
         while let Some(ev) = self.server.poll_event() {
-            S::record(ev, &mut self.stats);
+            self.server.record(ev, &mut self.stats);
         }
         if self.stop.level() >= StopFlag::DRAIN {
+            self.server.flush_counters(&mut self.stats);
             self.reporter.finish(now, &mut self.stats, io, 0);
             return Tick::Stop;
         }
-        self.reporter.maybe_send(now, &mut self.stats, io, 0);
+        if now >= self.reporter.next {
+            self.server.flush_counters(&mut self.stats);
+            self.reporter.maybe_send(now, &mut self.stats, io, 0);
+        }
         let next = self.reporter.next;
         Tick::Continue(Some(
             self.server.poll_timeout().map_or(next, |t| t.min(next)),
@@ -502,10 +523,10 @@ pub fn aggregate(
 
 /// Pin the calling thread to core `i` modulo the cores present.
 pub fn pin(i: usize) {
-    if let Some(ids) = core_affinity::get_core_ids() {
-        if !ids.is_empty() {
-            core_affinity::set_for_current(ids[i % ids.len()]);
-        }
+    if let Some(ids) = core_affinity::get_core_ids()
+        && !ids.is_empty()
+    {
+        core_affinity::set_for_current(ids[i % ids.len()]);
     }
 }
 
@@ -686,6 +707,760 @@ where
     })
 }
 
+// ---------------------------------------------------------------------------
+// The SIP engine behind the worker traits, and the commands.
+// ---------------------------------------------------------------------------
+
+use crate::config::{RunConfig, ScenarioKind, ServeConfig};
+use crate::engine::{self, Endpoint, Event, MethodKind, Outcome};
+use crate::stats::{Method, Metric};
+
+/// Codes of final responses, as the engine counts them (index = code).
+const CODES: usize = 700;
+
+/// The engine's UAC endpoint with the bookkeeping that turns its events and
+/// cumulative counters into statistics.
+pub struct EngineClient {
+    ep: Endpoint,
+    scenario: ScenarioKind,
+    /// Engine counters at the previous flush.
+    last: Box<engine::Counters>,
+    /// Final responses this interval already counted from events, by code,
+    /// so the counter deltas add only the rest (challenges, BYE answers).
+    attributed: Box<[u64; CODES]>,
+}
+
+impl std::fmt::Debug for EngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClient")
+            .field("scenario", &self.scenario)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineClient {
+    pub fn new(ep: Endpoint, scenario: ScenarioKind) -> Self {
+        EngineClient {
+            ep,
+            scenario,
+            last: Box::default(),
+            attributed: Box::new([0; CODES]),
+        }
+    }
+
+    fn response(&mut self, stats: &mut WorkerStats, method: Method, code: u16) {
+        stats.response(method, code);
+        if let Some(a) = self.attributed.get_mut(usize::from(code)) {
+            *a += 1;
+        }
+    }
+}
+
+fn since(later: Instant, earlier: Instant) -> Duration {
+    later.saturating_duration_since(earlier)
+}
+
+/// Add the engine's cumulative counters to `stats` as deltas since `last`;
+/// responses not yet attributed to a method by events go to `rest`.
+fn flush_engine_counters(
+    now: &engine::Counters,
+    last: &mut engine::Counters,
+    attributed: &mut [u64; CODES],
+    rest: Method,
+    stats: &mut WorkerStats,
+) {
+    stats.count(Counter::MsgSent, now.sent.saturating_sub(last.sent));
+    stats.count(
+        Counter::MsgReceived,
+        now.received.saturating_sub(last.received),
+    );
+    stats.count(
+        Counter::Retransmitted,
+        now.retransmitted.saturating_sub(last.retransmitted),
+    );
+    stats.count(
+        Counter::RetransmissionsReceived,
+        now.duplicates.saturating_sub(last.duplicates),
+    );
+    stats.count(
+        Counter::Unparseable,
+        now.unparseable.saturating_sub(last.unparseable),
+    );
+    stats.count(
+        Counter::Unexpected,
+        now.unexpected.saturating_sub(last.unexpected),
+    );
+    for (code, seen) in attributed.iter_mut().enumerate().skip(100) {
+        let delta = now.responses[code].saturating_sub(last.responses[code]);
+        let extra = delta.saturating_sub(*seen);
+        if extra > 0
+            && let Ok(c) = u16::try_from(code)
+        {
+            for _ in 0..extra.min(1_000_000) {
+                stats.response(rest, c);
+            }
+        }
+        *seen = 0;
+    }
+    last.clone_from(now);
+}
+
+impl SansIo for EngineClient {
+    type Event = Event;
+    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.ep.handle(now, from, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.ep.poll_transmit(buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        self.ep.poll_event()
+    }
+}
+
+impl LoadClient for EngineClient {
+    fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
+        self.ep.start_attempt(now, intended, hold)
+    }
+    fn in_flight(&self) -> u64 {
+        self.ep.in_flight() as u64
+    }
+    fn shutdown(&mut self, now: Instant) {
+        self.ep.shutdown(now);
+    }
+    fn attempt_counter(&self) -> Counter {
+        match self.scenario {
+            ScenarioKind::Register => Counter::RegisterAttempted,
+            ScenarioKind::Options => Counter::OptionsAttempted,
+            ScenarioKind::Call | ScenarioKind::Mixed => Counter::CallAttempted,
+        }
+    }
+
+    /// The event → statistics mapping. Service time runs from the actual
+    /// first send, corrected time from the intended start (wrk2's
+    /// coordinated-omission correction). RFC 6076: RRD §4.1 first REGISTER →
+    /// final 200 (challenge included); SRD §4.2 INVITE → first 18x or 200;
+    /// SDD §4.3 BYE → its final response; session duration §4.5 200 → BYE.
+    fn record(&mut self, event: Event, stats: &mut WorkerStats) {
+        match event {
+            Event::RegisterDone {
+                intended,
+                started,
+                finished,
+                outcome,
+            } => match outcome {
+                Outcome::Success => {
+                    stats.count(Counter::RegisterSucceeded, 1);
+                    stats.record(
+                        Metric::Rrd,
+                        since(finished, started),
+                        since(finished, intended),
+                    );
+                    self.response(stats, Method::Register, 200);
+                }
+                Outcome::Failed(code) => {
+                    stats.count(Counter::RegisterFailed, 1);
+                    self.response(stats, Method::Register, code);
+                }
+                Outcome::Timeout => stats.count(Counter::RegisterTimedOut, 1),
+                Outcome::TransportError | Outcome::Cancelled => {
+                    stats.count(Counter::RegisterFailed, 1)
+                }
+            },
+            Event::Unregistered { .. } => {}
+            Event::CallSetup {
+                intended,
+                invite_sent,
+                first_provisional_or_200,
+            } => {
+                stats.record(
+                    Metric::Srd,
+                    since(first_provisional_or_200, invite_sent),
+                    since(first_provisional_or_200, intended),
+                );
+            }
+            Event::CallAnswered {
+                intended,
+                invite_sent,
+                answered,
+            } => {
+                stats.count(Counter::CallEstablished, 1);
+                stats.record(
+                    Metric::Answer,
+                    since(answered, invite_sent),
+                    since(answered, intended),
+                );
+                self.response(stats, Method::Invite, 200);
+            }
+            Event::CallDone {
+                outcome,
+                bye_sent,
+                bye_done,
+                answered,
+                ..
+            } => {
+                match outcome {
+                    Outcome::Success => stats.count(Counter::CallCompleted, 1),
+                    Outcome::Failed(code) => {
+                        stats.count(
+                            if (300..400).contains(&code) {
+                                Counter::CallRedirected
+                            } else {
+                                Counter::CallFailed
+                            },
+                            1,
+                        );
+                        if answered.is_none() {
+                            self.response(stats, Method::Invite, code);
+                        }
+                    }
+                    Outcome::Timeout => stats.count(Counter::CallTimedOut, 1),
+                    Outcome::TransportError => stats.count(Counter::CallFailed, 1),
+                    Outcome::Cancelled => {
+                        stats.count(Counter::CallCancelled, 1);
+                        if answered.is_none() {
+                            self.response(stats, Method::Invite, 487);
+                        }
+                    }
+                }
+                if let (Some(s), Some(d)) = (bye_sent, bye_done) {
+                    stats.record(Metric::Sdd, since(d, s), since(d, s));
+                }
+                if let (Some(a), Some(s)) = (answered, bye_sent) {
+                    stats.record(Metric::SessionDuration, since(s, a), since(s, a));
+                }
+            }
+            Event::OptionsDone {
+                intended,
+                started,
+                finished,
+                outcome,
+            } => match outcome {
+                Outcome::Success => {
+                    stats.count(Counter::OptionsSucceeded, 1);
+                    stats.record(
+                        Metric::OptionsRtt,
+                        since(finished, started),
+                        since(finished, intended),
+                    );
+                    self.response(stats, Method::Options, 200);
+                }
+                Outcome::Failed(code) => {
+                    stats.count(Counter::OptionsFailed, 1);
+                    self.response(stats, Method::Options, code);
+                }
+                Outcome::Timeout => stats.count(Counter::OptionsTimedOut, 1),
+                Outcome::TransportError | Outcome::Cancelled => {
+                    stats.count(Counter::OptionsFailed, 1)
+                }
+            },
+            Event::TransactionRtt { method, rtt } => {
+                let m = match method {
+                    MethodKind::Register => Some(Metric::RegisterRtt),
+                    MethodKind::Invite => Some(Metric::InviteRtt),
+                    MethodKind::Bye => Some(Metric::ByeRtt),
+                    _ => None,
+                };
+                if let Some(m) = m {
+                    stats.record(m, rtt, rtt);
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn flush_counters(&mut self, stats: &mut WorkerStats) {
+        let rest = match self.scenario {
+            ScenarioKind::Register => Method::Register,
+            ScenarioKind::Options => Method::Options,
+            ScenarioKind::Call | ScenarioKind::Mixed => Method::Other,
+        };
+        flush_engine_counters(
+            self.ep.counters(),
+            &mut self.last,
+            &mut self.attributed,
+            rest,
+            stats,
+        );
+    }
+}
+
+/// The engine's UAS/registrar endpoint for `serve`.
+pub struct EngineServer {
+    ep: Endpoint,
+    last: Box<engine::Counters>,
+    attributed: Box<[u64; CODES]>,
+}
+
+impl std::fmt::Debug for EngineServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineServer").finish_non_exhaustive()
+    }
+}
+
+impl EngineServer {
+    pub fn new(ep: Endpoint) -> Self {
+        EngineServer {
+            ep,
+            last: Box::default(),
+            attributed: Box::new([0; CODES]),
+        }
+    }
+}
+
+impl SansIo for EngineServer {
+    type Event = Event;
+    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.ep.handle(now, from, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.ep.poll_transmit(buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        self.ep.poll_event()
+    }
+}
+
+impl LoadServer for EngineServer {
+    fn record(&mut self, _event: Event, _stats: &mut WorkerStats) {}
+    fn flush_counters(&mut self, stats: &mut WorkerStats) {
+        // The server receives requests; the responses it *sends* are what a
+        // reader of its progress wants, counted under OTHER.
+        let now = self.ep.counters();
+        stats.count(Counter::MsgSent, now.sent.saturating_sub(self.last.sent));
+        stats.count(
+            Counter::MsgReceived,
+            now.received.saturating_sub(self.last.received),
+        );
+        stats.count(
+            Counter::Retransmitted,
+            now.retransmitted.saturating_sub(self.last.retransmitted),
+        );
+        stats.count(
+            Counter::RetransmissionsReceived,
+            now.duplicates.saturating_sub(self.last.duplicates),
+        );
+        stats.count(
+            Counter::Unparseable,
+            now.unparseable.saturating_sub(self.last.unparseable),
+        );
+        stats.count(
+            Counter::Unexpected,
+            now.unexpected.saturating_sub(self.last.unexpected),
+        );
+        self.attributed.fill(0);
+        (*self.last).clone_from(now);
+    }
+}
+
+/// What `run` ends with.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Every attempt succeeded and every threshold held (exit code 0).
+    pub all_ok: bool,
+    /// Where the report went.
+    pub out: std::path::PathBuf,
+    /// Failed threshold messages.
+    pub failed_thresholds: Vec<String>,
+}
+
+fn engine_scenario(s: ScenarioKind) -> engine::Scenario {
+    match s {
+        ScenarioKind::Register => engine::Scenario::Register,
+        ScenarioKind::Call => engine::Scenario::Call,
+        ScenarioKind::Options => engine::Scenario::Options,
+        ScenarioKind::Mixed => engine::Scenario::Mixed,
+    }
+}
+
+fn engine_timers(t: &crate::config::TimerValues) -> engine::Timers {
+    engine::Timers {
+        t1: t.t1,
+        t2: t.t2,
+        t4: t.t4,
+    }
+}
+
+/// The embedded default when no `--target` is given and no load shape is
+/// set: a short, laptop-sized run (SPEC: "a new user sees real numbers with
+/// one command").
+pub const EMBEDDED_RATE: f64 = 2000.0;
+/// Duration of the embedded default run.
+pub const EMBEDDED_DURATION: Duration = Duration::from_secs(5);
+
+/// Resolve the backend once for the process, printing the fallback note.
+fn resolve_backend(b: Backend) -> Result<Backend, RunError> {
+    let (backend, note) = b.resolve()?;
+    if let Some(note) = note {
+        eprintln!("sipstorm: {note}");
+    }
+    Ok(backend)
+}
+
+/// Default report directory: `results/<YYYYmmdd-HHMMSS>-<scenario>/`.
+fn default_out(started: SystemTime, scenario: ScenarioKind) -> std::path::PathBuf {
+    let stamp: String = crate::report::format_rfc3339(started)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect::<String>()
+        .replace('T', "-");
+    std::path::Path::new("results").join(format!("{stamp}-{}", scenario.name()))
+}
+
+fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerConfig, RunError> {
+    let passwords = engine::UserSource::any(&cfg.password_pattern)
+        .map_err(|e| RunError::Usage(format!("--password-pattern: {e}")))?;
+    Ok(engine::ServerConfig {
+        local,
+        realm: cfg.realm.clone(),
+        auth: cfg.auth,
+        passwords: Arc::new(passwords),
+        ring: cfg.ring,
+        busy_ratio: cfg.busy_ratio,
+        no_answer_ratio: cfg.no_answer_ratio,
+        seed: cfg.seed,
+        ..engine::ServerConfig::default()
+    })
+}
+
+/// A running set of server workers.
+struct Servers {
+    /// Every worker's own address (all equal with `SO_REUSEPORT`).
+    addrs: Vec<SocketAddr>,
+    handles: Vec<std::thread::JoinHandle<Result<IoCounters, TransportError>>>,
+    agg: std::thread::JoinHandle<()>,
+    stop: StopFlag,
+    addr: SocketAddr,
+}
+
+impl Servers {
+    /// `distinct`: one port per worker instead of one `SO_REUSEPORT` group,
+    /// so the embedded run can pair client worker i with server worker i
+    /// (the kernel's 4-tuple hash may put two clients on one server socket).
+    fn start(
+        cfg: &ServeConfig,
+        backend: Backend,
+        progress: bool,
+        pin_offset: usize,
+        distinct: bool,
+    ) -> Result<Servers, RunError> {
+        let (socks, addr) = if distinct {
+            let mut socks = Vec::new();
+            for _ in 0..cfg.workers {
+                socks.push(transport::bind_udp(cfg.listen, SocketOptions::default())?);
+            }
+            let addr = socks[0].local_addr().map_err(|e| RunError::Transport(TransportError::Socket(e)))?;
+            (socks, addr)
+        } else {
+            bind_server_sockets(cfg.listen, cfg.workers)?
+        };
+        let addrs = socks.iter().filter_map(|s| s.local_addr().ok()).collect::<Vec<_>>();
+        // Validate once before spawning.
+        let _ = server_config(cfg, addr)?;
+        let stop = StopFlag::new();
+        let (tx, rx) = bounded::<WorkerMsg>(cfg.workers * 8 + 8);
+        let n = socks.len();
+        let agg = std::thread::Builder::new()
+            .name("sipstorm-serve-progress".into())
+            .spawn(move || serve_progress(rx, n, progress))
+            .map_err(RunError::Thread)?;
+        let cfg2 = cfg.clone();
+        let make = move |i: usize, local: SocketAddr| {
+            let mut sc = server_config(&cfg2, local).unwrap_or_default();
+            sc.seed = cfg2.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9);
+            EngineServer::new(Endpoint::server(sc, Instant::now()))
+        };
+        let handles = spawn_servers(
+            socks,
+            backend,
+            make,
+            Instant::now(),
+            tx,
+            stop.clone(),
+            pin_offset,
+        )?;
+        Ok(Servers {
+            addrs,
+            handles,
+            agg,
+            stop,
+            addr,
+        })
+    }
+
+    fn stop(self) -> Result<(), RunError> {
+        self.stop.set(StopFlag::DRAIN);
+        let mut first = None;
+        for h in self.handles {
+            match h.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    first.get_or_insert(RunError::Transport(e));
+                }
+                Err(_) => {
+                    first.get_or_insert(RunError::WorkerPanicked);
+                }
+            }
+        }
+        let _ = self.agg.join();
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Per-second server progress: messages in and out.
+fn serve_progress(rx: Receiver<WorkerMsg>, workers: usize, print: bool) {
+    let mut done = 0;
+    let mut counters = crate::stats::Counters::default();
+    let mut last = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    while done < workers {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => {
+                counters.add_all(&m.snapshot.counters);
+                if m.last {
+                    done += 1;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if print && last.elapsed() >= INTERVAL {
+            let secs = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            let line = format!(
+                "{:>6.1}s  received {:>9.0}/s  sent {:>9.0}/s  retransmitted {}  unparseable {}",
+                start.elapsed().as_secs_f64(),
+                counters.get(Counter::MsgReceived) as f64 / secs,
+                counters.get(Counter::MsgSent) as f64 / secs,
+                counters.get(Counter::Retransmitted),
+                counters.get(Counter::Unparseable),
+            );
+            counters = crate::stats::Counters::default();
+            let mut err = std::io::stderr().lock();
+            let _ = if tty {
+                write!(err, "\r\x1b[2K{line}")
+            } else {
+                writeln!(err, "{line}")
+            };
+        }
+    }
+}
+
+/// `sipstorm serve`: run the built-in target until SIGINT/SIGTERM.
+pub fn serve_command(cfg: &ServeConfig) -> Result<(), RunError> {
+    let backend = resolve_backend(cfg.backend)?;
+    let signals = StopFlag::new();
+    signals.install_signals()?;
+    let servers = Servers::start(cfg, backend, !cfg.quiet, 0, false)?;
+    eprintln!(
+        "sipstorm serve: listening on udp {} with {} worker(s), {} backend, auth {}",
+        servers.addr,
+        cfg.workers,
+        backend,
+        if cfg.auth { "on" } else { "off" }
+    );
+    while signals.level() == StopFlag::RUN {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    servers.stop()?;
+    eprintln!("\nsipstorm serve: stopped");
+    Ok(())
+}
+
+/// `sipstorm run`: drive load, write the report, decide the exit code.
+pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
+    // Everything a user can get wrong is checked before the first socket.
+    for t in &cfg.thresholds {
+        crate::report::Threshold::parse(t)
+            .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
+    }
+    let users = Arc::new(
+        engine::UserSource::pattern(&cfg.user_pattern, &cfg.password_pattern)
+            .map_err(|e| RunError::Usage(format!("--user-pattern/--password-pattern: {e}")))?,
+    );
+    let backend = resolve_backend(cfg.backend)?;
+    let stop = StopFlag::new();
+    stop.install_signals()?;
+
+    let mut cfg = cfg.clone();
+    let mut embedded_targets: Vec<SocketAddr> = Vec::new();
+    let embedded = match cfg.target {
+        Some(_) => None,
+        None => {
+            let sc = ServeConfig {
+                listen: SocketAddr::new(cfg.local_ip, 0),
+                workers: cfg.workers,
+                realm: "sipstorm".into(),
+                auth: true,
+                password_pattern: cfg.password_pattern.clone(),
+                ring: Duration::ZERO,
+                busy_ratio: 0.0,
+                no_answer_ratio: 0.0,
+                backend,
+                quiet: true,
+                seed: cfg.seed ^ 0xC0FFEE,
+            };
+            let s = Servers::start(&sc, backend, false, 1, true)?;
+            embedded_targets = s.addrs.clone();
+            cfg.target = Some(s.addr);
+            if cfg.rate.is_none()
+                && cfg.concurrency.is_none()
+                && cfg.count.is_none()
+                && cfg.duration.is_none()
+            {
+                cfg.rate = Some(EMBEDDED_RATE);
+                cfg.duration = Some(EMBEDDED_DURATION);
+            }
+            if !cfg.quiet {
+                eprintln!(
+                    "sipstorm: embedded server on udp {}; {} at {}/s{}",
+                    s.addr,
+                    cfg.scenario.name(),
+                    cfg.rate.map_or("closed-loop".into(), |r| format!("{r}")),
+                    cfg.duration
+                        .map_or(String::new(), |d| format!(" for {d:?}")),
+                );
+            }
+            Some(s)
+        }
+    };
+    let target = cfg
+        .target
+        .ok_or_else(|| RunError::Usage("--target is required".into()))?;
+    if cfg.rate.is_none() && cfg.concurrency.is_none() {
+        // SIPp's habit: a modest default rate rather than an unbounded loop.
+        cfg.rate = Some(10.0);
+    }
+    let fleet = Fleet {
+        workers: cfg.workers,
+        local_ip: cfg.local_ip,
+        backend,
+        rate: cfg.rate,
+        concurrency: cfg.concurrency,
+        count: cfg.count,
+        duration: cfg.duration,
+        hold: cfg.hold,
+        seed: cfg.seed,
+        drain: cfg.drain,
+        quiet: cfg.quiet,
+    };
+    let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
+    let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
+    let make = move |i: usize, local: SocketAddr, now: Instant| {
+        // Embedded: client worker i talks to server worker i.
+        let target = embedded_targets.get(i % embedded_targets.len().max(1)).copied().unwrap_or(target);
+        let mut cc = engine::ClientConfig::new(engine_scenario(scenario), target, local);
+        cc.users = users.clone();
+        cc.user_offset = i;
+        cc.user_stride = workers;
+        cc.cancel_ratio = cancel_ratio;
+        cc.expires = expires;
+        cc.timers = timers;
+        cc.seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        EngineClient::new(Endpoint::client(cc, now), scenario)
+    };
+    let result = run_clients(&fleet, make, &stop);
+    let server_result = embedded.map(Servers::stop);
+    let r = result?;
+    if let Some(Err(e)) = server_result {
+        return Err(e);
+    }
+    let out = cfg
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(r.started_at, cfg.scenario));
+    let info = crate::report::RunInfo::new(
+        cfg.scenario.name(),
+        cfg.rate,
+        cfg.to_json(),
+        r.started_at,
+        r.elapsed,
+    );
+    let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
+        .map_err(|e| RunError::Report(e.to_string()))?;
+    println!("{}", crate::report::render_summary(&report));
+    let failed_thresholds = crate::report::check_thresholds(&report, &cfg.thresholds)
+        .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
+    for f in &failed_thresholds {
+        eprintln!("sipstorm: threshold failed: {f}");
+    }
+    let c = r.collected.aggregate.counters();
+    let attempts = c.attempts();
+    let failures = c.failures();
+    let unfinished = attempts.saturating_sub(
+        c.get(Counter::RegisterSucceeded)
+            + c.get(Counter::CallCompleted)
+            + c.get(Counter::CallCancelled)
+            + c.get(Counter::OptionsSucceeded)
+            + failures
+            + c.get(Counter::CallRedirected),
+    );
+    eprintln!("sipstorm: report written to {}", out.display());
+    let interrupted = stop.level() > StopFlag::RUN;
+    Ok(RunOutcome {
+        all_ok: failures == 0
+            && (unfinished == 0 || interrupted)
+            && failed_thresholds.is_empty()
+            && attempts > 0,
+        out,
+        failed_thresholds,
+    })
+}
+
+fn report_err(e: crate::report::ReportError) -> RunError {
+    if e.is_usage() {
+        RunError::Usage(e.to_string())
+    } else {
+        RunError::Report(e.to_string())
+    }
+}
+
+/// `sipstorm report DIR`.
+pub fn report_command(dir: &std::path::Path) -> Result<bool, RunError> {
+    crate::report::render_dir(dir).map_err(report_err)?;
+    eprintln!("sipstorm: re-rendered {}", dir.display());
+    Ok(true)
+}
+
+/// `sipstorm compare BASE NEW`: prints the table; false when a threshold failed.
+pub fn compare_command(
+    base: &std::path::Path,
+    new: &std::path::Path,
+    thresholds: &[String],
+) -> Result<bool, RunError> {
+    let o = crate::report::compare(base, new, thresholds).map_err(report_err)?;
+    println!("{}", o.table);
+    for f in &o.failed {
+        eprintln!("sipstorm: threshold failed: {f}");
+    }
+    Ok(o.failed.is_empty())
+}
+
+/// `sipstorm merge OUT IN...`.
+pub fn merge_command(
+    out: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+) -> Result<bool, RunError> {
+    let r = crate::report::merge(out, inputs).map_err(report_err)?;
+    println!("{}", crate::report::render_summary(&r));
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,15 +1515,17 @@ mod tests {
         fn shutdown(&mut self, _now: Instant) {
             self.open.clear();
         }
-        fn record((intended, started, finished): Self::Event, stats: &mut WorkerStats) {
-            stats.count(Counter::OptionsAttempted, 1);
+        fn record(&mut self, (intended, started, finished): Self::Event, stats: &mut WorkerStats) {
             stats.count(Counter::OptionsSucceeded, 1);
             stats.record(Metric::OptionsRtt, finished - started, finished - intended);
+        }
+        fn attempt_counter(&self) -> Counter {
+            Counter::OptionsAttempted
         }
     }
 
     impl LoadServer for Echo {
-        fn record(_: (), _: &mut WorkerStats) {}
+        fn record(&mut self, _: (), _: &mut WorkerStats) {}
     }
 
     fn fleet_vs_echo(backend: Backend, workers: usize) {
@@ -877,5 +1654,58 @@ mod tests {
             h.join().unwrap().unwrap();
         }
         drop(srx);
+    }
+
+    /// Not a test: the transport's datagram round-trip capacity, one client
+    /// worker against one echo worker, closed loop. Run with
+    /// `cargo test --release --lib transport_capacity -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn transport_capacity() {
+        for backend in [Backend::Uring, Backend::Epoll] {
+            if backend.resolve().is_err() {
+                continue;
+            }
+            let stop = StopFlag::new();
+            let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+            let (stx, srx) = bounded(16);
+            let servers =
+                spawn_servers(socks, backend, |_, _| Echo::default(), Instant::now(), stx, stop.clone(), 1)
+                    .unwrap();
+            let fleet = Fleet {
+                workers: 1,
+                local_ip: "127.0.0.1".parse().unwrap(),
+                backend,
+                rate: None,
+                concurrency: Some(512),
+                count: None,
+                duration: Some(Duration::from_secs(3)),
+                hold: Hold::Fixed(Duration::ZERO),
+                seed: 1,
+                drain: Duration::from_secs(2),
+                quiet: true,
+            };
+            let make = move |_, _, _| PingClient {
+                target: addr,
+                next: 0,
+                open: HashMap::new(),
+                out: VecDeque::new(),
+                events: VecDeque::new(),
+            };
+            let r = run_clients(&fleet, make, &StopFlag::new()).unwrap();
+            stop.set(StopFlag::DRAIN);
+            for h in servers {
+                h.join().unwrap().unwrap();
+            }
+            drop(srx);
+            let n = r.collected.aggregate.counters().get(Counter::OptionsSucceeded);
+            let io = r.collected.io[0];
+            println!(
+                "{backend}: {:.0} round trips/s ({n} in {:?}), {:.1} datagrams per loop turn",
+                n as f64 / r.elapsed.as_secs_f64(),
+                r.elapsed,
+                (io.datagrams_received + io.datagrams_sent) as f64 / io.turns.max(1) as f64
+            );
+        }
     }
 }

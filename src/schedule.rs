@@ -45,7 +45,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ScheduleError> {
         _ => return Err(bad()),
     };
     let secs = v * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(bad());
     }
     Ok(Duration::from_secs_f64(secs))
@@ -134,7 +134,7 @@ impl Hold {
             ("lognormal", 2) => {
                 let median = dur(0)?;
                 let sigma: f64 = parts[1].parse().map_err(|_| bad())?;
-                if !(sigma.is_finite() && sigma >= 0.0 && sigma <= 10.0) {
+                if !(sigma.is_finite() && (0.0..=10.0).contains(&sigma)) {
                     return Err(ScheduleError::BadHoldParam(
                         s.to_string(),
                         "sigma must be between 0 and 10",

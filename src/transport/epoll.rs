@@ -263,7 +263,7 @@ fn receive<W: Worker>(
         let n = usize::try_from(rc).unwrap_or(0);
         for i in 0..n {
             let h = &rx.hdrs[i];
-            let clen = (h.msg_hdr.msg_controllen as usize).min(CONTROL_LEN);
+            let clen = h.msg_hdr.msg_controllen.min(CONTROL_LEN);
             super::note_drops(io, super::rxq_ovfl(&rx.controls[i][..clen]));
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 io.truncated += 1;

@@ -371,7 +371,7 @@ pub(crate) fn rxq_ovfl(control: &[u8]) -> Option<u32> {
                 .cast::<libc::cmsghdr>()
                 .read_unaligned()
         };
-        let len = usize::try_from(cmsg.cmsg_len).ok()?;
+        let len = cmsg.cmsg_len;
         if len < hdr || off + len > control.len() {
             return None;
         }

@@ -91,12 +91,12 @@ impl SansIo for Pinger {
             .ok()
             .and_then(|s| s.strip_prefix("ping "))
             .and_then(|s| s.parse::<usize>().ok());
-        if let Some(slot) = seq.and_then(|i| self.seen.get_mut(i)) {
-            if !*slot {
-                *slot = true;
-                self.received += 1;
-                self.events.push_back(self.received);
-            }
+        if let Some(slot) = seq.and_then(|i| self.seen.get_mut(i))
+            && !*slot
+        {
+            *slot = true;
+            self.received += 1;
+            self.events.push_back(self.received);
         }
     }
     fn handle_timeout(&mut self, now: Instant) {

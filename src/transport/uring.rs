@@ -281,17 +281,17 @@ impl Loop {
                 };
                 if res > 0 {
                     let len = usize::try_from(res).unwrap_or(0);
-                    if let Some(data) = self.bufs.get(bid, len) {
-                        if let Ok(out) = RecvMsgOut::parse(data, &self.recv_msg) {
-                            super::note_drops(&mut self.io, super::rxq_ovfl(out.control_data()));
-                            if out.is_payload_truncated() {
-                                self.io.truncated += 1;
-                            } else if let Some(from) = super::sockaddr_to(out.name_data()) {
-                                let payload = out.payload_data();
-                                self.io.datagrams_received += 1;
-                                self.io.bytes_received += payload.len() as u64;
-                                worker.handle(now, from, payload);
-                            }
+                    if let Some(data) = self.bufs.get(bid, len)
+                        && let Ok(out) = RecvMsgOut::parse(data, &self.recv_msg)
+                    {
+                        super::note_drops(&mut self.io, super::rxq_ovfl(out.control_data()));
+                        if out.is_payload_truncated() {
+                            self.io.truncated += 1;
+                        } else if let Some(from) = super::sockaddr_to(out.name_data()) {
+                            let payload = out.payload_data();
+                            self.io.datagrams_received += 1;
+                            self.io.bytes_received += payload.len() as u64;
+                            worker.handle(now, from, payload);
                         }
                     }
                 }

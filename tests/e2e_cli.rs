@@ -1,0 +1,66 @@
+//! Errors a user can make: one clear line naming the flag, exit code 2 for
+//! usage and configuration, 3 for fatal runtime problems, never a backtrace.
+
+mod e2e_common;
+use e2e_common::*;
+
+fn check(args: &[&str], code: i32, needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {}", show(&o));
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr should mention {needle:?}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_name_the_flag_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--rate", "-5"], "--rate"),
+        (&["run", "--rate", "fast"], "--rate"),
+        (&["run", "--duration", "soon"], "--duration"),
+        (&["run", "--hold", "uniform(5s,1s)"], "--hold"),
+        (&["run", "--cancel-ratio", "2"], "--cancel-ratio"),
+        (&["run", "--scenario", "dance"], "--scenario"),
+        (&["run", "--workers", "0"], "--workers"),
+        (&["run", "--target", "localhost"], "--target"),
+        (
+            &["run", "--target", "no-such-host.invalid:5060"],
+            "--target",
+        ),
+        (&["run", "--backend", "kqueue"], "--backend"),
+        (&["run", "--threshold", "nonsense"], "--threshold"),
+        (
+            &["run", "--profile", "/nonexistent/profile.toml"],
+            "profile",
+        ),
+        (&["run", "--bogus-flag"], "--bogus-flag"),
+        (&["serve", "--auth", "maybe"], "--auth"),
+        (&["serve", "--listen", "not-an-address"], "--listen"),
+        (&["search"], "not implemented"),
+        (&["report", "/nonexistent/dir"], "/nonexistent/dir"),
+    ];
+    for (args, needle) in cases {
+        check(args, 2, needle);
+    }
+}
+
+#[test]
+fn port_in_use_is_exit_3() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    check(&["serve", "--listen", &addr, "--workers", "1"], 3, &addr);
+}
+
+#[test]
+fn help_and_version_succeed() {
+    for args in [&["--help"][..], &["--version"], &["run", "--help"]] {
+        let o = bin().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    }
+}

@@ -1,0 +1,173 @@
+//! `run` against `serve` over real loopback sockets: each scenario, both
+//! backends, several workers; SIGINT; the embedded default. Short and small.
+
+mod e2e_common;
+use e2e_common::*;
+
+use std::time::{Duration, Instant};
+
+fn backends() -> Vec<&'static str> {
+    if uring_ok() {
+        vec!["uring", "epoll"]
+    } else {
+        vec!["epoll"]
+    }
+}
+
+fn run_against(
+    server: &Server,
+    backend: &str,
+    scenario: &str,
+    count: u32,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = tmpdir(scenario);
+    let o = bin()
+        .args([
+            "run",
+            "--target",
+            &server.addr,
+            "--scenario",
+            scenario,
+            "--backend",
+            backend,
+        ])
+        .args([
+            "--rate",
+            "400",
+            "--count",
+            &count.to_string(),
+            "--workers",
+            "2",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{scenario}/{backend}: {}",
+        show(&o)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(!stdout.trim().is_empty(), "summary printed");
+    for f in [
+        "report.json",
+        "summary.txt",
+        "report.html",
+        "intervals.hlog",
+    ] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    report(&out)
+}
+
+#[test]
+fn register_call_options_on_both_backends_with_two_workers() {
+    for backend in backends() {
+        let server = Server::start(backend, 2, &[]);
+        let r = run_against(&server, backend, "register", 60, &[]);
+        assert_eq!(r["totals"]["register"]["attempted"], 60, "{backend}: {r}");
+        assert_eq!(r["totals"]["register"]["succeeded"], 60, "{backend}");
+        assert!(
+            r["rfc6076"]["rrd_ms"]["count"].as_u64() == Some(60),
+            "{backend}: {}",
+            r["rfc6076"]
+        );
+
+        let r = run_against(&server, backend, "call", 40, &["--hold", "100ms"]);
+        assert_eq!(r["totals"]["call"]["attempted"], 40, "{backend}: {r}");
+        assert_eq!(r["totals"]["call"]["completed"], 40, "{backend}");
+        assert_eq!(r["totals"]["call"]["failed"], 0, "{backend}");
+
+        let r = run_against(&server, backend, "options", 50, &[]);
+        assert_eq!(r["totals"]["options"]["attempted"], 50, "{backend}: {r}");
+        server.stop();
+    }
+}
+
+#[test]
+fn failures_make_exit_code_1() {
+    let server = Server::start("epoll", 1, &["--busy-ratio", "1"]);
+    let out = tmpdir("busy");
+    let o = bin()
+        .args([
+            "run",
+            "--target",
+            &server.addr,
+            "--scenario",
+            "call",
+            "--rate",
+            "100",
+            "--count",
+            "10",
+        ])
+        .args(["--workers", "1", "--quiet", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let r = report(&out);
+    assert_eq!(r["totals"]["call"]["failed"], 10, "{r}");
+    assert_eq!(r["responses"]["486"], 10, "{}", r["responses"]);
+    server.stop();
+}
+
+#[test]
+fn sigint_drains_and_writes_the_report() {
+    let out = tmpdir("sigint");
+    let child = bin()
+        .args([
+            "run",
+            "--scenario",
+            "call",
+            "--rate",
+            "200",
+            "--duration",
+            "60s",
+            "--workers",
+            "2",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "stopped in bounded time"
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
+    let r = report(&out);
+    let attempted = r["totals"]["call"]["attempted"].as_u64().unwrap();
+    assert!(attempted > 50 && attempted < 2000, "{attempted}");
+}
+
+#[test]
+fn embedded_default_runs_with_no_arguments() {
+    // `sipstorm run` alone: embedded server, default load, report under
+    // results/ of the working directory.
+    let dir = tmpdir("embedded");
+    let o = bin()
+        .arg("run")
+        .arg("--quiet")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let results: Vec<_> = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(results.len(), 1);
+    let r = report(&results[0].path());
+    let completed = r["totals"]["call"]["completed"].as_u64().unwrap();
+    assert!(completed > 1000, "{completed}");
+}
