@@ -491,8 +491,12 @@ pub struct ServerConfig {
     pub max_call: Duration,
     /// RFC 3261 timer bases.
     pub timers: Timers,
-    /// Seed of tags, nonces and random choices.
+    /// Seed of tags and random choices; its low byte is the nonce stream,
+    /// so give each worker its own.
     pub seed: u64,
+    /// Seed of the nonce secret: the same for every worker of one server so
+    /// a nonce minted by one worker verifies on another.
+    pub nonce_seed: u64,
     /// SDP answer body; empty = a built-in PCMU answer.
     pub sdp: Vec<u8>,
 }
@@ -517,6 +521,7 @@ impl Default for ServerConfig {
             max_call: Duration::from_secs(3600),
             timers: Timers::default(),
             seed: 2,
+            nonce_seed: 0x5eed_5eed,
             sdp: Vec::new(),
         }
     }
