@@ -175,8 +175,8 @@ impl UserSource {
                     return Err(ConfigError::TwoRanges(user_pat.into()));
                 }
                 (
-                    user_pat[..open].as_bytes(),
-                    user_pat[close + 1..].as_bytes(),
+                    &user_pat.as_bytes()[..open],
+                    &user_pat.as_bytes()[close + 1..],
                     s,
                     e - s + 1,
                     a.len(),
@@ -355,7 +355,7 @@ fn parse_pw(pw_pat: &str) -> Result<Box<[PwPart]>, ConfigError> {
     let mut rest = pw_pat;
     while let Some(open) = rest.find('{') {
         if open > 0 {
-            pw.push(PwPart::Lit(rest[..open].as_bytes().into()));
+            pw.push(PwPart::Lit(rest.as_bytes()[..open].into()));
         }
         let close = rest[open..]
             .find('}')
@@ -478,6 +478,8 @@ pub struct ServerConfig {
     /// Fraction of calls that ring and are never answered (until CANCEL or
     /// `no_answer_timeout`, then 480).
     pub no_answer_ratio: f64,
+    /// Digest algorithm offered in challenges.
+    pub algorithm: crate::auth::Algorithm,
     /// How long a nonce is fresh; afterwards credentials get `stale=true`.
     pub nonce_lifetime: Duration,
     /// Smallest registration lifetime accepted; shorter ones get 423 (RFC 3261 §10.3 step 7).
@@ -514,6 +516,7 @@ impl Default for ServerConfig {
             ring: Duration::ZERO,
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,
+            algorithm: crate::auth::Algorithm::Md5,
             nonce_lifetime: Duration::from_secs(300),
             min_expires: 60,
             max_expires: 7200,

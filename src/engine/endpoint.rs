@@ -8,11 +8,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::SansIo;
 use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
 use super::util::{IdHash, Rng, Slab, hash_bytes, hex16, mix};
 use super::wheel::Wheel;
-use super::SansIo;
 use crate::auth::NonceMint;
 use crate::sip::{self, Message, Method};
 
@@ -24,6 +24,7 @@ pub(super) const NONE: u32 = u32::MAX;
 /// Completed state (Timer J) is kept as a compact absorber record instead of
 /// a slab entry, see [`Endpoint::absorb_add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(clippy::enum_variant_names)]
 pub(super) enum TxKind {
     #[default]
     ClientInvite,
@@ -359,8 +360,16 @@ impl Endpoint {
         contact_self.push(b'>');
         let mut domain_uri = b"sip:".to_vec();
         domain_uri.extend_from_slice(&domain);
-        let sdp_offer = if sdp.is_empty() { default_sdp(&local, true) } else { sdp.to_vec() };
-        let sdp_answer = if sdp.is_empty() { default_sdp(&local, false) } else { sdp.to_vec() };
+        let sdp_offer = if sdp.is_empty() {
+            default_sdp(&local, true)
+        } else {
+            sdp.to_vec()
+        };
+        let sdp_answer = if sdp.is_empty() {
+            default_sdp(&local, false)
+        } else {
+            sdp.to_vec()
+        };
         let id_seed = rng.next_u64();
         let hseed = rng.next_u64();
         Endpoint {
@@ -566,7 +575,11 @@ impl Endpoint {
     /// Server transaction key (§17.2.3): branch + sent-by + method, with
     /// ACK folded into INVITE.
     pub(super) fn skey(&self, via: &sip::Via<'_>, m: MethodKind) -> u64 {
-        let class = if m == MethodKind::Ack { MethodKind::Invite } else { m };
+        let class = if m == MethodKind::Ack {
+            MethodKind::Invite
+        } else {
+            m
+        };
         let b = self.h(via.branch.unwrap_or(b""));
         let sb = self.h(via.host) ^ u64::from(via.port.unwrap_or(5060));
         mix(mix(b, sb), class as u64)
@@ -631,11 +644,11 @@ impl Endpoint {
         self.wheel.insert(at, pack(kind, idx, generation));
     }
     pub(super) fn arm_txn(&mut self, now: Instant, after: Duration, kind: u8, ti: u32) {
-        let g = self.txns.gen(ti);
+        let g = self.txns.generation(ti);
         self.arm(now + after, kind, ti, g);
     }
     pub(super) fn arm_sess(&mut self, at: Instant, kind: u8, si: u32) {
-        let g = self.sess.gen(si);
+        let g = self.sess.generation(si);
         self.arm(at, kind, si, g);
     }
 
@@ -643,7 +656,7 @@ impl Endpoint {
         let (kind, g, idx) = unpack(v);
         match kind {
             tk::TX_RTX | tk::TX_TIMEOUT | tk::TX_LINGER => {
-                if self.txns.get(idx).is_none() || self.txns.gen(idx) & 0x00ff_ffff != g {
+                if self.txns.get(idx).is_none() || self.txns.generation(idx) & 0x00ff_ffff != g {
                     return;
                 }
                 match kind {
@@ -653,12 +666,12 @@ impl Endpoint {
                 }
             }
             tk::AOR_EXPIRE => {
-                if self.aors.get(idx).is_some() && self.aors.gen(idx) & 0x00ff_ffff == g {
+                if self.aors.get(idx).is_some() && self.aors.generation(idx) & 0x00ff_ffff == g {
                     self.aor_expire(now, idx);
                 }
             }
             _ => {
-                if self.sess.get(idx).is_none() || self.sess.gen(idx) & 0x00ff_ffff != g {
+                if self.sess.get(idx).is_none() || self.sess.generation(idx) & 0x00ff_ffff != g {
                     return;
                 }
                 self.sess_timer(now, kind, idx);
@@ -681,7 +694,7 @@ impl Endpoint {
         owner: u32,
         msg: Vec<u8>,
     ) -> (u32, u32) {
-        let owner_gen = self.sess.gen(owner);
+        let owner_gen = self.sess.generation(owner);
         let sent_ns = self.ns(now);
         let (ti, g, t) = self.txns.insert();
         t.kind = kind;
@@ -727,7 +740,9 @@ impl Endpoint {
 
     fn txn_retransmit(&mut self, now: Instant, ti: u32) {
         let t2 = self.t.t2.as_millis() as u64;
-        let Some(t) = self.txns.get_mut(ti) else { return };
+        let Some(t) = self.txns.get_mut(ti) else {
+            return;
+        };
         let next = match (t.kind, t.state) {
             // Timer A: doubles without cap (§17.1.1.2).
             (TxKind::ClientInvite, TxState::Calling) => t.interval_ms * 2,
@@ -755,7 +770,7 @@ impl Endpoint {
             | (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding) => {
                 self.counters.timeouts += 1;
                 self.txn_free(ti);
-                if self.sess.gen(owner) == owner_gen && self.sess.get(owner).is_some() {
+                if self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some() {
                     self.on_txn_timeout(now, owner, ti);
                 }
             }
@@ -764,7 +779,7 @@ impl Endpoint {
                 self.counters.ack_timeouts += 1;
                 self.txn_free(ti);
                 if state == TxState::Accepted
-                    && self.sess.gen(owner) == owner_gen
+                    && self.sess.generation(owner) == owner_gen
                     && self.sess.get(owner).is_some_and(|s| s.st == St::Answered)
                 {
                     self.sess_free(owner);
@@ -792,7 +807,9 @@ impl Endpoint {
         } else {
             (self.t.t4, &mut self.fifo_k)
         };
-        let exp = (now + life).saturating_duration_since(self.epoch).as_nanos() as u64;
+        let exp = (now + life)
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64;
         fifo.push_back((exp, key));
         self.absorb.insert(key, code);
     }
@@ -828,9 +845,12 @@ impl Endpoint {
             self.dlg.remove(&key);
         }
         if txn != NONE
-            && self.txns.gen(txn) == txn_gen
+            && self.txns.generation(txn) == txn_gen
             && let Some(t) = self.txns.get(txn)
-            && matches!(t.state, TxState::Calling | TxState::Proceeding | TxState::Accepted)
+            && matches!(
+                t.state,
+                TxState::Calling | TxState::Proceeding | TxState::Accepted
+            )
         {
             self.txn_free(txn);
         }
@@ -874,15 +894,24 @@ impl Endpoint {
             }
             return;
         };
-        let Some(t) = self.txns.get_mut(ti) else { return };
-        if (200..700).contains(&code) && !matches!(t.state, TxState::Completed) {
-            if let Some(c) = self.counters.responses.get_mut(code as usize) {
-                *c += 1;
-            }
+        let Some(t) = self.txns.get_mut(ti) else {
+            return;
+        };
+        if (200..700).contains(&code)
+            && !matches!(t.state, TxState::Completed)
+            && let Some(c) = self.counters.responses.get_mut(code as usize)
+        {
+            *c += 1;
         }
-        let (kind, state, owner, owner_gen, sent_ns, rtx) =
-            (t.kind, t.state, t.owner, t.owner_gen, t.sent_ns, t.retransmitted);
-        let owner_ok = self.sess.gen(owner) == owner_gen && self.sess.get(owner).is_some();
+        let (kind, state, owner, owner_gen, sent_ns, rtx) = (
+            t.kind,
+            t.state,
+            t.owner,
+            t.owner_gen,
+            t.sent_ns,
+            t.retransmitted,
+        );
+        let owner_ok = self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some();
         if code >= 200 && self.rtt_events && !rtx && state != TxState::Completed {
             let rtt = Duration::from_nanos(self.ns(now).saturating_sub(sent_ns));
             self.emit(Event::TransactionRtt { method: m, rtt });

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::config::Scenario;
 use super::endpoint::{
-    Endpoint, F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED,
-    F_SETUP, F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of,
-    strip_angle, tk,
+    Endpoint, F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED, F_SETUP,
+    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, strip_angle, tk,
 };
 use super::event::{Event, MethodKind, Outcome};
 use super::util::{dec, hex16, mix};
@@ -236,10 +235,7 @@ impl Endpoint {
                 b.header_parts(b"To", &[b"<", s.get(s.to_uri), b">"]);
             }
             Req::Ack2xx | Req::Bye => {
-                b.header_parts(
-                    b"To",
-                    &[b"<", s.get(s.to_uri), b">;tag=", s.get(s.rtag)],
-                );
+                b.header_parts(b"To", &[b"<", s.get(s.to_uri), b">;tag=", s.get(s.rtag)]);
             }
             Req::Register(_) => {
                 b.header_parts(b"To", &[b"<sip:", s1, b"@", &k.domain, b">"]);
@@ -256,23 +252,28 @@ impl Endpoint {
         if let Req::Register(e) = req {
             b.header_u32(b"Expires", e);
         }
-        if matches!(req, Req::Invite | Req::Register(_)) && !s.chal.is_empty() {
-            if let Ok(chal) = auth::parse_challenge(&s.chal) {
-                s2.clear();
-                cc.users.write_password(s.user as usize, s2);
-                let ha1 = auth::Ha1::from_challenge(&chal, s1, s2);
-                s3.clear();
-                let body: &[u8] = if req == Req::Invite { &k.sdp_offer } else { b"" };
-                if auth::write_authorization(s3, &chal, s1, &ha1, mname, ruri, body, s.nc, &cnonce)
-                    .is_ok()
-                {
-                    let name: &[u8] = if s.chal_proxy {
-                        b"Proxy-Authorization"
-                    } else {
-                        b"Authorization"
-                    };
-                    b.header(name, s3);
-                }
+        if matches!(req, Req::Invite | Req::Register(_))
+            && !s.chal.is_empty()
+            && let Ok(chal) = auth::parse_challenge(&s.chal)
+        {
+            s2.clear();
+            cc.users.write_password(s.user as usize, s2);
+            let ha1 = auth::Ha1::from_challenge(&chal, s1, s2);
+            s3.clear();
+            let body: &[u8] = if req == Req::Invite {
+                &k.sdp_offer
+            } else {
+                b""
+            };
+            if auth::write_authorization(s3, &chal, s1, &ha1, mname, ruri, body, s.nc, &cnonce)
+                .is_ok()
+            {
+                let name: &[u8] = if s.chal_proxy {
+                    b"Proxy-Authorization"
+                } else {
+                    b"Authorization"
+                };
+                b.header(name, s3);
             }
         }
         b.header(b"User-Agent", b"sipstorm");
@@ -287,15 +288,23 @@ impl Endpoint {
     /// §17.1.1.3: the ACK for a non-2xx final response, built from the
     /// INVITE kept in the transaction (Request-URI, top Via, From, Call-ID,
     /// CSeq number, Route) and the response's To.
-    pub(super) fn build_ack_failure(&mut self, ti: u32, _owner: u32, resp: &Message<'_>) -> Vec<u8> {
+    pub(super) fn build_ack_failure(
+        &mut self,
+        ti: u32,
+        _owner: u32,
+        resp: &Message<'_>,
+    ) -> Vec<u8> {
         let mut out = self.take_buf();
-        let Some(t) = self.txns.get_mut(ti) else { return out };
+        let Some(t) = self.txns.get_mut(ti) else {
+            return out;
+        };
         let inv = std::mem::take(&mut t.msg);
         if let Ok(req) = sip::parse(&inv) {
             let mut nb = [0u8; 20];
             let seq = req.cseq().map_or(1, |c| c.seq);
             let cs = dec(u64::from(seq), &mut nb);
-            let mut b = Builder::request(&mut out, &Method::Ack, req.uri().unwrap_or(b"sip:invalid"));
+            let mut b =
+                Builder::request(&mut out, &Method::Ack, req.uri().unwrap_or(b"sip:invalid"));
             if let Some(v) = req.top_via() {
                 b.header(b"Via", v.raw);
             }
@@ -328,10 +337,7 @@ impl Endpoint {
         let call_id = self.new_id();
         let tag = self.new_id();
         let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let cancel = self
-            .cc
-            .as_ref()
-            .map_or(0.0, |c| c.cancel_ratio);
+        let cancel = self.cc.as_ref().map_or(0.0, |c| c.cancel_ratio);
         let cancel = self.rng.chance(cancel);
         let (target, ring_timeout) = match &self.cc {
             Some(c) => (c.target, c.ring_timeout),
@@ -341,9 +347,9 @@ impl Endpoint {
         self.s1.clear();
         self.s1.extend_from_slice(b"sip:");
         match (callee, &self.cc) {
-            (Callee::Fixed, Some(c)) => {
-                self.s1.extend_from_slice(c.callee.as_deref().unwrap_or("service").as_bytes())
-            }
+            (Callee::Fixed, Some(c)) => self
+                .s1
+                .extend_from_slice(c.callee.as_deref().unwrap_or("service").as_bytes()),
             (Callee::User(u), Some(c)) => c.users.write_name(u as usize, &mut self.s1),
             _ => {}
         }
@@ -382,7 +388,9 @@ impl Endpoint {
 
     fn send_invite(&mut self, now: Instant, si: u32) {
         let branch = self.new_id();
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         s.inv_branch = branch;
         s.inv_cseq = s.cseq;
         if !s.chal.is_empty() {
@@ -392,7 +400,15 @@ impl Endpoint {
         let Some(dest) = dest else { return };
         let msg = self.build_req(si, Req::Invite, branch, cseq);
         let key = self.ckey(&branch_text(branch), MethodKind::Invite);
-        let (ti, g) = self.client_txn(now, TxKind::ClientInvite, MethodKind::Invite, key, dest, si, msg);
+        let (ti, g) = self.client_txn(
+            now,
+            TxKind::ClientInvite,
+            MethodKind::Invite,
+            key,
+            dest,
+            si,
+            msg,
+        );
         if let Some(s) = self.sess.get_mut(si) {
             s.txn = ti;
             s.txn_gen = g;
@@ -402,7 +418,9 @@ impl Endpoint {
     /// CANCEL (§9.1): only after a provisional response, same branch and
     /// CSeq number as the INVITE, its own non-INVITE transaction.
     fn send_cancel(&mut self, now: Instant, si: u32) {
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         if s.st != St::Inviting || s.flags & F_PROV == 0 || s.flags & F_CANCEL_SENT != 0 {
             return;
         }
@@ -411,7 +429,15 @@ impl Endpoint {
         let Some(dest) = dest else { return };
         let msg = self.build_req(si, Req::Cancel, branch, cseq);
         let key = self.ckey(&branch_text(branch), MethodKind::Cancel);
-        let (ti, _) = self.client_txn(now, TxKind::ClientNonInvite, MethodKind::Cancel, key, dest, si, msg);
+        let (ti, _) = self.client_txn(
+            now,
+            TxKind::ClientNonInvite,
+            MethodKind::Cancel,
+            key,
+            dest,
+            si,
+            msg,
+        );
         if let Some(s) = self.sess.get_mut(si) {
             s.cancel_txn = ti;
         }
@@ -422,7 +448,9 @@ impl Endpoint {
     fn send_bye(&mut self, now: Instant, si: u32) {
         let branch = self.new_id();
         let bye_ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         s.cseq += 1;
         s.st = St::Byeing;
         s.bye_ns = bye_ns;
@@ -430,7 +458,15 @@ impl Endpoint {
         let Some(dest) = dest else { return };
         let msg = self.build_req(si, Req::Bye, branch, cseq);
         let key = self.ckey(&branch_text(branch), MethodKind::Bye);
-        self.client_txn(now, TxKind::ClientNonInvite, MethodKind::Bye, key, dest, si, msg);
+        self.client_txn(
+            now,
+            TxKind::ClientNonInvite,
+            MethodKind::Bye,
+            key,
+            dest,
+            si,
+            msg,
+        );
     }
 
     fn send_ack_2xx(&mut self, si: u32) {
@@ -442,9 +478,17 @@ impl Endpoint {
         self.send(dest, msg);
     }
 
-    pub(super) fn uac_invite_provisional(&mut self, now: Instant, si: u32, code: u16, _msg: &Message<'_>) {
+    pub(super) fn uac_invite_provisional(
+        &mut self,
+        now: Instant,
+        si: u32,
+        code: u16,
+        _msg: &Message<'_>,
+    ) {
         let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         if s.kind != Kind::UacCall || s.st != St::Inviting {
             return;
         }
@@ -465,9 +509,17 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn uac_invite_2xx(&mut self, now: Instant, from: SocketAddr, si: u32, msg: &Message<'_>) {
+    pub(super) fn uac_invite_2xx(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        si: u32,
+        msg: &Message<'_>,
+    ) {
         let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         if s.kind != Kind::UacCall || s.st != St::Inviting {
             return;
         }
@@ -549,8 +601,16 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn uac_invite_failure(&mut self, now: Instant, si: u32, code: u16, msg: &Message<'_>) {
-        let Some(s) = self.sess.get_mut(si) else { return };
+    pub(super) fn uac_invite_failure(
+        &mut self,
+        now: Instant,
+        si: u32,
+        code: u16,
+        msg: &Message<'_>,
+    ) {
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         if s.kind != Kind::UacCall || s.st != St::Inviting {
             return;
         }
@@ -558,7 +618,11 @@ impl Endpoint {
         let cancelled = s.flags & F_CANCEL_SENT != 0;
         let timed_out = s.flags & F_TIMED_OUT != 0;
         if (code == 401 || code == 407) && s.auth_tries == 0 && !cancelled && !self.shutting {
-            let ch = if code == 407 { msg.proxy_authenticate() } else { msg.www_authenticate() };
+            let ch = if code == 407 {
+                msg.proxy_authenticate()
+            } else {
+                msg.www_authenticate()
+            };
             if let Some(ch) = ch
                 && auth::parse_challenge(ch).is_ok()
             {
@@ -625,6 +689,11 @@ impl Endpoint {
         self.attempts = self.attempts.saturating_sub(1);
     }
 
+    /// The far end sent BYE on an established call.
+    pub(super) fn remote_bye(&mut self, now: Instant, si: u32) {
+        self.call_done(now, si, Outcome::Success, None);
+    }
+
     /// Final response to a client non-INVITE transaction of session `si`.
     pub(super) fn uac_final(
         &mut self,
@@ -639,7 +708,11 @@ impl Endpoint {
         match (s.kind, m) {
             (Kind::UacCall, MethodKind::Bye) => {
                 let outcome = if s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 {
-                    if s.flags & F_TIMED_OUT != 0 { Outcome::Timeout } else { Outcome::Cancelled }
+                    if s.flags & F_TIMED_OUT != 0 {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::Cancelled
+                    }
                 } else if (200..300).contains(&code) {
                     Outcome::Success
                 } else {
@@ -676,7 +749,9 @@ impl Endpoint {
 
     /// Session timers of the UAC side; UAS ones go to `uas_timer`.
     pub(super) fn sess_timer(&mut self, now: Instant, kind: u8, si: u32) {
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         match (s.kind, s.st, kind) {
             (Kind::UacCall, St::Confirmed, tk::S_HOLD) => self.send_bye(now, si),
             (Kind::UacCall, St::Inviting, tk::S_GUARD) => {
@@ -688,7 +763,11 @@ impl Endpoint {
             }
             (Kind::UacCall, St::Inviting, tk::S_CANCEL_GUARD) => {
                 // §9.1: no final response 64·T1 after CANCEL: give up.
-                let o = if s.flags & F_TIMED_OUT != 0 { Outcome::Timeout } else { Outcome::Cancelled };
+                let o = if s.flags & F_TIMED_OUT != 0 {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Cancelled
+                };
                 self.call_done(now, si, o, None);
             }
             (Kind::UacReg, St::Registered, tk::S_HOLD) => self.unregister(now, si),
@@ -705,7 +784,14 @@ impl Endpoint {
 
     // ---- registration ---------------------------------------------------
 
-    fn start_reg(&mut self, now: Instant, intended: Instant, hold: Duration, user: u32, mixed: bool) {
+    fn start_reg(
+        &mut self,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+        user: u32,
+        mixed: bool,
+    ) {
         let call_id = self.new_id();
         let tag = self.new_id();
         let key = self.dkey(&hex16(call_id), &hex16(tag));
@@ -734,8 +820,12 @@ impl Endpoint {
 
     fn send_register(&mut self, now: Instant, si: u32, expires: u32) {
         let branch = self.new_id();
-        let Some(dest) = self.cc.as_ref().map(|c| c.target) else { return };
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(dest) = self.cc.as_ref().map(|c| c.target) else {
+            return;
+        };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         if s.chal.is_empty() {
             s.flags &= !F_LAST_AUTH;
         } else {
@@ -745,12 +835,22 @@ impl Endpoint {
         let cseq = s.cseq;
         let msg = self.build_req(si, Req::Register(expires), branch, cseq);
         let key = self.ckey(&branch_text(branch), MethodKind::Register);
-        self.client_txn(now, TxKind::ClientNonInvite, MethodKind::Register, key, dest, si, msg);
+        self.client_txn(
+            now,
+            TxKind::ClientNonInvite,
+            MethodKind::Register,
+            key,
+            dest,
+            si,
+            msg,
+        );
     }
 
     fn unregister(&mut self, now: Instant, si: u32) {
         let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         s.st = St::Unregistering;
         s.phase_ns = ns;
         s.cseq += 1;
@@ -759,7 +859,9 @@ impl Endpoint {
 
     fn reg_response(&mut self, now: Instant, si: u32, code: u16, msg: &Message<'_>) {
         let shutting = self.shutting;
-        let Some(s) = self.sess.get_mut(si) else { return };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
         let unreg = s.st == St::Unregistering;
         if (200..300).contains(&code) {
             if unreg {
@@ -812,7 +914,8 @@ impl Endpoint {
                 return;
             }
             // Refresh at 80% of the granted lifetime (at least 1 s ahead).
-            let refresh = Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
+            let refresh =
+                Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
             self.arm_sess(now + refresh, tk::S_REFRESH, si);
             if first && !mixed {
                 let end = self.at(st) + hold;
@@ -821,7 +924,11 @@ impl Endpoint {
             return;
         }
         if (code == 401 || code == 407) && s.auth_tries < 3 {
-            let ch = if code == 407 { msg.proxy_authenticate() } else { msg.www_authenticate() };
+            let ch = if code == 407 {
+                msg.proxy_authenticate()
+            } else {
+                msg.www_authenticate()
+            };
             let retry = match ch.map(auth::parse_challenge) {
                 // Retry when we sent no credentials, or they were right but
                 // the nonce went stale (RFC 7616 §3.3).
@@ -904,7 +1011,9 @@ impl Endpoint {
         let tag = self.new_id();
         let branch = self.new_id();
         let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let Some(dest) = self.cc.as_ref().map(|c| c.target) else { return };
+        let Some(dest) = self.cc.as_ref().map(|c| c.target) else {
+            return;
+        };
         let (ins, ints) = (self.ns(now), self.ns(intended));
         let si = self.sess_new(Kind::UacOptions);
         if let Some(s) = self.sess.get_mut(si) {
@@ -921,7 +1030,15 @@ impl Endpoint {
         self.attempts += 1;
         let msg = self.build_req(si, Req::Options, branch, 1);
         let tkey = self.ckey(&branch_text(branch), MethodKind::Options);
-        self.client_txn(now, TxKind::ClientNonInvite, MethodKind::Options, tkey, dest, si, msg);
+        self.client_txn(
+            now,
+            TxKind::ClientNonInvite,
+            MethodKind::Options,
+            tkey,
+            dest,
+            si,
+            msg,
+        );
     }
 
     fn options_done(&mut self, now: Instant, si: u32, outcome: Outcome) {
