@@ -175,8 +175,8 @@ impl UserSource {
                     return Err(ConfigError::TwoRanges(user_pat.into()));
                 }
                 (
-                    user_pat[..open].as_bytes(),
-                    user_pat[close + 1..].as_bytes(),
+                    &user_pat.as_bytes()[..open],
+                    &user_pat.as_bytes()[close + 1..],
                     s,
                     e - s + 1,
                     a.len(),
@@ -355,7 +355,7 @@ fn parse_pw(pw_pat: &str) -> Result<Box<[PwPart]>, ConfigError> {
     let mut rest = pw_pat;
     while let Some(open) = rest.find('{') {
         if open > 0 {
-            pw.push(PwPart::Lit(rest[..open].as_bytes().into()));
+            pw.push(PwPart::Lit(rest.as_bytes()[..open].into()));
         }
         let close = rest[open..]
             .find('}')
@@ -478,6 +478,8 @@ pub struct ServerConfig {
     /// Fraction of calls that ring and are never answered (until CANCEL or
     /// `no_answer_timeout`, then 480).
     pub no_answer_ratio: f64,
+    /// Digest algorithm offered in challenges.
+    pub algorithm: crate::auth::Algorithm,
     /// How long a nonce is fresh; afterwards credentials get `stale=true`.
     pub nonce_lifetime: Duration,
     /// Smallest registration lifetime accepted; shorter ones get 423 (RFC 3261 §10.3 step 7).
@@ -491,8 +493,12 @@ pub struct ServerConfig {
     pub max_call: Duration,
     /// RFC 3261 timer bases.
     pub timers: Timers,
-    /// Seed of tags, nonces and random choices.
+    /// Seed of tags and random choices; its low byte is the nonce stream,
+    /// so give each worker its own.
     pub seed: u64,
+    /// Seed of the nonce secret: the same for every worker of one server so
+    /// a nonce minted by one worker verifies on another.
+    pub nonce_seed: u64,
     /// SDP answer body; empty = a built-in PCMU answer.
     pub sdp: Vec<u8>,
 }
@@ -510,6 +516,7 @@ impl Default for ServerConfig {
             ring: Duration::ZERO,
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,
+            algorithm: crate::auth::Algorithm::Md5,
             nonce_lifetime: Duration::from_secs(300),
             min_expires: 60,
             max_expires: 7200,
@@ -517,6 +524,7 @@ impl Default for ServerConfig {
             max_call: Duration::from_secs(3600),
             timers: Timers::default(),
             seed: 2,
+            nonce_seed: 0x5eed_5eed,
             sdp: Vec::new(),
         }
     }

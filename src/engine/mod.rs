@@ -34,9 +34,17 @@ pub trait SansIo {
 }
 
 mod config;
+mod endpoint;
 mod event;
+mod uac;
+mod uas;
 pub mod util;
 pub mod wheel;
 
+pub use endpoint::{Endpoint, StateSizes};
+
 pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
 pub use event::{Counters, Event, MethodKind, Outcome};
+pub mod sim;
+#[cfg(test)]
+mod sim_tests;
