@@ -386,7 +386,8 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         }
         if now >= self.reporter.next {
             self.client.flush_counters(&mut self.stats);
-            self.reporter.maybe_send(now, &mut self.stats, io, in_flight);
+            self.reporter
+                .maybe_send(now, &mut self.stats, io, in_flight);
         }
         soon(self.reporter.next);
         Tick::Continue(wake)
@@ -1163,12 +1164,17 @@ impl Servers {
             for _ in 0..cfg.workers {
                 socks.push(transport::bind_udp(cfg.listen, SocketOptions::default())?);
             }
-            let addr = socks[0].local_addr().map_err(|e| RunError::Transport(TransportError::Socket(e)))?;
+            let addr = socks[0]
+                .local_addr()
+                .map_err(|e| RunError::Transport(TransportError::Socket(e)))?;
             (socks, addr)
         } else {
             bind_server_sockets(cfg.listen, cfg.workers)?
         };
-        let addrs = socks.iter().filter_map(|s| s.local_addr().ok()).collect::<Vec<_>>();
+        let addrs = socks
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect::<Vec<_>>();
         // Validate once before spawning.
         let _ = server_config(cfg, addr)?;
         let stop = StopFlag::new();
@@ -1363,7 +1369,10 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
     let make = move |i: usize, local: SocketAddr, now: Instant| {
         // Embedded: client worker i talks to server worker i.
-        let target = embedded_targets.get(i % embedded_targets.len().max(1)).copied().unwrap_or(target);
+        let target = embedded_targets
+            .get(i % embedded_targets.len().max(1))
+            .copied()
+            .unwrap_or(target);
         let mut cc = engine::ClientConfig::new(engine_scenario(scenario), target, local);
         cc.users = users.clone();
         cc.user_offset = i;
@@ -1669,9 +1678,16 @@ mod tests {
             let stop = StopFlag::new();
             let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), 1).unwrap();
             let (stx, srx) = bounded(16);
-            let servers =
-                spawn_servers(socks, backend, |_, _| Echo::default(), Instant::now(), stx, stop.clone(), 1)
-                    .unwrap();
+            let servers = spawn_servers(
+                socks,
+                backend,
+                |_, _| Echo::default(),
+                Instant::now(),
+                stx,
+                stop.clone(),
+                1,
+            )
+            .unwrap();
             let fleet = Fleet {
                 workers: 1,
                 local_ip: "127.0.0.1".parse().unwrap(),
@@ -1698,7 +1714,11 @@ mod tests {
                 h.join().unwrap().unwrap();
             }
             drop(srx);
-            let n = r.collected.aggregate.counters().get(Counter::OptionsSucceeded);
+            let n = r
+                .collected
+                .aggregate
+                .counters()
+                .get(Counter::OptionsSucceeded);
             let io = r.collected.io[0];
             println!(
                 "{backend}: {:.0} round trips/s ({n} in {:?}), {:.1} datagrams per loop turn",

@@ -152,8 +152,11 @@ fn sigint_drains_and_writes_the_report() {
 
 #[test]
 fn embedded_default_runs_with_no_arguments() {
-    // `sipstorm run` alone: embedded server, default load, report under
-    // results/ of the working directory.
+    // `sipstorm run` alone: embedded server, default load (2000 calls/s for
+    // 5 s), summary on stdout, report under results/ of the working
+    // directory. The exit code depends on whether this machine keeps up
+    // with the default rate (a debug build on a busy box may not), so only
+    // "finished" is asserted, not "all succeeded".
     let dir = tmpdir("embedded");
     let o = bin()
         .arg("run")
@@ -161,13 +164,22 @@ fn embedded_default_runs_with_no_arguments() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("SRD"),
+        "{}",
+        show(&o)
+    );
     let results: Vec<_> = std::fs::read_dir(dir.join("results"))
         .unwrap()
         .flatten()
         .collect();
     assert_eq!(results.len(), 1);
     let r = report(&results[0].path());
-    let completed = r["totals"]["call"]["completed"].as_u64().unwrap();
-    assert!(completed > 1000, "{completed}");
+    assert!(
+        r["totals"]["call"]["established"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    assert_eq!(r["config"]["target"], "embedded");
+    assert_eq!(r["rate"]["offered_per_s"], 2000.0);
 }
