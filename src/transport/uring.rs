@@ -200,8 +200,13 @@ struct Loop {
 
 impl Loop {
     fn new(socket: &UdpSocket) -> io::Result<Loop> {
+        // COOP_TASKRUN: no inter-processor interrupts to run completion task
+        // work; it runs when we enter the kernel with GETEVENTS, which every
+        // turn does (see `submit_wait`). TASKRUN_FLAG makes pending task
+        // work visible in the SQ flags. Older kernels get a plain ring.
         let ring = IoUring::builder()
             .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .setup_single_issuer()
             .build(SQ_ENTRIES)
             .or_else(|_| IoUring::new(SQ_ENTRIES))?;
@@ -339,16 +344,16 @@ impl Loop {
     }
 
     /// Submit queued SQEs and wait for one completion or `timeout`.
+    ///
+    /// Always an enter with GETEVENTS (`want = 1`), even for a zero
+    /// timeout: that is what runs the kernel's deferred completion work, so
+    /// a loop that never sleeps still sees its completions.
     fn submit_wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let r = if timeout.is_zero() {
-            self.ring.submit()
-        } else {
-            let ts = Timespec::new()
-                .sec(timeout.as_secs())
-                .nsec(timeout.subsec_nanos());
-            let args = SubmitArgs::new().timespec(&ts);
-            self.ring.submitter().submit_with_args(1, &args)
-        };
+        let ts = Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = SubmitArgs::new().timespec(&ts);
+        let r = self.ring.submitter().submit_with_args(1, &args);
         match r {
             Ok(_) => Ok(()),
             Err(e)
