@@ -531,6 +531,20 @@ pub fn pin(i: usize) {
     }
 }
 
+/// Pin the calling thread to core `i` counted from the *last* core.
+///
+/// Client workers take cores from the first up and server workers from the
+/// last down, so `run` and `serve` on one machine (separate processes that
+/// cannot coordinate) do not stack their first workers on core 0.
+pub fn pin_from_last(i: usize) {
+    if let Some(ids) = core_affinity::get_core_ids()
+        && !ids.is_empty()
+    {
+        let n = ids.len();
+        core_affinity::set_for_current(ids[n - 1 - (i % n)]);
+    }
+}
+
 /// Bind `n` server sockets on `listen` with `SO_REUSEPORT` (port 0 picks
 /// one ephemeral port for all). Returns the sockets and the bound address.
 pub fn bind_server_sockets(
@@ -575,7 +589,7 @@ where
         let h = std::thread::Builder::new()
             .name(format!("sipstorm-serve-{i}"))
             .spawn(move || {
-                pin(i + pin_offset);
+                pin_from_last(i + pin_offset);
                 let local = sock.local_addr().map_err(TransportError::Socket)?;
                 let mut w = ServerWorker::new(i, make(i, local), t0, tx, stop);
                 transport::run_loop(backend, &sock, &mut w)
@@ -1321,7 +1335,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
                 quiet: true,
                 seed: cfg.seed ^ 0xC0FFEE,
             };
-            let s = Servers::start(&sc, backend, false, 1, true)?;
+            let s = Servers::start(&sc, backend, false, 0, true)?;
             embedded_targets = s.addrs.clone();
             cfg.target = Some(s.addr);
             if cfg.rate.is_none()
@@ -1685,7 +1699,7 @@ mod tests {
                 Instant::now(),
                 stx,
                 stop.clone(),
-                1,
+                0,
             )
             .unwrap();
             let fleet = Fleet {
