@@ -8,6 +8,8 @@ pub mod auth;
 pub mod engine;
 pub mod report;
 pub mod schedule;
+pub mod segment;
 pub mod sip;
 pub mod stats;
 pub mod transport;
+pub mod users;
