@@ -91,9 +91,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    type Expected = Result<(u32, u32), &'static str>;
+
     #[test]
     fn parse_table() {
-        let cases: &[(&str, Result<(u32, u32), &str>)] = &[
+        let cases: &[(&str, Expected)] = &[
             ("0/1", Ok((0, 1))),
             ("3/4", Ok((3, 4))),
             (" 1 / 2 ", Ok((1, 2))),

@@ -168,9 +168,12 @@ fn parse_keyword(field: &str) -> Result<(Option<String>, String), &'static str> 
 mod tests {
     use super::*;
 
+    /// (name, auth name, password) per user.
+    type Expected = (Order, &'static [(&'static str, &'static str, &'static str)]);
+
     #[test]
     fn table() {
-        let cases: &[(&str, Result<(Order, &[(&str, &str, &str)]), &str>)] = &[
+        let cases: &[(&str, Result<Expected, &str>)] = &[
             (
                 "SEQUENTIAL\nu1;secret\nu2;[authentication username=a2 password=p2]\n",
                 Ok((
