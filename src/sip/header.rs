@@ -1,0 +1,312 @@
+//! Header names: classification of long and compact forms, and the
+//! fixed-capacity header index.
+
+use super::MAX_HEADERS;
+use super::lex::eq_ic;
+
+/// Header names the codec knows. Field names are case-insensitive and many
+/// have a compact form (RFC 3261 §7.3.3, §20; RFC 3265 `o`/`u`, RFC 3515
+/// `r`, RFC 3892 `b`, RFC 4028 `x`, RFC 3841 `a`/`j`/`d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Other = 0,
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    Contact,
+    MaxForwards,
+    Expires,
+    MinExpires,
+    ContentLength,
+    ContentType,
+    ContentEncoding,
+    RecordRoute,
+    Route,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    Authorization,
+    ProxyAuthorization,
+    Supported,
+    Subject,
+    Event,
+    AllowEvents,
+    ReferTo,
+    ReferredBy,
+    SessionExpires,
+    AcceptContact,
+    RejectContact,
+    RequestDisposition,
+    Allow,
+    Require,
+}
+
+/// Number of [`Kind`] values (size of the first-occurrence table).
+pub(crate) const KINDS: usize = Kind::Require as usize + 1;
+
+impl Kind {
+    /// The canonical long name, used in error messages and by the builder.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Other => "?",
+            Kind::Via => "Via",
+            Kind::From => "From",
+            Kind::To => "To",
+            Kind::CallId => "Call-ID",
+            Kind::CSeq => "CSeq",
+            Kind::Contact => "Contact",
+            Kind::MaxForwards => "Max-Forwards",
+            Kind::Expires => "Expires",
+            Kind::MinExpires => "Min-Expires",
+            Kind::ContentLength => "Content-Length",
+            Kind::ContentType => "Content-Type",
+            Kind::ContentEncoding => "Content-Encoding",
+            Kind::RecordRoute => "Record-Route",
+            Kind::Route => "Route",
+            Kind::WwwAuthenticate => "WWW-Authenticate",
+            Kind::ProxyAuthenticate => "Proxy-Authenticate",
+            Kind::Authorization => "Authorization",
+            Kind::ProxyAuthorization => "Proxy-Authorization",
+            Kind::Supported => "Supported",
+            Kind::Subject => "Subject",
+            Kind::Event => "Event",
+            Kind::AllowEvents => "Allow-Events",
+            Kind::ReferTo => "Refer-To",
+            Kind::ReferredBy => "Referred-By",
+            Kind::SessionExpires => "Session-Expires",
+            Kind::AcceptContact => "Accept-Contact",
+            Kind::RejectContact => "Reject-Contact",
+            Kind::RequestDisposition => "Request-Disposition",
+            Kind::Allow => "Allow",
+            Kind::Require => "Require",
+        }
+    }
+}
+
+/// Classifies a header name: a switch on (length, first byte folded to
+/// lower case) narrows to at most two candidates, then one case-insensitive
+/// compare. Unknown names are [`Kind::Other`] and are kept as written.
+#[inline]
+pub(crate) fn classify(name: &[u8]) -> Kind {
+    let Some(&first) = name.first() else {
+        return Kind::Other;
+    };
+    let f = first | 0x20;
+    let is = |long: &str, k: Kind| {
+        if eq_ic(name, long.as_bytes()) {
+            k
+        } else {
+            Kind::Other
+        }
+    };
+    match (name.len(), f) {
+        (1, _) => match f {
+            b'v' => Kind::Via,
+            b'f' => Kind::From,
+            b't' => Kind::To,
+            b'i' => Kind::CallId,
+            b'm' => Kind::Contact,
+            b'l' => Kind::ContentLength,
+            b'c' => Kind::ContentType,
+            b'e' => Kind::ContentEncoding,
+            b'k' => Kind::Supported,
+            b's' => Kind::Subject,
+            b'o' => Kind::Event,
+            b'u' => Kind::AllowEvents,
+            b'r' => Kind::ReferTo,
+            b'b' => Kind::ReferredBy,
+            b'x' => Kind::SessionExpires,
+            b'a' => Kind::AcceptContact,
+            b'j' => Kind::RejectContact,
+            b'd' => Kind::RequestDisposition,
+            _ => Kind::Other,
+        },
+        (2, b't') => is("To", Kind::To),
+        (3, b'v') => is("Via", Kind::Via),
+        (4, b'f') => is("From", Kind::From),
+        (4, b'c') => is("CSeq", Kind::CSeq),
+        (5, b'r') => is("Route", Kind::Route),
+        (5, b'e') => is("Event", Kind::Event),
+        (5, b'a') => is("Allow", Kind::Allow),
+        (7, b'c') => match name[1] | 0x20 {
+            b'a' => is("Call-ID", Kind::CallId),
+            _ => is("Contact", Kind::Contact),
+        },
+        (7, b'e') => is("Expires", Kind::Expires),
+        (7, b's') => is("Subject", Kind::Subject),
+        (7, b'r') => is("Require", Kind::Require),
+        (8, b'r') => is("Refer-To", Kind::ReferTo),
+        (9, b's') => is("Supported", Kind::Supported),
+        (11, b'm') => is("Min-Expires", Kind::MinExpires),
+        (11, b'r') => is("Referred-By", Kind::ReferredBy),
+        (12, b'm') => is("Max-Forwards", Kind::MaxForwards),
+        (12, b'c') => is("Content-Type", Kind::ContentType),
+        (12, b'r') => is("Record-Route", Kind::RecordRoute),
+        (12, b'a') => is("Allow-Events", Kind::AllowEvents),
+        (13, b'a') => is("Authorization", Kind::Authorization),
+        (14, b'c') => is("Content-Length", Kind::ContentLength),
+        (14, b'a') => is("Accept-Contact", Kind::AcceptContact),
+        (14, b'r') => is("Reject-Contact", Kind::RejectContact),
+        (15, b's') => is("Session-Expires", Kind::SessionExpires),
+        (16, b'w') => is("WWW-Authenticate", Kind::WwwAuthenticate),
+        (16, b'c') => is("Content-Encoding", Kind::ContentEncoding),
+        (18, b'p') => is("Proxy-Authenticate", Kind::ProxyAuthenticate),
+        (19, b'p') => is("Proxy-Authorization", Kind::ProxyAuthorization),
+        (19, b'r') => is("Request-Disposition", Kind::RequestDisposition),
+        _ => Kind::Other,
+    }
+}
+
+/// One header line: offsets into the message, `u16` because messages are at
+/// most [`super::MAX_MESSAGE`] bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) kind: Kind,
+    pub(crate) name_start: u16,
+    pub(crate) name_end: u16,
+    pub(crate) value_start: u16,
+    pub(crate) value_end: u16,
+}
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        kind: Kind::Other,
+        name_start: 0,
+        name_end: 0,
+        value_start: 0,
+        value_end: 0,
+    };
+}
+
+/// The header index: every header line in order, plus the position of the
+/// first line of each known kind for O(1) lookups. Inline, fixed capacity:
+/// no heap allocation per parse.
+#[derive(Clone)]
+pub(crate) struct Index {
+    pub(crate) entries: [Entry; MAX_HEADERS],
+    pub(crate) len: usize,
+    /// Index into `entries` of the first line of each kind; `NONE` if absent.
+    pub(crate) first: [u8; KINDS],
+}
+
+pub(crate) const NONE: u8 = u8::MAX;
+const _: () = assert!(MAX_HEADERS < NONE as usize);
+
+impl Index {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Index {
+            entries: [Entry::EMPTY; MAX_HEADERS],
+            len: 0,
+            first: [NONE; KINDS],
+        }
+    }
+
+    /// The header lines parsed so far.
+    #[inline]
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries[..self.len.min(MAX_HEADERS)]
+    }
+
+    /// The first line of `kind`, if any.
+    #[inline]
+    pub(crate) fn first(&self, kind: Kind) -> Option<&Entry> {
+        let i = self.first[kind as usize];
+        if i == NONE {
+            None
+        } else {
+            self.entries.get(i as usize)
+        }
+    }
+
+    /// Appends a line; `false` when full.
+    #[inline]
+    pub(crate) fn push(&mut self, e: Entry) -> bool {
+        if self.len >= MAX_HEADERS {
+            return false;
+        }
+        let slot = &mut self.first[e.kind as usize];
+        if *slot == NONE && e.kind != Kind::Other {
+            *slot = self.len as u8;
+        }
+        self.entries[self.len] = e;
+        self.len += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_long_compact_and_case() {
+        let cases: &[(&str, Kind)] = &[
+            ("Via", Kind::Via),
+            ("v", Kind::Via),
+            ("V", Kind::Via),
+            ("vIA", Kind::Via),
+            ("From", Kind::From),
+            ("f", Kind::From),
+            ("To", Kind::To),
+            ("t", Kind::To),
+            ("Call-ID", Kind::CallId),
+            ("call-id", Kind::CallId),
+            ("i", Kind::CallId),
+            ("CSeq", Kind::CSeq),
+            ("cseq", Kind::CSeq),
+            ("Contact", Kind::Contact),
+            ("m", Kind::Contact),
+            ("Max-Forwards", Kind::MaxForwards),
+            ("MaX-fOrWaRdS", Kind::MaxForwards),
+            ("Expires", Kind::Expires),
+            ("Min-Expires", Kind::MinExpires),
+            ("Content-Length", Kind::ContentLength),
+            ("l", Kind::ContentLength),
+            ("Content-Type", Kind::ContentType),
+            ("c", Kind::ContentType),
+            ("e", Kind::ContentEncoding),
+            ("Record-Route", Kind::RecordRoute),
+            ("Route", Kind::Route),
+            ("WWW-Authenticate", Kind::WwwAuthenticate),
+            ("www-authenticate", Kind::WwwAuthenticate),
+            ("Proxy-Authenticate", Kind::ProxyAuthenticate),
+            ("Authorization", Kind::Authorization),
+            ("Proxy-Authorization", Kind::ProxyAuthorization),
+            ("k", Kind::Supported),
+            ("Supported", Kind::Supported),
+            ("s", Kind::Subject),
+            ("o", Kind::Event),
+            ("u", Kind::AllowEvents),
+            ("r", Kind::ReferTo),
+            ("x", Kind::SessionExpires),
+            ("Session-Expires", Kind::SessionExpires),
+            ("Allow", Kind::Allow),
+            ("X-Custom", Kind::Other),
+            ("Contacts", Kind::Other),
+            ("Vias", Kind::Other),
+            ("q", Kind::Other),
+            ("", Kind::Other),
+        ];
+        for (name, want) in cases {
+            assert_eq!(classify(name.as_bytes()), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn index_is_bounded() {
+        let mut ix = Index::new();
+        let e = Entry {
+            kind: Kind::Via,
+            ..Entry::EMPTY
+        };
+        for _ in 0..MAX_HEADERS {
+            assert!(ix.push(e));
+        }
+        assert!(!ix.push(e));
+        assert_eq!(ix.first[Kind::Via as usize], 0);
+        assert_eq!(ix.entries().len(), MAX_HEADERS);
+    }
+}

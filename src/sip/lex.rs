@@ -1,0 +1,336 @@
+//! Lexical helpers for the RFC 3261 §25.1 grammar: character classes, LWS,
+//! quoted strings, numbers. Every function is total: out-of-range indices
+//! are clamped, nothing panics.
+
+/// Builds a 256-entry membership table at compile time.
+const fn table(extra: &[u8], alnum: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if alnum && b.is_ascii_alphanumeric() {
+            t[c] = true;
+        }
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// RFC 3261 §25.1: `token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")`.
+static TOKEN: [bool; 256] = table(b"-.!%*_+`'~", true);
+
+/// Characters of a `gen-value` or `host` that is not a quoted string:
+/// token characters plus `:` `[` `]` for IPv6 references (RFC 3261 §25.1
+/// `gen-value = token / host / quoted-string`).
+static GEN_VALUE: [bool; 256] = table(b"-.!%*_+`'~:[]", true);
+
+/// Characters of `hostname` / `IPv4address` (RFC 3261 §25.1); `_` accepted
+/// because real DNS names use it.
+static HOST: [bool; 256] = table(b"-._", true);
+
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+#[inline]
+pub(crate) fn is_gen_value(b: u8) -> bool {
+    GEN_VALUE[b as usize]
+}
+
+#[inline]
+pub(crate) fn is_host(b: u8) -> bool {
+    HOST[b as usize]
+}
+
+/// Whitespace inside a header value. Folded lines keep their CRLF inside the
+/// value slice (the scanner guarantees a CRLF there is followed by SP/HTAB),
+/// so CR and LF count as LWS (RFC 3261 §25.1 `LWS = [*WSP CRLF] 1*WSP`).
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `b` without leading and trailing LWS.
+#[inline]
+pub(crate) fn trim(b: &[u8]) -> &[u8] {
+    let mut s = 0;
+    let mut e = b.len();
+    while s < e && is_lws(b[s]) {
+        s += 1;
+    }
+    while e > s && is_lws(b[e - 1]) {
+        e -= 1;
+    }
+    &b[s..e]
+}
+
+/// ASCII case-insensitive equality.
+#[inline]
+pub(crate) fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// `1*DIGIT` as a `u64`; `None` when empty, non-digit, or above `max`.
+/// Leading zeros are fine (RFC 4475 "wsinv" has `Max-Forwards: 0068`).
+#[inline]
+pub(crate) fn parse_dec(b: &[u8], max: u64) -> Option<u64> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u64::from(d);
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// `1*DIGIT` that fits in a `u32`.
+#[inline]
+pub(crate) fn parse_u32(b: &[u8]) -> Option<u32> {
+    parse_dec(b, u64::from(u32::MAX)).map(|v| v as u32)
+}
+
+/// `1*DIGIT` that fits in a `u16` (ports).
+#[inline]
+pub(crate) fn parse_u16(b: &[u8]) -> Option<u16> {
+    parse_dec(b, u64::from(u16::MAX)).map(|v| v as u16)
+}
+
+/// A cursor over one header value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cur<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
+}
+
+impl<'a> Cur<'a> {
+    #[inline]
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Cur { b, i: 0 }
+    }
+
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    pub(crate) fn at_end(&self) -> bool {
+        self.i >= self.b.len()
+    }
+
+    #[inline]
+    pub(crate) fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips LWS; returns whether any was skipped.
+    #[inline]
+    pub(crate) fn lws(&mut self) -> bool {
+        let s = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if !is_lws(c) {
+                break;
+            }
+            self.i += 1;
+        }
+        self.i > s
+    }
+
+    /// Takes the longest run of bytes in `class` (possibly empty).
+    #[inline]
+    pub(crate) fn take(&mut self, class: fn(u8) -> bool) -> &'a [u8] {
+        let s = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if !class(c) {
+                break;
+            }
+            self.i += 1;
+        }
+        &self.b[s..self.i]
+    }
+
+    /// A `token`, possibly empty.
+    #[inline]
+    pub(crate) fn token(&mut self) -> &'a [u8] {
+        self.take(is_token)
+    }
+
+    /// A `quoted-string` starting at the cursor's `"`; returns the text
+    /// between the quotes with `quoted-pair` escapes left as written
+    /// (RFC 3261 §25.1: `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`).
+    /// `None` when unterminated (RFC 4475 "quotbal") or when an escape
+    /// covers CR or LF.
+    pub(crate) fn quoted(&mut self) -> Option<&'a [u8]> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let s = self.i;
+        loop {
+            let rest = self.b.get(self.i..)?;
+            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            self.i += at;
+            if self.b[self.i] == b'"' {
+                let inner = &self.b[s..self.i];
+                self.i += 1;
+                return Some(inner);
+            }
+            let esc = *self.b.get(self.i + 1)?;
+            if esc == b'\r' || esc == b'\n' || esc > 0x7f {
+                return None;
+            }
+            self.i += 2;
+        }
+    }
+
+    /// A `gen-value`: a quoted string (returned with its quotes) or a run of
+    /// token/host characters. `None` when empty or unterminated.
+    pub(crate) fn gen_value(&mut self) -> Option<&'a [u8]> {
+        if self.peek() == Some(b'"') {
+            let s = self.i;
+            self.quoted()?;
+            Some(&self.b[s..self.i])
+        } else {
+            let v = self.take(is_gen_value);
+            if v.is_empty() { None } else { Some(v) }
+        }
+    }
+
+    /// Parses `*( SEMI generic-param )` after the cursor, calling `f(name,
+    /// value)` for each. Stops before `,` or at the end. Returns the raw
+    /// parameter text (from the first `;`, trimmed) or `None` on an empty
+    /// name or value (RFC 4475 "badinv01": `;;`), or on any other byte.
+    pub(crate) fn params(
+        &mut self,
+        mut f: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Option<&'a [u8]> {
+        let mut first = None;
+        let mut end = self.i;
+        loop {
+            self.lws();
+            match self.peek() {
+                None | Some(b',') => break,
+                Some(b';') => {
+                    first.get_or_insert(self.i);
+                    self.i += 1;
+                    self.lws();
+                    let name = self.token();
+                    if name.is_empty() {
+                        return None;
+                    }
+                    let after_name = self.i;
+                    self.lws();
+                    let value = if self.eat(b'=') {
+                        self.lws();
+                        Some(self.gen_value()?)
+                    } else {
+                        self.i = after_name;
+                        None
+                    };
+                    end = self.i;
+                    f(name, value);
+                }
+                Some(_) => return None,
+            }
+        }
+        Some(match first {
+            Some(s) => &self.b[s..end],
+            None => &self.b[end..end],
+        })
+    }
+}
+
+/// Iterates `(name, value)` over an already-validated `;a=b;c` parameter
+/// string (as stored in [`crate::sip::NameAddr::params`]).
+pub(crate) fn param_lookup<'a>(params: &'a [u8], want: &[u8]) -> Option<&'a [u8]> {
+    let mut c = Cur::new(params);
+    let mut found = None;
+    c.params(|n, v| {
+        if found.is_none() && eq_ic(n, want) {
+            found = Some(v.unwrap_or(&[]));
+        }
+    })?;
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        let cases: &[(&[u8], Option<u32>)] = &[
+            (b"0", Some(0)),
+            (b"0068", Some(68)),
+            (b"4294967295", Some(u32::MAX)),
+            (b"4294967296", None),
+            (b"36893488147419103232", None),
+            (b"", None),
+            (b"-1", None),
+            (b"1a", None),
+        ];
+        for (i, want) in cases {
+            assert_eq!(parse_u32(i), *want, "{:?}", String::from_utf8_lossy(i));
+        }
+        assert_eq!(parse_u16(b"65536"), None);
+        assert_eq!(parse_u16(b"5060"), Some(5060));
+    }
+
+    #[test]
+    fn quoted_strings() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (br#""abc" x"#, Some(b"abc")),
+            (br#""J Rosenberg \\\"" <"#, Some(br#"J Rosenberg \\\""#)),
+            (br#""Quoted string \"\"""#, Some(br#"Quoted string \"\""#)),
+            (br#""unterminated"#, None),
+            (br#""bad \"#, None),
+            (b"\"\"", Some(b"")),
+        ];
+        for (i, want) in cases {
+            assert_eq!(
+                Cur::new(i).quoted(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(i)
+            );
+        }
+    }
+
+    #[test]
+    fn params() {
+        let mut c = Cur::new(b" ;tag = 98asjd8 ; lr;x=\"a;b\" , next");
+        let mut seen = Vec::new();
+        let raw = c.params(|n, v| seen.push((n, v))).unwrap();
+        assert_eq!(raw, b";tag = 98asjd8 ; lr;x=\"a;b\"");
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0], (&b"tag"[..], Some(&b"98asjd8"[..])));
+        assert_eq!(seen[1], (&b"lr"[..], None));
+        assert_eq!(c.peek(), Some(b','));
+        assert!(Cur::new(b";;tag=1").params(|_, _| {}).is_none());
+        assert!(Cur::new(b";tag=").params(|_, _| {}).is_none());
+        assert_eq!(
+            param_lookup(b";Expires=60;q=0.5", b"expires"),
+            Some(&b"60"[..])
+        );
+        assert_eq!(param_lookup(b";lr", b"lr"), Some(&b""[..]));
+        assert_eq!(param_lookup(b";lr", b"q"), None);
+    }
+}

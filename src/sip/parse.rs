@@ -1,0 +1,697 @@
+//! The one-pass parser: start line, header index, validation of the
+//! mandatory headers, body slicing; and stream framing.
+
+use super::header::{Entry, Index, Kind, classify};
+use super::lex::{Cur, eq_ic, is_token, parse_dec, parse_u32, trim};
+use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
+use super::{MAX_MESSAGE, Method, ParseError, Status};
+
+/// Request-Line or Status-Line (RFC 3261 §7.1, §7.2).
+#[derive(Debug, Clone, Copy)]
+enum Start<'a> {
+    Request { method: Method<'a>, uri: &'a [u8] },
+    Response { status: u16, reason: &'a [u8] },
+}
+
+/// A parsed SIP message borrowing the caller's buffer.
+///
+/// Holds the header index inline (about 1.3 KiB) and the already-validated
+/// typed values of the mandatory headers, so the hot accessors
+/// ([`Message::top_via`], [`Message::call_id`], [`Message::cseq`],
+/// [`Message::from`], [`Message::to`]) cost nothing after [`parse`].
+#[derive(Clone)]
+pub struct Message<'a> {
+    /// The message: start line to the end of the body.
+    buf: &'a [u8],
+    start: Start<'a>,
+    index: Index,
+    body: &'a [u8],
+    top_via: Via<'a>,
+    from: NameAddr<'a>,
+    to: NameAddr<'a>,
+    call_id: &'a [u8],
+    cseq: CSeq<'a>,
+    content_length: Option<u32>,
+    max_forwards: Option<u32>,
+    expires: Option<u32>,
+    min_expires: Option<u32>,
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut d = f.debug_struct("Message");
+        match self.start {
+            Start::Request { method, uri } => d.field("method", &method).field("uri", &s(uri)),
+            Start::Response { status, reason } => {
+                d.field("status", &status).field("reason", &s(reason))
+            }
+        };
+        let headers: Vec<(String, String)> =
+            self.all_headers().map(|(n, v)| (s(n), s(v))).collect();
+        d.field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Result of scanning the start line and header lines.
+struct Head<'a> {
+    msg: &'a [u8],
+    start: Start<'a>,
+    index: Index,
+    /// Offset of the body in `msg` (just after the blank line).
+    body_start: usize,
+}
+
+/// Offset of the first byte that is not part of leading CRLFs (RFC 3261
+/// §7.5: CRLFs before the start line are ignored; keep-alives, RFC 5626 §3.5.1).
+fn skip_crlf(buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len())
+}
+
+/// Position of the line feed ending the line at `pos`, and the line's end
+/// without its CR. Bare LF line ends are accepted (robustness principle);
+/// everything written by [`super::Builder`] uses CRLF.
+#[inline]
+fn line_end(msg: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let lf = pos + memchr::memchr(b'\n', msg.get(pos..)?)?;
+    let end = if lf > pos && msg[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((lf, end))
+}
+
+/// `SIP/2.0`, case-insensitive (RFC 3261 §7.1); `BadVersion` for another
+/// `SIP/x.y`, `BadStartLine` for anything else.
+fn version(v: &[u8]) -> Result<(), ParseError> {
+    if eq_ic(v, b"SIP/2.0") {
+        Ok(())
+    } else if v.len() > 4 && eq_ic(&v[..4], b"SIP/") {
+        Err(ParseError::BadVersion)
+    } else {
+        Err(ParseError::BadStartLine)
+    }
+}
+
+/// Parses a start line (without its line end).
+fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
+    if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        version(&line[..sp])?;
+        let rest = &line[sp + 1..];
+        let code = rest.get(..3).ok_or(ParseError::BadStatus)?;
+        let status = parse_dec(code, 699)
+            .filter(|&c| c >= 100)
+            .ok_or(ParseError::BadStatus)? as u16;
+        let reason = match rest.get(3) {
+            None => &rest[3..],
+            Some(b' ') => &rest[4..],
+            Some(_) => return Err(ParseError::BadStatus),
+        };
+        if reason.iter().any(|&b| b < b' ' && b != b'\t') {
+            return Err(ParseError::BadStartLine);
+        }
+        return Ok(Start::Response { status, reason });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let method = &line[..sp1];
+    if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+        return Err(ParseError::BadMethod);
+    }
+    if sp2 == sp1 {
+        return Err(ParseError::BadStartLine);
+    }
+    version(&line[sp2 + 1..])?;
+    let uri = &line[sp1 + 1..sp2];
+    if !request_uri_ok(uri) {
+        return Err(ParseError::BadUri);
+    }
+    Ok(Start::Request {
+        method: Method::from_bytes(method),
+        uri,
+    })
+}
+
+/// Request-URI check (RFC 3261 §7.1, §19.1.1): `scheme ":" ...` with no
+/// whitespace or controls (RFC 4475 "lwsruri", "lwsstart"), not in `<>`
+/// ("ltgtruri"), and for sip/sips no `?headers` part after the host
+/// ("escruri": §19.1.1's table forbids headers in a Request-URI).
+fn request_uri_ok(uri: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', uri) else {
+        return false;
+    };
+    let scheme = &uri[..colon];
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || colon + 1 == uri.len() {
+        return false;
+    }
+    if !uri
+        .iter()
+        .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
+    {
+        return false;
+    }
+    // The user part may contain `?` (RFC 4475 "intmeth"); headers come
+    // after the host, and `@` appears at most once in a SIP URI.
+    let sip = eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips");
+    let host_part = memchr::memrchr(b'@', uri).map_or(&uri[colon..], |at| &uri[at..]);
+    !(sip && memchr::memchr(b'?', host_part).is_some())
+}
+
+/// Scans the start line and every header line of the message at the start
+/// of `msg` (which must not begin with CRLF). One pass: memchr finds each
+/// LF, the name is a token scan, the kind a switch on its first byte.
+fn head(msg: &[u8]) -> Result<Head<'_>, ParseError> {
+    let (lf, end) = line_end(msg, 0).ok_or(ParseError::Truncated)?;
+    let start = start_line(&msg[..end])?;
+    let mut index = Index::new();
+    let mut pos = lf + 1;
+    loop {
+        let (lf, end) = line_end(msg, pos).ok_or(ParseError::Truncated)?;
+        let line = &msg[pos..end];
+        let Some(&first) = line.first() else {
+            return Ok(Head {
+                msg,
+                start,
+                index,
+                body_start: lf + 1,
+            });
+        };
+        if first == b' ' || first == b'\t' {
+            // Folded continuation (RFC 3261 §7.3.1): extend the previous value.
+            let n = index.len;
+            let prev = n
+                .checked_sub(1)
+                .and_then(|i| index.entries.get_mut(i))
+                .ok_or(ParseError::BadHeader)?;
+            let t = trim(line);
+            if !t.is_empty() {
+                let t_start = pos + (t.as_ptr() as usize - line.as_ptr() as usize);
+                if prev.value_start == prev.value_end {
+                    prev.value_start = t_start as u16;
+                }
+                prev.value_end = (t_start + t.len()) as u16;
+            }
+        } else {
+            // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS
+            let mut i = 0;
+            while i < line.len() && is_token(line[i]) {
+                i += 1;
+            }
+            if i == 0 {
+                return Err(ParseError::BadHeader);
+            }
+            let name_end = i;
+            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+                i += 1;
+            }
+            if line.get(i) != Some(&b':') {
+                return Err(ParseError::BadHeader);
+            }
+            i += 1;
+            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+                i += 1;
+            }
+            let mut v_end = line.len();
+            while v_end > i && (line[v_end - 1] == b' ' || line[v_end - 1] == b'\t') {
+                v_end -= 1;
+            }
+            let e = Entry {
+                kind: classify(&line[..name_end]),
+                name_start: pos as u16,
+                name_end: (pos + name_end) as u16,
+                value_start: (pos + i) as u16,
+                value_end: (pos + v_end) as u16,
+            };
+            if !index.push(e) {
+                return Err(ParseError::TooManyHeaders);
+            }
+        }
+        pos = lf + 1;
+    }
+}
+
+/// Parses one whole SIP message (a UDP datagram, RFC 3261 §18.3).
+///
+/// Checks the start line, builds the header index, requires and validates
+/// Via, From, To, Call-ID and CSeq (RFC 3261 §8.1.1; Max-Forwards is optional
+/// on receipt, §16.3 step 3, as RFC 4475 "inv2543" needs), checks the CSeq
+/// method against the request method (§8.1.1.5), validates Contact, Route and
+/// Record-Route, and slices the body by Content-Length. Bytes after the body
+/// are ignored (§18.3; RFC 4475 "dblreq"); without Content-Length the body is
+/// the rest of the datagram.
+pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
+    if buf.len() > MAX_MESSAGE {
+        return Err(ParseError::TooLarge);
+    }
+    let msg = &buf[skip_crlf(buf)..];
+    if msg.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let h = head(msg)?;
+    validate(h)
+}
+
+fn value<'a>(msg: &'a [u8], e: &Entry) -> &'a [u8] {
+    msg.get(e.value_start as usize..e.value_end as usize)
+        .unwrap_or(&[])
+}
+
+/// The single value of a header that may appear once.
+fn single<'a>(h: &Head<'a>, kind: Kind) -> Result<Option<&'a [u8]>, ParseError> {
+    let Some(first) = h.index.first(kind) else {
+        return Ok(None);
+    };
+    if h.index
+        .entries()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .nth(1)
+        .is_some()
+    {
+        return Err(ParseError::DuplicateHeader(kind.name()));
+    }
+    Ok(Some(value(h.msg, first)))
+}
+
+fn required<'a>(h: &Head<'a>, kind: Kind) -> Result<&'a [u8], ParseError> {
+    single(h, kind)?.ok_or(ParseError::MissingHeader(kind.name()))
+}
+
+/// Each comma-separated element of every `kind` line must parse with `f`.
+fn check_list<'a, T>(
+    h: &Head<'a>,
+    kind: Kind,
+    f: fn(&mut Cur<'a>) -> Option<T>,
+) -> Result<Option<T>, ParseError> {
+    let mut first = None;
+    if h.index.first(kind).is_none() {
+        return Ok(None);
+    }
+    for e in h.index.entries().iter().filter(|e| e.kind == kind) {
+        for item in List::new(value(h.msg, e), f) {
+            let item = item.ok_or(ParseError::BadHeaderValue(kind.name()))?;
+            if first.is_none() {
+                first = Some(item);
+            }
+        }
+    }
+    Ok(first)
+}
+
+fn number(h: &Head<'_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseError> {
+    match single(h, kind)? {
+        None => Ok(None),
+        Some(v) => parse_dec(trim(v), max)
+            .map(|n| Some(n as u32))
+            .ok_or(ParseError::BadHeaderValue(kind.name())),
+    }
+}
+
+fn validate(h: Head<'_>) -> Result<Message<'_>, ParseError> {
+    let top_via =
+        check_list(&h, Kind::Via, typed::via_parm)?.ok_or(ParseError::MissingHeader("Via"))?;
+    let from = typed::single_name_addr(required(&h, Kind::From)?)
+        .ok_or(ParseError::BadHeaderValue("From"))?;
+    let to =
+        typed::single_name_addr(required(&h, Kind::To)?).ok_or(ParseError::BadHeaderValue("To"))?;
+    let call_id = trim(required(&h, Kind::CallId)?);
+    if call_id.is_empty() || call_id.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(ParseError::BadHeaderValue("Call-ID"));
+    }
+    let cseq = typed::cseq(required(&h, Kind::CSeq)?).ok_or(ParseError::BadHeaderValue("CSeq"))?;
+    if let Start::Request { method, .. } = h.start
+        && method.as_bytes() != cseq.method.as_bytes()
+    {
+        return Err(ParseError::CSeqMismatch);
+    }
+    // RFC 3261 §20.22: Max-Forwards is an integer in 0..=255.
+    let max_forwards = number(&h, Kind::MaxForwards, 255)?;
+    // RFC 3261 §20.19, §20.23: delta-seconds up to 2**32-1.
+    let expires = number(&h, Kind::Expires, u64::from(u32::MAX))?;
+    let min_expires = number(&h, Kind::MinExpires, u64::from(u32::MAX))?;
+    check_list(&h, Kind::Contact, typed::contact_item)?;
+    check_list(&h, Kind::Route, typed::name_addr)?;
+    check_list(&h, Kind::RecordRoute, typed::name_addr)?;
+    let available = h.msg.len() - h.body_start;
+    let content_length = match single(&h, Kind::ContentLength)? {
+        None => None,
+        Some(v) => Some(parse_u32(trim(v)).ok_or(ParseError::BadContentLength)?),
+    };
+    let body_len = match content_length {
+        Some(cl) if cl as usize > available => {
+            return Err(ParseError::BodyTruncated {
+                declared: cl,
+                available: available as u32,
+            });
+        }
+        Some(cl) => cl as usize,
+        None => available,
+    };
+    let end = h.body_start + body_len;
+    let msg = &h.msg[..end];
+    Ok(Message {
+        buf: msg,
+        start: h.start,
+        body: &msg[h.body_start..],
+        index: h.index,
+        top_via,
+        from,
+        to,
+        call_id,
+        cseq,
+        content_length,
+        max_forwards,
+        expires,
+        min_expires,
+    })
+}
+
+/// Stream framing (TCP, RFC 3261 §18.3): whether `buf` starts with one whole
+/// message. Leading CRLFs (keep-alives) are counted in the returned length.
+/// Content-Length is mandatory on streams; only the header lines are checked
+/// here, so call [`parse`] on the framed bytes to validate them.
+pub fn frame(buf: &[u8]) -> Result<Status, ParseError> {
+    let skip = skip_crlf(buf);
+    let rest = &buf[skip..];
+    if rest.is_empty() {
+        return Ok(Status::Partial);
+    }
+    let window = &rest[..rest.len().min(MAX_MESSAGE)];
+    let h = match head(window) {
+        Ok(h) => h,
+        Err(ParseError::Truncated) if window.len() < MAX_MESSAGE => return Ok(Status::Partial),
+        Err(ParseError::Truncated) => return Err(ParseError::TooLarge),
+        Err(e) => return Err(e),
+    };
+    let cl = match single(&h, Kind::ContentLength)? {
+        None => return Err(ParseError::MissingHeader("Content-Length")),
+        Some(v) => parse_u32(trim(v)).ok_or(ParseError::BadContentLength)?,
+    };
+    let total = h.body_start + cl as usize;
+    if total > MAX_MESSAGE {
+        return Err(ParseError::TooLarge);
+    }
+    if rest.len() >= total {
+        Ok(Status::Complete(skip + total))
+    } else {
+        Ok(Status::Partial)
+    }
+}
+
+impl<'a> Message<'a> {
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, Start::Request { .. })
+    }
+
+    /// The request method (requests only).
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written (requests only).
+    pub fn uri(&self) -> Option<&'a [u8]> {
+        match self.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The status code (responses only).
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            Start::Response { status, .. } => Some(status),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase (responses only), possibly empty (RFC 4475 "noreason").
+    pub fn reason(&self) -> Option<&'a [u8]> {
+        match self.start {
+            Start::Response { reason, .. } => Some(reason),
+            Start::Request { .. } => None,
+        }
+    }
+
+    fn value(&self, e: &Entry) -> &'a [u8] {
+        value(self.buf, e)
+    }
+
+    fn name(&self, e: &Entry) -> &'a [u8] {
+        self.buf
+            .get(e.name_start as usize..e.name_end as usize)
+            .unwrap_or(&[])
+    }
+
+    fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let from = self.index.first[kind as usize] as usize;
+        self.index
+            .entries()
+            .get(from..)
+            .unwrap_or(&[])
+            .iter()
+            .filter(move |e| e.kind == kind)
+            .map(|e| self.value(e))
+    }
+
+    fn first(&self, kind: Kind) -> Option<&'a [u8]> {
+        self.index.first(kind).map(|e| self.value(e))
+    }
+
+    /// The first value of header `name` (case-insensitive; a long name also
+    /// finds its compact form and vice versa, RFC 3261 §7.3.3). The value is
+    /// trimmed; a folded value keeps its inner CRLF + whitespace.
+    pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.headers(name).next()
+    }
+
+    /// Every value of header `name`, one per header line, in order (values
+    /// joined by commas on one line are not split).
+    pub fn headers(&self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
+        let kind = classify(name);
+        self.index
+            .entries()
+            .iter()
+            .filter(move |e| e.kind == kind && (kind != Kind::Other || eq_ic(self.name(e), name)))
+            .map(|e| self.value(e))
+    }
+
+    /// Every header line as (name as written, value), in order.
+    pub fn all_headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.index
+            .entries()
+            .iter()
+            .map(|e| (self.name(e), self.value(e)))
+    }
+
+    /// Every Via value in order, comma-joined ones split (RFC 3261 §7.3.1).
+    pub fn vias(&self) -> impl Iterator<Item = Via<'a>> {
+        self.of_kind(Kind::Via)
+            .flat_map(|v| List::new(v, typed::via_parm).map_while(|x| x))
+    }
+
+    /// The topmost Via (validated by [`parse`]).
+    pub fn top_via(&self) -> Option<Via<'a>> {
+        Some(self.top_via)
+    }
+
+    /// The From header (validated by [`parse`]).
+    pub fn from(&self) -> Option<NameAddr<'a>> {
+        Some(self.from)
+    }
+
+    /// The To header (validated by [`parse`]).
+    pub fn to(&self) -> Option<NameAddr<'a>> {
+        Some(self.to)
+    }
+
+    /// The Call-ID, trimmed.
+    pub fn call_id(&self) -> Option<&'a [u8]> {
+        Some(self.call_id)
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Option<CSeq<'a>> {
+        Some(self.cseq)
+    }
+
+    /// Every Contact value in order, comma-joined ones split; `*` is
+    /// [`Contact::Star`].
+    pub fn contacts(&self) -> impl Iterator<Item = Contact<'a>> {
+        self.of_kind(Kind::Contact)
+            .flat_map(|v| List::new(v, typed::contact_item).map_while(|x| x))
+    }
+
+    /// Every Record-Route value in order, comma-joined ones split.
+    pub fn record_routes(&self) -> impl Iterator<Item = NameAddr<'a>> {
+        self.of_kind(Kind::RecordRoute)
+            .flat_map(|v| List::new(v, typed::name_addr).map_while(|x| x))
+    }
+
+    /// Every Route value in order, comma-joined ones split.
+    pub fn routes(&self) -> impl Iterator<Item = NameAddr<'a>> {
+        self.of_kind(Kind::Route)
+            .flat_map(|v| List::new(v, typed::name_addr).map_while(|x| x))
+    }
+
+    /// Max-Forwards (0..=255).
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.max_forwards
+    }
+
+    /// The Expires header (not the Contact parameter).
+    pub fn expires(&self) -> Option<u32> {
+        self.expires
+    }
+
+    /// Min-Expires (in a 423 response, RFC 3261 §10.2.8).
+    pub fn min_expires(&self) -> Option<u32> {
+        self.min_expires
+    }
+
+    /// Content-Length as written (`None` when absent; the body then runs to
+    /// the end of the datagram).
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    /// Content-Type value.
+    pub fn content_type(&self) -> Option<&'a [u8]> {
+        self.first(Kind::ContentType)
+    }
+
+    /// The first WWW-Authenticate value, raw (the `auth` module parses it).
+    pub fn www_authenticate(&self) -> Option<&'a [u8]> {
+        self.first(Kind::WwwAuthenticate)
+    }
+
+    /// The first Proxy-Authenticate value, raw.
+    pub fn proxy_authenticate(&self) -> Option<&'a [u8]> {
+        self.first(Kind::ProxyAuthenticate)
+    }
+
+    /// The first Authorization value, raw.
+    pub fn authorization(&self) -> Option<&'a [u8]> {
+        self.first(Kind::Authorization)
+    }
+
+    /// The first Proxy-Authorization value, raw.
+    pub fn proxy_authorization(&self) -> Option<&'a [u8]> {
+        self.first(Kind::ProxyAuthorization)
+    }
+
+    /// The body, sliced by Content-Length.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The whole message: start line to the end of the body (leading CRLFs
+    /// and bytes after the body excluded).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Values of every header line of `kind`, for the builder.
+    pub(crate) fn values_of(&self, kind: Kind) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.of_kind(kind)
+    }
+
+    /// First value of `kind`, for the builder.
+    pub(crate) fn first_of(&self, kind: Kind) -> Option<&'a [u8]> {
+        self.first(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Bob <sip:bob@example.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.10:5060>;expires=3600\r\n\
+Expires: 7200\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+    #[test]
+    fn register_accessors() {
+        let m = parse(REGISTER).unwrap();
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(Method::Register));
+        assert_eq!(m.uri(), Some(&b"sip:example.com"[..]));
+        assert_eq!(m.status(), None);
+        let v = m.top_via().unwrap();
+        assert_eq!(v.branch, Some(&b"z9hG4bK776asdhds"[..]));
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.rport, Some(None));
+        assert_eq!(m.from().unwrap().tag, Some(&b"456248"[..]));
+        assert_eq!(m.to().unwrap().tag, None);
+        assert_eq!(m.to().unwrap().display, Some(&b"Bob"[..]));
+        assert_eq!(m.call_id(), Some(&b"843817637684230@998sdasdh09"[..]));
+        assert_eq!(
+            m.cseq(),
+            Some(CSeq {
+                seq: 1826,
+                method: Method::Register
+            })
+        );
+        assert_eq!(m.max_forwards(), Some(70));
+        assert_eq!(m.expires(), Some(7200));
+        assert_eq!(m.content_length(), Some(0));
+        assert_eq!(m.body(), b"");
+        let c: Vec<_> = m.contacts().collect();
+        assert!(matches!(
+            c[..],
+            [Contact::Addr {
+                expires: Some(3600),
+                ..
+            }]
+        ));
+        assert_eq!(m.header(b"call-id"), m.call_id());
+        assert_eq!(m.header(b"i"), m.call_id());
+        assert_eq!(m.header(b"X-Nope"), None);
+        assert_eq!(m.as_bytes(), REGISTER);
+        assert_eq!(m.all_headers().count(), 9);
+    }
+
+    #[test]
+    fn frame_stream() {
+        let mut two = b"\r\n\r\n".to_vec();
+        two.extend_from_slice(REGISTER);
+        two.extend_from_slice(REGISTER);
+        assert_eq!(frame(&two), Ok(Status::Complete(4 + REGISTER.len())));
+        for cut in 0..REGISTER.len() {
+            assert_eq!(frame(&REGISTER[..cut]), Ok(Status::Partial), "cut {cut}");
+        }
+        let body = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(frame(body), Ok(Status::Partial));
+        let body = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhello!";
+        assert_eq!(frame(body), Ok(Status::Complete(body.len() - 1)));
+        let nocl = b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n";
+        assert_eq!(
+            frame(nocl),
+            Err(ParseError::MissingHeader("Content-Length"))
+        );
+        assert_eq!(frame(b"garbage\r\n"), Err(ParseError::BadStartLine));
+    }
+}

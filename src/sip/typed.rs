@@ -1,0 +1,635 @@
+//! Typed views of header values: Via, name-addr (From/To/Route/Record-Route),
+//! Contact, CSeq, and SIP/SIPS/tel URIs. All borrow the message buffer.
+
+use super::Method;
+use super::lex::{Cur, eq_ic, is_host, param_lookup, parse_dec, parse_u16, parse_u32};
+
+/// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Transport token of `sent-protocol`, e.g. `UDP` (RFC 4475 "transports"
+    /// allows unknown ones).
+    pub transport: &'a [u8],
+    /// Host of `sent-by`; an IPv6 reference keeps its brackets (`[::1]`).
+    pub host: &'a [u8],
+    /// Port of `sent-by`, if written.
+    pub port: Option<u16>,
+    /// The `branch` parameter (RFC 3261 §8.1.1.7).
+    pub branch: Option<&'a [u8]>,
+    /// The `received` parameter (RFC 3261 §18.2.1).
+    pub received: Option<&'a [u8]>,
+    /// RFC 3581: `None` absent, `Some(None)` present without value (a request
+    /// asking for it), `Some(Some(p))` filled in.
+    pub rport: Option<Option<u16>>,
+    /// This `via-parm` as written (trimmed), without the separating commas.
+    pub raw: &'a [u8],
+}
+
+/// A `name-addr` or `addr-spec` with its header parameters (RFC 3261 §20.10,
+/// §20.20, §20.39, used by From, To, Contact, Route, Record-Route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name: the text between the quotes (escapes kept as written,
+    /// RFC 4475 "esc02"/"wsinv") or the unquoted token sequence ("lwsdisp").
+    pub display: Option<&'a [u8]>,
+    /// The URI, without the angle brackets.
+    pub uri: &'a [u8],
+    /// The `tag` parameter (RFC 3261 §19.3).
+    pub tag: Option<&'a [u8]>,
+    /// Every header parameter as written, from the first `;` (empty if none).
+    pub params: &'a [u8],
+    /// This value as written (trimmed), without separating commas.
+    pub raw: &'a [u8],
+}
+
+impl<'a> NameAddr<'a> {
+    /// Value of header parameter `name` (case-insensitive); `Some(b"")` for
+    /// a parameter without value such as `lr`.
+    pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
+        param_lookup(self.params, name)
+    }
+}
+
+/// One Contact value (RFC 3261 §20.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact<'a> {
+    /// `Contact: *` (REGISTER removing all bindings, RFC 3261 §10.2.2).
+    Star,
+    /// An address with its `expires` and `q` parameters.
+    Addr {
+        /// The address and all parameters.
+        addr: NameAddr<'a>,
+        /// `expires` parameter; `None` when absent or not a 32-bit number
+        /// (RFC 4475 "scalar02": treat an overlarge value as absent, so the
+        /// registrar falls back to Expires or its default).
+        expires: Option<u32>,
+        /// `q` parameter as written.
+        q: Option<&'a [u8]>,
+    },
+}
+
+/// CSeq (RFC 3261 §20.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// Sequence number, below 2**31 (RFC 3261 §8.1.1.5).
+    pub seq: u32,
+    /// Method.
+    pub method: Method<'a>,
+}
+
+/// A parsed URI (RFC 3261 §19.1.1; RFC 3966 for `tel:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    /// `sip`, `sips` or `tel`, as written.
+    pub scheme: &'a [u8],
+    /// User part (escapes kept, RFC 4475 "esc01"); for `tel:` the number.
+    pub user: Option<&'a [u8]>,
+    /// Host; an IPv6 reference keeps its brackets. Empty for `tel:`.
+    pub host: &'a [u8],
+    /// Port, if written.
+    pub port: Option<u16>,
+    /// URI parameters from the first `;` after the host (or number), up to
+    /// `?headers` (excluded).
+    pub params: &'a [u8],
+}
+
+/// Parses a `sip:`, `sips:` or `tel:` URI (scheme case-insensitive). Other
+/// schemes and malformed URIs give `None`. The `@` may appear at most once in
+/// a SIP URI (§25.1: neither user, password, parameters nor headers may
+/// contain it unescaped), which makes the split unambiguous even for the
+/// user parts of RFC 4475 "intmeth" and "semiuri".
+pub fn parse_uri(b: &[u8]) -> Option<Uri<'_>> {
+    let colon = memchr::memchr(b':', b)?;
+    let scheme = &b[..colon];
+    let rest = &b[colon + 1..];
+    if eq_ic(scheme, b"tel") {
+        let end = memchr::memchr2(b';', b'?', rest).unwrap_or(rest.len());
+        let number = &rest[..end];
+        if number.is_empty() {
+            return None;
+        }
+        let params_end = memchr::memchr(b'?', rest).unwrap_or(rest.len()).max(end);
+        return Some(Uri {
+            scheme,
+            user: Some(number),
+            host: &[],
+            port: None,
+            params: &rest[end..params_end],
+        });
+    }
+    if !(eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")) {
+        return None;
+    }
+    let (user, hostport) = match memchr::memchr(b'@', rest) {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = match memchr::memchr(b':', userinfo) {
+                Some(c) => &userinfo[..c],
+                None => userinfo,
+            };
+            if user.is_empty() {
+                return None;
+            }
+            (Some(user), &rest[at + 1..])
+        }
+        None => (None, rest),
+    };
+    let mut c = Cur::new(hostport);
+    let host = host(&mut c)?;
+    let port = if c.eat(b':') {
+        Some(parse_u16(c.take(|b| b.is_ascii_digit()))?)
+    } else {
+        None
+    };
+    let params = match c.peek() {
+        None | Some(b'?') => &hostport[c.i..c.i],
+        Some(b';') => {
+            let end = memchr::memchr(b'?', &hostport[c.i..]).map_or(hostport.len(), |q| c.i + q);
+            &hostport[c.i..end]
+        }
+        Some(_) => return None,
+    };
+    Some(Uri {
+        scheme,
+        user,
+        host,
+        port,
+        params,
+    })
+}
+
+/// `host = hostname / IPv4address / IPv6reference`; an IPv6 reference is
+/// returned with its brackets.
+fn host<'a>(c: &mut Cur<'a>) -> Option<&'a [u8]> {
+    if c.peek() == Some(b'[') {
+        let s = c.i;
+        let close = memchr::memchr(b']', &c.b[s..])?;
+        let inner = &c.b[s + 1..s + close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        c.i = s + close + 1;
+        Some(&c.b[s..c.i])
+    } else {
+        let h = c.take(is_host);
+        if h.is_empty() { None } else { Some(h) }
+    }
+}
+
+/// Parses one `via-parm` at the cursor, leaving it before the next `,` or at
+/// the end. Accepts LWS around `/`, `:`, `;` and `=` (RFC 3261 §25.1 `SLASH`,
+/// `COLON`, `SEMI`, `EQUAL`; RFC 4475 "wsinv"). The protocol must be SIP/2.0.
+pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
+    c.lws();
+    let start = c.i;
+    if !eq_ic(c.token(), b"SIP") {
+        return None;
+    }
+    c.lws();
+    if !c.eat(b'/') {
+        return None;
+    }
+    c.lws();
+    if c.token() != b"2.0" {
+        return None;
+    }
+    c.lws();
+    if !c.eat(b'/') {
+        return None;
+    }
+    c.lws();
+    let transport = c.token();
+    if transport.is_empty() || !c.lws() {
+        return None;
+    }
+    let host = host(c)?;
+    let mut end = c.i;
+    c.lws();
+    let port = if c.eat(b':') {
+        c.lws();
+        let p = parse_u16(c.take(|b| b.is_ascii_digit()))?;
+        end = c.i;
+        Some(p)
+    } else {
+        c.i = end;
+        None
+    };
+    let mut via = Via {
+        transport,
+        host,
+        port,
+        branch: None,
+        received: None,
+        rport: None,
+        raw: &[],
+    };
+    let mut bad = false;
+    let params = c.params(|n, v| {
+        if eq_ic(n, b"branch") {
+            via.branch = v;
+            bad |= v.is_none();
+        } else if eq_ic(n, b"received") {
+            via.received = v;
+            bad |= v.is_none();
+        } else if eq_ic(n, b"rport") {
+            via.rport = Some(match v {
+                None => None,
+                Some(p) => {
+                    let p = parse_u16(p);
+                    bad |= p.is_none();
+                    p
+                }
+            });
+        }
+    })?;
+    if bad {
+        return None;
+    }
+    if !params.is_empty() {
+        end = params.as_ptr() as usize - c.b.as_ptr() as usize + params.len();
+    }
+    via.raw = &c.b[start..end];
+    Some(via)
+}
+
+/// Checks a URI written inside `<>` or as a bare `addr-spec`: a scheme
+/// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`) and a colon, then no
+/// whitespace, control, `<`, `>` or `"` (RFC 4475 "badaspec").
+fn valid_uri(u: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', u) else {
+        return false;
+    };
+    let scheme = &u[..colon];
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    scheme_ok
+        && u.iter()
+            .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
+}
+
+/// Parses one `name-addr` / `addr-spec` with its parameters at the cursor,
+/// leaving it before the next `,` or at the end.
+///
+/// RFC 3261 §20.10: a bare `addr-spec` ends at the first `;`, `,` or LWS and
+/// cannot contain `?` (RFC 4475 "regbadct"); an unquoted display name is a
+/// token sequence (so `Bell, Alexander <...>` is rejected, "baddn").
+pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
+    c.lws();
+    let start = c.i;
+    let mut display = None;
+    let angle = match c.peek()? {
+        b'"' => {
+            display = Some(c.quoted()?);
+            c.lws();
+            if c.peek() != Some(b'<') {
+                return None;
+            }
+            true
+        }
+        b'<' => true,
+        _ => {
+            let mut last = c.i;
+            loop {
+                if c.token().is_empty() {
+                    break;
+                }
+                last = c.i;
+                c.lws();
+            }
+            if c.peek() == Some(b'<') && last > start {
+                display = Some(&c.b[start..last]);
+                true
+            } else {
+                c.i = start;
+                false
+            }
+        }
+    };
+    let uri = if angle {
+        c.i += 1;
+        let close = memchr::memchr(b'>', &c.b[c.i..])?;
+        let u = &c.b[c.i..c.i + close];
+        c.i += close + 1;
+        if !valid_uri(u) {
+            return None;
+        }
+        u
+    } else {
+        let u = c.take(|b| !matches!(b, b';' | b',' | b' ' | b'\t' | b'\r' | b'\n'));
+        if !valid_uri(u) || memchr::memchr(b'?', u).is_some() {
+            return None;
+        }
+        u
+    };
+    let mut end = c.i;
+    let mut tag = None;
+    let params = c.params(|n, v| {
+        if tag.is_none() && eq_ic(n, b"tag") {
+            tag = Some(v.unwrap_or(&[]));
+        }
+    })?;
+    if tag == Some(&[][..]) {
+        return None;
+    }
+    if !params.is_empty() {
+        end = params.as_ptr() as usize - c.b.as_ptr() as usize + params.len();
+    }
+    Some(NameAddr {
+        display,
+        uri,
+        tag,
+        params,
+        raw: &c.b[start..end],
+    })
+}
+
+/// Parses a whole single-valued name-addr header (From, To).
+pub(crate) fn single_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
+    let mut c = Cur::new(v);
+    let na = name_addr(&mut c)?;
+    c.lws();
+    if c.at_end() { Some(na) } else { None }
+}
+
+/// Parses `CSeq = 1*DIGIT LWS Method` with the number below 2**31
+/// (RFC 3261 §8.1.1.5; RFC 4475 "scalar02").
+pub(crate) fn cseq(v: &[u8]) -> Option<CSeq<'_>> {
+    let mut c = Cur::new(v);
+    c.lws();
+    let n = parse_dec(c.take(|b| b.is_ascii_digit()), (1 << 31) - 1)?;
+    if !c.lws() {
+        return None;
+    }
+    let m = c.token();
+    c.lws();
+    if m.is_empty() || !c.at_end() {
+        return None;
+    }
+    Some(CSeq {
+        seq: n as u32,
+        method: Method::from_bytes(m),
+    })
+}
+
+/// Builds a [`Contact`] from a parsed name-addr.
+pub(crate) fn contact_from(addr: NameAddr<'_>) -> Contact<'_> {
+    let expires = addr.param(b"expires").and_then(parse_u32);
+    let q = addr.param(b"q");
+    Contact::Addr { addr, expires, q }
+}
+
+/// Iterates the comma-separated values of one header line. `Item = None`
+/// marks a malformed element (the iterator then stops).
+#[derive(Debug, Clone)]
+pub(crate) struct List<'a, T> {
+    c: Cur<'a>,
+    f: fn(&mut Cur<'a>) -> Option<T>,
+    done: bool,
+}
+
+impl<'a, T> List<'a, T> {
+    pub(crate) fn new(v: &'a [u8], f: fn(&mut Cur<'a>) -> Option<T>) -> Self {
+        List {
+            c: Cur::new(v),
+            f,
+            done: false,
+        }
+    }
+}
+
+impl<T> Iterator for List<'_, T> {
+    type Item = Option<T>;
+    fn next(&mut self) -> Option<Option<T>> {
+        if self.done {
+            return None;
+        }
+        self.c.lws();
+        // RFC 3261 §7.3.1: `value *(COMMA value)`; an empty element is an error.
+        let item = (self.f)(&mut self.c);
+        self.c.lws();
+        if item.is_none() {
+            self.done = true;
+            return Some(None);
+        }
+        if self.c.at_end() {
+            self.done = true;
+        } else if !self.c.eat(b',') {
+            self.done = true;
+            return Some(None);
+        } else {
+            self.c.lws();
+            if self.c.at_end() {
+                self.done = true;
+                return Some(None);
+            }
+        }
+        Some(item)
+    }
+}
+
+/// `Contact: *` or one contact value (used by [`List`]).
+pub(crate) fn contact_item<'a>(c: &mut Cur<'a>) -> Option<Contact<'a>> {
+    c.lws();
+    if c.peek() == Some(b'*') {
+        c.i += 1;
+        return Some(Contact::Star);
+    }
+    name_addr(c).map(contact_from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn via(s: &str) -> Option<Via<'_>> {
+        let mut c = Cur::new(s.as_bytes());
+        let v = via_parm(&mut c)?;
+        c.lws();
+        if c.at_end() { Some(v) } else { None }
+    }
+
+    #[test]
+    fn via_forms() {
+        let v =
+            via("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;rport;received=10.0.0.1").unwrap();
+        assert_eq!(v.transport, b"UDP");
+        assert_eq!(v.host, b"192.0.2.1");
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch, Some(&b"z9hG4bK74bf9"[..]));
+        assert_eq!(v.received, Some(&b"10.0.0.1"[..]));
+        assert_eq!(v.rport, Some(None));
+
+        let v = via("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.host, b"192.0.2.2");
+        assert_eq!(v.branch, Some(&b"390skdjuw"[..]));
+        assert_eq!(
+            v.raw,
+            b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw"
+        );
+
+        let v = via("SIP/2.0/TCP [2001:db8::9:1]:5061 ; branch = z9hG4bKx ; rport = 7").unwrap();
+        assert_eq!(v.host, b"[2001:db8::9:1]");
+        assert_eq!(v.port, Some(5061));
+        assert_eq!(v.rport, Some(Some(7)));
+        assert_eq!(v.branch, Some(&b"z9hG4bKx"[..]));
+
+        let v = via("SIP/2.0/UDP host.example.com;received=[2001:db8::1]").unwrap();
+        assert_eq!(v.received, Some(&b"[2001:db8::1]"[..]));
+        assert_eq!(v.port, None);
+
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/7.0/UDP c.example.com",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host;branch=",
+            "SIP/2.0/UDP host;rport=x",
+            "SIP/2.0/UDP [zz]",
+            "HTTP/2.0/UDP host",
+        ] {
+            assert!(via(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let cases: &[(&str, Option<&str>, &str, Option<&str>)] = &[
+            ("<sip:a@b>;tag=1", None, "sip:a@b", Some("1")),
+            ("sip:a@b;tag=1", None, "sip:a@b", Some("1")),
+            (
+                "\"Alice A\" <sips:a@b:5061>",
+                Some("Alice A"),
+                "sips:a@b:5061",
+                None,
+            ),
+            (
+                "caller<sip:caller@example.com>;tag=323",
+                Some("caller"),
+                "sip:caller@example.com",
+                Some("323"),
+            ),
+            ("Joe  Smith <sip:j@x>", Some("Joe  Smith"), "sip:j@x", None),
+            (
+                "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+                Some("J Rosenberg \\\\\\\""),
+                "sip:jdrosen@example.com",
+                Some("98asjd8"),
+            ),
+            (
+                "<sip:[2001:db8::10]:5070;transport=udp>",
+                None,
+                "sip:[2001:db8::10]:5070;transport=udp",
+                None,
+            ),
+            ("<urn:service:sos>", None, "urn:service:sos", None),
+        ];
+        for (input, display, uri, tag) in cases {
+            let na = single_name_addr(input.as_bytes()).unwrap_or_else(|| panic!("{input}"));
+            assert_eq!(na.display, display.map(str::as_bytes), "{input}");
+            assert_eq!(na.uri, uri.as_bytes(), "{input}");
+            assert_eq!(na.tag, tag.map(str::as_bytes), "{input}");
+        }
+        for bad in [
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "Bell, Alexander <sip:a.g.bell@bell-tel.com>;tag=43",
+            "< sip:t.watson@example.org >",
+            "sip:caller@example.net;;tag=134161461246",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "<sip:a@b",
+            "<nocolon>",
+            "<sip:a@b> junk",
+            "<sip:a@b>;tag=",
+            "",
+        ] {
+            assert!(single_name_addr(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn contact_lists() {
+        let v = b"\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33, <sip:b@c>;expires=60, sip:d@e;expires=280297596632815";
+        let got: Vec<_> = List::new(v, contact_item).collect();
+        assert_eq!(got.len(), 3);
+        match got[0] {
+            Some(Contact::Addr { addr, q, expires }) => {
+                assert_eq!(addr.uri, b"sip:jdrosen@example.com");
+                assert_eq!(q, Some(&b"0.33"[..]));
+                assert_eq!(expires, None);
+                assert_eq!(addr.param(b"secondparam"), Some(&b""[..]));
+            }
+            _ => panic!(),
+        }
+        assert!(matches!(
+            got[1],
+            Some(Contact::Addr {
+                expires: Some(60),
+                ..
+            })
+        ));
+        assert!(matches!(got[2], Some(Contact::Addr { expires: None, .. })));
+        let star: Vec<_> = List::new(b" * ", contact_item).collect();
+        assert_eq!(star, vec![Some(Contact::Star)]);
+        let bad: Vec<_> = List::new(b"<sip:a@b>,", contact_item).collect();
+        assert_eq!(bad.last(), Some(&None));
+    }
+
+    #[test]
+    fn cseq_forms() {
+        assert_eq!(
+            cseq(b"0009\r\n  INVITE"),
+            Some(CSeq {
+                seq: 9,
+                method: Method::Invite
+            })
+        );
+        assert_eq!(cseq(b"2147483647 ACK").map(|c| c.seq), Some(2147483647));
+        for bad in [
+            "2147483648 ACK",
+            "36893488147419103232 REGISTER",
+            "INVITE",
+            "1",
+            "1INVITE",
+            "1 INVITE x",
+            "-1 BYE",
+        ] {
+            assert!(cseq(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uris() {
+        let u = parse_uri(b"sip:alice:secret@example.com:5070;transport=udp;lr?subject=x").unwrap();
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.host, b"example.com");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.params, b";transport=udp;lr");
+        let u = parse_uri(b"SIPS:[2001:db8::1]:5061").unwrap();
+        assert_eq!(u.scheme, b"SIPS");
+        assert_eq!(u.host, b"[2001:db8::1]");
+        assert_eq!(u.port, Some(5061));
+        let u = parse_uri(b"sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, b"example.com");
+        let u = parse_uri(b"tel:+1-201-555-0123;phone-context=x").unwrap();
+        assert_eq!(u.user, Some(&b"+1-201-555-0123"[..]));
+        assert_eq!(u.params, b";phone-context=x");
+        for bad in [
+            "http://x",
+            "sip:",
+            "sip:@host",
+            "sip:host:99999",
+            "sip:[::1",
+            "sip:host junk",
+            "nocolon",
+        ] {
+            assert!(parse_uri(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+}
