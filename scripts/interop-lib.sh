@@ -190,8 +190,9 @@ sipp_summary() {
   retrans=$(sipp_stat "$name" 'Retransmissions(C)')
   wall=$(cat "$WORK/$name.wall_s" 2>/dev/null || echo NA)
   awk -v ok="$ok" -v f="$failed" -v r="$retrans" -v w="$wall" 'BEGIN {
-    rate = (w + 0 > 0) ? sprintf("%.0f", ok / w) : "NA";
-    printf "ok=%s failed=%s retrans=%s wall=%ss rate=%s/s\n", ok, f, r, w, rate }'
+    printf "ok=%s failed=%s retrans=%s", ok, f, r;
+    if (w + 0 > 0) printf " wall=%ss rate=%.0f/s", w, ok / w;
+    printf "\n" }'
 }
 
 # show_sipp_errors NAME: prints the start of SIPp's error log (on failure).

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Interop proof, real programs only: calls through the project's Kamailio
+# proxy with 407 digest authentication and Record-Route.
+#
+#   1. start Kamailio (scripts/kamailio/start.sh) on a free udp 127.0.0.1 port
+#   2. SIPp registers the 20 callees of scripts/sipp/callees.csv with digest,
+#      Contact = the UAS socket (register_contact.xml -key contact ...)
+#   3. a SIPp UAS (uas_rr.xml: copies Record-Route into 180/200) listens there
+#   4. a SIPp UAC (uac_auth.xml, callers from scripts/sipp/calls.csv):
+#      INVITE -> 407 -> ACK; INVITE + Proxy-Authorization -> 180/200 (with
+#      Record-Route) -> ACK and BYE through the proxy via the route set
+#   5. checks: every call of the UAC and of the UAS succeeded, and Kamailio's
+#      tm statistics show the relayed INVITE and BYE transactions. SIPp sends
+#      only to Kamailio, so the UAS seeing each ACK and BYE means Kamailio
+#      routed them: it refuses in-dialog requests without its Route (404),
+#      so this also proves the UAC used the Record-Route set.
+#   6. stop everything (also on failure, via the trap in interop-lib.sh)
+#
+# Usage: scripts/interop-kamailio-call-sipp.sh [CALLS] [RATE]
+#   CALLS default 100 (at most 200, the lines of calls.csv), RATE default 50/s,
+#   hold 200 ms. INTEROP_KEEP=1 keeps the logs. Exit 0 only if all checks pass.
+. "$(dirname "$0")/interop-lib.sh"
+
+CALLS=${1:-${CALL_COUNT:-100}}
+RATE=${2:-${CALL_RATE:-50}}
+HOLD_MS=${CALL_HOLD_MS:-200}
+[ "$CALLS" -ge 1 ] && [ "$CALLS" -le 200 ] || fail "CALLS must be 1..200 (calls.csv has 200 callers)"
+
+need sipp kamailio kamcmd python3
+
+KPORT=$(free_udp_port)
+start_kamailio kamailio "$KPORT"
+log "kamailio on udp:127.0.0.1:$KPORT (pid $KAM_PID)"
+
+UPORT=$(free_udp_port)
+RPORT=$(free_udp_port)
+log "registering 20 callees with Contact 127.0.0.1:$UPORT"
+rc=0
+run_sipp callees "127.0.0.1:$KPORT" -sf "$SIPP_DIR/register_contact.xml" \
+  -inf "$SIPP_DIR/callees.csv" -i 127.0.0.1 -p "$RPORT" \
+  -key contact "127.0.0.1:$UPORT" -m 20 -r 100 || rc=$?
+if [ "$rc" -ne 0 ]; then
+  show_sipp_errors callees
+  fail "callee registration failed (SIPp exit $rc)"
+fi
+for i in $(seq 0 19); do printf 'c%04d\n' "$i"; done >"$WORK/callees.txt"
+kam_check_bindings "$WORK/callees.txt" "@127.0.0.1:$UPORT" --exact || fail "callee bindings missing in Kamailio"
+
+log "UAS (uas_rr.xml) on 127.0.0.1:$UPORT"
+start_sipp_bg uas -sf "$SIPP_DIR/uas_rr.xml" -i 127.0.0.1 -p "$UPORT" -m "$CALLS"
+UAS_PID=$BG_PID
+wait_udp_listen "$UPORT" 5 || fail "the SIPp UAS did not bind 127.0.0.1:$UPORT"
+
+tm0=$(kamcmd_ stats.get_statistics tmx: 2>/dev/null | tr '\n' ' ')
+CPORT=$(free_udp_port)
+cpu0=$(proc_tree_cpu_s "$KAM_PID")
+log "UAC (uac_auth.xml): $CALLS calls at $RATE/s, hold ${HOLD_MS}ms, from 127.0.0.1:$CPORT"
+rc=0
+run_sipp uac "127.0.0.1:$KPORT" -sf "$SIPP_DIR/uac_auth.xml" \
+  -inf "$SIPP_DIR/calls.csv" -i 127.0.0.1 -p "$CPORT" \
+  -m "$CALLS" -r "$RATE" -d "$HOLD_MS" || rc=$?
+cpu1=$(proc_tree_cpu_s "$KAM_PID")
+log "sipp uac: rc=$rc $(sipp_summary uac); kamailio cpu $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b-a}')s"
+uas_rc=0
+wait_bg "$UAS_PID" || uas_rc=$?
+log "sipp uas: rc=$uas_rc $(sipp_summary uas)"
+if [ "$rc" -ne 0 ] || [ "$uas_rc" -ne 0 ]; then
+  show_sipp_errors uac
+  show_sipp_errors uas
+  fail "calls failed (UAC exit $rc, UAS exit $uas_rc)"
+fi
+uac_ok=$(sipp_stat uac 'SuccessfulCall(C)')
+uas_ok=$(sipp_stat uas 'SuccessfulCall(C)')
+[ "$uac_ok" = "$CALLS" ] && [ "$uas_ok" = "$CALLS" ] \
+  || fail "expected $CALLS successful calls on both sides, got UAC $uac_ok, UAS $uas_ok"
+[ "$(sipp_stat uac 'FailedCall(C)')" = 0 ] || fail "UAC reports failed calls"
+
+tm1=$(kamcmd_ stats.get_statistics tmx: 2>/dev/null | tr '\n' ' ')
+log "kamailio tmx stats after: $tm1"
+relayed=$(printf '%s\n' "$tm1" | sed -n 's/.*tmx:2xx_transactions = \([0-9]*\).*/\1/p')
+# Each call: the authenticated INVITE and the BYE are relayed statefully and
+# both end with a 2xx (the 407ed INVITE is answered statelessly by sl).
+[ -n "$relayed" ] && [ "$relayed" -ge $((2 * CALLS)) ] \
+  || fail "Kamailio relayed $relayed 2xx transactions, expected >= $((2 * CALLS))"
+
+{
+  echo "calls=$CALLS rate=$RATE hold_ms=$HOLD_MS"
+  echo "uac: $(sipp_summary uac)"
+  echo "uas: $(sipp_summary uas)"
+  echo "kamailio_cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b-a}')"
+  echo "kamailio tmx before: $tm0"
+  echo "kamailio tmx after:  $tm1"
+} >"$WORK/result.txt"
+[ -n "${INTEROP_RESULT:-}" ] && cp "$WORK/result.txt" "$INTEROP_RESULT"
+interop_pass "$CALLS calls through Kamailio with 407 auth and Record-Route, all completed on both sides"
