@@ -42,7 +42,8 @@ _interop_cleanup() {
     kill -KILL "$p" 2>/dev/null
     wait "$p" 2>/dev/null
   done
-  if [ "$rc" -eq 0 ] && [ "$_interop_ok" = 1 ] && [ "${INTEROP_KEEP:-0}" != 1 ]; then
+  # 77 = "not available here" (nothing ran): nothing worth keeping either.
+  if { [ "$rc" -eq 0 ] && [ "$_interop_ok" = 1 ] || [ "$rc" -eq 77 ]; } && [ "${INTEROP_KEEP:-0}" != 1 ]; then
     rm -rf "$WORK"
   else
     log "logs kept in $WORK"
