@@ -6,6 +6,8 @@
 #                      xlog sanity usrloc registrar auth pv ctl kex corex are
 #                      all in the main package; no database module is needed)
 #   tshark          <- tshark
+#   python3         <- python3 (the interop scripts read SIPp stats and
+#                      report.json with it; usually already there)
 # Idempotent: when every command is present it prints so and does nothing.
 # Must run as root (or with sudo available) on Debian/Ubuntu; fails loudly.
 #
@@ -22,13 +24,14 @@ declare -A pkg_for=(
   [kamailio]=kamailio
   [kamcmd]=kamailio
   [tshark]=tshark
+  [python3]=python3
 )
 
 # kamailio and kamcmd live in /usr/sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing_pkgs=()
-for cmd in sipp kamailio kamcmd tshark; do
+for cmd in sipp kamailio kamcmd tshark python3; do
   if command -v "$cmd" >/dev/null 2>&1; then
     log "found $cmd at $(command -v "$cmd")"
   else
@@ -86,7 +89,7 @@ log "apt-get install -y --no-install-recommends ${missing_pkgs[*]}"
 $SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing_pkgs[@]}" \
   || die "apt-get install ${missing_pkgs[*]} failed"
 
-for cmd in sipp kamailio kamcmd tshark; do
+for cmd in sipp kamailio kamcmd tshark python3; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after install"
 done
 log "installed: sipp=$(command -v sipp) kamailio=$(command -v kamailio) kamcmd=$(command -v kamcmd) tshark=$(command -v tshark)"
