@@ -130,14 +130,18 @@ run_sipp() {
   shift
   local rc=0 t0 t1
   t0=$(date +%s.%N)
-  (cd "$WORK" && timeout "${SIPP_TIMEOUT:-60}" sipp "$@" \
+  # `times` in the subshell gives SIPp's CPU time (its reaped children).
+  (cd "$WORK" && { timeout "${SIPP_TIMEOUT:-60}" sipp "$@" \
     -nostdin -timeout "${SIPP_TIMEOUT:-60}s" -timeout_error \
     -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
     -trace_err -error_file "$WORK/$name.err.log" \
     -trace_screen -screen_file "$WORK/$name.screen.log" \
-    >"$WORK/$name.out" 2>&1) || rc=$?
+    >"$WORK/$name.out" 2>&1; r=$?; times >"$WORK/$name.times"; exit $r; }) || rc=$?
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$WORK/$name.wall_s"
+  # second line of `times`: children's user and sys time, e.g. "0m1.234s 0m0.5s"
+  awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }; printf "%.2f\n", t }' \
+    "$WORK/$name.times" >"$WORK/$name.cpu_s" 2>/dev/null || true
   return "$rc"
 }
 
@@ -185,14 +189,15 @@ sipp_stat() {
 
 # sipp_summary NAME: "ok=N failed=N retrans=N wall=S rate=R/s" for a SIPp run.
 sipp_summary() {
-  local name=$1 ok failed retrans wall
+  local name=$1 ok failed retrans wall cpu
   ok=$(sipp_stat "$name" 'SuccessfulCall(C)')
   failed=$(sipp_stat "$name" 'FailedCall(C)')
   retrans=$(sipp_stat "$name" 'Retransmissions(C)')
   wall=$(cat "$WORK/$name.wall_s" 2>/dev/null || echo NA)
-  awk -v ok="$ok" -v f="$failed" -v r="$retrans" -v w="$wall" 'BEGIN {
+  cpu=$(cat "$WORK/$name.cpu_s" 2>/dev/null || echo NA)
+  awk -v ok="$ok" -v f="$failed" -v r="$retrans" -v w="$wall" -v c="$cpu" 'BEGIN {
     printf "ok=%s failed=%s retrans=%s", ok, f, r;
-    if (w + 0 > 0) printf " wall=%ss rate=%.0f/s", w, ok / w;
+    if (w + 0 > 0) printf " wall=%ss rate=%.0f/s sipp_cpu=%ss", w, ok / w, c;
     printf "\n" }'
 }
 
