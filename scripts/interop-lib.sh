@@ -38,7 +38,7 @@ _interop_cleanup() {
     "$ROOT/scripts/kamailio/stop.sh" "$d" 2>/dev/null
   done
   for p in "${_interop_pids[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
     wait "$p" 2>/dev/null
   done
@@ -121,22 +121,39 @@ proc_tree_cpu_s() {
   awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 
-# run_sipp NAME ARGS...: runs SIPp in the foreground (bounded by a timeout),
+# run_sipp NAME ARGS...: runs SIPp (bounded by a timeout) and waits for it,
 # with its statistics in WORK/NAME.stat.csv, errors in WORK/NAME.err.log and
 # the screen in WORK/NAME.screen.log. Returns SIPp's exit code
 # (0: every call succeeded; 1: some call failed; others: fatal).
+# SIPp runs in a background subshell that we `wait` for, so a SIGTERM to the
+# script is handled at once (a foreground command would delay the trap until
+# SIPp ends); the subshell passes SIGTERM on to `timeout`, which passes it to
+# SIPp (and SIGKILLs it 2 s later if needed).
 run_sipp() {
   local name=$1
   shift
-  local rc=0 t0 t1
+  local rc=0 t0 t1 pid
   t0=$(date +%s.%N)
-  # `times` in the subshell gives SIPp's CPU time (its reaped children).
-  (cd "$WORK" && { timeout "${SIPP_TIMEOUT:-60}" sipp "$@" \
-    -nostdin -timeout "${SIPP_TIMEOUT:-60}s" -timeout_error \
-    -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
-    -trace_err -error_file "$WORK/$name.err.log" \
-    -trace_screen -screen_file "$WORK/$name.screen.log" \
-    >"$WORK/$name.out" 2>&1; r=$?; times >"$WORK/$name.times"; exit $r; }) || rc=$?
+  (
+    cd "$WORK" || exit 1
+    timeout -k 2 "${SIPP_TIMEOUT:-60}" sipp "$@" \
+      -nostdin -timeout "${SIPP_TIMEOUT:-60}s" -timeout_error \
+      -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
+      -trace_err -error_file "$WORK/$name.err.log" \
+      -trace_screen -screen_file "$WORK/$name.screen.log" \
+      >"$WORK/$name.out" 2>&1 &
+    cp=$!
+    trap 'kill -TERM "$cp" 2>/dev/null' TERM INT
+    r=0
+    wait "$cp" || r=$?
+    while kill -0 "$cp" 2>/dev/null; do r=0; wait "$cp" || r=$?; done
+    # `times`: this subshell's reaped children, i.e. SIPp's CPU time.
+    times >"$WORK/$name.times"
+    exit "$r"
+  ) &
+  pid=$!
+  _interop_pids+=("$pid")
+  wait "$pid" || rc=$?
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$WORK/$name.wall_s"
   # second line of `times`: children's user and sys time, e.g. "0m1.234s 0m0.5s"
@@ -150,7 +167,7 @@ run_sipp() {
 start_sipp_bg() {
   local name=$1
   shift
-  (cd "$WORK" && exec timeout "${SIPP_TIMEOUT:-60}" sipp "$@" \
+  (cd "$WORK" && exec timeout -k 2 "${SIPP_TIMEOUT:-60}" sipp "$@" \
     -nostdin -timeout "${SIPP_TIMEOUT:-60}s" -timeout_error \
     -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
     -trace_err -error_file "$WORK/$name.err.log" \
