@@ -74,6 +74,9 @@ uas_ok=$(sipp_stat uas 'SuccessfulCall(C)')
 [ "$uac_ok" = "$CALLS" ] && [ "$uas_ok" = "$CALLS" ] \
   || fail "expected $CALLS successful calls on both sides, got UAC $uac_ok, UAS $uas_ok"
 [ "$(sipp_stat uac 'FailedCall(C)')" = 0 ] || fail "UAC reports failed calls"
+# Every call was challenged once: SIPp's screen counts the 407s received.
+n407=$(awk '$1 == "407" && $2 ~ /^<-/ { print $3; exit }' "$WORK/uac.screen.log" 2>/dev/null)
+[ "$n407" = "$CALLS" ] || fail "expected $CALLS x 407 at the UAC, SIPp saw '${n407:-none}'"
 
 tm1=$(kamcmd_ stats.get_statistics tmx: 2>/dev/null | tr '\n' ' ')
 log "kamailio tmx stats after: $tm1"

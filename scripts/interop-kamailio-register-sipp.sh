@@ -62,6 +62,10 @@ if [ "$rc" -ne 0 ]; then
   show_sipp_errors wrong
   fail "a wrong password was not rejected (SIPp exit $rc)"
 fi
+# Kamailio's answer to a wrong password is 403 (the scenario also accepts a
+# fresh 401, which other registrars send): count the 403s on SIPp's screen.
+n403=$(awk '$1 == "403" && $2 ~ /^<-/ { print $3; exit }' "$WORK/wrong.screen.log" 2>/dev/null)
+[ "$n403" = "$WRONG" ] || fail "expected $WRONG x 403 for wrong passwords, SIPp saw '${n403:-none}'"
 kam_check_bindings "$WORK/aors.txt" "@127.0.0.1:$SPORT" --exact || fail "a wrong-password REGISTER changed the bindings"
 aors=$(kam_ul_stat registered_users)
 
