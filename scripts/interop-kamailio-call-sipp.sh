@@ -18,7 +18,10 @@
 #
 # Usage: scripts/interop-kamailio-call-sipp.sh [CALLS] [RATE]
 #   CALLS default 100 (at most 200, the lines of calls.csv), RATE default 50/s,
-#   hold 200 ms. INTEROP_KEEP=1 keeps the logs. Exit 0 only if all checks pass.
+#   hold 200 ms. INTEROP_KEEP=1 keeps the logs. INTEROP_PCAP=1 also records
+#   Kamailio's traffic with tshark and checks on the wire that every BYE
+#   reached Kamailio with its Route and left it towards the UAS.
+#   Exit 0 only if all checks pass.
 . "$(dirname "$0")/interop-lib.sh"
 
 CALLS=${1:-${CALL_COUNT:-100}}
@@ -51,6 +54,7 @@ start_sipp_bg uas -sf "$SIPP_DIR/uas_rr.xml" -i 127.0.0.1 -p "$UPORT" -m "$CALLS
 UAS_PID=$BG_PID
 wait_udp_listen "$UPORT" 5 || fail "the SIPp UAS did not bind 127.0.0.1:$UPORT"
 
+start_capture kamailio "$KPORT"
 tm0=$(kamcmd_ stats.get_statistics tmx: 2>/dev/null | tr '\n' ' ')
 CPORT=$(free_udp_port)
 cpu0=$(proc_tree_cpu_s "$KAM_PID")
@@ -85,6 +89,15 @@ relayed=$(printf '%s\n' "$tm1" | sed -n 's/.*tmx:2xx_transactions = \([0-9]*\).*
 # both end with a 2xx (the 407ed INVITE is answered statelessly by sl).
 [ -n "$relayed" ] && [ "$relayed" -ge $((2 * CALLS)) ] \
   || fail "Kamailio relayed $relayed 2xx transactions, expected >= $((2 * CALLS))"
+
+stop_capture
+if [ "${INTEROP_PCAP:-0}" = 1 ] && [ -s "$WORK/kamailio.pcapng" ]; then
+  # BYEs into Kamailio carry the Route from Record-Route; BYEs out of it go to the UAS.
+  byes_in=$(tshark -r "$WORK/kamailio.pcapng" -Y "sip.Method == \"BYE\" && udp.dstport == $KPORT && sip.Route" -T fields -e sip.Call-ID 2>/dev/null | sort -u | wc -l)
+  byes_out=$(tshark -r "$WORK/kamailio.pcapng" -Y "sip.Method == \"BYE\" && udp.srcport == $KPORT && udp.dstport == $UPORT" -T fields -e sip.Call-ID 2>/dev/null | sort -u | wc -l)
+  log "wire: $byes_in calls' BYEs reached Kamailio with a Route, $byes_out left it for the UAS"
+  [ "$byes_in" = "$CALLS" ] && [ "$byes_out" = "$CALLS" ] || fail "the capture does not show every BYE routed through Kamailio"
+fi
 
 {
   echo "calls=$CALLS rate=$RATE hold_ms=$HOLD_MS"

@@ -228,3 +228,33 @@ show_sipp_errors() {
   [ -s "$WORK/$name.out" ] && tail -n 5 "$WORK/$name.out" >&2
   return 0
 }
+
+# --- optional packet capture (INTEROP_PCAP=1) --------------------------------
+# start_capture NAME PORT: when INTEROP_PCAP=1, tshark records loopback UDP
+# to/from PORT into WORK/NAME.pcapng (kept with the logs) until stop_capture.
+# Needs root or capture rights; a capture that cannot start is only a warning.
+CAPTURE_PID=
+start_capture() {
+  [ "${INTEROP_PCAP:-0}" = 1 ] || return 0
+  command -v tshark >/dev/null 2>&1 || { log "INTEROP_PCAP=1 but tshark missing"; return 0; }
+  local name=$1 port=$2
+  tshark -i lo -f "udp port $port" -w "$WORK/$name.pcapng" -q >"$WORK/$name.tshark.log" 2>&1 &
+  CAPTURE_PID=$!
+  _interop_pids+=("$CAPTURE_PID")
+  for _ in $(seq 1 100); do
+    grep -q "Capturing on" "$WORK/$name.tshark.log" 2>/dev/null && { log "capturing udp port $port into $WORK/$name.pcapng"; return 0; }
+    kill -0 "$CAPTURE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "warning: tshark capture did not start: $(tail -n 2 "$WORK/$name.tshark.log" 2>/dev/null)"
+  CAPTURE_PID=
+}
+
+stop_capture() {
+  [ -n "$CAPTURE_PID" ] || return 0
+  sleep 0.3
+  kill -TERM "$CAPTURE_PID" 2>/dev/null
+  wait "$CAPTURE_PID" 2>/dev/null
+  CAPTURE_PID=
+}
+

@@ -22,7 +22,8 @@
 # Env: SIPSTORM (binary; default target/release/sipstorm, then target/debug,
 #   then PATH), REG_COUNT (2000), REG_RATE (500), CALL_COUNT (200),
 #   CALL_RATE (100), HOLD (1s), SERVE_ARGS (extra `serve` flags),
-#   INTEROP_KEEP=1 keeps logs and reports.
+#   INTEROP_KEEP=1 keeps logs and reports; INTEROP_PCAP=1 records Kamailio's
+#   traffic in mixed-kamailio with tshark and checks the BYEs on the wire.
 . "$(dirname "$0")/interop-lib.sh"
 
 REG_COUNT=${REG_COUNT:-2000}
@@ -150,6 +151,7 @@ case_mixed_kamailio() {
   start_kamailio kam-mixed "$kport"
   users=$((CALL_COUNT < 200 ? CALL_COUNT : 200))
   last=$(printf '%04d' $((users - 1)))
+  start_capture kam-mixed "$kport"
   run_sipstorm run-mixed --target "127.0.0.1:$kport" --scenario mixed \
     --user-pattern "u{0000..$last}" --password-pattern "$PASSWORD_PATTERN" \
     --rate "$CALL_RATE" --count "$CALL_COUNT" --hold "$HOLD" || fail "sipstorm run --scenario mixed through Kamailio failed"
@@ -165,6 +167,14 @@ case_mixed_kamailio() {
     "r['responses'].get('407', 0) >= $CALL_COUNT" \
     "r['responses'].get('404', 0) == 0" \
     || fail "mixed report through Kamailio"
+  stop_capture
+  if [ "${INTEROP_PCAP:-0}" = 1 ] && [ -s "$WORK/kam-mixed.pcapng" ]; then
+    local byes_in byes_out
+    byes_in=$(tshark -r "$WORK/kam-mixed.pcapng" -Y "sip.Method == \"BYE\" && udp.dstport == $kport && sip.Route" -T fields -e sip.Call-ID 2>/dev/null | sort -u | wc -l)
+    byes_out=$(tshark -r "$WORK/kam-mixed.pcapng" -Y "sip.Method == \"BYE\" && udp.srcport == $kport" -T fields -e sip.Call-ID 2>/dev/null | sort -u | wc -l)
+    log "wire: $byes_in calls' BYEs reached Kamailio with a Route, $byes_out were relayed"
+    [ "$byes_in" -ge "$CALL_COUNT" ] && [ "$byes_out" -ge "$CALL_COUNT" ] || fail "the capture does not show every BYE routed through Kamailio"
+  fi
   tm=$(kamcmd_ stats.get_statistics tmx: | sed -n 's/^tmx:2xx_transactions = //p')
   [ -n "$tm" ] && [ "$tm" -ge $((2 * CALL_COUNT)) ] \
     || fail "Kamailio relayed $tm 2xx transactions, expected >= $((2 * CALL_COUNT)) (INVITE + BYE per call)"
