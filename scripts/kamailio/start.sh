@@ -11,7 +11,8 @@
 # prints shell assignments (KAMAILIO_PID=..., KAMAILIO_CTL=...) on stdout.
 # Stop it with scripts/kamailio/stop.sh RUNDIR (also safe in a trap).
 # Extra env: KAMAILIO_LOG_LEVEL (default 2), KAMAILIO_CHILDREN (default 2),
-# KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32).
+# KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32), KAMAILIO_DEFINES (extra
+# config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,11 +39,14 @@ rm -f "$pidfile" "$rundir/kamailio_ctl"
 
 # -DD: the main process stays in the foreground (our child), still forking
 # its workers; -E: log to stderr, which goes to the log file.
+defines=()
+for d in ${KAMAILIO_DEFINES:-}; do defines+=(-A "$d"); done
+
 kamailio -f "$here/kamailio.cfg" -DD -E \
   -Y "$rundir" -P "$pidfile" -w "$rundir" \
   -A "LISTEN=udp:127.0.0.1:$port" \
   -A "CTL_SOCKET=\"$ctl\"" \
-  -A "LOG_LEVEL=${KAMAILIO_LOG_LEVEL:-2}" \
+  -A "LOG_LEVEL=${KAMAILIO_LOG_LEVEL:-2}" "${defines[@]}" \
   -m "${KAMAILIO_SHM_MB:-256}" -M "${KAMAILIO_PKG_MB:-32}" \
   -n "${KAMAILIO_CHILDREN:-2}" -T -S \
   >"$log" 2>&1 </dev/null &
