@@ -9,12 +9,15 @@
 #   4. a SIPp UAC (uac_auth.xml, callers from scripts/sipp/calls.csv):
 #      INVITE -> 407 -> ACK; INVITE + Proxy-Authorization -> 180/200 (with
 #      Record-Route) -> ACK and BYE through the proxy via the route set
-#   5. checks: every call of the UAC and of the UAS succeeded, and Kamailio's
+#   5. CALL_CANCELS (default 20) more calls are CANCELled after the 180
+#      (uac_auth_cancel.xml / uas_rr_cancel.xml): 200 for the CANCEL, 487
+#      for the INVITE, ACK; 0 skips this
+#   6. checks: every call of the UAC and of the UAS succeeded, and Kamailio's
 #      tm statistics show the relayed INVITE and BYE transactions. SIPp sends
 #      only to Kamailio, so the UAS seeing each ACK and BYE means Kamailio
 #      routed them: it refuses in-dialog requests without its Route (404),
 #      so this also proves the UAC used the Record-Route set.
-#   6. stop everything (also on failure, via the trap in interop-lib.sh)
+#   7. stop everything (also on failure, via the trap in interop-lib.sh)
 #
 # Usage: scripts/interop-kamailio-call-sipp.sh [CALLS] [RATE]
 #   CALLS default 100 (at most 200, the lines of calls.csv), RATE default 50/s,
@@ -27,6 +30,7 @@
 CALLS=${1:-${CALL_COUNT:-100}}
 RATE=${2:-${CALL_RATE:-50}}
 HOLD_MS=${CALL_HOLD_MS:-200}
+CANCELS=${CALL_CANCELS:-20}
 [ "$CALLS" -ge 1 ] && [ "$CALLS" -le 200 ] || fail "CALLS must be 1..200 (calls.csv has 200 callers)"
 
 need sipp kamailio kamcmd python3
@@ -90,6 +94,28 @@ relayed=$(printf '%s\n' "$tm1" | sed -n 's/.*tmx:2xx_transactions = \([0-9]*\).*
 [ -n "$relayed" ] && [ "$relayed" -ge $((2 * CALLS)) ] \
   || fail "Kamailio relayed $relayed 2xx transactions, expected >= $((2 * CALLS))"
 
+# CANCEL through the proxy: same callees, a UAS that answers 180 and then
+# 487 after the CANCEL (uas_rr_cancel.xml) on the same socket.
+if [ "$CANCELS" -gt 0 ]; then
+  log "CANCEL: $CANCELS calls, INVITE (407 auth) -> 180 -> CANCEL -> 200 + 487 -> ACK"
+  start_sipp_bg uas-cancel -sf "$SIPP_DIR/uas_rr_cancel.xml" -i 127.0.0.1 -p "$UPORT" -m "$CANCELS"
+  UAS_PID=$BG_PID
+  wait_udp_listen "$UPORT" 5 || fail "the SIPp CANCEL UAS did not bind 127.0.0.1:$UPORT"
+  rc=0
+  run_sipp uac-cancel "127.0.0.1:$KPORT" -sf "$SIPP_DIR/uac_auth_cancel.xml" \
+    -inf "$SIPP_DIR/calls.csv" -i 127.0.0.1 -p "$(free_udp_port)" -m "$CANCELS" -r "$RATE" || rc=$?
+  uas_rc=0
+  wait_bg "$UAS_PID" || uas_rc=$?
+  log "sipp uac-cancel: rc=$rc $(sipp_summary uac-cancel); uas-cancel: rc=$uas_rc $(sipp_summary uas-cancel)"
+  if [ "$rc" -ne 0 ] || [ "$uas_rc" -ne 0 ]; then
+    show_sipp_errors uac-cancel
+    show_sipp_errors uas-cancel
+    fail "cancelled calls failed (UAC exit $rc, UAS exit $uas_rc)"
+  fi
+  n487=$(awk '$1 == "487" && $2 ~ /^<-/ { print $3; exit }' "$WORK/uac-cancel.screen.log" 2>/dev/null)
+  [ "$n487" = "$CANCELS" ] || fail "expected $CANCELS x 487 at the UAC, SIPp saw '${n487:-none}'"
+fi
+
 stop_capture
 if [ "${INTEROP_PCAP:-0}" = 1 ] && [ -s "$WORK/kamailio.pcapng" ]; then
   # BYEs into Kamailio carry the Route from Record-Route; BYEs out of it go to the UAS.
@@ -103,9 +129,10 @@ fi
   echo "calls=$CALLS rate=$RATE hold_ms=$HOLD_MS"
   echo "uac: $(sipp_summary uac)"
   echo "uas: $(sipp_summary uas)"
+  [ "$CANCELS" -gt 0 ] && echo "cancelled: $(sipp_summary uac-cancel)"
   echo "kamailio_cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b-a}')"
   echo "kamailio tmx before: $tm0"
   echo "kamailio tmx after:  $tm1"
 } >"$WORK/result.txt"
 [ -n "${INTEROP_RESULT:-}" ] && cp "$WORK/result.txt" "$INTEROP_RESULT"
-interop_pass "$CALLS calls through Kamailio with 407 auth and Record-Route, all completed on both sides"
+interop_pass "$CALLS calls through Kamailio with 407 auth and Record-Route, all completed on both sides; $CANCELS cancelled with 487"
