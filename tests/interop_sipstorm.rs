@@ -155,6 +155,14 @@ fn sipstorm_registers_thousands_at_kamailio() {
     run_case("register-kamailio");
 }
 
+/// The same with the users read from SIPp's injection file
+/// (`--users scripts/sipp/users.csv`, extra fields after the password).
+#[test]
+#[ignore = "switch on when `sipstorm run` exists"]
+fn sipstorm_registers_users_file_at_kamailio() {
+    run_case("register-kamailio-csv");
+}
+
 /// `sipstorm run --scenario mixed` → Kamailio proxy: users register, then
 /// call each other through the proxy with 407 authentication; ACK and BYE
 /// follow the Record-Route set (RFC 3261 §12.2.1.1); zero failed calls.
