@@ -16,6 +16,7 @@
 #   register-kamailio-csv  the same with --users scripts/sipp/users.csv
 #   mixed-kamailio       sipstorm run --scenario mixed -> Kamailio proxy: register,
 #                        then calls with 407 auth, Record-Route for ACK/BYE
+#   mixed-cancel-kamailio  the same with --cancel-ratio 0.25: CANCEL -> 200 + 487
 #   sipp-uac-serve       sipp -sn uac -> sipstorm serve: all calls succeed
 #   sipp-register-serve  SIPp REGISTER with SIPp's [authentication] digest ->
 #                        sipstorm serve: all 200; wrong passwords rejected
@@ -205,6 +206,34 @@ case_mixed_kamailio() {
   log "ok: mixed-kamailio ($CALL_COUNT calls, kamailio 2xx transactions $tm)"
 }
 
+# --- sipstorm run --scenario mixed --cancel-ratio -> Kamailio proxy ------------
+# A share of the calls is CANCELled after the first provisional response: the
+# proxy answers the CANCEL with 200, relays it, and relays the callee's 487.
+# sipstorm's own UAS answers at once, so the 200 for the INVITE often wins the
+# race with the CANCEL (RFC 3261 §9.1: the caller then ACKs and BYEs); a
+# cancelled call therefore ends with a 487 or with a BYE, never as a failure.
+case_mixed_cancel_kamailio() {
+  local kport users last
+  kport=$(free_udp_port)
+  start_kamailio kam-mixed-cancel "$kport"
+  users=$((CALL_COUNT < 200 ? CALL_COUNT : 200))
+  last=$(printf '%04d' $((users - 1)))
+  run_sipstorm run-mixed-cancel --target "127.0.0.1:$kport" --scenario mixed \
+    --user-pattern "u{0000..$last}" --password-pattern "$PASSWORD_PATTERN" \
+    --rate "$CALL_RATE" --count "$CALL_COUNT" --hold "$HOLD" --cancel-ratio 0.25 \
+    || fail "sipstorm run --scenario mixed --cancel-ratio 0.25 through Kamailio failed"
+  report_expect "$WORK/run-mixed-cancel" \
+    "r['totals']['call']['attempted'] == $CALL_COUNT" \
+    "r['totals']['call']['failed'] == 0" \
+    "r['totals']['call']['timed_out'] == 0" \
+    "r['totals']['call']['cancelled'] > 0" \
+    "r['totals']['call']['completed'] + r['totals']['call']['cancelled'] == $CALL_COUNT" \
+    "r['responses'].get('487', 0) <= r['totals']['call']['cancelled']" \
+    || fail "mixed --cancel-ratio report through Kamailio"
+  "$ROOT/scripts/kamailio/stop.sh" "$KAM_DIR"
+  log "ok: mixed-cancel-kamailio ($CALL_COUNT calls, 25% cancelled)"
+}
+
 # --- sipp -sn uac -> sipstorm serve ---------------------------------------------
 case_sipp_uac_serve() {
   local port cport rc=0
@@ -268,12 +297,13 @@ case_run_sipp_uas() {
 
 need sipp kamailio kamcmd python3
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(register-kamailio register-kamailio-csv mixed-kamailio sipp-uac-serve sipp-register-serve run-sipp-uas)
+[ ${#cases[@]} -gt 0 ] || cases=(register-kamailio register-kamailio-csv mixed-kamailio mixed-cancel-kamailio sipp-uac-serve sipp-register-serve run-sipp-uas)
 for c in "${cases[@]}"; do
   case "$c" in
     register-kamailio) case_register_kamailio ;;
     register-kamailio-csv) case_register_kamailio_csv ;;
     mixed-kamailio) case_mixed_kamailio ;;
+    mixed-cancel-kamailio) case_mixed_cancel_kamailio ;;
     sipp-uac-serve) case_sipp_uac_serve ;;
     sipp-register-serve) case_sipp_register_serve ;;
     run-sipp-uas) case_run_sipp_uas ;;

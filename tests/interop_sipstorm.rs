@@ -8,8 +8,9 @@
 //! merged: remove the `#[ignore]` lines to make them part of `scripts/test.sh`
 //! and CI. `cargo test --test interop_sipstorm -- --ignored` runs them now;
 //! the script exits 77 ("not available yet") while the commands are missing.
-//! Against branch `runtime` (00:28 UTC): register-kamailio, sipp-uac-serve,
-//! sipp-register-serve and run-sipp-uas pass; register-kamailio-csv needs
+//! Against branch `runtime` (00:28 UTC): register-kamailio,
+//! mixed-cancel-kamailio, sipp-uac-serve, sipp-register-serve and
+//! run-sipp-uas pass; register-kamailio-csv needs
 //! `--users`; mixed-kamailio's calls pass but its report has
 //! `totals.register.attempted == 0` with 200 succeeded.
 
@@ -174,6 +175,15 @@ fn sipstorm_registers_users_file_at_kamailio() {
 #[ignore = "switch on when `sipstorm run --scenario mixed` exists"]
 fn sipstorm_mixed_calls_through_kamailio_proxy() {
     run_case("mixed-kamailio");
+}
+
+/// `sipstorm run --scenario mixed --cancel-ratio 0.25` → Kamailio proxy:
+/// CANCEL after the first provisional response (RFC 3261 §9.1); every call
+/// ends completed or cancelled, none failed.
+#[test]
+#[ignore = "switch on when `sipstorm run --scenario mixed` exists"]
+fn sipstorm_cancels_calls_through_kamailio_proxy() {
+    run_case("mixed-cancel-kamailio");
 }
 
 /// `sipp -sn uac` → `sipstorm serve`: every call succeeds.
