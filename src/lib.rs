@@ -10,6 +10,8 @@ pub mod engine;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod segment;
 pub mod sip;
 pub mod stats;
 pub mod transport;
+pub mod users;

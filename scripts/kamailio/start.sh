@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Starts the project's Kamailio (scripts/kamailio/kamailio.cfg) on
+# udp:127.0.0.1:PORT, with everything it writes under RUNDIR:
+#   RUNDIR/kamailio.pid   pid of the main process
+#   RUNDIR/kamailio.log   its log (stderr, -E)
+#   RUNDIR/kamailio_ctl   binrpc socket: kamcmd -s unixs:RUNDIR/kamailio_ctl ...
+#
+# Usage: scripts/kamailio/start.sh RUNDIR [PORT]
+#   or   KAMAILIO_RUNDIR=... KAMAILIO_PORT=... scripts/kamailio/start.sh
+# PORT defaults to 5070. Returns once Kamailio answers on its ctl socket and
+# prints shell assignments (KAMAILIO_PID=..., KAMAILIO_CTL=...) on stdout.
+# Stop it with scripts/kamailio/stop.sh RUNDIR (also safe in a trap).
+# Extra env: KAMAILIO_LOG_LEVEL (default 2), KAMAILIO_CHILDREN (default 2),
+# KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32), KAMAILIO_DEFINES (extra
+# config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+export PATH="$PATH:/usr/sbin:/sbin"
+
+rundir=${1:-${KAMAILIO_RUNDIR:-}}
+port=${2:-${KAMAILIO_PORT:-5070}}
+[ -n "$rundir" ] || { echo "usage: $0 RUNDIR [PORT]" >&2; exit 2; }
+[[ "$port" =~ ^[0-9]+$ ]] || { echo "start.sh: bad port '$port'" >&2; exit 2; }
+command -v kamailio >/dev/null || { echo "start.sh: kamailio not installed (scripts/install-test-deps.sh)" >&2; exit 3; }
+command -v kamcmd >/dev/null || { echo "start.sh: kamcmd not installed (scripts/install-test-deps.sh)" >&2; exit 3; }
+
+mkdir -p "$rundir"
+rundir=$(cd "$rundir" && pwd)
+ctl="unixs:$rundir/kamailio_ctl"
+log="$rundir/kamailio.log"
+pidfile="$rundir/kamailio.pid"
+
+if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "start.sh: kamailio already running in $rundir (pid $(cat "$pidfile"))" >&2
+  exit 1
+fi
+rm -f "$pidfile" "$rundir/kamailio_ctl"
+
+# -DD: the main process stays in the foreground (our child), still forking
+# its workers; -E: log to stderr, which goes to the log file.
+defines=()
+for d in ${KAMAILIO_DEFINES:-}; do defines+=(-A "$d"); done
+
+kamailio -f "$here/kamailio.cfg" -DD -E \
+  -Y "$rundir" -P "$pidfile" -w "$rundir" \
+  -A "LISTEN=udp:127.0.0.1:$port" \
+  -A "CTL_SOCKET=\"$ctl\"" \
+  -A "LOG_LEVEL=${KAMAILIO_LOG_LEVEL:-2}" "${defines[@]}" \
+  -m "${KAMAILIO_SHM_MB:-256}" -M "${KAMAILIO_PKG_MB:-32}" \
+  -n "${KAMAILIO_CHILDREN:-2}" -T -S \
+  >"$log" 2>&1 </dev/null &
+pid=$!
+echo "$pid" >"$rundir/kamailio.shpid"
+
+# Ready when the ctl socket answers (at most ~10 s).
+for _ in $(seq 1 100); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "start.sh: kamailio exited during startup; log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+  if kamcmd -s "$ctl" core.uptime >/dev/null 2>&1; then
+    [ -s "$pidfile" ] || echo "$pid" >"$pidfile"
+    echo "start.sh: kamailio pid $pid on udp:127.0.0.1:$port, ctl $ctl, log $log" >&2
+    echo "KAMAILIO_PID=$pid"
+    echo "KAMAILIO_CTL=$ctl"
+    echo "KAMAILIO_PORT=$port"
+    echo "KAMAILIO_LOG=$log"
+    exit 0
+  fi
+  sleep 0.1
+done
+echo "start.sh: kamailio did not answer on $ctl within 10 s; log:" >&2
+tail -n 30 "$log" >&2
+kill "$pid" 2>/dev/null || true
+exit 1
