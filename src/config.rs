@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{Hold, parse_duration};
+use crate::segment::Segment;
 use crate::transport::Backend;
+use crate::users::Users;
 
 /// A configuration error: what and where. Always exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,7 +206,10 @@ pub struct RunConfig {
     pub cancel_ratio: f64,
     pub workers: usize,
     pub local_ip: IpAddr,
-    pub segment: Option<(u32, u32)>,
+    /// This instance's share of the test (`--segment I/N`, zero-based).
+    pub segment: Option<Segment>,
+    /// Users from `--users FILE` (they replace the generated users).
+    pub users: Option<Users>,
     pub out: Option<PathBuf>,
     pub thresholds: Vec<String>,
     pub quiet: bool,
@@ -330,17 +335,25 @@ impl RunConfig {
                 None => IpAddr::from([127, 0, 0, 1]),
             },
         };
-        let segment = v.segment.as_deref().map(parse_segment).transpose()?;
-        if segment.is_some() {
-            return Err(ConfigError::Unsupported(
-                "--segment is not yet supported (issue 6)".into(),
-            ));
-        }
-        if v.users.is_some() {
-            return Err(ConfigError::Unsupported(
-                "--users FILE is not yet supported (issue 6); use --user-pattern".into(),
-            ));
-        }
+        let segment = v
+            .segment
+            .as_deref()
+            .map(|s| {
+                s.parse::<Segment>().map_err(|e| {
+                    // SegmentError already starts with "--segment: ".
+                    let msg = e.to_string();
+                    invalid(
+                        "--segment",
+                        msg.trim_start_matches("--segment: ").to_string(),
+                    )
+                })
+            })
+            .transpose()?;
+        let users = v
+            .users
+            .as_deref()
+            .map(|p| Users::load(p).map_err(|e| invalid("--users", e.to_string())))
+            .transpose()?;
         let backend = match v
             .backend
             .as_deref()
@@ -380,6 +393,7 @@ impl RunConfig {
             workers,
             local_ip,
             segment,
+            users,
             out: v.out,
             thresholds: v.threshold.unwrap_or_default(),
             quiet: v.quiet.unwrap_or(false),
@@ -408,25 +422,14 @@ impl RunConfig {
             "transport": "udp",
             "local_ip": self.local_ip.to_string(),
             "thresholds": self.thresholds,
+            "users_file": self.users_file.as_ref().map(|p| p.display().to_string()),
+            "segment": self.segment.map(|s| format!("{}/{}", s.index, s.count)),
             "drain_s": self.drain.as_secs_f64(),
             "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
             "expires": self.expires,
             "seed": self.seed,
         })
     }
-}
-
-fn parse_segment(s: &str) -> Result<(u32, u32), ConfigError> {
-    let bad = || invalid("--segment", format!("'{s}' is not I/N with 1 <= I <= N"));
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u32, u32) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if i == 0 || n == 0 || i > n {
-        return Err(bad());
-    }
-    Ok((i, n))
 }
 
 /// The validated configuration of `serve`.

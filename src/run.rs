@@ -139,6 +139,9 @@ pub const SIGNAL_DRAIN: Duration = Duration::from_secs(3);
 /// Most attempts started in one loop turn, so that a worker that fell far
 /// behind still receives between starts.
 const MAX_STARTS_PER_TURN: usize = 256;
+/// When the endpoint refuses to start an attempt (every user busy), retry
+/// after this long.
+const REFUSED_RETRY: Duration = Duration::from_millis(1);
 
 /// Snapshot plumbing shared by client and server workers: take an interval
 /// once a second, send it without blocking, keep it if the channel is full.
@@ -259,7 +262,7 @@ pub struct ClientWorker<C: LoadClient> {
     stop: StopFlag,
     drain: Duration,
     phase: Phase,
-    /// Attempts the endpoint refused to start.
+    /// Times the endpoint deferred a start because every user was busy.
     pub refused: u64,
 }
 
@@ -342,7 +345,13 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
                         if self.client.start_attempt(now, intended, hold) {
                             self.stats.count(self.client.attempt_counter(), 1);
                         } else {
+                            // No free user (or the endpoint is winding
+                            // down): the attempt stays due and is retried
+                            // shortly, keeping its intended time.
+                            self.pacer.unstart();
                             self.refused += 1;
+                            soon(now + REFUSED_RETRY);
+                            break;
                         }
                         started += 1;
                         if started >= MAX_STARTS_PER_TURN {
@@ -863,6 +872,12 @@ impl LoadClient for EngineClient {
     /// final 200 (challenge included); SRD §4.2 INVITE → first 18x or 200;
     /// SDD §4.3 BYE → its final response; session duration §4.5 200 → BYE.
     fn record(&mut self, event: Event, stats: &mut WorkerStats) {
+        // In `mixed` the engine registers its users by itself (attempt
+        // starts count calls), so those registrations count as attempted
+        // when they end.
+        if matches!(event, Event::RegisterDone { .. }) && self.scenario != ScenarioKind::Register {
+            stats.count(Counter::RegisterAttempted, 1);
+        }
         match event {
             Event::RegisterDone {
                 intended,
@@ -1309,10 +1324,25 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         crate::report::Threshold::parse(t)
             .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
     }
-    let users = Arc::new(
-        engine::UserSource::pattern(&cfg.user_pattern, &cfg.password_pattern)
+    let users = Arc::new(match &cfg.users {
+        // A users file: this segment's contiguous block of it.
+        Some(file) => {
+            let range = cfg
+                .segment
+                .unwrap_or(crate::segment::Segment::WHOLE)
+                .user_range(file.users.len());
+            let list = file.users[range]
+                .iter()
+                .map(|u| (u.name.clone(), u.password.expose().to_string()))
+                .collect::<Vec<_>>();
+            if list.is_empty() {
+                return Err(RunError::Usage("--users: this segment has no users".into()));
+            }
+            engine::UserSource::list(list)
+        }
+        None => engine::UserSource::pattern(&cfg.user_pattern, &cfg.password_pattern)
             .map_err(|e| RunError::Usage(format!("--user-pattern/--password-pattern: {e}")))?,
-    );
+    });
     let backend = resolve_backend(cfg.backend)?;
     let stop = StopFlag::new();
     stop.install_signals()?;
@@ -1366,6 +1396,18 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         // SIPp's habit: a modest default rate rather than an unbounded loop.
         cfg.rate = Some(10.0);
     }
+    // Generated users: segment s of N and worker i of W use the users
+    // s + N·(i + W·k), disjoint across segments and workers. A users file
+    // was already cut to this segment's block above.
+    let (seg_index, seg_count) = match (&cfg.segment, &cfg.users) {
+        (Some(seg), None) => (seg.index as usize, seg.count as usize),
+        _ => (0, 1),
+    };
+    if let Some(seg) = cfg.segment {
+        cfg.rate = cfg.rate.map(|r| seg.share_rate(r));
+        cfg.count = cfg.count.map(|c| seg.share_count(c).max(1));
+        cfg.concurrency = cfg.concurrency.map(|c| seg.share_count(c).max(1));
+    }
     let fleet = Fleet {
         workers: cfg.workers,
         local_ip: cfg.local_ip,
@@ -1389,8 +1431,8 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
             .unwrap_or(target);
         let mut cc = engine::ClientConfig::new(engine_scenario(scenario), target, local);
         cc.users = users.clone();
-        cc.user_offset = i;
-        cc.user_stride = workers;
+        cc.user_offset = seg_index + seg_count * i;
+        cc.user_stride = seg_count * workers;
         cc.cancel_ratio = cancel_ratio;
         cc.expires = expires;
         cc.timers = timers;
@@ -1433,6 +1475,12 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
             + failures
             + c.get(Counter::CallRedirected),
     );
+    if r.refused > 0 {
+        eprintln!(
+            "sipstorm: {} start(s) waited for a free user; more users (--user-pattern, --users) would keep the schedule",
+            r.refused
+        );
+    }
     eprintln!("sipstorm: report written to {}", out.display());
     let interrupted = stop.level() > StopFlag::RUN;
     Ok(RunOutcome {

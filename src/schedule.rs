@@ -305,6 +305,13 @@ impl Pacer {
         Pace::Start(intended)
     }
 
+    /// Give back the attempt the last `Start` handed out: the endpoint could
+    /// not start it (no free user yet). It stays due with the same intended
+    /// time, so the wait shows in the corrected latency.
+    pub fn unstart(&mut self) {
+        self.started = self.started.saturating_sub(1);
+    }
+
     /// The offered rate of this worker, attempts per second (0 in closed loop).
     pub fn offered_rate(&self) -> f64 {
         self.period_ns.map_or(0.0, |p| 1e9 / p)
@@ -445,6 +452,17 @@ mod tests {
         assert!(matches!(p.poll(t0, 3), Pace::Start(_)));
         assert!(matches!(p.poll(t0, 3), Pace::Start(_)));
         assert_eq!(p.poll(t0, 0), Pace::Done);
+    }
+
+    #[test]
+    fn unstart_keeps_the_intended_time() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, Some(10.0), None, Some(2), None, 0, 1);
+        assert_eq!(p.poll(t0, 0), Pace::Start(t0));
+        p.unstart();
+        let later = t0 + Duration::from_millis(50);
+        assert_eq!(p.poll(later, 0), Pace::Start(t0));
+        assert_eq!(p.started(), 1);
     }
 
     #[test]

@@ -183,3 +183,56 @@ fn embedded_default_runs_with_no_arguments() {
     assert_eq!(r["config"]["target"], "embedded");
     assert_eq!(r["rate"]["offered_per_s"], 2000.0);
 }
+
+#[test]
+fn users_file_and_segment_share_the_work() {
+    let server = Server::start("epoll", 1, &[]);
+    let dir = tmpdir("users");
+    let users = dir.join("users.csv");
+    let mut text = String::from("SEQUENTIAL\n# name;password\n");
+    for i in 0..10 {
+        if i % 2 == 0 {
+            text.push_str(&format!("user{i};pw-user{i}\n"));
+        } else {
+            text.push_str(&format!(
+                "user{i};[authentication username=user{i} password=pw-user{i}]\n"
+            ));
+        }
+    }
+    std::fs::write(&users, text).unwrap();
+    let out = dir.join("report");
+    let o = bin()
+        .args([
+            "run",
+            "--target",
+            &server.addr,
+            "--scenario",
+            "register",
+            "--rate",
+            "200",
+        ])
+        .args([
+            "--count",
+            "21",
+            "--segment",
+            "1/2",
+            "--workers",
+            "2",
+            "--quiet",
+        ])
+        .args([
+            "--users",
+            users.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r = report(&out);
+    // Segment 1 of 2 takes 10 of the 21 attempts (segment 0 takes 11).
+    assert_eq!(r["totals"]["register"]["attempted"], 10, "{r}");
+    assert_eq!(r["totals"]["register"]["succeeded"], 10);
+    assert_eq!(r["config"]["segment"], "1/2");
+    server.stop();
+}
