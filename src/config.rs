@@ -94,6 +94,7 @@ pub struct RunValues {
     pub quiet: Option<bool>,
     pub backend: Option<String>,
     pub drain: Option<String>,
+    pub pacing_resolution: Option<String>,
     pub t1: Option<String>,
     pub t2: Option<String>,
     pub t4: Option<String>,
@@ -128,6 +129,7 @@ impl RunValues {
             quiet,
             backend,
             drain,
+            pacing_resolution,
             t1,
             t2,
             t4,
@@ -217,6 +219,9 @@ pub struct RunConfig {
     /// How long in-flight attempts may run after the last start before
     /// they are torn down (BYE for calls in hold).
     pub drain: Duration,
+    /// Tick of the open-loop schedule: attempts are started (and intended)
+    /// at tick boundaries, one wake-up per tick instead of per attempt.
+    pub pacing_resolution: Duration,
     pub timers: TimerValues,
     pub expires: u32,
     pub seed: u64,
@@ -226,6 +231,10 @@ pub struct RunConfig {
 pub const DEFAULT_USER_PATTERN: &str = "u{000000..099999}";
 /// Default password of generated users.
 pub const DEFAULT_PASSWORD_PATTERN: &str = "pw-{user}";
+
+/// Default tick of the open-loop schedule (SIPp and wrk2 pace at
+/// millisecond granularity too).
+pub const DEFAULT_PACING_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// Worker count when `--workers` is absent: one per core.
 pub fn default_workers() -> usize {
@@ -373,6 +382,11 @@ impl RunConfig {
             return Err(invalid("--t1/--t2", "T1 must be positive and not above T2"));
         }
         let drain = dur("--drain", v.drain.as_deref())?.unwrap_or(Duration::from_secs(10));
+        let pacing_resolution = dur("--pacing-resolution", v.pacing_resolution.as_deref())?
+            .unwrap_or(DEFAULT_PACING_RESOLUTION);
+        if pacing_resolution > Duration::from_secs(1) {
+            return Err(invalid("--pacing-resolution", "must be at most 1s"));
+        }
         Ok(RunConfig {
             target,
             target_text: v.target.clone(),
@@ -399,6 +413,7 @@ impl RunConfig {
             quiet: v.quiet.unwrap_or(false),
             backend,
             drain,
+            pacing_resolution,
             timers,
             expires: v.expires.unwrap_or(3600),
             seed: v.seed.unwrap_or(0x5EED_5EED),
@@ -425,6 +440,7 @@ impl RunConfig {
             "users_file": self.users_file.as_ref().map(|p| p.display().to_string()),
             "segment": self.segment.map(|s| format!("{}/{}", s.index, s.count)),
             "drain_s": self.drain.as_secs_f64(),
+            "pacing_resolution_ms": self.pacing_resolution.as_secs_f64() * 1e3,
             "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
             "expires": self.expires,
             "seed": self.seed,

@@ -112,6 +112,10 @@ struct RunArgs {
     /// How long in-flight attempts may finish after the last start (default 10s).
     #[arg(long)]
     drain: Option<String>,
+    /// Tick of the open-loop schedule: attempts start at tick boundaries
+    /// (default 1ms; 0 = exact intended times, one wake-up per attempt).
+    #[arg(long)]
+    pacing_resolution: Option<String>,
     /// RFC 3261 T1 (default 500ms).
     #[arg(long)]
     t1: Option<String>,
@@ -156,6 +160,7 @@ impl RunArgs {
             quiet: self.quiet.then_some(true),
             backend: self.backend,
             drain: self.drain,
+            pacing_resolution: self.pacing_resolution,
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,

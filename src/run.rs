@@ -623,6 +623,8 @@ pub struct Fleet {
     pub seed: u64,
     pub drain: Duration,
     pub quiet: bool,
+    /// Tick of the open-loop schedule (see `Pacer::with_resolution`).
+    pub pacing_resolution: Duration,
 }
 
 /// The outcome of a client fleet.
@@ -679,7 +681,8 @@ where
                     fleet.duration,
                     i,
                     n,
-                );
+                )
+                .with_resolution(fleet.pacing_resolution);
                 let client = make(i, local, t0);
                 let mut w = ClientWorker::new(
                     i,
@@ -1420,6 +1423,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         seed: cfg.seed,
         drain: cfg.drain,
         quiet: cfg.quiet,
+        pacing_resolution: cfg.pacing_resolution,
     };
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
@@ -1626,6 +1630,7 @@ mod tests {
             seed: 1,
             drain: Duration::from_secs(2),
             quiet: true,
+            pacing_resolution: Duration::ZERO,
         };
         let client_stop = StopFlag::new();
         let r = run_clients(
@@ -1697,6 +1702,7 @@ mod tests {
             seed: 1,
             drain: Duration::from_secs(10),
             quiet: true,
+            pacing_resolution: Duration::ZERO,
         };
         let client_stop = StopFlag::new();
         let s2 = client_stop.clone();
@@ -1762,6 +1768,7 @@ mod tests {
                 seed: 1,
                 drain: Duration::from_secs(2),
                 quiet: true,
+                pacing_resolution: Duration::ZERO,
             };
             let make = move |_, _, _| PingClient {
                 target: addr,

@@ -205,6 +205,8 @@ pub struct Pacer {
     end: Option<Instant>,
     started: u64,
     stopped: bool,
+    /// Tick of the schedule in nanoseconds (0 or 1: exact).
+    resolution_ns: u64,
 }
 
 /// What the pacer says for this instant.
@@ -252,6 +254,7 @@ impl Pacer {
             end: duration.map(|d| t0 + d),
             started: 0,
             stopped: false,
+            resolution_ns: 0,
         }
     }
 
@@ -276,8 +279,27 @@ impl Pacer {
 
     fn next_intended(&self) -> Option<Instant> {
         let p = self.period_ns?;
-        let ns = self.phase_ns + p * self.started as f64;
-        Some(self.t0 + Duration::from_nanos(ns as u64))
+        let mut ns = (self.phase_ns + p * self.started as f64) as u64;
+        if self.resolution_ns > 1 {
+            // The schedule is delivered in ticks: an attempt is intended at
+            // the first tick at or after its exact time.
+            ns = ns.div_ceil(self.resolution_ns) * self.resolution_ns;
+        }
+        Some(self.t0 + Duration::from_nanos(ns))
+    }
+
+    /// Deliver the schedule in ticks of `resolution` (0 = exact times).
+    ///
+    /// Waking up once per attempt costs a timer and a context switch each;
+    /// at thousands of attempts per second that is most of a generator's
+    /// CPU. With ticks, a worker wakes once per tick and starts the attempts
+    /// of that tick together, each *intended* at the tick, so a generator
+    /// that keeps up shows no correction and one that falls behind is still
+    /// measured from when it should have started. Bursts are bounded to one
+    /// tick's share of the rate.
+    pub fn with_resolution(mut self, resolution: Duration) -> Pacer {
+        self.resolution_ns = u64::try_from(resolution.as_nanos()).unwrap_or(u64::MAX);
+        self
     }
 
     /// What to do at `now` with `in_flight` attempts running. Call
@@ -452,6 +474,27 @@ mod tests {
         assert!(matches!(p.poll(t0, 3), Pace::Start(_)));
         assert!(matches!(p.poll(t0, 3), Pace::Start(_)));
         assert_eq!(p.poll(t0, 0), Pace::Done);
+    }
+
+    #[test]
+    fn ticks_group_starts_without_changing_the_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        // 10,000/s in 1 ms ticks: 10 attempts intended at each tick.
+        let mut p = Pacer::new(t0, Some(10_000.0), None, Some(30), None, 0, 1).with_resolution(ms);
+        let mut starts = vec![];
+        let end = t0 + Duration::from_secs(1);
+        while let Pace::Start(t) = p.poll(end, 0) {
+            starts.push(t);
+        }
+        assert_eq!(starts.len(), 30);
+        assert!(starts[..1].iter().all(|t| *t == t0));
+        assert!(starts[1..11].iter().all(|t| *t == t0 + ms), "{starts:?}");
+        assert!(starts[11..21].iter().all(|t| *t == t0 + 2 * ms));
+        // Before the tick nothing is due; at the tick all of it is.
+        let mut p = Pacer::new(t0, Some(10_000.0), None, None, None, 0, 1).with_resolution(ms);
+        assert_eq!(p.poll(t0, 0), Pace::Start(t0));
+        assert_eq!(p.poll(t0 + ms / 2, 0), Pace::WaitUntil(t0 + ms));
     }
 
     #[test]
