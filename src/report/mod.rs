@@ -375,6 +375,6 @@ mod tests {
             )
             .is_usage()
         );
-        assert!(ReportError::Plot("x".into()).is_usage() == false);
+        assert!(!ReportError::Plot("x".into()).is_usage());
     }
 }

@@ -469,15 +469,16 @@ pub(crate) fn decode_histograms(report: &Report) -> Result<BTreeMap<Slot, Histog
 /// The warnings every report gets, derived from its numbers.
 pub(crate) fn derive_warnings(r: &Report) -> Vec<String> {
     let mut w = Vec::new();
-    if let Some(offered) = r.rate.offered_per_s {
-        if offered > 0.0 && r.rate.achieved_per_s < 0.95 * offered {
-            w.push(format!(
-                "the generator itself was saturated: achieved rate {:.1}/s fell short of offered {:.1}/s ({:.1}%); the numbers describe the generator, not only the target (or the --concurrency cap was reached)",
-                r.rate.achieved_per_s,
-                offered,
-                r.rate.achieved_per_s * 100.0 / offered
-            ));
-        }
+    if let Some(offered) = r.rate.offered_per_s
+        && offered > 0.0
+        && r.rate.achieved_per_s < 0.95 * offered
+    {
+        w.push(format!(
+            "the generator itself was saturated: achieved rate {:.1}/s fell short of offered {:.1}/s ({:.1}%); the numbers describe the generator, not only the target (or the --concurrency cap was reached)",
+            r.rate.achieved_per_s,
+            offered,
+            r.rate.achieved_per_s * 100.0 / offered
+        ));
     }
     for m in Metric::ALL {
         let (Some(s), Some(c)) = (
