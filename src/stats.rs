@@ -1042,6 +1042,25 @@ mod tests {
         assert!(decode_histogram(b"garbage").is_err());
     }
 
+    proptest::proptest! {
+        /// Merging encoded histograms is lossless: decode(encode(A)) + B
+        /// equals the histogram of every sample of A and B.
+        #[test]
+        fn merge_of_encoded_histograms_is_lossless(
+            a in proptest::collection::vec(0u64..HIGHEST_US, 0..200),
+            b in proptest::collection::vec(0u64..HIGHEST_US, 0..200),
+        ) {
+            let mut ha = new_histogram();
+            let mut hb = new_histogram();
+            let mut all = new_histogram();
+            for &v in &a { ha.record(v).unwrap(); all.record(v).unwrap(); }
+            for &v in &b { hb.record(v).unwrap(); all.record(v).unwrap(); }
+            let mut merged = decode_histogram(&encode_histogram(&ha).unwrap()).unwrap();
+            add_histogram(&mut merged, &decode_histogram(&encode_histogram(&hb).unwrap()).unwrap()).unwrap();
+            proptest::prop_assert_eq!(merged, all);
+        }
+    }
+
     #[test]
     fn aggregate_buckets_by_second_and_totals() {
         let mut agg = Aggregate::new(SystemTime::UNIX_EPOCH);

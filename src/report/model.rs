@@ -706,6 +706,28 @@ mod tests {
         assert!((p - 1234.567).abs() / 1234.567 < 1e-3, "{p}");
     }
 
+    proptest::proptest! {
+        /// Oracle: below 2048 µs every value is exact, so the q-quantile is
+        /// the sorted sample of rank ceil(q * n) (integer arithmetic).
+        #[test]
+        fn percentiles_match_sorted_oracle(mut v in proptest::collection::vec(1u64..2048, 1..400)) {
+            let s = LatencyStats::of(&hist_us(v.iter().copied()));
+            v.sort_unstable();
+            let n = v.len() as u64;
+            let rank = |per_mille: u64| -> f64 {
+                let r = (per_mille * n).div_ceil(1000).max(1);
+                v[(r - 1) as usize] as f64 / 1000.0
+            };
+            proptest::prop_assert_eq!(s.count, n);
+            proptest::prop_assert_eq!(s.p50, Some(rank(500)));
+            proptest::prop_assert_eq!(s.p90, Some(rank(900)));
+            proptest::prop_assert_eq!(s.p99, Some(rank(990)));
+            proptest::prop_assert_eq!(s.p999, Some(rank(999)));
+            proptest::prop_assert_eq!(s.min, Some(v[0] as f64 / 1000.0));
+            proptest::prop_assert_eq!(s.max, Some(v[v.len() - 1] as f64 / 1000.0));
+        }
+    }
+
     #[test]
     fn empty_histogram_has_null_stats() {
         let s = LatencyStats::of(&crate::stats::new_histogram());
