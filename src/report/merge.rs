@@ -20,7 +20,7 @@ use super::model::{
     invite_codes, latency_map, primary_attempts, rfc6076_of,
 };
 use super::{INTERVALS_HLOG, ReportError, load_report, report_json_path, scrub_config};
-use crate::stats::{Slot, add_histogram, new_histogram};
+use crate::stats::{Slot, add_histogram, decode_histogram, encode_histogram, new_histogram};
 
 fn add_map(dst: &mut BTreeMap<String, u64>, src: &BTreeMap<String, u64>) {
     for (k, v) in src {
@@ -246,11 +246,18 @@ fn normalise_lengths(ts: &mut TimeSeries) {
 }
 
 /// Per-second latency series from interval histograms (exact).
-fn series_from_intervals(intervals: &[Interval], n: usize) -> BTreeMap<String, LatencySeries> {
+fn series_from_intervals(
+    intervals: &[Interval],
+    n: usize,
+) -> Result<BTreeMap<String, LatencySeries>, ReportError> {
     let mut out: BTreeMap<String, LatencySeries> = BTreeMap::new();
     for iv in intervals {
         let i = usize::try_from(iv.second).unwrap_or(usize::MAX);
-        if i >= n || iv.hist.is_empty() {
+        if i >= n {
+            continue;
+        }
+        let hist = iv.decode()?;
+        if hist.is_empty() {
             continue;
         }
         let s = out
@@ -261,12 +268,12 @@ fn series_from_intervals(intervals: &[Interval], n: usize) -> BTreeMap<String, L
                 p99: vec![None; n],
                 max: vec![None; n],
             });
-        s.count[i] = iv.hist.len();
-        s.p50[i] = Some(iv.hist.value_at_quantile(0.5) as f64 / 1000.0);
-        s.p99[i] = Some(iv.hist.value_at_quantile(0.99) as f64 / 1000.0);
-        s.max[i] = Some(iv.hist.max() as f64 / 1000.0);
+        s.count[i] = hist.len();
+        s.p50[i] = Some(hist.value_at_quantile(0.5) as f64 / 1000.0);
+        s.p99[i] = Some(hist.value_at_quantile(0.99) as f64 / 1000.0);
+        s.max[i] = Some(hist.max() as f64 / 1000.0);
     }
-    out
+    Ok(out)
 }
 
 /// `sipstorm merge OUT IN...`: merge the reports (directories or
@@ -300,23 +307,37 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
             missing.push(p.display().to_string());
         }
     }
-    let mut merged_intervals: BTreeMap<(u64, Slot), Histogram<u64>> = BTreeMap::new();
+    // Group the encoded intervals by (second, slot); add the groups one at
+    // a time so only one decoded histogram is alive at once.
+    let mut groups: BTreeMap<(u64, Slot), Vec<Vec<u8>>> = BTreeMap::new();
     for (off, ivs) in logs {
         for iv in ivs {
-            let key = (iv.second + off, iv.slot);
-            add_histogram(
-                merged_intervals.entry(key).or_insert_with(new_histogram),
-                &iv.hist,
-            )?;
+            groups
+                .entry((iv.second + off, iv.slot))
+                .or_default()
+                .push(iv.encoded);
         }
     }
-    let intervals: Vec<Interval> = merged_intervals
-        .into_iter()
-        .map(|((second, slot), hist)| Interval { second, slot, hist })
-        .collect();
+    let mut intervals = Vec::with_capacity(groups.len());
+    for ((second, slot), mut parts) in groups {
+        let encoded = if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            let mut sum = new_histogram();
+            for p in &parts {
+                add_histogram(&mut sum, &decode_histogram(p)?)?;
+            }
+            encode_histogram(&sum)?
+        };
+        intervals.push(Interval {
+            second,
+            slot,
+            encoded,
+        });
+    }
     if missing.is_empty() {
         let n = merged.timeseries.t_s.len();
-        merged.timeseries.latency_ms = series_from_intervals(&intervals, n);
+        merged.timeseries.latency_ms = series_from_intervals(&intervals, n)?;
     } else {
         merged.warnings.push(format!(
             "no intervals.hlog for {}: per-second percentiles are the maximum over segments, and the merged interval log lacks those segments",
