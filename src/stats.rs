@@ -186,10 +186,15 @@ impl Slot {
     }
 }
 
-/// An event counter. Per attempt, exactly one outcome counter of its kind is
-/// counted (`*Succeeded`/`CallCompleted` path, `*Failed`, `*TimedOut`,
-/// `CallCancelled`, `CallRedirected`), so `failed` and `timed_out` are
-/// disjoint here; the report's `failed` total adds them up.
+/// An event counter.
+///
+/// How the engine should count an attempt: `*Attempted` once when it
+/// starts, then exactly one ending: `RegisterSucceeded` / `OptionsSucceeded`
+/// / (`CallEstablished` and later `CallCompleted`), or `*Failed`, or
+/// `*TimedOut`, or `CallCancelled`, or `CallRedirected` (an established
+/// call whose BYE fails counts `CallEstablished` then `CallFailed` or
+/// `CallTimedOut`). `*Failed` and `*TimedOut` are disjoint here; the
+/// report's `failed` totals add them up and `timed_out` shows the part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Counter {
@@ -657,6 +662,10 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, HistogramCodecEr
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut cursor)
         .map_err(|e| HistogramCodecError::Deserialize(format!("{e:?}")))?;
+    if h.low() == LOWEST_US && h.high() == HIGHEST_US && h.sigfig() == SIGFIG {
+        // Written by sipstorm: already the right shape.
+        return Ok(h);
+    }
     let mut out = new_histogram();
     add_histogram(&mut out, &h)?;
     Ok(out)
@@ -1009,6 +1018,14 @@ mod tests {
         assert!(s2.hist.is_empty());
         assert_eq!(s2.counters, Counters::default());
         assert!(s2.responses.is_empty());
+    }
+
+    #[test]
+    fn snapshot_and_aggregate_cross_threads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Snapshot>();
+        assert_send::<Aggregate>();
+        assert_send::<WorkerStats>();
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn written_report_matches_schema_and_spec_fields() {
     assert_eq!(r.timeseries.attempted, vec![100; 5]);
     assert_eq!(r.timeseries.responses["486"], vec![2; 5]);
     assert!(r.warnings.iter().any(|w| w.contains("10 attempts failed")));
+    assert_eq!(r.failed_attempts(), 10);
     std::fs::remove_dir_all(&dir).ok();
 }
 

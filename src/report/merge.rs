@@ -20,7 +20,7 @@ use super::model::{
     invite_codes, latency_map, primary_attempts, rfc6076_of,
 };
 use super::{INTERVALS_HLOG, ReportError, load_report, report_json_path, scrub_config};
-use crate::stats::{Slot, add_histogram, decode_histogram, encode_histogram, new_histogram};
+use crate::stats::{Slot, add_histogram, new_histogram};
 
 fn add_map(dst: &mut BTreeMap<String, u64>, src: &BTreeMap<String, u64>) {
     for (k, v) in src {
@@ -245,35 +245,30 @@ fn normalise_lengths(ts: &mut TimeSeries) {
     }
 }
 
-/// Per-second latency series from interval histograms (exact).
-fn series_from_intervals(
-    intervals: &[Interval],
+/// Put one second's exact percentiles of `slot` into `series`.
+fn record_second(
+    series: &mut BTreeMap<String, LatencySeries>,
     n: usize,
-) -> Result<BTreeMap<String, LatencySeries>, ReportError> {
-    let mut out: BTreeMap<String, LatencySeries> = BTreeMap::new();
-    for iv in intervals {
-        let i = usize::try_from(iv.second).unwrap_or(usize::MAX);
-        if i >= n {
-            continue;
-        }
-        let hist = iv.decode()?;
-        if hist.is_empty() {
-            continue;
-        }
-        let s = out
-            .entry(iv.slot.name().to_string())
-            .or_insert_with(|| LatencySeries {
-                count: vec![0; n],
-                p50: vec![None; n],
-                p99: vec![None; n],
-                max: vec![None; n],
-            });
-        s.count[i] = hist.len();
-        s.p50[i] = Some(hist.value_at_quantile(0.5) as f64 / 1000.0);
-        s.p99[i] = Some(hist.value_at_quantile(0.99) as f64 / 1000.0);
-        s.max[i] = Some(hist.max() as f64 / 1000.0);
+    second: u64,
+    slot: Slot,
+    hist: &Histogram<u64>,
+) {
+    let i = usize::try_from(second).unwrap_or(usize::MAX);
+    if i >= n || hist.is_empty() {
+        return;
     }
-    Ok(out)
+    let s = series
+        .entry(slot.name().to_string())
+        .or_insert_with(|| LatencySeries {
+            count: vec![0; n],
+            p50: vec![None; n],
+            p99: vec![None; n],
+            max: vec![None; n],
+        });
+    s.count[i] = hist.len();
+    s.p50[i] = Some(hist.value_at_quantile(0.5) as f64 / 1000.0);
+    s.p99[i] = Some(hist.value_at_quantile(0.99) as f64 / 1000.0);
+    s.max[i] = Some(hist.max() as f64 / 1000.0);
 }
 
 /// `sipstorm merge OUT IN...`: merge the reports (directories or
@@ -307,51 +302,48 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
             missing.push(p.display().to_string());
         }
     }
-    // Group the encoded intervals by (second, slot); add the groups one at
-    // a time so only one decoded histogram is alive at once.
-    let mut groups: BTreeMap<(u64, Slot), Vec<Vec<u8>>> = BTreeMap::new();
+    // Group the encoded intervals by (second, slot); add each group and
+    // write it out before the next, so only one decoded histogram is alive
+    // at a time, and take the per-second percentiles on the way.
+    let mut groups: BTreeMap<(u64, Slot), Vec<Interval>> = BTreeMap::new();
     for (off, ivs) in logs {
-        for iv in ivs {
-            groups
-                .entry((iv.second + off, iv.slot))
-                .or_default()
-                .push(iv.encoded);
+        for mut iv in ivs {
+            iv.second += off;
+            groups.entry((iv.second, iv.slot)).or_default().push(iv);
         }
     }
-    let mut intervals = Vec::with_capacity(groups.len());
-    for ((second, slot), mut parts) in groups {
-        let encoded = if parts.len() == 1 {
-            parts.pop().unwrap_or_default()
-        } else {
-            let mut sum = new_histogram();
-            for p in &parts {
-                add_histogram(&mut sum, &decode_histogram(p)?)?;
+    let n = merged.timeseries.t_s.len();
+    let mut series: BTreeMap<String, LatencySeries> = BTreeMap::new();
+    std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
+    let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
+    hlog::write_with(
+        &out.join(INTERVALS_HLOG),
+        started,
+        &merged.tool.version,
+        |emit| {
+            for ((second, slot), parts) in &groups {
+                let mut iter = parts.iter();
+                let mut sum = match iter.next() {
+                    Some(first) => first.decode()?,
+                    None => continue,
+                };
+                for p in iter {
+                    add_histogram(&mut sum, &p.decode()?)?;
+                }
+                record_second(&mut series, n, *second, *slot, &sum);
+                emit(*second, *slot, &sum)?;
             }
-            encode_histogram(&sum)?
-        };
-        intervals.push(Interval {
-            second,
-            slot,
-            encoded,
-        });
-    }
+            Ok(())
+        },
+    )?;
     if missing.is_empty() {
-        let n = merged.timeseries.t_s.len();
-        merged.timeseries.latency_ms = series_from_intervals(&intervals, n)?;
+        merged.timeseries.latency_ms = series;
     } else {
         merged.warnings.push(format!(
             "no intervals.hlog for {}: per-second percentiles are the maximum over segments, and the merged interval log lacks those segments",
             missing.join(", ")
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
-    let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
-    hlog::write(
-        &out.join(INTERVALS_HLOG),
-        started,
-        &merged.tool.version,
-        &intervals,
-    )?;
     super::write_rendered(out, &merged)?;
     Ok(merged)
 }

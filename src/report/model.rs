@@ -61,6 +61,19 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+impl Report {
+    /// Attempts that failed (timeouts included) over registrations, calls
+    /// and OPTIONS: exit code 1 when non-zero (SPEC.md "Exit codes").
+    /// Cancelled calls were cancelled on purpose and do not count.
+    pub fn failed_attempts(&self) -> u64 {
+        let t = &self.totals;
+        t.register
+            .failed
+            .saturating_add(t.call.failed)
+            .saturating_add(t.options.failed)
+    }
+}
+
 /// `tool.*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
