@@ -19,6 +19,26 @@
 //!
 //! This module does no I/O and knows nothing about SIP beyond the names of
 //! the RFC 6076 metrics and of request methods.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use sipstorm::stats::{Aggregate, Counter, Method, Metric, WorkerStats};
+//!
+//! let start = SystemTime::now();
+//! let mut agg = Aggregate::new(start); // on the aggregator thread
+//! let mut w = WorkerStats::new(); // one per worker
+//! // hot path, per event:
+//! w.count(Counter::CallAttempted, 1);
+//! w.response(Method::Invite, 180);
+//! w.record(Metric::Srd, Duration::from_micros(900), Duration::from_micros(1200));
+//! w.response(Method::Invite, 200);
+//! w.count(Counter::CallEstablished, 1);
+//! // once a second, sent over a bounded crossbeam channel:
+//! let snapshot = w.take_interval();
+//! agg.add(0, snapshot, Duration::from_secs(1));
+//! println!("{}", agg.progress_line(1000.0, 12));
+//! // at the end: sipstorm::report::write_report(dir, &info, &agg)
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -687,6 +707,14 @@ pub fn add_histogram(
     Ok(())
 }
 
+fn offered(per_s: f64) -> String {
+    if per_s > 0.0 {
+        format!("{per_s:>9.1}/s")
+    } else {
+        "closed loop".to_string()
+    }
+}
+
 /// How many seconds behind the newest one a second stays open for late
 /// snapshots before it is summarised and compressed.
 const OPEN_WINDOW: u64 = 3;
@@ -932,7 +960,7 @@ impl Aggregate {
         }
     }
 
-    /// One line of live progress: elapsed time, offered vs achieved rate,
+    /// One line of live progress (`offered_per_s` <= 0 means closed loop): elapsed time, offered vs achieved rate,
     /// attempts in flight, p50/p99 of the main latency over the last
     /// complete second, failures and retransmissions so far.
     pub fn progress_line(&self, offered_per_s: f64, in_flight: u64) -> String {
@@ -940,8 +968,8 @@ impl Aggregate {
         match self.latest_complete() {
             Some((_, sec)) => {
                 line.push_str(&format!(
-                    "  offered {:>9.1}/s  achieved {:>9.1}/s",
-                    offered_per_s,
+                    "  offered {}  achieved {:>9.1}/s",
+                    offered(offered_per_s),
                     sec.counters.attempts() as f64
                 ));
                 line.push_str(&format!("  in flight {in_flight:>7}"));
@@ -974,7 +1002,8 @@ impl Aggregate {
             }
             None => {
                 line.push_str(&format!(
-                    "  offered {offered_per_s:>9.1}/s  achieved       0.0/s  in flight {in_flight:>7}"
+                    "  offered {}  achieved       0.0/s  in flight {in_flight:>7}",
+                    offered(offered_per_s)
                 ));
             }
         }
@@ -1112,6 +1141,8 @@ mod tests {
         assert_eq!(h.len(), 6);
         assert_eq!(agg.responses_by_code()[&200], 6);
         let line = agg.progress_line(20.0, 3);
+        println!("{line}");
+        println!("{}", agg.progress_line(0.0, 3));
         assert!(line.contains("achieved"), "{line}");
         assert!(line.contains("rrd p50"), "{line}");
     }
