@@ -191,6 +191,7 @@ fn merge_is_lossless_and_aligns_time() {
     assert_eq!(tagged(&merged_hlog), tagged(&oracle_hlog));
     // (floats re-parsed from JSON may differ in the last bit: compare the
     // exact parts.)
+    assert_valid(&out.join(REPORT_JSON));
     let reloaded = report::load_report(&out).unwrap();
     assert_eq!(reloaded.totals, m.totals);
     assert_eq!(reloaded.histograms, m.histograms);

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -14,24 +13,6 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use sipstorm::report::{self, INTERVALS_HLOG, REPORT_HTML, REPORT_JSON, SUMMARY_TXT};
 use support::*;
-
-fn validator() -> jsonschema::Validator {
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
-    jsonschema::validator_for(&schema).expect("the schema itself is valid")
-}
-
-pub fn assert_valid(path: &Path) {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = validator();
-    let errors: Vec<String> = validator
-        .iter_errors(&v)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
-}
 
 #[test]
 fn written_report_matches_schema_and_spec_fields() {
