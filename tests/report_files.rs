@@ -258,3 +258,37 @@ fn sample_report_for_eyes() {
     report::write_report(&dir, &info, &agg).unwrap();
     assert!(dir.join(REPORT_HTML).is_file());
 }
+
+/// The schema has teeth: dropping a SPEC field or changing `schema` fails.
+#[test]
+fn schema_rejects_reports_missing_spec_fields() {
+    let dir = tmpdir("report-files-schema-neg");
+    let (info, agg) = synthetic_run(t0(), 2, 1, 5, 10, 0);
+    report::write_report(&dir, &info, &agg).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
+    let mutations: [(&str, fn(&mut serde_json::Value)); 4] = [
+        ("no call.cancelled", |v| {
+            v["totals"]["call"]
+                .as_object_mut()
+                .unwrap()
+                .remove("cancelled");
+        }),
+        ("other schema", |v| {
+            v["schema"] = "sipstorm.report/v2".into()
+        }),
+        ("no srd_co", |v| {
+            v["latency_ms"].as_object_mut().unwrap().remove("srd_co");
+        }),
+        ("negative count", |v| v["messages"]["sent"] = (-1).into()),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        let path = dir.join("bad.json");
+        std::fs::write(&path, serde_json::to_string(&bad).unwrap()).unwrap();
+        let result = std::panic::catch_unwind(|| assert_valid(&path));
+        assert!(result.is_err(), "schema accepted a report with {what}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
