@@ -267,7 +267,8 @@ fn schema_rejects_reports_missing_spec_fields() {
     report::write_report(&dir, &info, &agg).unwrap();
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
-    let mutations: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Mutation = (&'static str, fn(&mut serde_json::Value));
+    let mutations: [Mutation; 4] = [
         ("no call.cancelled", |v| {
             v["totals"]["call"]
                 .as_object_mut()
