@@ -19,6 +19,26 @@
 //!
 //! This module does no I/O and knows nothing about SIP beyond the names of
 //! the RFC 6076 metrics and of request methods.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use sipstorm::stats::{Aggregate, Counter, Method, Metric, WorkerStats};
+//!
+//! let start = SystemTime::now();
+//! let mut agg = Aggregate::new(start); // on the aggregator thread
+//! let mut w = WorkerStats::new(); // one per worker
+//! // hot path, per event:
+//! w.count(Counter::CallAttempted, 1);
+//! w.response(Method::Invite, 180);
+//! w.record(Metric::Srd, Duration::from_micros(900), Duration::from_micros(1200));
+//! w.response(Method::Invite, 200);
+//! w.count(Counter::CallEstablished, 1);
+//! // once a second, sent over a bounded crossbeam channel:
+//! let snapshot = w.take_interval();
+//! agg.add(0, snapshot, Duration::from_secs(1));
+//! println!("{}", agg.progress_line(1000.0, 12));
+//! // at the end: sipstorm::report::write_report(dir, &info, &agg)
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -186,10 +206,15 @@ impl Slot {
     }
 }
 
-/// An event counter. Per attempt, exactly one outcome counter of its kind is
-/// counted (`*Succeeded`/`CallCompleted` path, `*Failed`, `*TimedOut`,
-/// `CallCancelled`, `CallRedirected`), so `failed` and `timed_out` are
-/// disjoint here; the report's `failed` total adds them up.
+/// An event counter.
+///
+/// How the engine should count an attempt: `*Attempted` once when it
+/// starts, then exactly one ending: `RegisterSucceeded` / `OptionsSucceeded`
+/// / (`CallEstablished` and later `CallCompleted`), or `*Failed`, or
+/// `*TimedOut`, or `CallCancelled`, or `CallRedirected` (an established
+/// call whose BYE fails counts `CallEstablished` then `CallFailed` or
+/// `CallTimedOut`). `*Failed` and `*TimedOut` are disjoint here; the
+/// report's `failed` totals add them up and `timed_out` shows the part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Counter {
@@ -657,6 +682,10 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, HistogramCodecEr
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut cursor)
         .map_err(|e| HistogramCodecError::Deserialize(format!("{e:?}")))?;
+    if h.low() == LOWEST_US && h.high() == HIGHEST_US && h.sigfig() == SIGFIG {
+        // Written by sipstorm: already the right shape.
+        return Ok(h);
+    }
     let mut out = new_histogram();
     add_histogram(&mut out, &h)?;
     Ok(out)
@@ -676,6 +705,14 @@ pub fn add_histogram(
         dst.saturating_record_n(value.min(HIGHEST_US), v.count_at_value());
     }
     Ok(())
+}
+
+fn offered(per_s: f64) -> String {
+    if per_s > 0.0 {
+        format!("{per_s:>9.1}/s")
+    } else {
+        "closed loop".to_string()
+    }
 }
 
 /// How many seconds behind the newest one a second stays open for late
@@ -923,7 +960,7 @@ impl Aggregate {
         }
     }
 
-    /// One line of live progress: elapsed time, offered vs achieved rate,
+    /// One line of live progress (`offered_per_s` <= 0 means closed loop): elapsed time, offered vs achieved rate,
     /// attempts in flight, p50/p99 of the main latency over the last
     /// complete second, failures and retransmissions so far.
     pub fn progress_line(&self, offered_per_s: f64, in_flight: u64) -> String {
@@ -931,8 +968,8 @@ impl Aggregate {
         match self.latest_complete() {
             Some((_, sec)) => {
                 line.push_str(&format!(
-                    "  offered {:>9.1}/s  achieved {:>9.1}/s",
-                    offered_per_s,
+                    "  offered {}  achieved {:>9.1}/s",
+                    offered(offered_per_s),
                     sec.counters.attempts() as f64
                 ));
                 line.push_str(&format!("  in flight {in_flight:>7}"));
@@ -965,7 +1002,8 @@ impl Aggregate {
             }
             None => {
                 line.push_str(&format!(
-                    "  offered {offered_per_s:>9.1}/s  achieved       0.0/s  in flight {in_flight:>7}"
+                    "  offered {}  achieved       0.0/s  in flight {in_flight:>7}",
+                    offered(offered_per_s)
                 ));
             }
         }
@@ -1012,6 +1050,14 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_and_aggregate_cross_threads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Snapshot>();
+        assert_send::<Aggregate>();
+        assert_send::<WorkerStats>();
+    }
+
+    #[test]
     fn slot_names_round_trip() {
         for slot in Slot::all() {
             assert_eq!(Slot::from_name(slot.name()), Some(slot));
@@ -1040,6 +1086,25 @@ mod tests {
         let back = decode_histogram(&bytes).unwrap();
         assert_eq!(back, h);
         assert!(decode_histogram(b"garbage").is_err());
+    }
+
+    proptest::proptest! {
+        /// Merging encoded histograms is lossless: decode(encode(A)) + B
+        /// equals the histogram of every sample of A and B.
+        #[test]
+        fn merge_of_encoded_histograms_is_lossless(
+            a in proptest::collection::vec(0u64..HIGHEST_US, 0..200),
+            b in proptest::collection::vec(0u64..HIGHEST_US, 0..200),
+        ) {
+            let mut ha = new_histogram();
+            let mut hb = new_histogram();
+            let mut all = new_histogram();
+            for &v in &a { ha.record(v).unwrap(); all.record(v).unwrap(); }
+            for &v in &b { hb.record(v).unwrap(); all.record(v).unwrap(); }
+            let mut merged = decode_histogram(&encode_histogram(&ha).unwrap()).unwrap();
+            add_histogram(&mut merged, &decode_histogram(&encode_histogram(&hb).unwrap()).unwrap()).unwrap();
+            proptest::prop_assert_eq!(merged, all);
+        }
     }
 
     #[test]
@@ -1076,6 +1141,8 @@ mod tests {
         assert_eq!(h.len(), 6);
         assert_eq!(agg.responses_by_code()[&200], 6);
         let line = agg.progress_line(20.0, 3);
+        println!("{line}");
+        println!("{}", agg.progress_line(0.0, 3));
         assert!(line.contains("achieved"), "{line}");
         assert!(line.contains("rrd p50"), "{line}");
     }

@@ -10,33 +10,51 @@ use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogIterator, IntervalLogWriterBuilder, IntervalLogWriterError, LogEntry, Tag,
 };
 
 use super::ReportError;
 use crate::stats::{HistogramCodecError, Slot, decode_histogram};
 
-/// One interval histogram: second `second` after the log's base time.
+/// One interval histogram: second `second` after the log's base time. Kept
+/// encoded (V2 + deflate, typically a few hundred bytes) and decoded one at a
+/// time, since a decoded one-hour-range histogram is ~190 KB and an hour-long
+/// run has tens of thousands of intervals.
 #[derive(Debug, Clone)]
 pub(crate) struct Interval {
     pub second: u64,
     pub slot: Slot,
-    pub hist: Histogram<u64>,
+    pub encoded: Vec<u8>,
 }
 
-/// Write the interval log. StartTime and BaseTime are the run start, so
+impl Interval {
+    pub(crate) fn decode(&self) -> Result<Histogram<u64>, ReportError> {
+        Ok(decode_histogram(&self.encoded)?)
+    }
+}
+
+/// A sink for interval histograms: (second since start, slot, histogram).
+pub(crate) type Emit<'e> = dyn FnMut(u64, Slot, &Histogram<u64>) -> Result<(), ReportError> + 'e;
+
+/// Write the interval log, streaming: `fill` is handed an emitter and calls
+/// it once per interval histogram, in time order, so callers decode one
+/// histogram at a time. StartTime and BaseTime are the run start, so
 /// interval timestamps are seconds since the start.
-pub(crate) fn write(
+pub(crate) fn write_with<F>(
     path: &Path,
     start: SystemTime,
     version: &str,
-    intervals: &[Interval],
-) -> Result<(), ReportError> {
+    fill: F,
+) -> Result<(), ReportError>
+where
+    F: FnOnce(&mut Emit<'_>) -> Result<(), ReportError>,
+{
     let io_err = |e: std::io::Error| ReportError::Io {
         path: path.to_path_buf(),
         source: e,
     };
-    let mut buf: Vec<u8> = Vec::new();
+    let file = std::fs::File::create(path).map_err(io_err)?;
+    let mut out = std::io::BufWriter::new(file);
     let mut serializer = V2DeflateSerializer::new();
     {
         let mut builder = IntervalLogWriterBuilder::new();
@@ -48,30 +66,45 @@ pub(crate) fn write(
             .with_start_time(start)
             .with_base_time(start);
         let mut writer = builder
-            .begin_log_with(&mut buf, &mut serializer)
+            .begin_log_with(&mut out, &mut serializer)
             .map_err(io_err)?;
         writer
             .write_comment("\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")
             .map_err(io_err)?;
-        for iv in intervals {
-            let tag = Tag::new(iv.slot.name());
+        let mut emit = |second: u64, slot: Slot, hist: &Histogram<u64>| {
             writer
                 .write_histogram(
-                    &iv.hist,
-                    Duration::from_secs(iv.second),
+                    hist,
+                    Duration::from_secs(second),
                     Duration::from_secs(1),
-                    tag,
+                    Tag::new(slot.name()),
                 )
-                .map_err(|e| {
-                    ReportError::Histogram(HistogramCodecError::Serialize(format!(
-                        "interval log: {e}"
-                    )))
-                })?;
-        }
+                .map_err(|e| match e {
+                    IntervalLogWriterError::IoError(e) => io_err(e),
+                    IntervalLogWriterError::SerializeError(e) => ReportError::Histogram(
+                        HistogramCodecError::Serialize(format!("interval log: {e:?}")),
+                    ),
+                })
+        };
+        fill(&mut emit)?;
     }
-    let mut f = std::fs::File::create(path).map_err(io_err)?;
-    f.write_all(&buf).map_err(io_err)?;
+    out.flush().map_err(io_err)?;
     Ok(())
+}
+
+/// Write the interval log from encoded intervals (decoded one at a time).
+pub(crate) fn write(
+    path: &Path,
+    start: SystemTime,
+    version: &str,
+    intervals: &[Interval],
+) -> Result<(), ReportError> {
+    write_with(path, start, version, |emit| {
+        for iv in intervals {
+            emit(iv.second, iv.slot, &iv.decode()?)?;
+        }
+        Ok(())
+    })
 }
 
 /// A parsed interval log: base time (Unix seconds) and the intervals,
@@ -105,11 +138,10 @@ pub(crate) fn read(path: &Path) -> Result<Parsed, ReportError> {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(iv.encoded_histogram())
                     .map_err(|e| invalid(format!("interval log: {e}")))?;
-                let hist = decode_histogram(&raw).map_err(|e| invalid(e.to_string()))?;
                 intervals.push(Interval {
                     second: iv.start_timestamp().as_secs(),
                     slot,
-                    hist,
+                    encoded: raw,
                 });
             }
         }
@@ -138,12 +170,12 @@ mod tests {
             Interval {
                 second: 0,
                 slot,
-                hist: h.clone(),
+                encoded: crate::stats::encode_histogram(&h).unwrap(),
             },
             Interval {
                 second: 3,
                 slot,
-                hist: h.clone(),
+                encoded: crate::stats::encode_histogram(&h).unwrap(),
             },
         ];
         write(&path, start, "0.0.0", &ivs).unwrap();
@@ -154,7 +186,7 @@ mod tests {
         assert_eq!(parsed.base_unix_s, Some(1_800_000_000.0));
         assert_eq!(parsed.intervals.len(), 2);
         assert_eq!(parsed.intervals[1].second, 3);
-        assert_eq!(parsed.intervals[1].hist, h);
+        assert_eq!(parsed.intervals[1].decode().unwrap(), h);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -103,7 +103,8 @@ fn time_chart(title: &str, y_desc: &str, n: usize, lines: &[Line]) -> Result<Str
             .configure_mesh()
             .x_desc("seconds since start")
             .y_desc(y_desc)
-            .light_line_style(RGBColor(235, 235, 235))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(RGBColor(246, 246, 246))
             .draw()
             .map_err(plot_err)?;
         draw_lines(&mut chart, lines)?;
@@ -167,7 +168,7 @@ fn spectrum_chart(
     corrected: Option<&hdrhistogram::Histogram<u64>>,
 ) -> Result<String, ReportError> {
     let mut lines = Vec::new();
-    let mut x_max: f64 = 100.0;
+    let mut x_max: f64 = 1000.0;
     for (h, name, color) in [
         (service, format!("{} (service)", metric.label()), COLORS[0]),
         (
@@ -180,7 +181,7 @@ fn spectrum_chart(
             continue;
         };
         // Up to 99.9999% or the resolution the sample count supports.
-        let cap = (h.len() as f64).clamp(100.0, 1e6);
+        let cap = (h.len() as f64).clamp(1000.0, 1e6);
         x_max = x_max.max(cap);
         let mut pts = Vec::new();
         for v in h.iter_quantiles(5) {
@@ -216,7 +217,7 @@ fn spectrum_chart(
             .x_desc("percentile")
             .y_desc("ms")
             .x_label_formatter(&percentile_label)
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(246, 246, 246))
             .draw()
             .map_err(plot_err)?;
         draw_lines(&mut chart, &lines)?;
@@ -273,7 +274,10 @@ pub fn render_html(r: &Report) -> Result<String, ReportError> {
         ));
 
         let mut lines = Vec::new();
+        // Session duration is the hold time, not a delay: it would squash
+        // every other line.
         for (i, slot) in Slot::all()
+            .filter(|s| s.metric != Metric::SessionDuration)
             .filter(|s| ts.latency_ms.contains_key(s.name()))
             .enumerate()
         {

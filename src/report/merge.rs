@@ -245,28 +245,30 @@ fn normalise_lengths(ts: &mut TimeSeries) {
     }
 }
 
-/// Per-second latency series from interval histograms (exact).
-fn series_from_intervals(intervals: &[Interval], n: usize) -> BTreeMap<String, LatencySeries> {
-    let mut out: BTreeMap<String, LatencySeries> = BTreeMap::new();
-    for iv in intervals {
-        let i = usize::try_from(iv.second).unwrap_or(usize::MAX);
-        if i >= n || iv.hist.is_empty() {
-            continue;
-        }
-        let s = out
-            .entry(iv.slot.name().to_string())
-            .or_insert_with(|| LatencySeries {
-                count: vec![0; n],
-                p50: vec![None; n],
-                p99: vec![None; n],
-                max: vec![None; n],
-            });
-        s.count[i] = iv.hist.len();
-        s.p50[i] = Some(iv.hist.value_at_quantile(0.5) as f64 / 1000.0);
-        s.p99[i] = Some(iv.hist.value_at_quantile(0.99) as f64 / 1000.0);
-        s.max[i] = Some(iv.hist.max() as f64 / 1000.0);
+/// Put one second's exact percentiles of `slot` into `series`.
+fn record_second(
+    series: &mut BTreeMap<String, LatencySeries>,
+    n: usize,
+    second: u64,
+    slot: Slot,
+    hist: &Histogram<u64>,
+) {
+    let i = usize::try_from(second).unwrap_or(usize::MAX);
+    if i >= n || hist.is_empty() {
+        return;
     }
-    out
+    let s = series
+        .entry(slot.name().to_string())
+        .or_insert_with(|| LatencySeries {
+            count: vec![0; n],
+            p50: vec![None; n],
+            p99: vec![None; n],
+            max: vec![None; n],
+        });
+    s.count[i] = hist.len();
+    s.p50[i] = Some(hist.value_at_quantile(0.5) as f64 / 1000.0);
+    s.p99[i] = Some(hist.value_at_quantile(0.99) as f64 / 1000.0);
+    s.max[i] = Some(hist.max() as f64 / 1000.0);
 }
 
 /// `sipstorm merge OUT IN...`: merge the reports (directories or
@@ -300,37 +302,48 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
             missing.push(p.display().to_string());
         }
     }
-    let mut merged_intervals: BTreeMap<(u64, Slot), Histogram<u64>> = BTreeMap::new();
+    // Group the encoded intervals by (second, slot); add each group and
+    // write it out before the next, so only one decoded histogram is alive
+    // at a time, and take the per-second percentiles on the way.
+    let mut groups: BTreeMap<(u64, Slot), Vec<Interval>> = BTreeMap::new();
     for (off, ivs) in logs {
-        for iv in ivs {
-            let key = (iv.second + off, iv.slot);
-            add_histogram(
-                merged_intervals.entry(key).or_insert_with(new_histogram),
-                &iv.hist,
-            )?;
+        for mut iv in ivs {
+            iv.second += off;
+            groups.entry((iv.second, iv.slot)).or_default().push(iv);
         }
     }
-    let intervals: Vec<Interval> = merged_intervals
-        .into_iter()
-        .map(|((second, slot), hist)| Interval { second, slot, hist })
-        .collect();
+    let n = merged.timeseries.t_s.len();
+    let mut series: BTreeMap<String, LatencySeries> = BTreeMap::new();
+    std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
+    let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
+    hlog::write_with(
+        &out.join(INTERVALS_HLOG),
+        started,
+        &merged.tool.version,
+        |emit| {
+            for ((second, slot), parts) in &groups {
+                let mut iter = parts.iter();
+                let mut sum = match iter.next() {
+                    Some(first) => first.decode()?,
+                    None => continue,
+                };
+                for p in iter {
+                    add_histogram(&mut sum, &p.decode()?)?;
+                }
+                record_second(&mut series, n, *second, *slot, &sum);
+                emit(*second, *slot, &sum)?;
+            }
+            Ok(())
+        },
+    )?;
     if missing.is_empty() {
-        let n = merged.timeseries.t_s.len();
-        merged.timeseries.latency_ms = series_from_intervals(&intervals, n);
+        merged.timeseries.latency_ms = series;
     } else {
         merged.warnings.push(format!(
             "no intervals.hlog for {}: per-second percentiles are the maximum over segments, and the merged interval log lacks those segments",
             missing.join(", ")
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
-    let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
-    hlog::write(
-        &out.join(INTERVALS_HLOG),
-        started,
-        &merged.tool.version,
-        &intervals,
-    )?;
     super::write_rendered(out, &merged)?;
     Ok(merged)
 }

@@ -61,6 +61,19 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+impl Report {
+    /// Attempts that failed (timeouts included) over registrations, calls
+    /// and OPTIONS: exit code 1 when non-zero (SPEC.md "Exit codes").
+    /// Cancelled calls were cancelled on purpose and do not count.
+    pub fn failed_attempts(&self) -> u64 {
+        let t = &self.totals;
+        t.register
+            .failed
+            .saturating_add(t.call.failed)
+            .saturating_add(t.options.failed)
+    }
+}
+
 /// `tool.*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
@@ -469,15 +482,16 @@ pub(crate) fn decode_histograms(report: &Report) -> Result<BTreeMap<Slot, Histog
 /// The warnings every report gets, derived from its numbers.
 pub(crate) fn derive_warnings(r: &Report) -> Vec<String> {
     let mut w = Vec::new();
-    if let Some(offered) = r.rate.offered_per_s {
-        if offered > 0.0 && r.rate.achieved_per_s < 0.95 * offered {
-            w.push(format!(
-                "the generator itself was saturated: achieved rate {:.1}/s fell short of offered {:.1}/s ({:.1}%); the numbers describe the generator, not only the target (or the --concurrency cap was reached)",
-                r.rate.achieved_per_s,
-                offered,
-                r.rate.achieved_per_s * 100.0 / offered
-            ));
-        }
+    if let Some(offered) = r.rate.offered_per_s
+        && offered > 0.0
+        && r.rate.achieved_per_s < 0.95 * offered
+    {
+        w.push(format!(
+            "the generator itself was saturated: achieved rate {:.1}/s fell short of offered {:.1}/s ({:.1}%); the numbers describe the generator, not only the target (or the --concurrency cap was reached)",
+            r.rate.achieved_per_s,
+            offered,
+            r.rate.achieved_per_s * 100.0 / offered
+        ));
     }
     for m in Metric::ALL {
         let (Some(s), Some(c)) = (
@@ -703,6 +717,28 @@ mod tests {
         let s = LatencyStats::of(&hist_us([1_234_567]));
         let p = s.p50.unwrap();
         assert!((p - 1234.567).abs() / 1234.567 < 1e-3, "{p}");
+    }
+
+    proptest::proptest! {
+        /// Oracle: below 2048 µs every value is exact, so the q-quantile is
+        /// the sorted sample of rank ceil(q * n) (integer arithmetic).
+        #[test]
+        fn percentiles_match_sorted_oracle(mut v in proptest::collection::vec(1u64..2048, 1..400)) {
+            let s = LatencyStats::of(&hist_us(v.iter().copied()));
+            v.sort_unstable();
+            let n = v.len() as u64;
+            let rank = |per_mille: u64| -> f64 {
+                let r = (per_mille * n).div_ceil(1000).max(1);
+                v[(r - 1) as usize] as f64 / 1000.0
+            };
+            proptest::prop_assert_eq!(s.count, n);
+            proptest::prop_assert_eq!(s.p50, Some(rank(500)));
+            proptest::prop_assert_eq!(s.p90, Some(rank(900)));
+            proptest::prop_assert_eq!(s.p99, Some(rank(990)));
+            proptest::prop_assert_eq!(s.p999, Some(rank(999)));
+            proptest::prop_assert_eq!(s.min, Some(v[0] as f64 / 1000.0));
+            proptest::prop_assert_eq!(s.max, Some(v[v.len() - 1] as f64 / 1000.0));
+        }
     }
 
     #[test]

@@ -522,6 +522,26 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Arbitrary input never panics: it parses, or it is a usage error.
+        #[test]
+        fn arbitrary_expressions_never_panic(expr in ".{0,40}") {
+            let r = report_value(Some(40.0), 0, 990.0, Some(99.0));
+            match eval(&expr, &r, Some(&r)) {
+                Ok(_) => {}
+                Err(e) => proptest::prop_assert!(e.is_usage(), "{}", e),
+            }
+        }
+
+        #[test]
+        fn operator_shaped_expressions_never_panic(
+            m in "[a-z_.0-9]{0,12}", op in "(==|!=|<=|>=|<|>|=|!)", v in "[-+]?[0-9.]{0,6}(ms|s|us|%|x)?"
+        ) {
+            let r = report_value(Some(40.0), 0, 990.0, Some(99.0));
+            let _ = eval(&format!("{m}{op}{v}"), &r, Some(&r));
+        }
+    }
+
     #[test]
     fn missing_values_fail_not_pass() {
         let r = report_value(Some(40.0), 0, 990.0, None);
