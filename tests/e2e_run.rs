@@ -137,8 +137,7 @@ fn sigint_drains_and_writes_the_report() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    signal(child.id(), "INT");
     let o = child.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(15),
@@ -235,4 +234,28 @@ fn users_file_and_segment_share_the_work() {
     assert_eq!(r["totals"]["register"]["succeeded"], 10);
     assert_eq!(r["config"]["segment"], "1/2");
     server.stop();
+}
+
+#[test]
+fn second_sigint_stops_at_once_and_still_writes_the_report() {
+    // Calls held for a minute: the first signal starts a bounded drain, the
+    // second ends it at once; the report is written either way.
+    let out = tmpdir("sigint2");
+    let child = bin()
+        .args(["run", "--scenario", "call", "--rate", "100", "--hold", "60s", "--duration", "60s"])
+        .args(["--workers", "1", "--quiet", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
+    let r = report(&out);
+    assert!(r["totals"]["call"]["established"].as_u64().unwrap() > 20, "{r}");
 }

@@ -70,10 +70,14 @@ impl Server {
     }
 
     pub fn stop(mut self) {
-        // SAFETY-free: plain kill(2) via libc on our own child.
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -82,8 +86,28 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
+        let _ = self.child.wait();
         panic!("serve did not stop on SIGTERM");
     }
+}
+
+impl Drop for Server {
+    /// A failing test must not leave its server running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Send signal `name` (INT, TERM) to our own child `pid` with kill(1), so
+/// the tests need no unsafe code.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Parse `DIR/report.json`.
