@@ -531,8 +531,18 @@ pub fn aggregate(
     Collected { aggregate: agg, io }
 }
 
+/// Pinning is on unless `SIPSTORM_NO_PIN` is set: on a machine shared with
+/// other busy processes a pinned worker cannot move away from a crowded
+/// core, so benchmarks there may do better unpinned.
+fn pinning() -> bool {
+    std::env::var_os("SIPSTORM_NO_PIN").is_none()
+}
+
 /// Pin the calling thread to core `i` modulo the cores present.
 pub fn pin(i: usize) {
+    if !pinning() {
+        return;
+    }
     if let Some(ids) = core_affinity::get_core_ids()
         && !ids.is_empty()
     {
@@ -546,6 +556,9 @@ pub fn pin(i: usize) {
 /// last down, so `run` and `serve` on one machine (separate processes that
 /// cannot coordinate) do not stack their first workers on core 0.
 pub fn pin_from_last(i: usize) {
+    if !pinning() {
+        return;
+    }
     if let Some(ids) = core_affinity::get_core_ids()
         && !ids.is_empty()
     {
