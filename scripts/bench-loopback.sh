@@ -25,10 +25,18 @@ mkdir -p "$OUT"
 cargo build --release --bin sipstorm >/dev/null 2>&1 || cargo build --release --bin sipstorm
 BIN=target/release/sipstorm
 
-"$BIN" serve --listen 127.0.0.1:$PORT --workers "$SW" --backend "$BACKEND" --quiet 2>"$OUT/serve.log" &
-SERVE=$!
-trap 'kill $SERVE 2>/dev/null || true; wait $SERVE 2>/dev/null || true' EXIT
-sleep 0.5
+# A fresh server for every step, so an overloaded step (retransmission
+# storms, timers still running) cannot spill into the next one.
+SERVE=
+start_serve() {
+  "$BIN" serve --listen 127.0.0.1:$PORT --workers "$SW" --backend "$BACKEND" --quiet 2>>"$OUT/serve.log" &
+  SERVE=$!
+  sleep 0.5
+}
+stop_serve() {
+  if [ -n "$SERVE" ]; then kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true; SERVE=; fi
+}
+trap stop_serve EXIT
 
 LOG="$OUT/bench-loopback.txt"
 {
@@ -42,8 +50,10 @@ LOG="$OUT/bench-loopback.txt"
 step() { # scenario rate -> prints "ok|fail achieved p99 cpu_s rss_kib"
   local scenario=$1 rate=$2 dir="$OUT/loopback-$1-$2"
   rm -rf "$dir"
+  start_serve
   "$BIN" run --target 127.0.0.1:$PORT --scenario "$scenario" --rate "$rate" --duration "$DURATION" \
     --workers "$CW" --backend "$BACKEND" --quiet --out "$dir" --drain 5s >/dev/null 2>"$dir.stderr" || true
+  stop_serve
   python3 - "$dir/report.json" "$scenario" "$rate" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); s = sys.argv[2]; rate = float(sys.argv[3])
@@ -82,9 +92,11 @@ if [ "$HOLD_CALLS" -gt 0 ]; then
   rm -rf "$dir"
   hold_rate=${HOLD_RATE:-10000}
   hold_s=$(( HOLD_CALLS / hold_rate + 5 ))
+  start_serve
   "$BIN" run --target 127.0.0.1:$PORT --scenario call --rate "$hold_rate" --count "$HOLD_CALLS" \
     --hold "${hold_s}s" --drain "$(( hold_s + 30 ))s" --workers "$CW" --backend "$BACKEND" --quiet \
     --out "$dir" >/dev/null 2>"$dir.stderr" || true
+  stop_serve
   python3 - "$dir/report.json" "$HOLD_CALLS" <<'PY' | tee -a "$LOG"
 import json, sys
 r = json.load(open(sys.argv[1])); t = r["totals"]["call"]

@@ -64,3 +64,35 @@ fn help_and_version_succeed() {
         assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     }
 }
+
+#[test]
+fn without_io_uring_auto_falls_back_to_epoll_with_one_line() {
+    let out = tmpdir("fallback");
+    let o = bin()
+        .env("SIPSTORM_SIMULATE_NO_URING", "1")
+        .args([
+            "run",
+            "--scenario",
+            "options",
+            "--rate",
+            "200",
+            "--count",
+            "50",
+            "--workers",
+            "1",
+        ])
+        .args(["--quiet", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("io_uring unavailable").count(), 1, "{err}");
+    assert!(err.contains("epoll"), "{err}");
+    // Forcing the unusable backend is a fatal runtime error (exit 3).
+    let o = bin()
+        .env("SIPSTORM_SIMULATE_NO_URING", "1")
+        .args(["run", "--backend", "uring", "--count", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+}

@@ -242,7 +242,17 @@ fn second_sigint_stops_at_once_and_still_writes_the_report() {
     // second ends it at once; the report is written either way.
     let out = tmpdir("sigint2");
     let child = bin()
-        .args(["run", "--scenario", "call", "--rate", "100", "--hold", "60s", "--duration", "60s"])
+        .args([
+            "run",
+            "--scenario",
+            "call",
+            "--rate",
+            "100",
+            "--hold",
+            "60s",
+            "--duration",
+            "60s",
+        ])
         .args(["--workers", "1", "--quiet", "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -257,5 +267,8 @@ fn second_sigint_stops_at_once_and_still_writes_the_report() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
     let r = report(&out);
-    assert!(r["totals"]["call"]["established"].as_u64().unwrap() > 20, "{r}");
+    assert!(
+        r["totals"]["call"]["established"].as_u64().unwrap() > 20,
+        "{r}"
+    );
 }

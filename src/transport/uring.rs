@@ -50,7 +50,14 @@ const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
 /// Check once that this kernel and its seccomp policy allow what the loop
 /// needs: a ring, `EXT_ARG` waits and a provided-buffer ring.
+///
+/// `SIPSTORM_SIMULATE_NO_URING=1` makes the probe fail with `EPERM`, as a
+/// container's seccomp policy would, so the fallback path can be tested on
+/// a kernel that has io_uring.
 pub fn probe() -> io::Result<()> {
+    if std::env::var_os("SIPSTORM_SIMULATE_NO_URING").is_some() {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
     let ring = IoUring::new(8)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::new(
