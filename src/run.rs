@@ -585,6 +585,10 @@ pub fn bind_server_sockets(
     for _ in 1..n {
         socks.push(transport::bind_udp(addr, opts)?);
     }
+    if n > 1 {
+        // Best effort: without it the kernel's hash still works, unevenly.
+        let _ = transport::steer_by_cpu(&socks[0], n as u32);
+    }
     Ok((socks, addr))
 }
 
