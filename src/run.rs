@@ -1428,6 +1428,14 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         cfg.count = cfg.count.map(|c| seg.share_count(c).max(1));
         cfg.concurrency = cfg.concurrency.map(|c| seg.share_count(c).max(1));
     }
+    // Each worker needs at least one slot of the concurrency cap: fewer
+    // slots than workers means fewer workers.
+    if let Some(c) = cfg.concurrency {
+        cfg.workers = cfg
+            .workers
+            .min(usize::try_from(c).unwrap_or(usize::MAX))
+            .max(1);
+    }
     let fleet = Fleet {
         workers: cfg.workers,
         local_ip: cfg.local_ip,
@@ -1485,6 +1493,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     for f in &failed_thresholds {
         eprintln!("sipstorm: threshold failed: {f}");
     }
+    let interrupted = stop.level() > StopFlag::RUN;
     let c = r.collected.aggregate.counters();
     let attempts = c.attempts();
     let failures = c.failures();
@@ -1496,6 +1505,14 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
             + failures
             + c.get(Counter::CallRedirected),
     );
+    if unfinished > 0 && !interrupted {
+        eprintln!(
+            "sipstorm: {unfinished} attempt(s) had no outcome when the drain limit ({:?}) ended the run; \
+             --drain extends it (a silent target times out only after 64*T1 = {:?})",
+            cfg.drain,
+            cfg.timers.t1 * 64
+        );
+    }
     if r.refused > 0 {
         eprintln!(
             "sipstorm: {} start(s) waited for a free user; more users (--user-pattern, --users) would keep the schedule",
@@ -1503,7 +1520,6 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         );
     }
     eprintln!("sipstorm: report written to {}", out.display());
-    let interrupted = stop.level() > StopFlag::RUN;
     Ok(RunOutcome {
         all_ok: failures == 0
             && (unfinished == 0 || interrupted)
