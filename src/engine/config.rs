@@ -473,6 +473,10 @@ pub struct ServerConfig {
     pub passwords: Arc<UserSource>,
     /// Delay between the 180 and the 200 of an answered call.
     pub ring: Duration,
+    /// Forward requests for users with a registered binding to the bound
+    /// Contact (a stateless proxy, RFC 3261 §16.11) instead of answering
+    /// them: what `mixed` mode goes through.
+    pub proxy: bool,
     /// Fraction of calls answered 486 Busy Here.
     pub busy_ratio: f64,
     /// Fraction of calls that ring and are never answered (until CANCEL or
@@ -514,6 +518,7 @@ impl Default for ServerConfig {
                 UserSource::any("pw-{user}").unwrap_or_else(|_| UserSource::list(Vec::new())),
             ),
             ring: Duration::ZERO,
+            proxy: true,
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,
             algorithm: crate::auth::Algorithm::Md5,

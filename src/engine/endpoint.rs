@@ -878,6 +878,9 @@ impl Endpoint {
     /// A response: match the client transaction (§17.1.3), or a dialog for
     /// a retransmitted 2xx, or an absorber record.
     fn on_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        if self.sc.is_some() && self.proxy_response(msg) {
+            return;
+        }
         let (Some(code), Some(via), Some(cseq)) = (msg.status(), msg.top_via(), msg.cseq()) else {
             self.counters.unexpected += 1;
             return;

@@ -36,6 +36,7 @@ pub trait SansIo {
 mod config;
 mod endpoint;
 mod event;
+mod proxy;
 mod uac;
 mod uas;
 pub mod util;

@@ -718,3 +718,98 @@ fn shutdown_drains_to_zero() {
     p.assert_clean();
     assert_eq!(p.sim.ep(p.s).state_sizes().sessions, 0);
 }
+
+#[test]
+fn mixed_registers_then_calls_through_the_proxy() {
+    let mut cc = ccfg(Scenario::Mixed);
+    cc.users = Arc::new(UserSource::pattern("u{000..003}", "pw-{user}").unwrap());
+    cc.answer_ring = Duration::from_millis(200);
+    let mut p = pair(cc, scfg(), NetConfig::default());
+    p.start(4, Duration::from_secs(1));
+    p.run(Duration::from_secs(3));
+    let ev = p.events().to_vec();
+    let regs = ev
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::RegisterDone {
+                    outcome: Outcome::Success,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(regs, 4, "{ev:?}");
+    let calls: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallDone { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, vec![Outcome::Success; 4], "{ev:?}");
+    // The INVITEs went through the target and came back to our UAS side.
+    let c = addr(C);
+    let s = addr(S);
+    let via_proxy = p
+        .sim
+        .trace
+        .iter()
+        .filter(|t| t.1 == s && t.2 == c && t.3.starts_with(b"INVITE"))
+        .count();
+    assert_eq!(via_proxy, 4);
+    assert_eq!(p.sim.ep(p.c).counters().answered, 4);
+    assert!(
+        p.sim.ep(p.s).counters().proxied >= 4 * 4,
+        "INVITE, 100, 180, 200 at least"
+    );
+    // Shutdown unregisters every user.
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.run(Duration::from_secs(1));
+    let unreg = p
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Unregistered {
+                    outcome: Outcome::Success,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(unreg, 4);
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 0);
+    p.assert_clean();
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn mixed_with_proxy_auth_and_cancel() {
+    let mut cc = ccfg(Scenario::Mixed);
+    cc.users = Arc::new(UserSource::pattern("u{000..001}", "pw-{user}").unwrap());
+    cc.answer_ring = Duration::from_secs(2);
+    cc.cancel_ratio = 1.0;
+    let mut sc = scfg();
+    sc.auth_invite = true;
+    let mut p = pair(cc, sc, NetConfig::default());
+    p.start(2, Duration::from_secs(1));
+    p.run(Duration::from_secs(3));
+    let calls: Vec<_> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallDone { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, vec![Outcome::Cancelled; 2]);
+    assert_eq!(count(&p.lines(S), "SIP/2.0 407"), 2);
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.assert_clean();
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}

@@ -156,6 +156,22 @@ impl Endpoint {
             return;
         };
         let mk = method_kind(&method);
+        if mk != MethodKind::Register
+            && let Some((contact, hop)) = self.proxy_target(msg)
+        {
+            // Our own transaction (the 407 we sent, its ACK, a retransmission)
+            // stays here; so does an INVITE still to be authenticated.
+            let local_txn = self.stx.contains_key(&self.skey(&via, mk));
+            let needs_auth = mk == MethodKind::Invite
+                && self.ans.auth_invite
+                && msg.to().and_then(|t| t.tag).is_none()
+                && !local_txn
+                && self.check_auth(now, msg, b"INVITE", true) != AuthResult::Ok;
+            if !local_txn && !needs_auth {
+                self.proxy_request(msg, &contact, hop);
+                return;
+            }
+        }
         if mk == MethodKind::Ack {
             self.on_ack(now, msg, &via);
             return;
