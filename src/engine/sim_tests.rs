@@ -658,12 +658,15 @@ fn route_set_from_record_route() {
         };
         match m.method() {
             Some(sip::Method::Invite) => {
+                let mut early = Vec::new();
+                sip::Builder::response_to(&mut early, &m, 183, b"Session Progress", Some(b"u1"))
+                    .finish(None, b"");
                 let mut out = Vec::new();
                 let mut b = sip::Builder::response_to(&mut out, &m, 200, b"OK", Some(b"u1"));
                 b.header(b"Record-Route", b"<sip:10.0.0.5:5060;lr>");
                 b.header(b"Contact", b"<sip:callee@10.0.0.6:5070>");
                 b.finish(None, b"");
-                vec![(from, out)]
+                vec![(from, early), (from, out)]
             }
             Some(sip::Method::Bye) => {
                 let mut out = Vec::new();
@@ -693,6 +696,16 @@ fn route_set_from_record_route() {
         })
         .collect();
     assert_eq!(outs.len(), 1);
+    // SRD ends at the 183 (sent with the 200, so both at 10 ms).
+    let setup = sim.nodes[c].events.iter().find_map(|e| match e {
+        Event::CallSetup {
+            invite_sent,
+            first_provisional_or_200,
+            ..
+        } => Some(*first_provisional_or_200 - *invite_sent),
+        _ => None,
+    });
+    assert_eq!(setup, Some(Duration::from_millis(10)));
     for m in [&b"ACK"[..], b"BYE"] {
         let t = sim.trace.iter().find(|t| t.3.starts_with(m)).unwrap();
         assert_eq!(t.2, proxy);
@@ -812,4 +825,75 @@ fn mixed_with_proxy_auth_and_cancel() {
     p.sim.ep(p.c).shutdown(now);
     p.assert_clean();
     assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn bindings_expire() {
+    let mut cc = ccfg(Scenario::Register);
+    cc.expires = 120;
+    let mut p = pair(cc, scfg(), NetConfig::default());
+    p.start(2, Duration::ZERO);
+    p.run(Duration::from_secs(119));
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 2);
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 0);
+    assert!(p.sim.ep(p.s).bindings_of(b"u000").is_empty());
+}
+
+#[test]
+fn invite_timer_b_fires_at_64_t1() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    let srv = addr(S);
+    p.sim.tap = Some(Box::new(move |_, to, _| to == srv));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(31_990));
+    assert!(p.outcomes().is_empty());
+    p.run(Duration::from_millis(20));
+    assert_eq!(p.outcomes(), vec![Outcome::Timeout]);
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn server_error_codes_end_the_call() {
+    for code in [404u16, 503, 603] {
+        let srv = addr("10.0.0.7:5060");
+        let mut cc = ccfg(Scenario::Call);
+        cc.target = srv;
+        let t0 = Instant::now();
+        let mut sim = Sim::new(NetConfig::default(), t0);
+        sim.trace_on = true;
+        let c = sim.add(cc.local, Endpoint::client(cc, t0));
+        sim.add_script(
+            srv,
+            Box::new(move |from, d| {
+                let Ok(m) = sip::parse(d) else {
+                    return Vec::new();
+                };
+                if m.method() != Some(sip::Method::Invite) {
+                    return Vec::new();
+                }
+                let mut out = Vec::new();
+                sip::Builder::response_to(&mut out, &m, code, sip::reason_phrase(code), Some(b"x"))
+                    .finish(None, b"");
+                vec![(from, out)]
+            }),
+        );
+        let now = sim.now;
+        sim.ep(c).start_attempt(now, now, Duration::ZERO);
+        sim.run_for(Duration::from_secs(1));
+        let o: Vec<_> = sim.nodes[c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallDone { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(o, vec![Outcome::Failed(code)]);
+        assert_eq!(
+            sim.trace.iter().filter(|t| t.3.starts_with(b"ACK")).count(),
+            1
+        );
+        assert_eq!(sim.ep(c).counters().response(code), 1);
+    }
 }

@@ -47,7 +47,7 @@ impl Endpoint {
     }
     fn n_local(&self) -> usize {
         let Some(cc) = &self.cc else { return 0 };
-        let n = cc.users.len().min(1 << 26);
+        let n = cc.users.len().min(1 << 22);
         if cc.user_offset < n {
             (n - cc.user_offset).div_ceil(cc.user_stride.max(1))
         } else {
@@ -68,7 +68,7 @@ impl Endpoint {
         let Some(cc) = &self.cc else { return false };
         let scenario = cc.scenario;
         let fixed_callee = cc.callee.is_some();
-        let n_all = cc.users.len().min(1 << 26);
+        let n_all = cc.users.len().min(1 << 22);
         let n = self.n_local();
         match scenario {
             Scenario::Register => {
@@ -189,7 +189,12 @@ impl Endpoint {
     /// Write request `req` of session `si` into a pooled buffer.
     pub(super) fn build_req(&mut self, si: u32, req: Req, branch: u64, cseq: u32) -> Vec<u8> {
         let mut out = self.take_buf();
-        let cnonce = hex16(self.new_id());
+        let needs_auth = self.sess.get(si).is_some_and(|s| !s.chal.is_empty());
+        let cnonce = if needs_auth {
+            hex16(self.new_id())
+        } else {
+            [b'0'; 16]
+        };
         let Endpoint {
             sess,
             cc,
