@@ -12,7 +12,7 @@ use super::SansIo;
 use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
 use super::util::{IdHash, Rng, Slab, hash_bytes, hex16, mix};
-use super::wheel::Wheel;
+use super::wheel::{TimerId, Wheel};
 use crate::auth::NonceMint;
 use crate::sip::{self, Message, Method};
 
@@ -60,6 +60,10 @@ pub(super) struct Txn {
     pub retransmitted: bool,
     pub owner: u32,
     pub owner_gen: u32,
+    /// Retransmission timer (A, E, G, 2xx).
+    pub tm_rtx: TimerId,
+    /// Timeout / linger timer (B, F, H, L; D, I).
+    pub tm_to: TimerId,
 }
 
 /// What a session slot is.
@@ -140,6 +144,8 @@ pub(super) struct Sess {
     pub invite: Span,
     pub chal: Vec<u8>,
     pub chal_proxy: bool,
+    /// [guard / ring / hold, refresh / cancel guard] timers.
+    pub tm: [TimerId; 2],
 }
 
 pub(super) const F_CANCEL_WANTED: u16 = 1;
@@ -188,6 +194,8 @@ pub(super) struct Aor {
     pub buf: Vec<u8>,
     /// (start, len, expiry ns since epoch) of each Contact URI in `buf`.
     pub contacts: Vec<(u16, u16, u64)>,
+    /// Expiry timer of the soonest binding.
+    pub tm: TimerId,
 }
 
 /// Timer kinds packed into wheel payloads.
@@ -534,7 +542,7 @@ impl Endpoint {
                 + txn_bytes
                 + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
                 + self.absorb.capacity() * (8 + 2 + 1)
-                + self.wheel.len() * 16,
+                + self.wheel.heap_bytes(),
         }
     }
 
@@ -640,16 +648,48 @@ impl Endpoint {
     // ---- timers ---------------------------------------------------------
 
     #[inline]
-    pub(super) fn arm(&mut self, at: Instant, kind: u8, idx: u32, generation: u32) {
-        self.wheel.insert(at, pack(kind, idx, generation));
+    pub(super) fn arm(&mut self, at: Instant, kind: u8, idx: u32, generation: u32) -> TimerId {
+        self.wheel.insert(at, pack(kind, idx, generation))
     }
+    /// (Re)arm a transaction timer; the previous one of the same slot
+    /// (retransmission, or timeout/linger) is cancelled.
     pub(super) fn arm_txn(&mut self, now: Instant, after: Duration, kind: u8, ti: u32) {
         let g = self.txns.generation(ti);
-        self.arm(now + after, kind, ti, g);
+        let old = match self.txns.get(ti) {
+            Some(t) if kind == tk::TX_RTX => t.tm_rtx,
+            Some(t) => t.tm_to,
+            None => return,
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(now + after, kind, ti, g);
+        if let Some(t) = self.txns.get_mut(ti) {
+            if kind == tk::TX_RTX {
+                t.tm_rtx = id;
+            } else {
+                t.tm_to = id;
+            }
+        }
     }
+    /// Cancel a transaction's retransmission timer.
+    pub(super) fn stop_rtx(&mut self, ti: u32) {
+        if let Some(t) = self.txns.get_mut(ti) {
+            let id = std::mem::replace(&mut t.tm_rtx, TimerId::NONE);
+            self.wheel.cancel(id);
+        }
+    }
+    /// (Re)arm a session timer: slot 1 for refresh and the CANCEL guard,
+    /// slot 0 for everything else; the slot's previous timer is cancelled.
     pub(super) fn arm_sess(&mut self, at: Instant, kind: u8, si: u32) {
         let g = self.sess.generation(si);
-        self.arm(at, kind, si, g);
+        let slot = usize::from(matches!(kind, tk::S_REFRESH | tk::S_CANCEL_GUARD));
+        let Some(old) = self.sess.get(si).map(|s| s.tm[slot]) else {
+            return;
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(at, kind, si, g);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.tm[slot] = id;
+        }
     }
 
     fn dispatch_timer(&mut self, now: Instant, v: u64) {
@@ -713,6 +753,8 @@ impl Endpoint {
         t.retransmitted = false;
         t.owner = owner;
         t.owner_gen = owner_gen;
+        t.tm_rtx = TimerId::NONE;
+        t.tm_to = TimerId::NONE;
         self.ctx.insert(key, ti);
         self.send(dest, msg);
         let t1 = self.t.t1;
@@ -734,6 +776,9 @@ impl Endpoint {
             if map.get(&key) == Some(&ti) {
                 map.remove(&key);
             }
+            let (a, b) = (t.tm_rtx, t.tm_to);
+            self.wheel.cancel(a);
+            self.wheel.cancel(b);
             self.txns.remove(ti);
         }
     }
@@ -840,7 +885,10 @@ impl Endpoint {
     /// waiting on it without timers of its own (an INVITE in Proceeding).
     pub(super) fn sess_free(&mut self, si: u32) {
         let Some(s) = self.sess.get(si) else { return };
-        let (key, txn, txn_gen) = (s.key, s.txn, s.txn_gen);
+        let (key, txn, txn_gen, tm) = (s.key, s.txn, s.txn_gen, s.tm);
+        for id in tm {
+            self.wheel.cancel(id);
+        }
         if self.dlg.get(&key) == Some(&si) {
             self.dlg.remove(&key);
         }
@@ -925,7 +973,11 @@ impl Endpoint {
                     if state == TxState::Calling
                         && let Some(t) = self.txns.get_mut(ti)
                     {
+                        // Timers A and B stop; the TU's ring guard bounds Proceeding.
                         t.state = TxState::Proceeding;
+                        let (a, b) = (t.tm_rtx, t.tm_to);
+                        self.wheel.cancel(a);
+                        self.wheel.cancel(b);
                     }
                     if matches!(state, TxState::Calling | TxState::Proceeding) && owner_ok {
                         self.uac_invite_provisional(now, owner, code, msg);
@@ -950,6 +1002,7 @@ impl Endpoint {
                     }
                     self.put_buf(ack);
                     self.send_txn_copy(ti, false);
+                    self.stop_rtx(ti);
                     let d = self.t.timer_d();
                     self.arm_txn(now, d, tk::TX_LINGER, ti);
                     if owner_ok {

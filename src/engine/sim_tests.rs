@@ -93,6 +93,11 @@ impl Pair {
         }
         let cs = self.sim.ep(self.c).state_sizes();
         assert_eq!(cs.sessions, 0, "client sessions leaked: {cs:?}");
+        assert_eq!(cs.timers, 0, "client timers leaked: {cs:?}");
+        let ss = self.sim.ep(self.s).state_sizes();
+        if ss.sessions == 0 && ss.bindings == 0 {
+            assert_eq!(ss.timers, 0, "server timers leaked: {ss:?}");
+        }
         assert_eq!(self.sim.ep(self.c).in_flight(), 0);
     }
 }

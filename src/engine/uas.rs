@@ -245,6 +245,8 @@ impl Endpoint {
             retransmitted: false,
             owner,
             owner_gen,
+            tm_rtx: super::wheel::TimerId::NONE,
+            tm_to: super::wheel::TimerId::NONE,
         };
         t.msg.clear();
         self.stx.insert(key, ti);
@@ -470,6 +472,7 @@ impl Endpoint {
                     // §17.2.1: Confirmed, Timer I absorbs further ACKs.
                     t.state = TxState::Confirmed;
                     let t4 = self.t.t4;
+                    self.stop_rtx(ti);
                     self.arm_txn(now, t4, tk::TX_LINGER, ti);
                     return;
                 }
@@ -662,9 +665,11 @@ impl Endpoint {
             match self.check_auth(now, msg, b"REGISTER", false) {
                 AuthResult::Ok => {}
                 AuthResult::Challenge { stale } => {
-                    let mut hdr = Vec::new();
+                    let mut hdr = std::mem::take(&mut self.s3);
+                    hdr.clear();
                     self.write_challenge(now, stale, &mut hdr);
                     self.reply(from, msg, 401, Some(&tag), &[(b"WWW-Authenticate", &hdr)]);
+                    self.s3 = hdr;
                     return;
                 }
                 AuthResult::Forbidden => {
@@ -724,6 +729,7 @@ impl Endpoint {
                 a.key = akey;
                 a.buf.clear();
                 a.contacts.clear();
+                a.tm = super::wheel::TimerId::NONE;
                 self.aor_map.insert(akey, ai);
                 ai
             }
@@ -754,13 +760,15 @@ impl Endpoint {
             }
             soonest = a.contacts.iter().map(|c| c.2).min().unwrap_or(u64::MAX);
         }
-        // 200 with every current binding (§10.3 step 8).
-        let mut lines: Vec<u8> = Vec::new();
-        let mut spans = Vec::new();
+        // 200 with every current binding (§10.3 step 8), one comma-joined Contact.
+        let mut lines = std::mem::take(&mut self.s3);
+        lines.clear();
         if let Some(a) = self.aors.get(ai) {
-            for (s, l, exp) in &a.contacts {
-                let st = lines.len();
-                lines.extend_from_slice(b"<");
+            for (i, (s, l, exp)) in a.contacts.iter().enumerate() {
+                if i > 0 {
+                    lines.extend_from_slice(b", ");
+                }
+                lines.push(b'<');
                 lines.extend_from_slice(
                     a.buf
                         .get(*s as usize..*s as usize + *l as usize)
@@ -769,31 +777,43 @@ impl Endpoint {
                 lines.extend_from_slice(b">;expires=");
                 let mut nb = [0u8; 20];
                 lines.extend_from_slice(dec(exp.saturating_sub(now_ns) / 1_000_000_000, &mut nb));
-                spans.push((st, lines.len()));
             }
         }
-        let extra: Vec<(&[u8], &[u8])> = spans
-            .iter()
-            .map(|(a, b)| (&b"Contact"[..], &lines[*a..*b]))
-            .collect();
-        self.reply(from, msg, 200, Some(&tag), &extra);
+        if lines.is_empty() {
+            self.reply(from, msg, 200, Some(&tag), &[]);
+        } else {
+            self.reply(from, msg, 200, Some(&tag), &[(b"Contact", &lines)]);
+        }
+        self.s3 = lines;
         if ai != NONE {
             if soonest == u64::MAX {
                 self.aor_free(ai);
             } else {
                 let at = self.at(soonest);
-                let g = self.aors.generation(ai);
-                self.arm(at, tk::AOR_EXPIRE, ai, g);
+                self.arm_aor(at, ai);
             }
+        }
+    }
+
+    fn arm_aor(&mut self, at: Instant, ai: u32) {
+        let g = self.aors.generation(ai);
+        let Some(old) = self.aors.get(ai).map(|a| a.tm) else {
+            return;
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(at, tk::AOR_EXPIRE, ai, g);
+        if let Some(a) = self.aors.get_mut(ai) {
+            a.tm = id;
         }
     }
 
     fn aor_free(&mut self, ai: u32) {
         if let Some(a) = self.aors.get(ai) {
-            let k = a.key;
+            let (k, tm) = (a.key, a.tm);
             if self.aor_map.get(&k) == Some(&ai) {
                 self.aor_map.remove(&k);
             }
+            self.wheel.cancel(tm);
             self.aors.remove(ai);
         }
     }
@@ -810,8 +830,7 @@ impl Endpoint {
             None => self.aor_free(ai),
             Some(next) => {
                 let at = self.at(next);
-                let g = self.aors.generation(ai);
-                self.arm(at, tk::AOR_EXPIRE, ai, g);
+                self.arm_aor(at, ai);
             }
         }
     }
