@@ -36,9 +36,10 @@ pub enum Method<'a> {
     Other(&'a [u8]),
 }
 
-impl Method<'_> {
-    /// The method name as it appears on the wire.
-    pub fn as_bytes(&self) -> &[u8] {
+impl<'a> Method<'a> {
+    /// The method name as it appears on the wire (borrowing the message,
+    /// not the `Method`, so it outlives a temporary).
+    pub fn as_bytes(&self) -> &'a [u8] {
         match self {
             Method::Invite => b"INVITE",
             Method::Ack => b"ACK",
@@ -60,7 +61,7 @@ impl Method<'_> {
 
     /// Maps a method name to its variant (case-sensitive, RFC 3261 §7.1).
     /// Does not check that `b` is a token; [`crate::sip::parse`] does.
-    pub fn from_bytes(b: &[u8]) -> Method<'_> {
+    pub fn from_bytes(b: &'a [u8]) -> Method<'a> {
         match b {
             b"INVITE" => Method::Invite,
             b"ACK" => Method::Ack,

@@ -142,8 +142,8 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
 
 /// Request-URI check (RFC 3261 §7.1, §19.1.1): `scheme ":" ...` with no
 /// whitespace or controls (RFC 4475 "lwsruri", "lwsstart"), not in `<>`
-/// ("ltgtruri"), and for sip/sips no `?headers` part ("escruri": §19.1.1's
-/// table forbids headers in a Request-URI).
+/// ("ltgtruri"), and for sip/sips no `?headers` part after the host
+/// ("escruri": §19.1.1's table forbids headers in a Request-URI).
 fn request_uri_ok(uri: &[u8]) -> bool {
     let Some(colon) = memchr::memchr(b':', uri) else {
         return false;
@@ -162,8 +162,11 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     {
         return false;
     }
+    // The user part may contain `?` (RFC 4475 "intmeth"); headers come
+    // after the host, and `@` appears at most once in a SIP URI.
     let sip = eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips");
-    !(sip && memchr::memchr(b'?', uri).is_some())
+    let host_part = memchr::memrchr(b'@', uri).map_or(&uri[colon..], |at| &uri[at..]);
+    !(sip && memchr::memchr(b'?', host_part).is_some())
 }
 
 /// Scans the start line and every header line of the message at the start
