@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use sipstorm::engine::{
     ClientConfig, Endpoint, Event, Outcome, SansIo, Scenario, ServerConfig, UserSource,
 };
@@ -129,11 +129,20 @@ fn memory_in_hold() {
     let now = Instant::now();
     let (mut c, mut s) = endpoints(Scenario::Call, now);
     let mut buf = Vec::with_capacity(2048);
-    let before = LIVE.load(Ordering::Relaxed);
-    for _ in 0..N {
-        c.start_attempt(now, now, Duration::from_secs(3600));
+    // Warm-up: the pools and slabs a paced run would have.
+    for _ in 0..100 {
+        c.start_attempt(now, now, Duration::ZERO);
     }
     pump(&mut c, &mut s, now, &mut buf);
+    let before = LIVE.load(Ordering::Relaxed);
+    // Paced like a real run: a batch at a time, so transactions (which
+    // live milliseconds) do not all exist at once.
+    for _ in 0..N / 100 {
+        for _ in 0..100 {
+            c.start_attempt(now, now, Duration::from_secs(3600));
+        }
+        pump(&mut c, &mut s, now, &mut buf);
+    }
     let after = LIVE.load(Ordering::Relaxed);
     let cs = c.state_sizes();
     let ss = s.state_sizes();
@@ -153,4 +162,38 @@ fn memory_in_hold() {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// User + system CPU time of this process (from /proc, 10 ms resolution),
+/// so a loaded shared machine does not skew the per-core rate.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// `SIPSTORM_ENGINE_QUICK=N` runs N calls and N registrations without
+/// criterion (for `perf record`), printing the rates.
+fn main() {
+    if let Some(n) = std::env::var("SIPSTORM_ENGINE_QUICK").ok().and_then(|v| v.parse::<u64>().ok()) {
+        let mut buf = Vec::with_capacity(2048);
+        for (name, sc) in [("call", Scenario::Call), ("register", Scenario::Register)] {
+            let (mut c, mut s) = endpoints(sc, Instant::now());
+            run(&mut c, &mut s, n / 10, &mut buf);
+            let cpu0 = cpu_seconds();
+            let d = run(&mut c, &mut s, n, &mut buf);
+            let cpu = cpu_seconds() - cpu0;
+            eprintln!(
+                "{name}: {n} in {d:?} wall = {:.0}/s; {cpu:.2} s CPU = {:.0}/s per CPU second",
+                n as f64 / d.as_secs_f64(),
+                n as f64 / cpu
+            );
+        }
+        memory_in_hold();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

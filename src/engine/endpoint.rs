@@ -601,7 +601,7 @@ impl Endpoint {
     }
     #[inline]
     pub(super) fn put_buf(&mut self, mut b: Vec<u8>) {
-        if self.pool.len() < 256 {
+        if self.pool.len() < 4096 {
             b.clear();
             self.pool.push(b);
         }

@@ -349,8 +349,12 @@ impl Endpoint {
             }
         }
         let ti = self.server_invite_txn(now, from, key, NONE);
-        let trying = self.build_resp(msg, 100, None, &[], false);
-        self.txn_respond(now, ti, trying, 100);
+        if !self.ans.ring.is_zero() {
+            // §17.2.1 wants a 100 only when the TU will not answer within
+            // 200 ms; an immediate answer (ring 0, the benchmark case) skips it.
+            let trying = self.build_resp(msg, 100, None, &[], false);
+            self.txn_respond(now, ti, trying, 100);
+        }
         if self.rng.chance(self.ans.busy) {
             let tag = self.stateless_tag(key);
             let out = self.build_resp(msg, 486, Some(&tag), &[], false);
