@@ -177,7 +177,10 @@ fn cpu_seconds() -> f64 {
 /// `SIPSTORM_ENGINE_QUICK=N` runs N calls and N registrations without
 /// criterion (for `perf record`), printing the rates.
 fn main() {
-    if let Some(n) = std::env::var("SIPSTORM_ENGINE_QUICK").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(n) = std::env::var("SIPSTORM_ENGINE_QUICK")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         let mut buf = Vec::with_capacity(2048);
         for (name, sc) in [("call", Scenario::Call), ("register", Scenario::Register)] {
             let (mut c, mut s) = endpoints(sc, Instant::now());

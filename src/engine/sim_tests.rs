@@ -161,7 +161,11 @@ fn call_flow_and_cleanup() {
     for code in ["180", "200"] {
         assert!(count(&s, &format!("SIP/2.0 {code}")) >= 2, "{code} {s:?}");
     }
-    assert_eq!(count(&s, "SIP/2.0 100"), 0, "immediate answer: no 100 needed");
+    assert_eq!(
+        count(&s, "SIP/2.0 100"),
+        0,
+        "immediate answer: no 100 needed"
+    );
     let ev = p.events().to_vec();
     let mut setup = 0;
     for e in &ev {
