@@ -938,3 +938,96 @@ fn mutated_messages_never_panic() {
         prop_assert_eq!(c.in_flight(), 0);
     });
 }
+
+#[test]
+fn lost_ack_for_486_is_recovered_by_timer_g() {
+    let mut sc = scfg();
+    sc.busy_ratio = 1.0;
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    let mut dropped = false;
+    p.sim.tap = Some(Box::new(move |_, _, d| {
+        if !dropped && d.starts_with(b"ACK") {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.outcomes(), vec![Outcome::Failed(486)]);
+    assert_eq!(
+        count(&p.lines(S), "SIP/2.0 486"),
+        2,
+        "Timer G retransmission"
+    );
+    assert_eq!(count(&p.lines(C), "ACK"), 2, "ACK re-sent from Completed");
+    assert_eq!(p.sim.ep(p.c).counters().response(486), 1, "counted once");
+    assert_eq!(p.sim.ep(p.s).counters().ack_timeouts, 0);
+    p.assert_clean();
+}
+
+#[test]
+fn no_ack_at_all_ends_by_timer_h() {
+    let mut sc = scfg();
+    sc.busy_ratio = 1.0;
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    p.sim.tap = Some(Box::new(|_, _, d| d.starts_with(b"ACK")));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(31_900));
+    assert_eq!(p.sim.ep(p.s).state_sizes().transactions, 1);
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.sim.ep(p.s).counters().ack_timeouts, 1);
+    assert_eq!(p.sim.ep(p.s).state_sizes().transactions, 0);
+    // G: 0.5, 1.5, 3.5, 7.5, 11.5, ... every 4 s (T2) until H at 32 s.
+    assert_eq!(count(&p.lines(S), "SIP/2.0 486"), 1 + 10);
+}
+
+#[test]
+fn retransmitted_bye_gets_200_from_timer_j_record() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    let mut dropped = false;
+    p.sim.tap = Some(Box::new(move |_, _, d| {
+        if !dropped
+            && d.starts_with(b"SIP/2.0 200")
+            && String::from_utf8_lossy(d).contains(" BYE\r\n")
+        {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    p.start(1, Duration::from_millis(100));
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.outcomes(), vec![Outcome::Success]);
+    assert_eq!(count(&p.lines(C), "BYE"), 2, "Timer E retransmission");
+    assert_eq!(
+        count(&p.lines(S), "SIP/2.0 481"),
+        0,
+        "answered from the J record"
+    );
+    assert_eq!(p.sim.ep(p.s).counters().duplicates, 1);
+    p.assert_clean();
+}
+
+#[test]
+fn register_200_lists_the_binding() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(1));
+    let ok = p
+        .sim
+        .trace
+        .iter()
+        .find(|t| t.3.starts_with(b"SIP/2.0 200"))
+        .unwrap();
+    let m = sip::parse(&ok.3).unwrap();
+    let c: Vec<_> = m.contacts().collect();
+    assert_eq!(c.len(), 1);
+    match c[0] {
+        sip::Contact::Addr { addr, expires, .. } => {
+            assert_eq!(addr.uri, b"sip:u000@10.0.0.1:5060");
+            assert_eq!(expires, Some(3600));
+        }
+        sip::Contact::Star => panic!("star"),
+    }
+}

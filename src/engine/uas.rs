@@ -443,7 +443,13 @@ impl Endpoint {
             }
         }
         if let Some(s) = self.sess.get_mut(si) {
-            s.buf = buf;
+            // The stored INVITE is done with; a call in hold should not keep
+            // a kilobyte of buffer capacity around.
+            s.buf = if buf.capacity() > 256 {
+                Vec::new()
+            } else {
+                buf
+            };
             s.buf.clear();
             s.invite = super::endpoint::Span(0, 0);
         }
