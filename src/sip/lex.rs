@@ -33,6 +33,35 @@ static GEN_VALUE: [bool; 256] = table(b"-.!%*_+`'~:[]", true);
 /// because real DNS names use it.
 static HOST: [bool; 256] = table(b"-._", true);
 
+/// Bytes allowed in a URI on the wire (RFC 3986 / RFC 3261 §25.1 reserved,
+/// unreserved and `%`): visible ASCII except `<`, `>`, `"`.
+static URI_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c < 0x7f {
+        t[c] = !matches!(c as u8, b'<' | b'>' | b'"');
+        c += 1;
+    }
+    t
+};
+
+/// `ALPHA / DIGIT / "+" / "-" / "."` (URI scheme characters after the first).
+static SCHEME: [bool; 256] = table(b"+-.", true);
+
+static LWS: [bool; 256] = table(b" \t\r\n", false);
+
+/// `scheme ":"` then only URI characters: the check shared by the
+/// Request-URI and URIs in name-addr headers.
+#[inline]
+pub(crate) fn uri_shape_ok(u: &[u8]) -> Option<usize> {
+    let colon = memchr::memchr(b':', u)?;
+    let scheme = &u[..colon];
+    let ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme.iter().all(|&b| SCHEME[b as usize])
+        && u.iter().all(|&b| URI_CHAR[b as usize]);
+    if ok { Some(colon) } else { None }
+}
+
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
@@ -53,7 +82,7 @@ pub(crate) fn is_host(b: u8) -> bool {
 /// so CR and LF count as LWS (RFC 3261 §25.1 `LWS = [*WSP CRLF] 1*WSP`).
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    LWS[b as usize]
 }
 
 /// `b` without leading and trailing LWS.
@@ -145,27 +174,17 @@ impl<'a> Cur<'a> {
     /// Skips LWS; returns whether any was skipped.
     #[inline]
     pub(crate) fn lws(&mut self) -> bool {
-        let s = self.i;
-        while let Some(&c) = self.b.get(self.i) {
-            if !is_lws(c) {
-                break;
-            }
-            self.i += 1;
-        }
-        self.i > s
+        !self.take(is_lws).is_empty()
     }
 
-    /// Takes the longest run of bytes in `class` (possibly empty).
+    /// Takes the longest run of bytes in `class` (possibly empty). Generic so
+    /// each class test inlines into a tight loop.
     #[inline]
-    pub(crate) fn take(&mut self, class: fn(u8) -> bool) -> &'a [u8] {
-        let s = self.i;
-        while let Some(&c) = self.b.get(self.i) {
-            if !class(c) {
-                break;
-            }
-            self.i += 1;
-        }
-        &self.b[s..self.i]
+    pub(crate) fn take(&mut self, class: impl Fn(u8) -> bool) -> &'a [u8] {
+        let rest = self.b.get(self.i..).unwrap_or(&[]);
+        let n = rest.iter().position(|&c| !class(c)).unwrap_or(rest.len());
+        self.i += n;
+        &rest[..n]
     }
 
     /// A `token`, possibly empty.

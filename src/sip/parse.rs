@@ -2,7 +2,7 @@
 //! mandatory headers, body slicing; and stream framing.
 
 use super::header::{Entry, Index, Kind, classify};
-use super::lex::{Cur, eq_ic, is_token, parse_dec, parse_u32, trim};
+use super::lex::{Cur, eq_ic, is_token, parse_dec, parse_u32, trim, uri_shape_ok};
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
 
@@ -145,21 +145,11 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
 /// ("ltgtruri"), and for sip/sips no `?headers` part after the host
 /// ("escruri": §19.1.1's table forbids headers in a Request-URI).
 fn request_uri_ok(uri: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', uri) else {
+    let Some(colon) = uri_shape_ok(uri) else {
         return false;
     };
     let scheme = &uri[..colon];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    if !scheme_ok || colon + 1 == uri.len() {
-        return false;
-    }
-    if !uri
-        .iter()
-        .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
-    {
+    if colon + 1 == uri.len() {
         return false;
     }
     // The user part may contain `?` (RFC 4475 "intmeth"); headers come
@@ -205,28 +195,35 @@ fn head(msg: &[u8]) -> Result<Head<'_>, ParseError> {
             }
         } else {
             // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS
-            let mut i = 0;
-            while i < line.len() && is_token(line[i]) {
-                i += 1;
-            }
-            if i == 0 {
+            let is_wsp = |b: &u8| *b == b' ' || *b == b'\t';
+            let name_end = line
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(line.len());
+            if name_end == 0 {
                 return Err(ParseError::BadHeader);
             }
-            let name_end = i;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
+            let mut i = name_end;
             if line.get(i) != Some(&b':') {
-                return Err(ParseError::BadHeader);
+                i += line[i..]
+                    .iter()
+                    .position(|b| !is_wsp(b))
+                    .unwrap_or(line.len() - i);
+                if line.get(i) != Some(&b':') {
+                    return Err(ParseError::BadHeader);
+                }
             }
             i += 1;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
-            let mut v_end = line.len();
-            while v_end > i && (line[v_end - 1] == b' ' || line[v_end - 1] == b'\t') {
-                v_end -= 1;
-            }
+            i += line[i..]
+                .iter()
+                .position(|b| !is_wsp(b))
+                .unwrap_or(line.len() - i);
+            let v_end = line.len()
+                - line[i..]
+                    .iter()
+                    .rev()
+                    .position(|b| !is_wsp(b))
+                    .unwrap_or(line.len() - i);
             let e = Entry {
                 kind: classify(&line[..name_end]),
                 name_start: pos as u16,
@@ -273,13 +270,7 @@ fn single<'a>(h: &Head<'a>, kind: Kind) -> Result<Option<&'a [u8]>, ParseError> 
     let Some(first) = h.index.first(kind) else {
         return Ok(None);
     };
-    if h.index
-        .entries()
-        .iter()
-        .filter(|e| e.kind == kind)
-        .nth(1)
-        .is_some()
-    {
+    if h.index.count[kind as usize] > 1 {
         return Err(ParseError::DuplicateHeader(kind.name()));
     }
     Ok(Some(value(h.msg, first)))
@@ -483,7 +474,13 @@ impl<'a> Message<'a> {
     /// Every value of header `name`, one per header line, in order (values
     /// joined by commas on one line are not split).
     pub fn headers(&self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
-        let kind = classify(name);
+        // Wire names are tokens; a non-token `name` matches nothing (and must
+        // not reach `classify`, whose fast compare assumes tokens).
+        let kind = if name.iter().all(|&b| is_token(b)) {
+            classify(name)
+        } else {
+            Kind::Other
+        };
         self.index
             .entries()
             .iter()

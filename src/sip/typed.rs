@@ -2,7 +2,9 @@
 //! Contact, CSeq, and SIP/SIPS/tel URIs. All borrow the message buffer.
 
 use super::Method;
-use super::lex::{Cur, eq_ic, is_host, param_lookup, parse_dec, parse_u16, parse_u32};
+use super::lex::{
+    Cur, eq_ic, is_host, param_lookup, parse_dec, parse_u16, parse_u32, uri_shape_ok,
+};
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,17 +262,7 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`) and a colon, then no
 /// whitespace, control, `<`, `>` or `"` (RFC 4475 "badaspec").
 fn valid_uri(u: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', u) else {
-        return false;
-    };
-    let scheme = &u[..colon];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    scheme_ok
-        && u.iter()
-            .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
+    uri_shape_ok(u).is_some()
 }
 
 /// Parses one `name-addr` / `addr-spec` with its parameters at the cursor,
