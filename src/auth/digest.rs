@@ -312,7 +312,8 @@ pub fn write_authorization(
 /// `cnonce`, is `false`.
 ///
 /// This checks the hash only: nonce freshness ([`NonceMint::check`]),
-/// nonce-count replay, realm and `uri` == Request-URI are the caller's.
+/// nonce-count replay, realm, `uri` == Request-URI and "`algorithm` is one
+/// we offered" are the caller's.
 ///
 /// [`NonceMint::check`]: super::NonceMint::check
 pub fn verify(c: &Credentials<'_>, ha1: &Ha1, method: &[u8], body: &[u8]) -> bool {

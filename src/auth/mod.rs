@@ -23,8 +23,9 @@
 //! constant time. The caller still has to (RFC 7616 §3.4.5, RFC 3261 §22.4):
 //! look up the user's [`Ha1`] by (username, realm), check the nonce with
 //! [`NonceMint::check`] (answering `stale=true` for [`NonceCheck::Stale`]),
-//! require the nonce count to increase per nonce, and compare `uri` with the
-//! Request-URI.
+//! require the nonce count to increase per nonce, compare `uri` with the
+//! Request-URI, and check that `algorithm` is one it offered (otherwise a
+//! client could answer a SHA-256 challenge with MD5; RFC 7616 §5.1).
 //!
 //! # Wire form of quoted values
 //! Quoted-string values are kept zero-copy in their *wire form*: the bytes

@@ -124,18 +124,22 @@ impl<'a> Iterator for Params<'a> {
             self.pos += 1;
             let start = self.pos;
             loop {
-                match self.peek() {
-                    None => return self.err("closing quote"),
-                    Some(b'"') => break,
-                    // quoted-pair: the next byte is literal, whatever it is.
-                    Some(b'\\') => {
-                        if self.pos + 1 >= self.buf.len() {
-                            return self.err("byte after backslash");
-                        }
-                        self.pos += 2;
-                    }
-                    Some(_) => self.pos += 1,
+                // Jump to the next quote or backslash; values are long
+                // (nonces, opaques) and escapes rare.
+                let rest = &self.buf[self.pos..];
+                let Some(i) = memchr::memchr2(b'"', b'\\', rest) else {
+                    self.pos = self.buf.len();
+                    return self.err("closing quote");
+                };
+                self.pos += i;
+                if rest[i] == b'"' {
+                    break;
                 }
+                // quoted-pair: the next byte is literal, whatever it is.
+                if self.pos + 1 >= self.buf.len() {
+                    return self.err("byte after backslash");
+                }
+                self.pos += 2;
             }
             let v = &self.buf[start..self.pos];
             self.pos += 1; // closing quote
