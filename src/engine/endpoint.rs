@@ -661,7 +661,7 @@ impl Endpoint {
             None => return,
         };
         self.wheel.cancel(old);
-        let id = self.arm(now + after, kind, ti, g);
+        let id = self.arm(later(now, after), kind, ti, g);
         if let Some(t) = self.txns.get_mut(ti) {
             if kind == tk::TX_RTX {
                 t.tm_rtx = id;
@@ -852,7 +852,7 @@ impl Endpoint {
         } else {
             (self.t.t4, &mut self.fifo_k)
         };
-        let exp = (now + life)
+        let exp = later(now, life)
             .saturating_duration_since(self.epoch)
             .as_nanos() as u64;
         fifo.push_back((exp, key));
@@ -1030,6 +1030,15 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// `t + d`, saturating far in the future instead of panicking on a
+/// absurd duration from the driver.
+#[inline]
+pub(super) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(10 * 365 * 86_400)))
+        .unwrap_or(t)
 }
 
 /// Map a codec method to the engine's compact kind.

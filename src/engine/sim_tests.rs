@@ -1031,3 +1031,15 @@ fn register_200_lists_the_binding() {
         sip::Contact::Star => panic!("star"),
     }
 }
+
+#[test]
+fn absurd_hold_does_not_panic() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    p.start(1, Duration::MAX);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.sim.ep(p.c).in_flight(), 1);
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.outcomes(), vec![Outcome::Success]);
+}

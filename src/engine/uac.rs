@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::config::Scenario;
 use super::endpoint::{
     Endpoint, F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED, F_SETUP,
-    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, strip_angle, tk,
+    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, later,
+    strip_angle, tk,
 };
 use super::event::{Event, MethodKind, Outcome};
 use super::util::{dec, hex16, mix};
@@ -388,7 +389,7 @@ impl Endpoint {
         self.dlg.insert(key, si);
         self.attempts += 1;
         self.send_invite(now, si);
-        self.arm_sess(now + ring_timeout, tk::S_GUARD, si);
+        self.arm_sess(later(now, ring_timeout), tk::S_GUARD, si);
     }
 
     fn send_invite(&mut self, now: Instant, si: u32) {
@@ -447,7 +448,7 @@ impl Endpoint {
             s.cancel_txn = ti;
         }
         let guard = self.t.t64();
-        self.arm_sess(now + guard, tk::S_CANCEL_GUARD, si);
+        self.arm_sess(later(now, guard), tk::S_CANCEL_GUARD, si);
     }
 
     fn send_bye(&mut self, now: Instant, si: u32) {
@@ -585,7 +586,7 @@ impl Endpoint {
             // A 200 that crossed our CANCEL: ACK it, then BYE (§9.1).
             self.send_bye(now, si);
         } else {
-            self.arm_sess(now + hold, tk::S_HOLD, si);
+            self.arm_sess(later(now, hold), tk::S_HOLD, si);
         }
     }
 
@@ -921,9 +922,9 @@ impl Endpoint {
             // Refresh at 80% of the granted lifetime (at least 1 s ahead).
             let refresh =
                 Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
-            self.arm_sess(now + refresh, tk::S_REFRESH, si);
+            self.arm_sess(later(now, refresh), tk::S_REFRESH, si);
             if first && !mixed {
-                let end = self.at(st) + hold;
+                let end = later(self.at(st), hold);
                 self.arm_sess(end.max(now), tk::S_HOLD, si);
             }
             return;

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint::{
-    Aor, Endpoint, Kind, NONE, St, TxKind, TxState, Txn, hop_of, method_kind, strip_angle, tk,
+    Aor, Endpoint, Kind, NONE, St, TxKind, TxState, Txn, hop_of, later, method_kind, strip_angle,
+    tk,
 };
 use super::event::MethodKind;
 use super::util::{dec, hex16, mix};
@@ -395,11 +396,11 @@ impl Endpoint {
         self.txn_respond(now, ti, ringing, 180);
         if no_answer {
             let d = self.ans.no_answer_timeout;
-            self.arm_sess(now + d, tk::S_GUARD, si);
+            self.arm_sess(later(now, d), tk::S_GUARD, si);
         } else if ring.is_zero() {
             self.answer(now, si, ti, msg);
         } else {
-            self.arm_sess(now + ring, tk::S_RING, si);
+            self.arm_sess(later(now, ring), tk::S_RING, si);
         }
     }
 
@@ -515,7 +516,7 @@ impl Endpoint {
                     self.txn_free(ti);
                 }
                 let max = self.ans.max_call;
-                self.arm_sess(now + max, tk::S_HOLD, si);
+                self.arm_sess(later(now, max), tk::S_HOLD, si);
             }
             (Kind::UasCall, St::Established) => self.counters.duplicates += 1,
             _ => self.counters.unexpected += 1,
