@@ -1043,3 +1043,51 @@ fn absurd_hold_does_not_panic() {
     p.run(Duration::from_secs(1));
     assert_eq!(p.outcomes(), vec![Outcome::Success]);
 }
+
+#[test]
+fn proxy_forwards_to_binding_and_refuses_max_forwards_zero() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.start(1, Duration::ZERO); // binds u000 → 10.0.0.1:5060
+    p.run(Duration::from_secs(1));
+    let other = addr("10.0.0.9:5060");
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let g2 = got.clone();
+    p.sim.add_script(
+        other,
+        Box::new(move |_, d| {
+            let end = d.iter().position(|c| *c == b'\r').unwrap_or(d.len());
+            g2.borrow_mut()
+                .push(String::from_utf8_lossy(&d[..end]).into_owned());
+            Vec::new()
+        }),
+    );
+    // (OPTIONS with Max-Forwards 0 may be answered by the proxy itself,
+    // §16.3 step 3, so the refused one is an INFO.)
+    let inv = |m: &str, mf: u32| {
+        raw_request(&format!(
+            "{m} sip:u000@10.0.0.2:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKmf{mf}\n\
+             From: <sip:x@y>;tag=1\nTo: <sip:u000@10.0.0.2>\nCall-ID: mf{mf}\nCSeq: 1 {m}\n\
+             Max-Forwards: {mf}\nContent-Length: 0\n\n"
+        ))
+    };
+    let now = p.sim.now;
+    let srv = p.s;
+    p.sim.trace.clear();
+    p.sim.ep(srv).handle(now, other, &inv("INFO", 0));
+    p.sim.ep(srv).handle(now, other, &inv("OPTIONS", 5));
+    p.run(Duration::from_millis(100));
+    // The MF 0 one is refused; the other is forwarded to the binding with MF 4,
+    // answered by the client's UAS side, and the answer comes back through us.
+    assert_eq!(got.borrow()[0], "SIP/2.0 483 Too Many Hops");
+    let fwd = p
+        .sim
+        .trace
+        .iter()
+        .find(|t| t.2 == addr(C))
+        .expect("forwarded");
+    let m = sip::parse(&fwd.3).unwrap();
+    assert_eq!(m.uri(), Some(&b"sip:u000@10.0.0.1:5060"[..]));
+    assert_eq!(m.max_forwards(), Some(4));
+    assert_eq!(m.vias().count(), 2);
+    assert_eq!(got.borrow()[1], "SIP/2.0 200 OK");
+}

@@ -168,7 +168,8 @@ impl Endpoint {
                 && msg.to().and_then(|t| t.tag).is_none()
                 && !local_txn
                 && self.check_auth(now, msg, b"INVITE", true) != AuthResult::Ok;
-            if !local_txn && !needs_auth {
+            // Max-Forwards 0 is answered 483 below, never forwarded (§16.3 step 3).
+            if !local_txn && !needs_auth && msg.max_forwards() != Some(0) {
                 self.proxy_request(msg, &contact, hop);
                 return;
             }
