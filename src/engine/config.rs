@@ -484,6 +484,8 @@ pub struct ServerConfig {
     pub no_answer_ratio: f64,
     /// Digest algorithm offered in challenges.
     pub algorithm: crate::auth::Algorithm,
+    /// Offer `qop="auth-int"` (the body is hashed too) instead of `qop="auth"`.
+    pub qop_auth_int: bool,
     /// How long a nonce is fresh; afterwards credentials get `stale=true`.
     pub nonce_lifetime: Duration,
     /// Smallest registration lifetime accepted; shorter ones get 423 (RFC 3261 §10.3 step 7).
@@ -522,6 +524,7 @@ impl Default for ServerConfig {
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,
             algorithm: crate::auth::Algorithm::Md5,
+            qop_auth_int: false,
             nonce_lifetime: Duration::from_secs(300),
             min_expires: 60,
             max_expires: 7200,

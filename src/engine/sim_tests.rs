@@ -1091,3 +1091,48 @@ fn proxy_forwards_to_binding_and_refuses_max_forwards_zero() {
     assert_eq!(m.vias().count(), 2);
     assert_eq!(got.borrow()[1], "SIP/2.0 200 OK");
 }
+
+#[test]
+fn every_digest_algorithm_registers_and_authenticates_invites() {
+    for (alg, int) in crate::auth::Algorithm::ALL
+        .into_iter()
+        .flat_map(|a| [(a, false), (a, true)])
+    {
+        let mut sc = scfg();
+        sc.algorithm = alg;
+        sc.qop_auth_int = int;
+        let mut p = pair(ccfg(Scenario::Register), sc.clone(), NetConfig::default());
+        p.start(2, Duration::ZERO);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.outcomes(), vec![Outcome::Success; 2], "{alg:?}");
+        let ch = p
+            .sim
+            .trace
+            .iter()
+            .find(|t| t.3.starts_with(b"SIP/2.0 401"))
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&ch.3).contains(alg.as_str()),
+            "{alg:?}"
+        );
+        let qop = if int { "qop=auth-int" } else { "qop=auth," };
+        let reg = p
+            .sim
+            .trace
+            .iter()
+            .find(|t| {
+                t.3.starts_with(b"REGISTER") && sip::parse(&t.3).unwrap().authorization().is_some()
+            })
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&reg.3).contains(qop),
+            "{alg:?} {int}"
+        );
+
+        sc.auth_invite = true;
+        let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+        p.start(1, Duration::ZERO);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.outcomes(), vec![Outcome::Success], "{alg:?}");
+    }
+}

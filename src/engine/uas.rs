@@ -599,7 +599,8 @@ impl Endpoint {
         };
         let n = mint.mint(now_s, &mut nonce);
         let mut ch = Challenge::new(sc.realm.as_bytes(), n, sc.algorithm);
-        ch.qop_auth = true;
+        ch.qop_auth = !sc.qop_auth_int;
+        ch.qop_auth_int = sc.qop_auth_int;
         ch.stale = stale;
         auth::write_challenge(out, &ch);
     }
