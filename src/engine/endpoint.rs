@@ -41,12 +41,13 @@ pub(super) enum TxState {
     Proceeding,
     Completed,
     Accepted,
-    Confirmed,
 }
 
 /// One transaction. `msg` keeps the last message sent (the request for a
-/// client transaction, then the ACK for a non-2xx; the latest response for a
-/// server INVITE transaction) so retransmission is a copy, never a rebuild.
+/// client transaction; the latest response for a server INVITE transaction)
+/// so retransmission is a copy, never a rebuild. The Completed state of a
+/// client INVITE (Timer D) and the Confirmed state of a server INVITE
+/// (Timer I) are absorber records, not slab entries.
 #[derive(Debug, Default)]
 pub(super) struct Txn {
     pub kind: TxKind,
@@ -62,7 +63,7 @@ pub(super) struct Txn {
     pub owner_gen: u32,
     /// Retransmission timer (A, E, G, 2xx).
     pub tm_rtx: TimerId,
-    /// Timeout / linger timer (B, F, H, L; D, I).
+    /// Timeout timer (B, F, H, L).
     pub tm_to: TimerId,
 }
 
@@ -202,7 +203,6 @@ pub(super) struct Aor {
 pub(super) mod tk {
     pub const TX_RTX: u8 = 1;
     pub const TX_TIMEOUT: u8 = 2;
-    pub const TX_LINGER: u8 = 3;
     pub const S_HOLD: u8 = 4;
     pub const S_REFRESH: u8 = 5;
     pub const S_RING: u8 = 6;
@@ -220,6 +220,21 @@ pub(super) fn pack(kind: u8, idx: u32, generation: u32) -> u64 {
 fn unpack(v: u64) -> (u8, u32, u32) {
     ((v >> 56) as u8, (v >> 32) as u32 & 0x00ff_ffff, v as u32)
 }
+
+/// Lifetime of an absorber record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Life {
+    /// Timer J, 64·T1: server non-INVITE Completed.
+    J,
+    /// Timer K / I, T4: client non-INVITE Completed, server INVITE Confirmed.
+    K,
+    /// Timer D, max(32 s, 64·T1): client INVITE Completed (re-ACK).
+    D,
+}
+
+/// Absorber code marking a client INVITE that got a non-2xx: a
+/// retransmission of that response is ACKed again.
+pub(super) const REACK: u16 = 0x8000;
 
 /// Per-endpoint constant header fragments, built once.
 #[derive(Debug, Default)]
@@ -328,6 +343,7 @@ pub struct Endpoint {
     pub(super) absorb: HashMap<u64, u16, IdHash>,
     pub(super) fifo_j: VecDeque<(u64, u64)>,
     pub(super) fifo_k: VecDeque<(u64, u64)>,
+    pub(super) fifo_d: VecDeque<(u64, u64)>,
     pub(super) aors: Slab<Aor>,
     pub(super) aor_map: Map,
     pub(super) mint: Option<NonceMint>,
@@ -400,6 +416,7 @@ impl Endpoint {
             absorb: HashMap::default(),
             fifo_j: VecDeque::new(),
             fifo_k: VecDeque::new(),
+            fifo_d: VecDeque::new(),
             aors: Slab::default(),
             aor_map: Map::default(),
             mint: None,
@@ -670,13 +687,6 @@ impl Endpoint {
             }
         }
     }
-    /// Cancel a transaction's retransmission timer.
-    pub(super) fn stop_rtx(&mut self, ti: u32) {
-        if let Some(t) = self.txns.get_mut(ti) {
-            let id = std::mem::replace(&mut t.tm_rtx, TimerId::NONE);
-            self.wheel.cancel(id);
-        }
-    }
     /// (Re)arm a session timer: slot 1 for refresh and the CANCEL guard,
     /// slot 0 for everything else; the slot's previous timer is cancelled.
     pub(super) fn arm_sess(&mut self, at: Instant, kind: u8, si: u32) {
@@ -695,14 +705,14 @@ impl Endpoint {
     fn dispatch_timer(&mut self, now: Instant, v: u64) {
         let (kind, g, idx) = unpack(v);
         match kind {
-            tk::TX_RTX | tk::TX_TIMEOUT | tk::TX_LINGER => {
+            tk::TX_RTX | tk::TX_TIMEOUT => {
                 if self.txns.get(idx).is_none() || self.txns.generation(idx) & 0x00ff_ffff != g {
                     return;
                 }
-                match kind {
-                    tk::TX_RTX => self.txn_retransmit(now, idx),
-                    tk::TX_TIMEOUT => self.txn_timeout(now, idx),
-                    _ => self.txn_linger(idx),
+                if kind == tk::TX_RTX {
+                    self.txn_retransmit(now, idx);
+                } else {
+                    self.txn_timeout(now, idx);
                 }
             }
             tk::AOR_EXPIRE => {
@@ -834,23 +844,15 @@ impl Endpoint {
         }
     }
 
-    fn txn_linger(&mut self, ti: u32) {
-        if let Some(t) = self.txns.get(ti)
-            && matches!(t.state, TxState::Completed | TxState::Confirmed)
-        {
-            self.txn_free(ti);
-        }
-    }
-
     /// Remember a finished non-INVITE transaction for a while (Timer J on
     /// the server: retransmitted requests get the same final response
     /// rebuilt from the retransmission; Timer K on the client: retransmitted
     /// responses are absorbed). One map entry and one FIFO slot, no buffer.
-    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, server: bool) {
-        let (life, fifo) = if server {
-            (self.t.t64(), &mut self.fifo_j)
-        } else {
-            (self.t.t4, &mut self.fifo_k)
+    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life) {
+        let (life, fifo) = match life {
+            Life::J => (self.t.t64(), &mut self.fifo_j),
+            Life::K => (self.t.t4, &mut self.fifo_k),
+            Life::D => (self.t.timer_d(), &mut self.fifo_d),
         };
         let exp = later(now, life)
             .saturating_duration_since(self.epoch)
@@ -861,7 +863,7 @@ impl Endpoint {
 
     fn absorb_sweep(&mut self, now: Instant) {
         let n = self.ns(now);
-        for fifo in [&mut self.fifo_j, &mut self.fifo_k] {
+        for fifo in [&mut self.fifo_j, &mut self.fifo_k, &mut self.fifo_d] {
             while let Some(&(exp, key)) = fifo.front() {
                 if exp > n {
                     break;
@@ -938,8 +940,12 @@ impl Endpoint {
         let Some(&ti) = self.ctx.get(&key) else {
             if m == MethodKind::Invite && (200..300).contains(&code) {
                 self.on_stray_2xx(now, from, msg);
-            } else if self.absorb.contains_key(&key) {
+            } else if let Some(&rec) = self.absorb.get(&key) {
                 self.counters.duplicates += 1;
+                if rec & REACK != 0 && code >= 300 {
+                    let ack = self.build_ack_from_response(msg);
+                    self.send(from, ack);
+                }
             } else {
                 self.counters.unexpected += 1;
             }
@@ -988,23 +994,15 @@ impl Endpoint {
                     if owner_ok {
                         self.uac_invite_2xx(now, from, owner, msg);
                     }
-                } else if state == TxState::Completed {
-                    // Retransmitted final response: the ACK again.
-                    self.counters.duplicates += 1;
-                    self.send_txn_copy(ti, true);
                 } else {
-                    // §17.1.1.3: ACK inside the transaction, Timer D.
+                    // §17.1.1.3: ACK inside the transaction. The Completed
+                    // state (Timer D) shrinks to an absorber record: a
+                    // retransmitted final response is ACKed again from it.
                     let ack = self.build_ack_failure(ti, owner, msg);
-                    if let Some(t) = self.txns.get_mut(ti) {
-                        t.state = TxState::Completed;
-                        t.msg.clear();
-                        t.msg.extend_from_slice(&ack);
-                    }
-                    self.put_buf(ack);
-                    self.send_txn_copy(ti, false);
-                    self.stop_rtx(ti);
-                    let d = self.t.timer_d();
-                    self.arm_txn(now, d, tk::TX_LINGER, ti);
+                    let dest = self.txns.get(ti).and_then(|t| t.dest).unwrap_or(from);
+                    self.send(dest, ack);
+                    self.txn_free(ti);
+                    self.absorb_add(now, key, REACK | code, Life::D);
                     if owner_ok {
                         self.uac_invite_failure(now, owner, code, msg);
                     }
@@ -1019,7 +1017,7 @@ impl Endpoint {
                     }
                 } else {
                     self.txn_free(ti);
-                    self.absorb_add(now, key, code, false);
+                    self.absorb_add(now, key, code, Life::K);
                     if owner_ok {
                         self.uac_final(now, owner, ti, m, code, msg);
                     }
@@ -1120,7 +1118,7 @@ impl SansIo for Endpoint {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.wheel.next_deadline();
-        for fifo in [&self.fifo_j, &self.fifo_k] {
+        for fifo in [&self.fifo_j, &self.fifo_k, &self.fifo_d] {
             if let Some(&(exp, _)) = fifo.front() {
                 let a = self.at(exp);
                 t = Some(t.map_or(a, |x| x.min(a)));

@@ -963,6 +963,12 @@ fn lost_ack_for_486_is_recovered_by_timer_g() {
     assert_eq!(count(&p.lines(C), "ACK"), 2, "ACK re-sent from Completed");
     assert_eq!(p.sim.ep(p.c).counters().response(486), 1, "counted once");
     assert_eq!(p.sim.ep(p.s).counters().ack_timeouts, 0);
+    // Timer D and Timer I state are absorber records, not transactions.
+    for i in [p.c, p.s] {
+        let st = p.sim.ep(i).state_sizes();
+        assert_eq!(st.transactions, 0, "{st:?}");
+        assert!(st.absorbers >= 1, "{st:?}");
+    }
     p.assert_clean();
 }
 

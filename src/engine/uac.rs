@@ -330,6 +330,29 @@ impl Endpoint {
         out
     }
 
+    /// The ACK for a retransmitted non-2xx final response whose transaction
+    /// is already an absorber record (Timer D): built from the response
+    /// (its Via is our top Via with the INVITE's branch), with the To URI as
+    /// Request-URI; the server matches it by branch (§17.2.3).
+    pub(super) fn build_ack_from_response(&mut self, resp: &Message<'_>) -> Vec<u8> {
+        let mut out = self.take_buf();
+        let ruri = resp.to().map_or(&b"sip:invalid"[..], |t| t.uri);
+        let mut nb = [0u8; 20];
+        let seq = resp.cseq().map_or(1, |c| c.seq);
+        let cs = dec(u64::from(seq), &mut nb);
+        let mut b = Builder::request(&mut out, &Method::Ack, ruri);
+        if let Some(v) = resp.top_via() {
+            b.header(b"Via", v.raw);
+        }
+        b.header(b"Max-Forwards", b"70");
+        b.header(b"From", resp.header(b"From").unwrap_or(b""));
+        b.header(b"To", resp.header(b"To").unwrap_or(b""));
+        b.header(b"Call-ID", resp.call_id().unwrap_or(b""));
+        b.header_parts(b"CSeq", &[cs, b" ACK"]);
+        b.finish(None, b"");
+        out
+    }
+
     // ---- calls ----------------------------------------------------------
 
     pub(super) fn start_call(

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint::{
-    Aor, Endpoint, Kind, NONE, St, TxKind, TxState, Txn, hop_of, later, method_kind, strip_angle,
-    tk,
+    Aor, Endpoint, Kind, Life, NONE, St, TxKind, TxState, Txn, hop_of, later, method_kind,
+    strip_angle, tk,
 };
 use super::event::MethodKind;
 use super::util::{dec, hex16, mix};
@@ -476,24 +476,22 @@ impl Endpoint {
 
     fn on_ack(&mut self, now: Instant, msg: &Message<'_>, via: &sip::Via<'_>) {
         let key = self.skey(via, MethodKind::Ack);
+        if self.absorb.contains_key(&key) {
+            // Confirmed (Timer I): retransmitted ACKs are absorbed.
+            self.counters.duplicates += 1;
+            return;
+        }
         if let Some(&ti) = self.stx.get(&key)
-            && let Some(t) = self.txns.get_mut(ti)
+            && self
+                .txns
+                .get(ti)
+                .is_some_and(|t| t.state == TxState::Completed)
         {
-            match t.state {
-                TxState::Completed => {
-                    // §17.2.1: Confirmed, Timer I absorbs further ACKs.
-                    t.state = TxState::Confirmed;
-                    let t4 = self.t.t4;
-                    self.stop_rtx(ti);
-                    self.arm_txn(now, t4, tk::TX_LINGER, ti);
-                    return;
-                }
-                TxState::Confirmed => {
-                    self.counters.duplicates += 1;
-                    return;
-                }
-                _ => {}
-            }
+            // §17.2.1: Confirmed; the state shrinks to an absorber record
+            // for T4 (Timer I) instead of keeping the response buffer.
+            self.txn_free(ti);
+            self.absorb_add(now, key, 0, Life::K);
+            return;
         }
         // ACK for a 2xx: a new transaction, matched to the dialog (§13.3.1.4).
         let (Some(cid), Some(tag)) = (msg.call_id(), msg.to().and_then(|t| t.tag)) else {
@@ -538,7 +536,7 @@ impl Endpoint {
             Some((si, Kind::UacCall, St::Confirmed)) => {
                 // The far end hung up first.
                 self.reply(from, msg, 200, None, &[]);
-                self.absorb_add(now, key, 200, true);
+                self.absorb_add(now, key, 200, Life::J);
                 self.remote_bye(now, si);
                 return;
             }
@@ -549,7 +547,7 @@ impl Endpoint {
         };
         let tag = self.stateless_tag(key);
         self.reply(from, msg, code, Some(&tag), &[]);
-        self.absorb_add(now, key, code, true);
+        self.absorb_add(now, key, code, Life::J);
     }
 
     /// §9.2: 200 for the CANCEL; if the INVITE has no final response yet,
@@ -567,7 +565,7 @@ impl Endpoint {
             let tag = self.stateless_tag(key);
             self.counters.rejected += 1;
             self.reply(from, msg, 481, Some(&tag), &[]);
-            self.absorb_add(now, key, 481, true);
+            self.absorb_add(now, key, 481, Life::J);
             return;
         };
         let (state, owner, og) = match self.txns.get(ti) {
@@ -579,7 +577,7 @@ impl Endpoint {
             .flatten()
             .unwrap_or_else(|| self.stateless_tag(key));
         self.reply(from, msg, 200, Some(&s_tag), &[]);
-        self.absorb_add(now, key, 200, true);
+        self.absorb_add(now, key, 200, Life::J);
         if state == TxState::Proceeding && owner != NONE && self.sess.generation(owner) == og {
             self.finish_stored(now, owner, 487);
         }
