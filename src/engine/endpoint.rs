@@ -226,7 +226,7 @@ fn unpack(v: u64) -> (u8, u32, u32) {
 pub(super) enum Life {
     /// Timer J, 64·T1: server non-INVITE Completed.
     J,
-    /// Timer K / I, T4: client non-INVITE Completed, server INVITE Confirmed.
+    /// Timer I, T4: server INVITE Confirmed (absorbs retransmitted ACKs).
     K,
     /// Timer D, max(32 s, 64·T1): client INVITE Completed (re-ACK).
     D,
@@ -249,6 +249,9 @@ pub(super) struct Consts {
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
     pub domain_uri: Vec<u8>,
+    /// Our host as written in Via (IPv6 in brackets) and port.
+    pub local_host: Vec<u8>,
+    pub local_port: u16,
 }
 
 /// Built-in SDP bodies: one PCMU audio stream (RFC 4566, RFC 3264).
@@ -432,6 +435,11 @@ impl Endpoint {
                 sdp_offer,
                 sdp_answer,
                 domain_uri,
+                local_host: match local {
+                    SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
+                    SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
+                },
+                local_port: local.port(),
             },
             s1: Vec::new(),
             s2: Vec::new(),
@@ -946,6 +954,12 @@ impl Endpoint {
                     let ack = self.build_ack_from_response(msg);
                     self.send(from, ack);
                 }
+            } else if via.host == &self.k.local_host[..]
+                && via.port.unwrap_or(5060) == self.k.local_port
+            {
+                // A retransmission of a response to one of our finished
+                // non-INVITE transactions (Timer K absorbs it).
+                self.counters.duplicates += 1;
             } else {
                 self.counters.unexpected += 1;
             }
@@ -1016,8 +1030,10 @@ impl Endpoint {
                         t.state = TxState::Proceeding;
                     }
                 } else {
+                    // Completed (Timer K) needs no state here: a late
+                    // retransmission of this response finds no transaction
+                    // and, carrying our Via, is counted as a duplicate.
                     self.txn_free(ti);
-                    self.absorb_add(now, key, code, Life::K);
                     if owner_ok {
                         self.uac_final(now, owner, ti, m, code, msg);
                     }

@@ -8,9 +8,13 @@
 //! - **Transactions** in a slab, found through `HashMap<u64, u32>` keyed by a
 //!   seeded hash of branch + method (client, §17.1.3) or branch + sent-by +
 //!   method (server, §17.2.3). Each keeps its last message for
-//!   retransmission. Finished non-INVITE transactions (Timers J and K) shrink
-//!   to an absorber record: one map entry and a FIFO slot, no buffer; a
-//!   retransmitted request gets its final response rebuilt from itself.
+//!   retransmission. Waiting states shrink to absorber records (one map
+//!   entry and a FIFO slot, no buffer): server non-INVITE Completed (Timer
+//!   J: a retransmitted request gets its final response rebuilt from
+//!   itself), server INVITE Confirmed (Timer I) and client INVITE Completed
+//!   (Timer D: the ACK is rebuilt from the retransmitted response). Client
+//!   non-INVITE Completed (Timer K) needs nothing: a late response carrying
+//!   our Via is counted as a duplicate.
 //! - **Sessions** (UAC calls, registrations, pings; UAS calls) in a slab,
 //!   found by a hash of Call-ID + local tag. Identifiers we generate are
 //!   64-bit (`hex16`), so a session stores no strings except the dialog's

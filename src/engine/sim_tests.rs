@@ -239,6 +239,12 @@ fn register_and_call_under_loss() {
     assert!(o.iter().all(|o| *o == Outcome::Success), "{o:?}");
     assert!(p.sim.ep(p.c).counters().retransmitted > 0);
     assert!(p.sim.ep(p.s).counters().retransmitted > 0);
+    // Every duplicate and retransmission is recognised as such.
+    for i in [p.c, p.s] {
+        let c = p.sim.ep(i).counters().clone();
+        assert_eq!((c.unexpected, c.unparseable), (0, 0), "{c:?}");
+        assert!(c.duplicates > 0);
+    }
     p.assert_clean();
     assert_eq!(p.sim.ep(p.s).state_sizes().sessions, 0);
 }
