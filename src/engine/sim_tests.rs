@@ -1148,3 +1148,50 @@ fn every_digest_algorithm_registers_and_authenticates_invites() {
         assert_eq!(p.outcomes(), vec![Outcome::Success], "{alg:?}");
     }
 }
+
+#[test]
+fn ipv6_call_and_register() {
+    for sc in [Scenario::Call, Scenario::Register, Scenario::Mixed] {
+        let (c6, s6) = (addr("[::1]:5070"), addr("[::1]:5060"));
+        let mut cc = ClientConfig::new(sc, s6, c6);
+        cc.users = Arc::new(UserSource::pattern("u{0..1}", "pw-{user}").unwrap());
+        let mut p = pair(
+            cc,
+            ServerConfig {
+                local: s6,
+                ..ServerConfig::default()
+            },
+            NetConfig::default(),
+        );
+        p.start(2, Duration::from_millis(100));
+        p.run(Duration::from_secs(2));
+        let o = p.outcomes();
+        assert!(
+            o.len() >= 2 && o.iter().all(|o| *o == Outcome::Success),
+            "{sc:?} {o:?}"
+        );
+        let now = p.sim.now;
+        p.sim.ep(p.c).shutdown(now);
+        p.assert_clean();
+    }
+}
+
+#[test]
+fn transaction_rtt_events_when_enabled() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.sim.ep(p.c).set_rtt_events(true);
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(1));
+    let rtts: Vec<_> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::TransactionRtt { method, rtt } => Some((*method, *rtt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rtts,
+        vec![(MethodKind::Register, Duration::from_millis(10)); 2]
+    );
+}
