@@ -1195,3 +1195,26 @@ fn transaction_rtt_events_when_enabled() {
         vec![(MethodKind::Register, Duration::from_millis(10)); 2]
     );
 }
+
+#[test]
+fn custom_timer_bases() {
+    let t = Timers {
+        t1: Duration::from_millis(100),
+        t2: Duration::from_millis(400),
+        t4: Duration::from_secs(1),
+    };
+    let mut cc = ccfg(Scenario::Options);
+    cc.timers = t;
+    let mut sc = scfg();
+    sc.timers = t;
+    let mut p = pair(cc, sc, NetConfig::default());
+    let srv = addr(S);
+    p.sim.tap = Some(Box::new(move |_, to, _| to == srv));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(6_390));
+    assert!(p.outcomes().is_empty());
+    p.run(Duration::from_millis(20));
+    assert_eq!(p.outcomes(), vec![Outcome::Timeout], "F = 64·T1 = 6.4 s");
+    // E: 0, .1, .3, .7, then every T2 = .4 s up to 6.4 s: 1 + 3 + 14 = 18 sends.
+    assert_eq!(p.lines(C).len(), 18);
+}
