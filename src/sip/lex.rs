@@ -233,6 +233,41 @@ impl<'a> Cur<'a> {
         }
     }
 
+    /// The common case of one `generic-param` right after its `;`: `name` or
+    /// `name=value` with no LWS and no quoted string, ended by `;`, `,` or
+    /// the end. One table-driven scan per part; `None` (cursor unmoved)
+    /// sends the caller to the general, LWS-tolerant path.
+    #[inline]
+    fn param_fast(&mut self) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+        let rest = self.b.get(self.i..)?;
+        let name_len = rest
+            .iter()
+            .position(|&c| !is_token(c))
+            .unwrap_or(rest.len());
+        if name_len == 0 {
+            return None;
+        }
+        let name = &rest[..name_len];
+        match rest.get(name_len) {
+            None | Some(b';' | b',') => {
+                self.i += name_len;
+                Some((name, None))
+            }
+            Some(b'=') => {
+                let v = &rest[name_len + 1..];
+                let vl = v.iter().position(|&c| !is_gen_value(c)).unwrap_or(v.len());
+                match v.get(vl) {
+                    None | Some(b';' | b',') if vl > 0 => {
+                        self.i += name_len + 1 + vl;
+                        Some((name, Some(&v[..vl])))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// Parses `*( SEMI generic-param )` after the cursor, calling `f(name,
     /// value)` for each. Stops before `,` or at the end. Returns the raw
     /// parameter text (from the first `;`, trimmed) or `None` on an empty
@@ -250,6 +285,11 @@ impl<'a> Cur<'a> {
                 Some(b';') => {
                     first.get_or_insert(self.i);
                     self.i += 1;
+                    if let Some((name, value)) = self.param_fast() {
+                        end = self.i;
+                        f(name, value);
+                        continue;
+                    }
                     self.lws();
                     let name = self.token();
                     if name.is_empty() {

@@ -3,7 +3,7 @@
 
 use super::Method;
 use super::lex::{
-    Cur, eq_ic, is_host, param_lookup, parse_dec, parse_u16, parse_u32, uri_shape_ok,
+    Cur, eq_ic, is_host, is_token, param_lookup, parse_dec, parse_u16, parse_u32, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -188,22 +188,29 @@ fn host<'a>(c: &mut Cur<'a>) -> Option<&'a [u8]> {
 pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     c.lws();
     let start = c.i;
-    if !eq_ic(c.token(), b"SIP") {
-        return None;
+    // Fast path for the usual `SIP/2.0/` with no inner LWS.
+    if c.b.get(c.i..c.i + 8).is_some_and(|p| eq_ic(p, b"SIP/2.0/"))
+        && c.b.get(c.i + 8).is_some_and(|&b| is_token(b))
+    {
+        c.i += 8;
+    } else {
+        if !eq_ic(c.token(), b"SIP") {
+            return None;
+        }
+        c.lws();
+        if !c.eat(b'/') {
+            return None;
+        }
+        c.lws();
+        if c.token() != b"2.0" {
+            return None;
+        }
+        c.lws();
+        if !c.eat(b'/') {
+            return None;
+        }
+        c.lws();
     }
-    c.lws();
-    if !c.eat(b'/') {
-        return None;
-    }
-    c.lws();
-    if c.token() != b"2.0" {
-        return None;
-    }
-    c.lws();
-    if !c.eat(b'/') {
-        return None;
-    }
-    c.lws();
     let transport = c.token();
     if transport.is_empty() || !c.lws() {
         return None;
