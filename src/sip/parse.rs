@@ -2,7 +2,9 @@
 //! mandatory headers, body slicing; and stream framing.
 
 use super::header::{Entry, Index, Kind, classify};
-use super::lex::{Cur, eq_ic, is_token, parse_dec, parse_u32, trim, uri_shape_ok};
+use super::lex::{
+    Cur, eq_ic, find, is_token, is_uri_char, parse_dec, parse_u32, rfind, scheme_len, trim,
+};
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
 
@@ -102,7 +104,7 @@ fn version(v: &[u8]) -> Result<(), ParseError> {
 fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
     if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        let sp = find(b' ', line).ok_or(ParseError::BadStartLine)?;
         version(&line[..sp])?;
         let rest = &line[sp + 1..];
         let code = rest.get(..3).ok_or(ParseError::BadStatus)?;
@@ -120,8 +122,8 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
         return Ok(Start::Response { status, reason });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
-    let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp2 = rfind(b' ', line).ok_or(ParseError::BadStartLine)?;
     let method = &line[..sp1];
     if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(ParseError::BadMethod);
@@ -145,18 +147,28 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
 /// ("ltgtruri"), and for sip/sips no `?headers` part after the host
 /// ("escruri": §19.1.1's table forbids headers in a Request-URI).
 fn request_uri_ok(uri: &[u8]) -> bool {
-    let Some(colon) = uri_shape_ok(uri) else {
+    let Some(colon) = scheme_len(uri) else {
         return false;
     };
-    let scheme = &uri[..colon];
     if colon + 1 == uri.len() {
         return false;
     }
-    // The user part may contain `?` (RFC 4475 "intmeth"); headers come
-    // after the host, and `@` appears at most once in a SIP URI.
-    let sip = eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips");
-    let host_part = memchr::memrchr(b'@', uri).map_or(&uri[colon..], |at| &uri[at..]);
-    !(sip && memchr::memchr(b'?', host_part).is_some())
+    // One pass: every byte a URI character, and no `?` after the last `@`
+    // (the user part may contain `?`, RFC 4475 "intmeth"; `@` appears at
+    // most once in a SIP URI, so what follows it is host, params, headers).
+    let mut q_after_at = false;
+    for &b in uri {
+        if !is_uri_char(b) {
+            return false;
+        }
+        q_after_at = match b {
+            b'@' => false,
+            b'?' => true,
+            _ => q_after_at,
+        };
+    }
+    let scheme = &uri[..colon];
+    !(q_after_at && (eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")))
 }
 
 /// Scans the start line and every header line of the message at the start
