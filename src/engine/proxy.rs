@@ -21,7 +21,7 @@ impl Endpoint {
     /// Where to forward `msg`, if it is for a user bound here and the
     /// binding is not this endpoint itself.
     pub(super) fn proxy_target(&self, msg: &Message<'_>) -> Option<(Vec<u8>, SocketAddr)> {
-        if !self.sc.as_ref().is_some_and(|s| s.proxy) {
+        if self.aor_map.is_empty() || !self.sc.as_ref().is_some_and(|s| s.proxy) {
             return None;
         }
         let uri = msg.uri()?;
