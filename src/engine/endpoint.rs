@@ -397,7 +397,9 @@ impl Endpoint {
         } else {
             sdp.to_vec()
         };
-        let id_seed = rng.next_u64();
+        // Mix in our address too, so workers given the same seed still
+        // generate distinct Call-IDs, tags and branches.
+        let id_seed = rng.next_u64() ^ hash_bytes(0x1d5e_ed00, &local_hp);
         let hseed = rng.next_u64();
         Endpoint {
             cc: None,
