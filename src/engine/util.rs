@@ -1,0 +1,300 @@
+//! Small allocation-free building blocks: a seeded byte hash, an identity
+//! hasher for maps keyed by those hashes, a splitmix64 generator for
+//! identifiers and ratios, hex formatting, and a slab that keeps freed
+//! entries (and their buffers' capacity) for reuse.
+
+use std::hash::{BuildHasherDefault, Hasher};
+
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// A seeded 64-bit hash of a byte string (wyhash-style folded multiplies,
+/// 8 bytes per step). Seeded so a peer cannot aim Call-IDs at one bucket.
+#[inline]
+pub fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
+    let mut h = seed ^ P0 ^ (b.len() as u64).wrapping_mul(P1);
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mum(h ^ u64::from_le_bytes(w), P1);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = mum(h ^ u64::from_le_bytes(w) ^ P0, P1);
+    }
+    mum(h, P0 ^ seed)
+}
+
+/// Mix two hashes into one (order matters).
+#[inline]
+pub fn mix(a: u64, b: u64) -> u64 {
+    mum(a ^ P0, b ^ P1)
+}
+
+/// A `Hasher` that passes an already well-mixed `u64` key through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are used; fold anything else in anyway.
+        self.0 = hash_bytes(self.0, bytes);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
+
+/// Build-hasher for `HashMap<u64, _, IdHash>`.
+pub type IdHash = BuildHasherDefault<IdHasher>;
+
+/// splitmix64: a tiny, fast generator for identifiers and random choices.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    /// Next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    #[inline]
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+    /// True with probability `p` (0 → never, ≥ 1 → always).
+    #[inline]
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.next_f64() < p
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `v` as 16 lowercase hex digits.
+#[inline]
+pub fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+/// Decimal digits of `v` into `buf`, returning the used tail.
+#[inline]
+pub fn dec(v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Entries are never dropped on `remove`: a freed slot keeps its value (and
+/// whatever capacity its buffers grew to) for the next `insert`, which hands
+/// it back to be reset. Indices are stable; `generation` tells a reused slot from the
+/// one a stale timer or queued datagram referred to.
+#[derive(Debug)]
+pub struct Slab<T> {
+    entries: Vec<SlabEntry<T>>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+#[derive(Debug)]
+struct SlabEntry<T> {
+    generation: u32,
+    live: bool,
+    val: T,
+}
+
+impl<T: Default> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T: Default> Slab<T> {
+    /// Allocate a slot; returns (index, generation) and the value, which may
+    /// be a recycled one the caller must reset.
+    pub fn insert(&mut self) -> (u32, u32, &mut T) {
+        self.live += 1;
+        if let Some(i) = self.free.pop() {
+            let e = &mut self.entries[i as usize];
+            e.live = true;
+            return (i, e.generation, &mut e.val);
+        }
+        let i = self.entries.len() as u32;
+        self.entries.push(SlabEntry {
+            generation: 0,
+            live: true,
+            val: T::default(),
+        });
+        let e = &mut self.entries[i as usize];
+        (i, 0, &mut e.val)
+    }
+
+    /// Free slot `i` (no-op if already free); its generation changes.
+    pub fn remove(&mut self, i: u32) {
+        if let Some(e) = self.entries.get_mut(i as usize)
+            && e.live
+        {
+            e.live = false;
+            e.generation = e.generation.wrapping_add(1);
+            self.free.push(i);
+            self.live -= 1;
+        }
+    }
+
+    /// The live entry at `i`.
+    #[inline]
+    pub fn get(&self, i: u32) -> Option<&T> {
+        match self.entries.get(i as usize) {
+            Some(e) if e.live => Some(&e.val),
+            _ => None,
+        }
+    }
+
+    /// The live entry at `i`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        match self.entries.get_mut(i as usize) {
+            Some(e) if e.live => Some(&mut e.val),
+            _ => None,
+        }
+    }
+
+    /// The live entry at `i` if its generation is still `generation`.
+    #[inline]
+    pub fn get_gen_mut(&mut self, i: u32, generation: u32) -> Option<&mut T> {
+        match self.entries.get_mut(i as usize) {
+            Some(e) if e.live && e.generation == generation => Some(&mut e.val),
+            _ => None,
+        }
+    }
+
+    /// Generation of slot `i`.
+    #[inline]
+    pub fn generation(&self, i: u32) -> u32 {
+        self.entries.get(i as usize).map_or(0, |e| e.generation)
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Slots allocated so far (live or free).
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Indices of live entries.
+    pub fn live_indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live)
+            .map(|(i, _)| i as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
+
+    #[test]
+    fn hex_and_dec() {
+        assert_eq!(&hex16(0x0123_4567_89ab_cdef), b"0123456789abcdef");
+        let mut b = [0u8; 20];
+        assert_eq!(dec(0, &mut b), b"0");
+        assert_eq!(dec(u64::MAX, &mut b), b"18446744073709551615");
+    }
+
+    #[test]
+    fn hash_differs_by_seed_and_tail() {
+        assert_ne!(hash_bytes(1, b"abc"), hash_bytes(2, b"abc"));
+        assert_ne!(hash_bytes(1, b"abc"), hash_bytes(1, b"abc\0"));
+        assert_ne!(hash_bytes(1, b""), hash_bytes(1, b"\0"));
+    }
+
+    #[test]
+    fn slab_reuses_and_bumps_gen() {
+        let mut s: Slab<Vec<u8>> = Slab::default();
+        let (a, ga, v) = s.insert();
+        v.extend_from_slice(b"hello");
+        s.remove(a);
+        assert!(s.get(a).is_none());
+        let (b, gb, v) = s.insert();
+        assert_eq!(a, b);
+        assert_ne!(ga, gb);
+        assert!(v.capacity() >= 5, "capacity kept for reuse");
+        assert!(s.get_gen_mut(a, ga).is_none());
+        assert_eq!(s.len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn slab_matches_naive(ops in proptest::collection::vec((any::<bool>(), 0u32..16), 0..200)) {
+            let mut s: Slab<u32> = Slab::default();
+            let mut live = std::collections::BTreeSet::new();
+            for (ins, i) in ops {
+                if ins {
+                    let (idx, _, _) = s.insert();
+                    prop_assert!(live.insert(idx));
+                } else {
+                    s.remove(i);
+                    live.remove(&i);
+                }
+                prop_assert_eq!(s.len(), live.len());
+            }
+            prop_assert_eq!(s.live_indices().collect::<Vec<_>>(), live.into_iter().collect::<Vec<_>>());
+        }
+        #[test]
+        fn rng_chance_bounds(seed in any::<u64>()) {
+            let mut r = Rng::new(seed);
+            prop_assert!(!r.chance(0.0));
+            prop_assert!(r.chance(1.0));
+            let f = r.next_f64();
+            prop_assert!((0.0..1.0).contains(&f));
+        }
+    }
+}
