@@ -185,6 +185,10 @@ impl std::fmt::Display for Hold {
     }
 }
 
+/// How long after `--duration` a late worker may still start attempts that
+/// were intended inside it.
+pub const LATE_GRACE: Duration = Duration::from_secs(1);
+
 /// When a worker starts its next attempt.
 ///
 /// Worker `w` of `n` owns global attempts `w, w+n, w+2n, ...`; with a total
@@ -272,9 +276,21 @@ impl Pacer {
     pub fn is_done(&self, now: Instant) -> bool {
         self.stopped
             || self.limit.is_some_and(|l| self.started >= l)
-            || self
-                .end
-                .is_some_and(|e| now >= e || self.next_intended().is_some_and(|t| t >= e))
+            || self.end.is_some_and(|e| match self.next_exact() {
+                // Open loop: every attempt whose exact intended time falls
+                // inside the duration starts, also when the worker runs
+                // late (its latency is then measured from that time), but
+                // no later than LATE_GRACE after the end.
+                Some(t) => t >= e || now >= e + LATE_GRACE,
+                // Closed loop: starts stop at the end.
+                None => now >= e,
+            })
+    }
+
+    /// Exact (not tick-rounded) intended time of the next attempt.
+    fn next_exact(&self) -> Option<Instant> {
+        let p = self.period_ns?;
+        Some(self.t0 + Duration::from_nanos((self.phase_ns + p * self.started as f64) as u64))
     }
 
     fn next_intended(&self) -> Option<Instant> {
@@ -521,10 +537,13 @@ mod tests {
             1,
         );
         let mut n = 0;
-        while let Pace::Start(_) = p.poll(t0 + Duration::from_secs(1), 0) {
+        while let Pace::Start(_) = p.poll(t0 + Duration::from_millis(50) + LATE_GRACE, 0) {
             n += 1;
         }
-        assert_eq!(n, 0, "nothing starts once the duration is over");
+        assert_eq!(
+            n, 0,
+            "nothing starts once the duration and its grace are over"
+        );
         let mut p = Pacer::new(
             t0,
             Some(100.0),
@@ -539,6 +558,24 @@ mod tests {
         }
         assert_eq!(n, 5);
         assert_eq!(p.poll(t0 + Duration::from_millis(49), 0), Pace::Done);
+        // A worker that wakes late still starts what was intended inside
+        // the duration, with the intended times.
+        let mut p = Pacer::new(
+            t0,
+            Some(100.0),
+            None,
+            None,
+            Some(Duration::from_millis(50)),
+            0,
+            1,
+        )
+        .with_resolution(Duration::from_millis(1));
+        let mut late = vec![];
+        while let Pace::Start(t) = p.poll(t0 + Duration::from_millis(500), 0) {
+            late.push(t - t0);
+        }
+        assert_eq!(late.len(), 5);
+        assert_eq!(late[4], Duration::from_millis(40));
     }
 
     proptest! {
