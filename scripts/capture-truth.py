@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Check a sipstorm report against a loopback packet capture (issue 7).
+
+Usage: capture-truth.py PCAP REPORT_JSON SCENARIO SERVER_PORT [COUNT]
+
+Reads PCAP with tshark (decoding udp.port==SERVER_PORT as SIP), rebuilds what
+the client sent and received from the wire, and compares it with report.json:
+
+* messages.sent / .received: every SIP datagram to / from SERVER_PORT;
+* messages.retransmitted: client datagrams that repeat an earlier request of
+  the same transaction (same Call-ID, CSeq number, CSeq method, Via branch),
+  except ACKs, which the client re-sends for each retransmitted 2xx (RFC 3261
+  sec. 13.2.2.4) and which are no request retransmission;
+* totals.{call,register}.attempted: distinct Call-IDs with an INVITE /
+  REGISTER (one Call-ID per attempt, no refreshes in these runs);
+* responses: final responses (>= 200) received, one per transaction (the
+  first; retransmitted finals are not counted, as the report's contract says);
+* call: established (a 2xx to the INVITE), completed (a 2xx to the BYE);
+  register: succeeded (the attempt's last REGISTER got a 200);
+* RFC 6076 SRD (call: first INVITE of the Call-ID -> first 18x or 200 to an
+  INVITE of that Call-ID) or RRD (register: first REGISTER -> the 200 that
+  ends it, the 401 round trip included): sample count exactly, p50/p90/p99
+  within the tolerance below, from the capture's kernel timestamps.
+
+Percentile tolerance (report minus wire, in ms), why it is one-sided:
+the report timestamps in user space just before sendmsg and just after the
+receive completes, the capture timestamps in the kernel in between, so on
+loopback the report's delay is the wire's plus the client's own scheduling
+overhead, never less. Lower bound: -max(LOW_ABS, LOW_REL * wire): the HDR
+histogram's 3 significant digits (<= 0.1 %) plus the capture's microsecond
+resolution and the two clocks' different reading points. Upper bound:
++max(HIGH_ABS, HIGH_REL * wire) for p50/p90 and +max(P99_ABS, P99_REL * wire)
+for p99 (the tail includes the client's wake-up latency on a shared 2-core
+machine). All configurable by environment: TRUTH_LOW_ABS_MS (0.02),
+TRUTH_LOW_REL (0.01), TRUTH_HIGH_ABS_MS (0.5), TRUTH_HIGH_REL (0.10),
+TRUTH_P99_ABS_MS (1.0), TRUTH_P99_REL (0.25).
+
+Exit 0 when everything agrees, 1 on any mismatch (each printed as
+"MISMATCH: ..."), 2 on usage or input errors. Prints a JSON summary line
+"truth-json: {...}" for the record.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+FIELDS = [
+    "frame.number",
+    "frame.time_epoch",
+    "udp.srcport",
+    "udp.dstport",
+    "sip.Method",
+    "sip.Status-Code",
+    "sip.Call-ID",
+    "sip.CSeq.seq",
+    "sip.CSeq.method",
+    "sip.Via.branch",
+]
+
+
+def env_float(name, default):
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        sys.exit(f"capture-truth: {name} is not a number")
+
+
+def read_capture(pcap, port):
+    """Yields one dict per SIP datagram, in capture order."""
+    cmd = ["tshark", "-r", pcap, "-n", "-d", f"udp.port=={port},sip", "-Y", "sip",
+           "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = getattr(e, "stderr", "") or ""
+        sys.exit(f"capture-truth: tshark cannot read {pcap}: {e} {err.strip()}")
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if len(cols) < len(FIELDS):
+            cols += [""] * (len(FIELDS) - len(cols))
+        rec = dict(zip(FIELDS, cols))
+        try:
+            t = float(rec["frame.time_epoch"])
+            sport = int(rec["udp.srcport"])
+            dport = int(rec["udp.dstport"])
+        except ValueError:
+            continue
+        code = int(rec["sip.Status-Code"]) if rec["sip.Status-Code"].isdigit() else None
+        yield {
+            "frame": rec["frame.number"],
+            "t": t,
+            "to_server": dport == port,
+            "from_server": sport == port,
+            "method": rec["sip.Method"] or None,
+            "code": code,
+            "call_id": rec["sip.Call-ID"],
+            "cseq": rec["sip.CSeq.seq"],
+            "cseq_method": rec["sip.CSeq.method"],
+            "branch": rec["sip.Via.branch"],
+        }
+
+
+def percentile(sorted_vals, q):
+    """Nearest rank, as HdrHistogram's value_at_quantile: the smallest sample
+    such that at least q of all samples are <= it."""
+    if not sorted_vals:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_vals)))
+    return sorted_vals[min(rank, len(sorted_vals)) - 1]
+
+
+def main():
+    if len(sys.argv) not in (5, 6):
+        sys.exit(__doc__.split("\n\n")[1])
+    pcap, report_path, scenario, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    count = int(sys.argv[5]) if len(sys.argv) == 6 else None
+    if scenario not in ("call", "register"):
+        print(f"capture-truth: scenario {scenario!r}: only call and register", file=sys.stderr)
+        sys.exit(2)
+    try:
+        with open(report_path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"capture-truth: cannot read {report_path}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    sent = received = retrans = other = 0
+    seen_req = set()      # (call_id, cseq, cseq_method, method, branch)
+    seen_final = set()    # (call_id, cseq, cseq_method)
+    wire_responses = {}   # code -> finals (first of each transaction)
+    finals_retrans = 0
+    first_req = {}        # call_id -> time of the first INVITE / REGISTER
+    first_setup = {}      # call_id -> time of the first 18x/200 to INVITE
+    reg_done = {}         # call_id -> time of the 200 to REGISTER
+    last_reg_code = {}    # call_id -> last final code to REGISTER
+    invites = registers = acks = byes = 0
+    established, completed = set(), set()
+    req_method = "INVITE" if scenario == "call" else "REGISTER"
+
+    for p in read_capture(pcap, port):
+        if p["to_server"] and p["method"]:
+            sent += 1
+            key = (p["call_id"], p["cseq"], p["cseq_method"], p["method"], p["branch"])
+            if key in seen_req:
+                if p["method"] != "ACK":
+                    retrans += 1
+            else:
+                seen_req.add(key)
+                if p["method"] == "INVITE":
+                    invites += 1
+                elif p["method"] == "REGISTER":
+                    registers += 1
+                elif p["method"] == "ACK":
+                    acks += 1
+                elif p["method"] == "BYE":
+                    byes += 1
+            if p["method"] == req_method and p["call_id"] not in first_req:
+                first_req[p["call_id"]] = p["t"]
+        elif p["from_server"] and p["code"] is not None:
+            received += 1
+            cid, cm, code = p["call_id"], p["cseq_method"], p["code"]
+            if cm == "INVITE" and (180 <= code < 190 or code == 200):
+                first_setup.setdefault(cid, p["t"])
+            if code >= 200:
+                tkey = (cid, p["cseq"], cm)
+                if tkey in seen_final:
+                    finals_retrans += 1
+                    continue
+                seen_final.add(tkey)
+                wire_responses[str(code)] = wire_responses.get(str(code), 0) + 1
+                if cm == "INVITE" and 200 <= code < 300:
+                    established.add(cid)
+                elif cm == "BYE" and 200 <= code < 300:
+                    completed.add(cid)
+                elif cm == "REGISTER":
+                    last_reg_code[cid] = code
+                    if code == 200:
+                        reg_done.setdefault(cid, p["t"])
+        else:
+            other += 1
+
+    mismatches = []
+
+    def expect(what, wire, rep):
+        ok = wire == rep
+        print(f"  {'ok ' if ok else 'BAD'} {what:<34} wire={wire!s:<8} report={rep}")
+        if not ok:
+            mismatches.append(f"{what}: wire {wire} != report {rep}")
+
+    msgs = report.get("messages", {})
+    totals = report.get("totals", {})
+    print(f"capture-truth: {scenario}: {sent} datagrams client->server, "
+          f"{received} server->client, {other} other SIP frames")
+    print(f"  wire requests: INVITE {invites}, REGISTER {registers}, ACK {acks}, BYE {byes} "
+          f"(new transactions/ACKs), {retrans} retransmitted; "
+          f"{finals_retrans} retransmitted finals received")
+    expect("messages.sent", sent, msgs.get("sent"))
+    expect("messages.received", received, msgs.get("received"))
+    expect("messages.retransmitted", retrans, msgs.get("retransmitted"))
+    rep_resp = {k: v for k, v in report.get("responses", {}).items() if v}
+    expect("responses (final, by code)", dict(sorted(wire_responses.items())),
+           dict(sorted(rep_resp.items())))
+
+    if scenario == "call":
+        c = totals.get("call", {})
+        expect("totals.call.attempted", len(first_req), c.get("attempted"))
+        expect("totals.call.established", len(established), c.get("established"))
+        expect("totals.call.completed", len(completed), c.get("completed"))
+        if count is not None:
+            expect("INVITE transactions == --count", invites, count)
+            expect("BYE transactions == --count", byes, count)
+        samples = sorted((first_setup[k] - t) * 1000.0 for k, t in first_req.items()
+                         if k in first_setup)
+        metric = "srd_ms"
+    else:
+        r = totals.get("register", {})
+        expect("totals.register.attempted", len(first_req), r.get("attempted"))
+        succeeded = sum(1 for v in last_reg_code.values() if v == 200)
+        expect("totals.register.succeeded", succeeded, r.get("succeeded"))
+        if count is not None:
+            expect("REGISTER attempts == --count", len(first_req), count)
+            expect("REGISTER transactions == 2 x --count", registers, 2 * count)
+        samples = sorted((reg_done[k] - t) * 1000.0 for k, t in first_req.items()
+                         if k in reg_done)
+        metric = "rrd_ms"
+
+    rep_m = report.get("rfc6076", {}).get(metric, {})
+    expect(f"rfc6076.{metric}.count", len(samples), rep_m.get("count"))
+    low_abs, low_rel = env_float("TRUTH_LOW_ABS_MS", 0.02), env_float("TRUTH_LOW_REL", 0.01)
+    hi_abs, hi_rel = env_float("TRUTH_HIGH_ABS_MS", 0.5), env_float("TRUTH_HIGH_REL", 0.10)
+    p99_abs, p99_rel = env_float("TRUTH_P99_ABS_MS", 1.0), env_float("TRUTH_P99_REL", 0.25)
+    pct = {}
+    for name, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+        wire = percentile(samples, q)
+        rep = rep_m.get(name)
+        if wire is None or rep is None:
+            mismatches.append(f"{metric}.{name}: wire {wire} report {rep}")
+            print(f"  BAD {metric}.{name}: wire {wire} report {rep}")
+            continue
+        lo = -max(low_abs, low_rel * wire)
+        hi = max(p99_abs, p99_rel * wire) if name == "p99" else max(hi_abs, hi_rel * wire)
+        delta = rep - wire
+        ok = lo <= delta <= hi
+        pct[name] = {"wire": round(wire, 4), "report": rep, "delta": round(delta, 4),
+                     "allowed": [round(lo, 4), round(hi, 4)]}
+        print(f"  {'ok ' if ok else 'BAD'} {metric}.{name:<26} wire={wire:8.3f} "
+              f"report={rep:8.3f} delta={delta:+.3f} allowed [{lo:+.3f}, {hi:+.3f}] ms")
+        if not ok:
+            mismatches.append(f"{metric}.{name}: report {rep:.3f} ms vs wire {wire:.3f} ms "
+                              f"(delta {delta:+.3f}, allowed [{lo:+.3f}, {hi:+.3f}])")
+    if samples:
+        wire_mean = sum(samples) / len(samples)
+        print(f"  info {metric}.min/mean/max wire={samples[0]:.3f}/{wire_mean:.3f}/"
+              f"{samples[-1]:.3f} report={rep_m.get('min')}/{rep_m.get('mean')}/"
+              f"{rep_m.get('max')} ms")
+        pct["mean"] = {"wire": round(wire_mean, 4), "report": rep_m.get("mean")}
+        pct["max"] = {"wire": round(samples[-1], 4), "report": rep_m.get("max")}
+
+    summary = {
+        "scenario": scenario, "sent": sent, "received": received, "retransmitted": retrans,
+        "invites": invites, "registers": registers, "acks": acks, "byes": byes,
+        "attempts": len(first_req), "responses": dict(sorted(wire_responses.items())),
+        "report_messages": msgs, "report_responses": rep_resp, metric: pct,
+        "mismatches": mismatches,
+    }
+    print("truth-json: " + json.dumps(summary, sort_keys=True))
+    for m in mismatches:
+        print(f"MISMATCH: {m}")
+    sys.exit(1 if mismatches else 0)
+
+
+if __name__ == "__main__":
+    main()
