@@ -18,7 +18,8 @@
 # Exit 77: tshark missing (run scripts/install-test-deps.sh).
 # Env: SIPSTORM (binary; default target/release/sipstorm, then target/debug),
 #   TRUTH_KEEP=DIR copies the pcap, report and logs to DIR,
-#   TRUTH_* tolerances (see capture-truth.py), EXTRA_RUN_ARGS (extra `run` flags).
+#   TRUTH_* tolerances (see capture-truth.py), EXTRA_RUN_ARGS (extra `run`
+#   flags), EXTRA_SERVE_ARGS (extra `serve` flags, e.g. --busy-ratio 0.2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +105,8 @@ if [ "$SCENARIO" = register ]; then
 fi
 # shellcheck disable=SC2206
 RUN_ARGS+=(${EXTRA_RUN_ARGS:-})
+# shellcheck disable=SC2206
+SERVE_ARGS+=(${EXTRA_SERVE_ARGS:-})
 
 "$SIPSTORM_BIN" "${SERVE_ARGS[@]}" >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
