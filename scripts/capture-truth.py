@@ -13,6 +13,8 @@ the client sent and received from the wire, and compares it with report.json:
   sec. 13.2.2.4) and which are no request retransmission;
 * totals.{call,register}.attempted: distinct Call-IDs with an INVITE /
   REGISTER (one Call-ID per attempt, no refreshes in these runs);
+* messages.retransmissions_received (when present): final responses that
+  repeat one already received for the same transaction;
 * responses: final responses (>= 200) received, one per transaction (the
   first; retransmitted finals are not counted, as the report's contract says);
 * call: established (a 2xx to the INVITE), completed (a 2xx to the BYE);
@@ -210,6 +212,9 @@ def main():
     expect("messages.sent", sent, msgs.get("sent"))
     expect("messages.received", received, msgs.get("received"))
     expect("messages.retransmitted", retrans, msgs.get("retransmitted"))
+    if "retransmissions_received" in msgs:
+        expect("messages.retransmissions_received", finals_retrans,
+               msgs.get("retransmissions_received"))
     rep_resp = {k: v for k, v in report.get("responses", {}).items() if v}
     expect("responses (final, by code)", dict(sorted(wire_responses.items())),
            dict(sorted(rep_resp.items())))

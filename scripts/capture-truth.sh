@@ -65,6 +65,8 @@ stop() {
 }
 cleanup() {
   local rc=$?
+  [ -z "${STALL_PID:-}" ] || kill -TERM "$STALL_PID" 2>/dev/null || true
+  [ -z "$SERVE_PID" ] || kill -CONT "$SERVE_PID" 2>/dev/null || true
   stop "$SERVE_PID" INT
   stop "$TSHARK_PID" INT
   if [ -n "${TRUTH_KEEP:-}" ]; then
@@ -119,7 +121,30 @@ done
 
 log "$SIPSTORM_BIN ${RUN_ARGS[*]}  (serve on 127.0.0.1:$PORT, capture $PCAP)"
 run_rc=0
+# TRUTH_STALL_MS=N: freeze serve (SIGSTOP) for N ms every 200 ms during the
+# run, so the client's timers retransmit (use a short --t1 in
+# EXTRA_RUN_ARGS) and serve answers the buffered retransmissions: the
+# retransmission counters then have something to be checked against.
+STALL_PID=""
+if [ -n "${TRUTH_STALL_MS:-}" ]; then
+  stall_s=$(python3 -c "print(${TRUTH_STALL_MS} / 1000)")
+  (
+    trap 'kill -CONT '"$SERVE_PID"' 2>/dev/null; exit 0' TERM
+    while kill -STOP "$SERVE_PID" 2>/dev/null; do
+      sleep "$stall_s"
+      kill -CONT "$SERVE_PID" 2>/dev/null || exit 0
+      sleep 0.2
+    done
+  ) &
+  STALL_PID=$!
+fi
 "$SIPSTORM_BIN" "${RUN_ARGS[@]}" >"$WORK/run.log" 2>&1 || run_rc=$?
+if [ -n "$STALL_PID" ]; then
+  kill -TERM "$STALL_PID" 2>/dev/null || true
+  wait "$STALL_PID" 2>/dev/null || true
+  kill -CONT "$SERVE_PID" 2>/dev/null || true
+  STALL_PID=""
+fi
 [ -s "$WORK/report/report.json" ] || fail "no report.json (run exit $run_rc): $(tail -n 20 "$WORK/run.log")"
 
 # Give late datagrams (none expected: run drains before it exits) a moment,
