@@ -215,6 +215,9 @@ def main():
     if "retransmissions_received" in msgs:
         expect("messages.retransmissions_received", finals_retrans,
                msgs.get("retransmissions_received"))
+    if os.environ.get("TRUTH_STALL_MS") and retrans == 0:
+        mismatches.append("TRUTH_STALL_MS set but no retransmission on the wire: "
+                          "the case checked nothing about retransmissions")
     rep_resp = {k: v for k, v in report.get("responses", {}).items() if v}
     expect("responses (final, by code)", dict(sorted(wire_responses.items())),
            dict(sorted(rep_resp.items())))

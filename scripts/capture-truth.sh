@@ -162,7 +162,18 @@ log "tshark: $(grep -Ei 'packets? captured' "$WORK/tshark.log" | tr -d '\r' || t
 verdict=0
 python3 "$ROOT/scripts/capture-truth.py" "$PCAP" "$WORK/report/report.json" "$SCENARIO" "$PORT" "$COUNT" \
   || verdict=$?
-[ "$run_rc" -eq 0 ] || { log "sipstorm run exited $run_rc: $(tail -n 5 "$WORK/run.log")"; [ "$verdict" -ne 0 ] || verdict=1; }
+# SPEC exit codes: 0 when every attempt succeeded, 1 when some failed.
+want_rc=$(python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["totals"]
+bad = sum(t.get(k, {}).get(f, 0) for k in ("call", "register") for f in ("failed", "timed_out"))
+print(1 if bad else 0)' "$WORK/report/report.json")
+if [ "$run_rc" -ne "$want_rc" ]; then
+  log "MISMATCH: sipstorm run exited $run_rc, the report's failures say $want_rc: $(tail -n 5 "$WORK/run.log")"
+  [ "$verdict" -ne 0 ] || verdict=1
+else
+  log "run exit code $run_rc (as the report's failures say)"
+fi
 if [ "$verdict" -ne 0 ]; then
   fail "report disagrees with the wire ($SCENARIO, rate $RATE, count $COUNT)"
 fi

@@ -74,7 +74,7 @@ fn tools_available() -> bool {
 /// Runs `scripts/capture-truth.sh ARGS` with a deadline and returns (exit
 /// code, output); `None` when killed at the deadline (SIGTERM first, so the
 /// script's trap stops tshark and serve).
-fn run_script(args: &[&str]) -> (Option<i32>, String) {
+fn run_script(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let root = repo_root();
     let log_path = std::env::temp_dir().join(format!(
         "sipstorm-capture-truth-{}-{}.log",
@@ -88,6 +88,7 @@ fn run_script(args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .current_dir(&root)
         .env("SIPSTORM", env!("CARGO_BIN_EXE_sipstorm"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -122,14 +123,14 @@ fn run_script(args: &[&str]) -> (Option<i32>, String) {
     (status.and_then(|s| s.code()), output)
 }
 
-fn check(scenario: &str) {
+fn check(scenario: &str, env: &[(&str, &str)]) {
     if !tools_available() {
         return;
     }
     let _one_at_a_time = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (code, output) = run_script(&[scenario, "200", "400"]);
+    let (code, output) = run_script(&[scenario, "200", "400"], env);
     if code == Some(77) {
         assert!(!ci(), "CI=true but tshark is missing:\n{output}");
         eprintln!("skipped: run scripts/install-test-deps.sh");
@@ -150,12 +151,25 @@ fn check(scenario: &str) {
 /// percentiles in report.json agree with the capture.
 #[test]
 fn call_report_matches_the_wire() {
-    check("call");
+    check("call", &[]);
 }
 
 /// 400 digest registrations at 200/s: REGISTER counts (two per attempt),
 /// 401s and 200s, messages and RRD percentiles agree with the capture.
 #[test]
 fn register_report_matches_the_wire() {
-    check("register");
+    check("register", &[]);
+}
+
+/// Retransmissions: serve is frozen (SIGSTOP) for 30 ms every 200 ms while
+/// the client runs with T1 = 5 ms, so REGISTERs are retransmitted (RFC 3261
+/// §17.1.2.2 Timer E) and serve answers each buffered copy. The report's
+/// `messages.retransmitted` and `retransmissions_received` must equal the
+/// duplicates on the wire, and `responses` must count each final once.
+#[test]
+fn register_retransmissions_match_the_wire() {
+    check(
+        "register",
+        &[("TRUTH_STALL_MS", "30"), ("EXTRA_RUN_ARGS", "--t1 5ms")],
+    );
 }
