@@ -24,18 +24,32 @@ the client sent and received from the wire, and compares it with report.json:
   ends it, the 401 round trip included): sample count exactly, p50/p90/p99
   within the tolerance below, from the capture's kernel timestamps.
 
-Percentile tolerance (report minus wire, in ms), why it is one-sided:
-the report timestamps in user space just before sendmsg and just after the
-receive completes, the capture timestamps in the kernel in between, so on
-loopback the report's delay is the wire's plus the client's own scheduling
-overhead, never less. Lower bound: -max(LOW_ABS, LOW_REL * wire): the HDR
-histogram's 3 significant digits (<= 0.1 %) plus the capture's microsecond
-resolution and the two clocks' different reading points. Upper bound:
-+max(HIGH_ABS, HIGH_REL * wire) for p50/p90 and +max(P99_ABS, P99_REL * wire)
-for p99 (the tail includes the client's wake-up latency on a shared 2-core
-machine). All configurable by environment: TRUTH_LOW_ABS_MS (0.02),
-TRUTH_LOW_REL (0.01), TRUTH_HIGH_ABS_MS (0.5), TRUTH_HIGH_REL (0.10),
-TRUTH_P99_ABS_MS (1.0), TRUTH_P99_REL (0.25).
+Percentile tolerance, one-sided, and why. sipstorm timestamps a request
+with the clock read at the start of the event-loop turn that sends it, and a
+response with the clock read when the loop wakes for it (transport/uring.rs,
+run.rs); the capture timestamps both in the kernel in between. So per sample
+report >= wire, and the excess is the client's own turn latency (batch
+window of 100 us, wake-up, processing), which on a shared 2-core machine
+reaches milliseconds in the tail. Hence, for each of p50/p90/p99:
+
+  lower:  report >= wire - max(LOW_ABS 0.02 ms, LOW_REL 1 %)
+          (HDR 3 significant digits <= 0.1 %, capture microseconds);
+  upper:  report <= max(wire + max(HIGH_ABS 0.5 ms, HIGH_REL 10 %),
+                        bracket + slack)
+          bracket, call: the same quantile of (first ACK - first INVITE)
+            per call on the wire. The ACK leaves in the turn that handled
+            the 200 (or later), never before the turn that stamped the 18x,
+            so it bounds the receive timestamp per call; what it cannot see
+            is the send side (turn start -> INVITE on the wire).
+          bracket, register: the quantile of (wire RRD + the attempt's own
+            401 -> authenticated REGISTER reaction time): nothing the client
+            sends after the 200 bounds that timestamp, so the client's turn
+            latency measured at the 401 stands in for it (an estimate).
+          slack: max(HIGH_ABS, HIGH_REL) for p50, max(BRACKET_ABS 2 ms,
+            BRACKET_REL 20 %) for p90/p99 (send-side turn latency, invisible
+            on the wire).
+Environment overrides: TRUTH_LOW_ABS_MS, TRUTH_LOW_REL, TRUTH_HIGH_ABS_MS,
+TRUTH_HIGH_REL, TRUTH_BRACKET_ABS_MS, TRUTH_BRACKET_REL.
 
 Exit 0 when everything agrees, 1 on any mismatch (each printed as
 "MISMATCH: ..."), 2 on usage or input errors. Prints a JSON summary line
@@ -143,6 +157,8 @@ def main():
     established, completed = set(), set()
     invite_final = {}     # call_id -> last final code to INVITE
     first_ack = {}        # call_id -> time of the client's first ACK
+    challenge_at = {}     # call_id -> arrival of the first 401/407 to REGISTER
+    reaction = {}         # call_id -> 401 arrival -> next new REGISTER departure
     cancelled = set()     # call_ids with a CANCEL sent
     req_method = "INVITE" if scenario == "call" else "REGISTER"
 
@@ -165,6 +181,9 @@ def main():
                     byes += 1
             if p["method"] == "ACK":
                 first_ack.setdefault(p["call_id"], p["t"])
+            if (p["method"] == "REGISTER" and p["call_id"] in challenge_at
+                    and p["call_id"] not in reaction):
+                reaction[p["call_id"]] = p["t"] - challenge_at[p["call_id"]]
             if p["method"] == "CANCEL":
                 cancelled.add(p["call_id"])
             if p["method"] == req_method and p["call_id"] not in first_req:
@@ -189,6 +208,8 @@ def main():
                     completed.add(cid)
                 elif cm == "REGISTER":
                     last_reg_code[cid] = code
+                    if code in (401, 407):
+                        challenge_at.setdefault(cid, p["t"])
                     if code == 200:
                         reg_done.setdefault(cid, p["t"])
         else:
@@ -245,7 +266,7 @@ def main():
         # bounds the report's receive timestamp from above.
         upper = sorted((first_ack[k] - first_req[k]) * 1000.0 if k in first_ack else math.inf
                        for k in timed)
-        metric = "srd_ms"
+        metric, upper_name = "srd_ms", "ACK bracket"
     else:
         r = totals.get("register", {})
         expect("totals.register.attempted", len(first_req), r.get("attempted"))
@@ -256,15 +277,19 @@ def main():
             expect("REGISTER transactions == 2 x --count", registers, 2 * count)
         samples = sorted((reg_done[k] - t) * 1000.0 for k, t in first_req.items()
                          if k in reg_done)
-        upper = None  # nothing the client sends after the 200 bounds it
-        metric = "rrd_ms"
+        # Nothing the client sends after the 200 bounds its timestamp, so the
+        # bracket adds to each attempt's wire RRD the client's reaction time
+        # seen in the same attempt (401 arrival -> authenticated REGISTER
+        # departure): an estimate of its turn latency then, not a bound.
+        upper = sorted((reg_done[k] - first_req[k] + reaction.get(k, math.inf)) * 1000.0
+                       for k in first_req if k in reg_done)
+        metric, upper_name = "rrd_ms", "401-reaction bracket"
 
     rep_m = report.get("rfc6076", {}).get(metric, {})
     expect(f"rfc6076.{metric}.count", len(samples), rep_m.get("count"))
     low_abs, low_rel = env_float("TRUTH_LOW_ABS_MS", 0.02), env_float("TRUTH_LOW_REL", 0.01)
     hi_abs, hi_rel = env_float("TRUTH_HIGH_ABS_MS", 0.5), env_float("TRUTH_HIGH_REL", 0.10)
     br_abs, br_rel = env_float("TRUTH_BRACKET_ABS_MS", 2.0), env_float("TRUTH_BRACKET_REL", 0.20)
-    tail_abs, tail_rel = env_float("TRUTH_TAIL_ABS_MS", 5.0), env_float("TRUTH_TAIL_REL", 0.5)
     pct = {}
     for name, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
         wire = percentile(samples, q)
@@ -275,16 +300,16 @@ def main():
             continue
         lo = wire - max(low_abs, low_rel * wire)
         bracket = percentile(upper, q) if upper is not None else None
-        if name == "p50":
-            hi, why = wire + max(hi_abs, hi_rel * wire), "wire+max(abs,rel)"
-        elif bracket is not None:
-            hi, why = bracket + max(br_abs, br_rel * bracket), f"ACK bracket {bracket:.3f}+slack"
-        else:
-            hi, why = wire + max(tail_abs, tail_rel * wire), "wire+tail allowance"
+        hi, why = wire + max(hi_abs, hi_rel * wire), "wire+max(0.5ms,10%)"
+        if bracket is not None:
+            slack = (max(hi_abs, hi_rel * bracket) if name == "p50"
+                     else max(br_abs, br_rel * bracket))
+            if bracket + slack > hi:
+                hi, why = bracket + slack, f"{upper_name} {bracket:.3f}+slack"
         ok = lo <= rep <= hi
         pct[name] = {"wire": round(wire, 4), "report": rep, "delta": round(rep - wire, 4),
                      "allowed": [round(lo, 4), round(hi, 4)],
-                     "ack_bracket": None if bracket is None else round(bracket, 4)}
+                     "bracket": None if bracket is None else round(bracket, 4)}
         print(f"  {'ok ' if ok else 'BAD'} {metric}.{name:<26} wire={wire:8.3f} "
               f"report={rep:8.3f} delta={rep - wire:+.3f} allowed [{lo:.3f}, {hi:.3f}] ms ({why})")
         if not ok:
