@@ -49,6 +49,7 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/capture-truth.XXXXXX")
 TSHARK_PID=""
 SERVE_PID=""
+RUN_PID=""
 # stop PID: SIGINT, then SIGTERM/SIGKILL if it does not go within ~5 s.
 stop() {
   local pid=$1 sig=${2:-INT} i
@@ -67,6 +68,7 @@ cleanup() {
   local rc=$?
   [ -z "${STALL_PID:-}" ] || kill -TERM "$STALL_PID" 2>/dev/null || true
   [ -z "$SERVE_PID" ] || kill -CONT "$SERVE_PID" 2>/dev/null || true
+  stop "$RUN_PID" INT
   stop "$SERVE_PID" INT
   stop "$TSHARK_PID" INT
   if [ -n "${TRUTH_KEEP:-}" ]; then
@@ -138,7 +140,12 @@ if [ -n "${TRUTH_STALL_MS:-}" ]; then
   ) &
   STALL_PID=$!
 fi
-"$SIPSTORM_BIN" "${RUN_ARGS[@]}" >"$WORK/run.log" 2>&1 || run_rc=$?
+# In the background, so that a signal to this script runs the trap at once
+# (bash defers traps while a foreground child runs) and stops the run too.
+"$SIPSTORM_BIN" "${RUN_ARGS[@]}" >"$WORK/run.log" 2>&1 &
+RUN_PID=$!
+wait "$RUN_PID" || run_rc=$?
+RUN_PID=""
 if [ -n "$STALL_PID" ]; then
   kill -TERM "$STALL_PID" 2>/dev/null || true
   wait "$STALL_PID" 2>/dev/null || true
