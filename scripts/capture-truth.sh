@@ -15,7 +15,8 @@
 # (register) p50/p90/p99 within the tolerance documented there.
 # Exit 0: report agrees with the wire ("PASS: capture truth ..." printed).
 # Exit 1: a mismatch (each printed as "MISMATCH: ...") or a failed step.
-# Exit 77: tshark missing (run scripts/install-test-deps.sh).
+# Exit 77: tshark missing (run scripts/install-test-deps.sh) or not allowed
+#   to capture (needs root, or CAP_NET_RAW+CAP_NET_ADMIN on dumpcap).
 # Env: SIPSTORM (binary; default target/release/sipstorm, then target/debug),
 #   TRUTH_KEEP=DIR copies the pcap, report and logs to DIR,
 #   TRUTH_* tolerances (see capture-truth.py), EXTRA_RUN_ARGS (extra `run`
@@ -90,13 +91,24 @@ PCAP="$WORK/capture.pcap"
 # open and the filter installed.
 tshark -i lo -f "udp port $PORT" -B 64 -n -F pcap -w "$PCAP" -q >"$WORK/tshark.log" 2>&1 &
 TSHARK_PID=$!
+# tshark prints "Capturing on" even when the capture then fails for lack of
+# permission, so readiness is: that line, the pcap file created, and tshark
+# still alive a moment later.
+tshark_dead() {
+  if grep -Eqi 'permission|not permitted|privilege' "$WORK/tshark.log"; then
+    log "tshark cannot capture on lo here (needs root, or CAP_NET_RAW on dumpcap): $(grep -Ei -m1 'permission|not permitted' "$WORK/tshark.log")"
+    exit 77
+  fi
+  fail "tshark exited: $(cat "$WORK/tshark.log")"
+}
 for _ in $(seq 100); do
-  grep -q "Capturing on" "$WORK/tshark.log" 2>/dev/null && break
-  kill -0 "$TSHARK_PID" 2>/dev/null || fail "tshark exited: $(cat "$WORK/tshark.log")"
+  kill -0 "$TSHARK_PID" 2>/dev/null || tshark_dead
+  if grep -q "Capturing on" "$WORK/tshark.log" 2>/dev/null && [ -e "$PCAP" ]; then break; fi
   sleep 0.1
 done
-grep -q "Capturing on" "$WORK/tshark.log" || fail "tshark did not start capturing in 10 s: $(cat "$WORK/tshark.log")"
-sleep 0.3 # dumpcap reports before the first read loop; give it a moment.
+[ -e "$PCAP" ] || fail "tshark did not start capturing in 10 s: $(cat "$WORK/tshark.log")"
+sleep 0.3 # dumpcap creates the file before its first read loop; give it a moment.
+kill -0 "$TSHARK_PID" 2>/dev/null || tshark_dead
 
 SERVE_ARGS=(serve --listen "127.0.0.1:$PORT")
 RUN_ARGS=(run --target "127.0.0.1:$PORT" --scenario "$SCENARIO" --rate "$RATE" --count "$COUNT"

@@ -132,8 +132,11 @@ fn check(scenario: &str, env: &[(&str, &str)]) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (code, output) = run_script(&[scenario, "200", "400"], env);
     if code == Some(77) {
-        assert!(!ci(), "CI=true but tshark is missing:\n{output}");
-        eprintln!("skipped: run scripts/install-test-deps.sh");
+        assert!(
+            !ci(),
+            "CI=true but tshark is missing or may not capture on lo:\n{output}"
+        );
+        eprintln!("skipped: run scripts/install-test-deps.sh (and capture as root)");
         return;
     }
     assert_eq!(
