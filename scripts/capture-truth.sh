@@ -14,7 +14,9 @@
 # transaction and final-response counts exactly; SRD (call) or RRD
 # (register) p50/p90/p99 within the tolerance documented there.
 # Exit 0: report agrees with the wire ("PASS: capture truth ..." printed).
-# Exit 1: a mismatch (each printed as "MISMATCH: ...") or a failed step.
+# Exit 1: a count mismatch (each printed as "MISMATCH: ...") or a failed step.
+# Exit 4: every count agrees but an SRD/RRD percentile is out of tolerance
+#   (a burst of load from other processes can do that on a shared machine).
 # Exit 77: tshark missing (run scripts/install-test-deps.sh) or not allowed
 #   to capture (needs root, or CAP_NET_RAW+CAP_NET_ADMIN on dumpcap).
 # Env: SIPSTORM (binary; default target/release/sipstorm, then target/debug),
@@ -193,7 +195,10 @@ if [ "$run_rc" -ne "$want_rc" ]; then
 else
   log "run exit code $run_rc (as the report's failures say)"
 fi
-if [ "$verdict" -ne 0 ]; then
+if [ "$verdict" -eq 4 ]; then
+  log "FAIL: latency percentiles disagree with the wire beyond the tolerance, every count agrees ($SCENARIO, rate $RATE, count $COUNT; load $(cut -d' ' -f1-3 /proc/loadavg))"
+  exit 4
+elif [ "$verdict" -ne 0 ]; then
   fail "report disagrees with the wire ($SCENARIO, rate $RATE, count $COUNT)"
 fi
 echo "PASS: capture truth $SCENARIO rate $RATE count $COUNT"

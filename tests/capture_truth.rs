@@ -13,6 +13,11 @@
 //! documented in the script (the report's delay includes the client's own
 //! turn time on top of the wire's, never less).
 //!
+//! Counts are never retried. When only a percentile is out of tolerance
+//! (script exit 4), the case runs once more: a burst of CPU from other
+//! processes on a shared 2-core machine delays the client, which the report
+//! measures and the wire does not.
+//!
 //! Without tshark the tests print "skipped" and pass, except under `CI=true`
 //! (scripts/install-test-deps.sh installs it there).
 
@@ -130,7 +135,15 @@ fn check(scenario: &str, env: &[(&str, &str)]) {
     let _one_at_a_time = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (code, output) = run_script(&[scenario, "200", "400"], env);
+    let (mut code, mut output) = run_script(&[scenario, "200", "400"], env);
+    if code == Some(4) {
+        // Every count agreed, only a latency percentile was out of
+        // tolerance: the client's scheduling latency is in the report but not
+        // on the wire, and another process's burst of CPU can push it past
+        // the tolerance. Once more; a second miss is a failure.
+        eprintln!("latency percentiles out of tolerance, counts exact: running once more");
+        (code, output) = run_script(&[scenario, "200", "400"], env);
+    }
     if code == Some(77) {
         assert!(
             !ci(),
