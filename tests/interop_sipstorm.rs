@@ -155,7 +155,6 @@ fn run_case(case: &str) {
 /// digest at 500/s, zero failures in report.json, and every binding present
 /// in Kamailio's location table (kamcmd through the ctl module).
 #[test]
-#[ignore = "switch on when `sipstorm run` exists"]
 fn sipstorm_registers_thousands_at_kamailio() {
     run_case("register-kamailio");
 }
@@ -163,7 +162,6 @@ fn sipstorm_registers_thousands_at_kamailio() {
 /// The same with the users read from SIPp's injection file
 /// (`--users scripts/sipp/users.csv`, extra fields after the password).
 #[test]
-#[ignore = "switch on when `sipstorm run` exists"]
 fn sipstorm_registers_users_file_at_kamailio() {
     run_case("register-kamailio-csv");
 }
@@ -172,7 +170,6 @@ fn sipstorm_registers_users_file_at_kamailio() {
 /// call each other through the proxy with 407 authentication; ACK and BYE
 /// follow the Record-Route set (RFC 3261 §12.2.1.1); zero failed calls.
 #[test]
-#[ignore = "switch on when `sipstorm run --scenario mixed` exists"]
 fn sipstorm_mixed_calls_through_kamailio_proxy() {
     run_case("mixed-kamailio");
 }
@@ -181,14 +178,12 @@ fn sipstorm_mixed_calls_through_kamailio_proxy() {
 /// CANCEL after the first provisional response (RFC 3261 §9.1); every call
 /// ends completed or cancelled, none failed.
 #[test]
-#[ignore = "switch on when `sipstorm run --scenario mixed` exists"]
 fn sipstorm_cancels_calls_through_kamailio_proxy() {
     run_case("mixed-cancel-kamailio");
 }
 
 /// `sipp -sn uac` → `sipstorm serve`: every call succeeds.
 #[test]
-#[ignore = "switch on when `sipstorm serve` exists"]
 fn sipp_uac_calls_sipstorm_serve() {
     run_case("sipp-uac-serve");
 }
@@ -196,14 +191,12 @@ fn sipp_uac_calls_sipstorm_serve() {
 /// SIPp's own `[authentication]` digest REGISTER → `sipstorm serve`: all
 /// 200; REGISTERs with a wrong password are rejected (401/403).
 #[test]
-#[ignore = "switch on when `sipstorm serve` exists"]
 fn sipp_digest_register_at_sipstorm_serve() {
     run_case("sipp-register-serve");
 }
 
 /// `sipstorm run --scenario call` → `sipp -sn uas`: all calls complete.
 #[test]
-#[ignore = "switch on when `sipstorm run` exists"]
 fn sipstorm_calls_sipp_uas() {
     run_case("run-sipp-uas");
 }
