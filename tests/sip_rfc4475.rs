@@ -1054,3 +1054,19 @@ fn malformed_table() {
         exercise(&bytes);
     }
 }
+
+/// Writes every message of this file into the fuzz corpus:
+/// `cargo test --test sip_rfc4475 -- --ignored write_fuzz_corpus`.
+#[test]
+#[ignore = "writes files; run by hand to refresh fuzz/seeds/parse"]
+fn write_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parse");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in valid() {
+        std::fs::write(dir.join(format!("valid-{name}.sip")), bytes).unwrap();
+    }
+    for (name, bytes, _) in invalid() {
+        std::fs::write(dir.join(format!("invalid-{name}.sip")), bytes).unwrap();
+    }
+    std::fs::write(dir.join("base.sip"), wire(BASE)).unwrap();
+}

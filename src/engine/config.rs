@@ -473,6 +473,10 @@ pub struct ServerConfig {
     pub passwords: Arc<UserSource>,
     /// Delay between the 180 and the 200 of an answered call.
     pub ring: Duration,
+    /// Forward requests for users with a registered binding to the bound
+    /// Contact (a stateless proxy, RFC 3261 §16.11) instead of answering
+    /// them: what `mixed` mode goes through.
+    pub proxy: bool,
     /// Fraction of calls answered 486 Busy Here.
     pub busy_ratio: f64,
     /// Fraction of calls that ring and are never answered (until CANCEL or
@@ -480,6 +484,8 @@ pub struct ServerConfig {
     pub no_answer_ratio: f64,
     /// Digest algorithm offered in challenges.
     pub algorithm: crate::auth::Algorithm,
+    /// Offer `qop="auth-int"` (the body is hashed too) instead of `qop="auth"`.
+    pub qop_auth_int: bool,
     /// How long a nonce is fresh; afterwards credentials get `stale=true`.
     pub nonce_lifetime: Duration,
     /// Smallest registration lifetime accepted; shorter ones get 423 (RFC 3261 §10.3 step 7).
@@ -514,9 +520,11 @@ impl Default for ServerConfig {
                 UserSource::any("pw-{user}").unwrap_or_else(|_| UserSource::list(Vec::new())),
             ),
             ring: Duration::ZERO,
+            proxy: true,
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,
             algorithm: crate::auth::Algorithm::Md5,
+            qop_auth_int: false,
             nonce_lifetime: Duration::from_secs(300),
             min_expires: 60,
             max_expires: 7200,

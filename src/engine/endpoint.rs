@@ -12,7 +12,7 @@ use super::SansIo;
 use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
 use super::util::{IdHash, Rng, Slab, hash_bytes, hex16, mix};
-use super::wheel::Wheel;
+use super::wheel::{TimerId, Wheel};
 use crate::auth::NonceMint;
 use crate::sip::{self, Message, Method};
 
@@ -41,12 +41,13 @@ pub(super) enum TxState {
     Proceeding,
     Completed,
     Accepted,
-    Confirmed,
 }
 
 /// One transaction. `msg` keeps the last message sent (the request for a
-/// client transaction, then the ACK for a non-2xx; the latest response for a
-/// server INVITE transaction) so retransmission is a copy, never a rebuild.
+/// client transaction; the latest response for a server INVITE transaction)
+/// so retransmission is a copy, never a rebuild. The Completed state of a
+/// client INVITE (Timer D) and the Confirmed state of a server INVITE
+/// (Timer I) are absorber records, not slab entries.
 #[derive(Debug, Default)]
 pub(super) struct Txn {
     pub kind: TxKind,
@@ -60,6 +61,10 @@ pub(super) struct Txn {
     pub retransmitted: bool,
     pub owner: u32,
     pub owner_gen: u32,
+    /// Retransmission timer (A, E, G, 2xx).
+    pub tm_rtx: TimerId,
+    /// Timeout timer (B, F, H, L).
+    pub tm_to: TimerId,
 }
 
 /// What a session slot is.
@@ -140,6 +145,8 @@ pub(super) struct Sess {
     pub invite: Span,
     pub chal: Vec<u8>,
     pub chal_proxy: bool,
+    /// [guard / ring / hold, refresh / cancel guard] timers.
+    pub tm: [TimerId; 2],
 }
 
 pub(super) const F_CANCEL_WANTED: u16 = 1;
@@ -188,13 +195,14 @@ pub(super) struct Aor {
     pub buf: Vec<u8>,
     /// (start, len, expiry ns since epoch) of each Contact URI in `buf`.
     pub contacts: Vec<(u16, u16, u64)>,
+    /// Expiry timer of the soonest binding.
+    pub tm: TimerId,
 }
 
 /// Timer kinds packed into wheel payloads.
 pub(super) mod tk {
     pub const TX_RTX: u8 = 1;
     pub const TX_TIMEOUT: u8 = 2;
-    pub const TX_LINGER: u8 = 3;
     pub const S_HOLD: u8 = 4;
     pub const S_REFRESH: u8 = 5;
     pub const S_RING: u8 = 6;
@@ -213,6 +221,21 @@ fn unpack(v: u64) -> (u8, u32, u32) {
     ((v >> 56) as u8, (v >> 32) as u32 & 0x00ff_ffff, v as u32)
 }
 
+/// Lifetime of an absorber record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Life {
+    /// Timer J, 64·T1: server non-INVITE Completed.
+    J,
+    /// Timer I, T4: server INVITE Confirmed (absorbs retransmitted ACKs).
+    K,
+    /// Timer D, max(32 s, 64·T1): client INVITE Completed (re-ACK).
+    D,
+}
+
+/// Absorber code marking a client INVITE that got a non-2xx: a
+/// retransmission of that response is ACKed again.
+pub(super) const REACK: u16 = 0x8000;
+
 /// Per-endpoint constant header fragments, built once.
 #[derive(Debug, Default)]
 pub(super) struct Consts {
@@ -226,6 +249,9 @@ pub(super) struct Consts {
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
     pub domain_uri: Vec<u8>,
+    /// Our host as written in Via (IPv6 in brackets) and port.
+    pub local_host: Vec<u8>,
+    pub local_port: u16,
 }
 
 /// Built-in SDP bodies: one PCMU audio stream (RFC 4566, RFC 3264).
@@ -320,6 +346,7 @@ pub struct Endpoint {
     pub(super) absorb: HashMap<u64, u16, IdHash>,
     pub(super) fifo_j: VecDeque<(u64, u64)>,
     pub(super) fifo_k: VecDeque<(u64, u64)>,
+    pub(super) fifo_d: VecDeque<(u64, u64)>,
     pub(super) aors: Slab<Aor>,
     pub(super) aor_map: Map,
     pub(super) mint: Option<NonceMint>,
@@ -370,7 +397,9 @@ impl Endpoint {
         } else {
             sdp.to_vec()
         };
-        let id_seed = rng.next_u64();
+        // Mix in our address too, so workers given the same seed still
+        // generate distinct Call-IDs, tags and branches.
+        let id_seed = rng.next_u64() ^ hash_bytes(0x1d5e_ed00, &local_hp);
         let hseed = rng.next_u64();
         Endpoint {
             cc: None,
@@ -392,6 +421,7 @@ impl Endpoint {
             absorb: HashMap::default(),
             fifo_j: VecDeque::new(),
             fifo_k: VecDeque::new(),
+            fifo_d: VecDeque::new(),
             aors: Slab::default(),
             aor_map: Map::default(),
             mint: None,
@@ -407,6 +437,11 @@ impl Endpoint {
                 sdp_offer,
                 sdp_answer,
                 domain_uri,
+                local_host: match local {
+                    SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
+                    SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
+                },
+                local_port: local.port(),
             },
             s1: Vec::new(),
             s2: Vec::new(),
@@ -446,7 +481,7 @@ impl Endpoint {
         } else {
             0
         };
-        let local_users = local_users.min(1 << 26);
+        let local_users = local_users.min(1 << 22);
         if cfg.scenario == Scenario::Register {
             e.reg_busy = vec![false; local_users];
         }
@@ -534,7 +569,7 @@ impl Endpoint {
                 + txn_bytes
                 + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
                 + self.absorb.capacity() * (8 + 2 + 1)
-                + self.wheel.len() * 16,
+                + self.wheel.heap_bytes(),
         }
     }
 
@@ -593,7 +628,7 @@ impl Endpoint {
     }
     #[inline]
     pub(super) fn put_buf(&mut self, mut b: Vec<u8>) {
-        if self.pool.len() < 256 {
+        if self.pool.len() < 4096 {
             b.clear();
             self.pool.push(b);
         }
@@ -640,29 +675,54 @@ impl Endpoint {
     // ---- timers ---------------------------------------------------------
 
     #[inline]
-    pub(super) fn arm(&mut self, at: Instant, kind: u8, idx: u32, generation: u32) {
-        self.wheel.insert(at, pack(kind, idx, generation));
+    pub(super) fn arm(&mut self, at: Instant, kind: u8, idx: u32, generation: u32) -> TimerId {
+        self.wheel.insert(at, pack(kind, idx, generation))
     }
+    /// (Re)arm a transaction timer; the previous one of the same slot
+    /// (retransmission, or timeout/linger) is cancelled.
     pub(super) fn arm_txn(&mut self, now: Instant, after: Duration, kind: u8, ti: u32) {
         let g = self.txns.generation(ti);
-        self.arm(now + after, kind, ti, g);
+        let old = match self.txns.get(ti) {
+            Some(t) if kind == tk::TX_RTX => t.tm_rtx,
+            Some(t) => t.tm_to,
+            None => return,
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(later(now, after), kind, ti, g);
+        if let Some(t) = self.txns.get_mut(ti) {
+            if kind == tk::TX_RTX {
+                t.tm_rtx = id;
+            } else {
+                t.tm_to = id;
+            }
+        }
     }
+    /// (Re)arm a session timer: slot 1 for refresh and the CANCEL guard,
+    /// slot 0 for everything else; the slot's previous timer is cancelled.
     pub(super) fn arm_sess(&mut self, at: Instant, kind: u8, si: u32) {
         let g = self.sess.generation(si);
-        self.arm(at, kind, si, g);
+        let slot = usize::from(matches!(kind, tk::S_REFRESH | tk::S_CANCEL_GUARD));
+        let Some(old) = self.sess.get(si).map(|s| s.tm[slot]) else {
+            return;
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(at, kind, si, g);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.tm[slot] = id;
+        }
     }
 
     fn dispatch_timer(&mut self, now: Instant, v: u64) {
         let (kind, g, idx) = unpack(v);
         match kind {
-            tk::TX_RTX | tk::TX_TIMEOUT | tk::TX_LINGER => {
+            tk::TX_RTX | tk::TX_TIMEOUT => {
                 if self.txns.get(idx).is_none() || self.txns.generation(idx) & 0x00ff_ffff != g {
                     return;
                 }
-                match kind {
-                    tk::TX_RTX => self.txn_retransmit(now, idx),
-                    tk::TX_TIMEOUT => self.txn_timeout(now, idx),
-                    _ => self.txn_linger(idx),
+                if kind == tk::TX_RTX {
+                    self.txn_retransmit(now, idx);
+                } else {
+                    self.txn_timeout(now, idx);
                 }
             }
             tk::AOR_EXPIRE => {
@@ -713,6 +773,8 @@ impl Endpoint {
         t.retransmitted = false;
         t.owner = owner;
         t.owner_gen = owner_gen;
+        t.tm_rtx = TimerId::NONE;
+        t.tm_to = TimerId::NONE;
         self.ctx.insert(key, ti);
         self.send(dest, msg);
         let t1 = self.t.t1;
@@ -734,6 +796,9 @@ impl Endpoint {
             if map.get(&key) == Some(&ti) {
                 map.remove(&key);
             }
+            let (a, b) = (t.tm_rtx, t.tm_to);
+            self.wheel.cancel(a);
+            self.wheel.cancel(b);
             self.txns.remove(ti);
         }
     }
@@ -789,25 +854,17 @@ impl Endpoint {
         }
     }
 
-    fn txn_linger(&mut self, ti: u32) {
-        if let Some(t) = self.txns.get(ti)
-            && matches!(t.state, TxState::Completed | TxState::Confirmed)
-        {
-            self.txn_free(ti);
-        }
-    }
-
     /// Remember a finished non-INVITE transaction for a while (Timer J on
     /// the server: retransmitted requests get the same final response
     /// rebuilt from the retransmission; Timer K on the client: retransmitted
     /// responses are absorbed). One map entry and one FIFO slot, no buffer.
-    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, server: bool) {
-        let (life, fifo) = if server {
-            (self.t.t64(), &mut self.fifo_j)
-        } else {
-            (self.t.t4, &mut self.fifo_k)
+    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life) {
+        let (life, fifo) = match life {
+            Life::J => (self.t.t64(), &mut self.fifo_j),
+            Life::K => (self.t.t4, &mut self.fifo_k),
+            Life::D => (self.t.timer_d(), &mut self.fifo_d),
         };
-        let exp = (now + life)
+        let exp = later(now, life)
             .saturating_duration_since(self.epoch)
             .as_nanos() as u64;
         fifo.push_back((exp, key));
@@ -816,7 +873,7 @@ impl Endpoint {
 
     fn absorb_sweep(&mut self, now: Instant) {
         let n = self.ns(now);
-        for fifo in [&mut self.fifo_j, &mut self.fifo_k] {
+        for fifo in [&mut self.fifo_j, &mut self.fifo_k, &mut self.fifo_d] {
             while let Some(&(exp, key)) = fifo.front() {
                 if exp > n {
                     break;
@@ -840,7 +897,10 @@ impl Endpoint {
     /// waiting on it without timers of its own (an INVITE in Proceeding).
     pub(super) fn sess_free(&mut self, si: u32) {
         let Some(s) = self.sess.get(si) else { return };
-        let (key, txn, txn_gen) = (s.key, s.txn, s.txn_gen);
+        let (key, txn, txn_gen, tm) = (s.key, s.txn, s.txn_gen, s.tm);
+        for id in tm {
+            self.wheel.cancel(id);
+        }
         if self.dlg.get(&key) == Some(&si) {
             self.dlg.remove(&key);
         }
@@ -878,6 +938,9 @@ impl Endpoint {
     /// A response: match the client transaction (§17.1.3), or a dialog for
     /// a retransmitted 2xx, or an absorber record.
     fn on_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        if self.sc.is_some() && self.proxy_response(msg) {
+            return;
+        }
         let (Some(code), Some(via), Some(cseq)) = (msg.status(), msg.top_via(), msg.cseq()) else {
             self.counters.unexpected += 1;
             return;
@@ -887,7 +950,17 @@ impl Endpoint {
         let Some(&ti) = self.ctx.get(&key) else {
             if m == MethodKind::Invite && (200..300).contains(&code) {
                 self.on_stray_2xx(now, from, msg);
-            } else if self.absorb.contains_key(&key) {
+            } else if let Some(&rec) = self.absorb.get(&key) {
+                self.counters.duplicates += 1;
+                if rec & REACK != 0 && code >= 300 {
+                    let ack = self.build_ack_from_response(msg);
+                    self.send(from, ack);
+                }
+            } else if via.host == &self.k.local_host[..]
+                && via.port.unwrap_or(5060) == self.k.local_port
+            {
+                // A retransmission of a response to one of our finished
+                // non-INVITE transactions (Timer K absorbs it).
                 self.counters.duplicates += 1;
             } else {
                 self.counters.unexpected += 1;
@@ -922,7 +995,11 @@ impl Endpoint {
                     if state == TxState::Calling
                         && let Some(t) = self.txns.get_mut(ti)
                     {
+                        // Timers A and B stop; the TU's ring guard bounds Proceeding.
                         t.state = TxState::Proceeding;
+                        let (a, b) = (t.tm_rtx, t.tm_to);
+                        self.wheel.cancel(a);
+                        self.wheel.cancel(b);
                     }
                     if matches!(state, TxState::Calling | TxState::Proceeding) && owner_ok {
                         self.uac_invite_provisional(now, owner, code, msg);
@@ -933,22 +1010,15 @@ impl Endpoint {
                     if owner_ok {
                         self.uac_invite_2xx(now, from, owner, msg);
                     }
-                } else if state == TxState::Completed {
-                    // Retransmitted final response: the ACK again.
-                    self.counters.duplicates += 1;
-                    self.send_txn_copy(ti, true);
                 } else {
-                    // §17.1.1.3: ACK inside the transaction, Timer D.
+                    // §17.1.1.3: ACK inside the transaction. The Completed
+                    // state (Timer D) shrinks to an absorber record: a
+                    // retransmitted final response is ACKed again from it.
                     let ack = self.build_ack_failure(ti, owner, msg);
-                    if let Some(t) = self.txns.get_mut(ti) {
-                        t.state = TxState::Completed;
-                        t.msg.clear();
-                        t.msg.extend_from_slice(&ack);
-                    }
-                    self.put_buf(ack);
-                    self.send_txn_copy(ti, false);
-                    let d = self.t.timer_d();
-                    self.arm_txn(now, d, tk::TX_LINGER, ti);
+                    let dest = self.txns.get(ti).and_then(|t| t.dest).unwrap_or(from);
+                    self.send(dest, ack);
+                    self.txn_free(ti);
+                    self.absorb_add(now, key, REACK | code, Life::D);
                     if owner_ok {
                         self.uac_invite_failure(now, owner, code, msg);
                     }
@@ -962,8 +1032,10 @@ impl Endpoint {
                         t.state = TxState::Proceeding;
                     }
                 } else {
+                    // Completed (Timer K) needs no state here: a late
+                    // retransmission of this response finds no transaction
+                    // and, carrying our Via, is counted as a duplicate.
                     self.txn_free(ti);
-                    self.absorb_add(now, key, code, false);
                     if owner_ok {
                         self.uac_final(now, owner, ti, m, code, msg);
                     }
@@ -974,6 +1046,15 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// `t + d`, saturating far in the future instead of panicking on a
+/// absurd duration from the driver.
+#[inline]
+pub(super) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(10 * 365 * 86_400)))
+        .unwrap_or(t)
 }
 
 /// Map a codec method to the engine's compact kind.
@@ -1055,7 +1136,7 @@ impl SansIo for Endpoint {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.wheel.next_deadline();
-        for fifo in [&self.fifo_j, &self.fifo_k] {
+        for fifo in [&self.fifo_j, &self.fifo_k, &self.fifo_d] {
             if let Some(&(exp, _)) = fifo.front() {
                 let a = self.at(exp);
                 t = Some(t.map_or(a, |x| x.min(a)));
@@ -1066,5 +1147,25 @@ impl SansIo for Endpoint {
 
     fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-call slab entries stay "a few hundred bytes" (issue 3).
+    #[test]
+    fn slot_sizes() {
+        let (s, t) = (std::mem::size_of::<Sess>(), std::mem::size_of::<Txn>());
+        eprintln!("Sess {s} B, Txn {t} B");
+        assert!(s <= 320, "Sess is {s} bytes");
+        assert!(t <= 128, "Txn is {t} bytes");
+    }
+
+    #[test]
+    fn pack_roundtrip() {
+        let v = pack(tk::S_RING, 0xdead_beef, 0x1234_5678);
+        assert_eq!(unpack(v), (tk::S_RING, 0x34_5678, 0xdead_beef));
     }
 }

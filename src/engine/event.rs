@@ -160,6 +160,8 @@ pub struct Counters {
     pub refresh_failed: u64,
     /// Calls answered on the UAS side.
     pub answered: u64,
+    /// Requests and responses forwarded by the built-in proxy.
+    pub proxied: u64,
     /// Requests refused as malformed (400), unsupported (405/501, 505) or unknown (481).
     pub rejected: u64,
 }
@@ -179,6 +181,7 @@ impl Default for Counters {
             ack_timeouts: 0,
             refresh_failed: 0,
             answered: 0,
+            proxied: 0,
             rejected: 0,
         }
     }
@@ -206,6 +209,7 @@ impl std::fmt::Debug for Counters {
             .field("ack_timeouts", &self.ack_timeouts)
             .field("refresh_failed", &self.refresh_failed)
             .field("answered", &self.answered)
+            .field("proxied", &self.proxied)
             .field("rejected", &self.rejected)
             .finish()
     }

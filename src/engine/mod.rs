@@ -2,6 +2,37 @@
 //! call flows, UAC and UAS. No sockets and no clock inside: time and bytes
 //! come in, datagrams, timer deadlines and events come out (the quinn-proto
 //! shape).
+//!
+//! One [`Endpoint`] per worker holds all of that worker's state:
+//!
+//! - **Transactions** in a slab, found through `HashMap<u64, u32>` keyed by a
+//!   seeded hash of branch + method (client, §17.1.3) or branch + sent-by +
+//!   method (server, §17.2.3). Each keeps its last message for
+//!   retransmission. Waiting states shrink to absorber records (one map
+//!   entry and a FIFO slot, no buffer): server non-INVITE Completed (Timer
+//!   J: a retransmitted request gets its final response rebuilt from
+//!   itself), server INVITE Confirmed (Timer I) and client INVITE Completed
+//!   (Timer D: the ACK is rebuilt from the retransmitted response). Client
+//!   non-INVITE Completed (Timer K) needs nothing: a late response carrying
+//!   our Via is counted as a duplicate.
+//! - **Sessions** (UAC calls, registrations, pings; UAS calls) in a slab,
+//!   found by a hash of Call-ID + local tag. Identifiers we generate are
+//!   64-bit (`hex16`), so a session stores no strings except the dialog's
+//!   remote tag, target and route set, kept in a per-slot buffer whose
+//!   capacity is reused. `Sess` is 240 bytes.
+//! - **Timers** in a hashed hierarchical wheel ([`wheel::Wheel`], 1 ms ticks,
+//!   1024 + 1024 slots and an overflow heap) with lazy cancellation by
+//!   generation; [`SansIo::poll_timeout`] is the next occupied slot.
+//! - **Output** in a queue of pooled buffers; [`SansIo::poll_transmit`] swaps
+//!   the driver's buffer with ours, so nothing is copied on the way out.
+//!
+//! Flows: `uac.rs` (REGISTER with digest, 401/407, `stale=true`, 423,
+//! refresh, unregister; INVITE/ACK/BYE with route set, 407 re-INVITE,
+//! CANCEL after a provisional, 3xx, re-ACK of retransmitted 2xx; OPTIONS;
+//! mixed mode), `uas.rs` (registrar, answering UAS with ring/busy/no-answer,
+//! CANCEL → 200 + 487, 400/405/481/483/501/505), `proxy.rs` (the stateless
+//! proxy `mixed` goes through when the target is the built-in server).
+//! [`sim`] steps endpoints over a simulated lossy network in virtual time.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -36,6 +67,7 @@ pub trait SansIo {
 mod config;
 mod endpoint;
 mod event;
+mod proxy;
 mod uac;
 mod uas;
 pub mod util;

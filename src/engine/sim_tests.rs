@@ -93,6 +93,11 @@ impl Pair {
         }
         let cs = self.sim.ep(self.c).state_sizes();
         assert_eq!(cs.sessions, 0, "client sessions leaked: {cs:?}");
+        assert_eq!(cs.timers, 0, "client timers leaked: {cs:?}");
+        let ss = self.sim.ep(self.s).state_sizes();
+        if ss.sessions == 0 && ss.bindings == 0 {
+            assert_eq!(ss.timers, 0, "server timers leaked: {ss:?}");
+        }
         assert_eq!(self.sim.ep(self.c).in_flight(), 0);
     }
 }
@@ -153,9 +158,14 @@ fn call_flow_and_cleanup() {
     assert_eq!(count(&c, "ACK"), 2);
     assert_eq!(count(&c, "BYE"), 2);
     let s = p.lines(S);
-    for code in ["100", "180", "200"] {
+    for code in ["180", "200"] {
         assert!(count(&s, &format!("SIP/2.0 {code}")) >= 2, "{code} {s:?}");
     }
+    assert_eq!(
+        count(&s, "SIP/2.0 100"),
+        0,
+        "immediate answer: no 100 needed"
+    );
     let ev = p.events().to_vec();
     let mut setup = 0;
     for e in &ev {
@@ -229,6 +239,12 @@ fn register_and_call_under_loss() {
     assert!(o.iter().all(|o| *o == Outcome::Success), "{o:?}");
     assert!(p.sim.ep(p.c).counters().retransmitted > 0);
     assert!(p.sim.ep(p.s).counters().retransmitted > 0);
+    // Every duplicate and retransmission is recognised as such.
+    for i in [p.c, p.s] {
+        let c = p.sim.ep(i).counters().clone();
+        assert_eq!((c.unexpected, c.unparseable), (0, 0), "{c:?}");
+        assert!(c.duplicates > 0);
+    }
     p.assert_clean();
     assert_eq!(p.sim.ep(p.s).state_sizes().sessions, 0);
 }
@@ -294,6 +310,7 @@ fn cancel_after_provisional() {
     assert_eq!(count(&c, "ACK"), 3, "the 487 is ACKed");
     assert_eq!(count(&c, "BYE"), 0);
     let s = p.lines(S);
+    assert_eq!(count(&s, "SIP/2.0 100"), 3, "ringing: 100 first");
     assert_eq!(count(&s, "SIP/2.0 487"), 3);
     assert_eq!(
         p.sim.ep(p.s).counters().response_sent(200),
@@ -658,12 +675,15 @@ fn route_set_from_record_route() {
         };
         match m.method() {
             Some(sip::Method::Invite) => {
+                let mut early = Vec::new();
+                sip::Builder::response_to(&mut early, &m, 183, b"Session Progress", Some(b"u1"))
+                    .finish(None, b"");
                 let mut out = Vec::new();
                 let mut b = sip::Builder::response_to(&mut out, &m, 200, b"OK", Some(b"u1"));
                 b.header(b"Record-Route", b"<sip:10.0.0.5:5060;lr>");
                 b.header(b"Contact", b"<sip:callee@10.0.0.6:5070>");
                 b.finish(None, b"");
-                vec![(from, out)]
+                vec![(from, early), (from, out)]
             }
             Some(sip::Method::Bye) => {
                 let mut out = Vec::new();
@@ -693,6 +713,16 @@ fn route_set_from_record_route() {
         })
         .collect();
     assert_eq!(outs.len(), 1);
+    // SRD ends at the 183 (sent with the 200, so both at 10 ms).
+    let setup = sim.nodes[c].events.iter().find_map(|e| match e {
+        Event::CallSetup {
+            invite_sent,
+            first_provisional_or_200,
+            ..
+        } => Some(*first_provisional_or_200 - *invite_sent),
+        _ => None,
+    });
+    assert_eq!(setup, Some(Duration::from_millis(10)));
     for m in [&b"ACK"[..], b"BYE"] {
         let t = sim.trace.iter().find(|t| t.3.starts_with(m)).unwrap();
         assert_eq!(t.2, proxy);
@@ -717,4 +747,474 @@ fn shutdown_drains_to_zero() {
     assert_eq!(p.outcomes(), vec![Outcome::Success; 5]);
     p.assert_clean();
     assert_eq!(p.sim.ep(p.s).state_sizes().sessions, 0);
+}
+
+#[test]
+fn mixed_registers_then_calls_through_the_proxy() {
+    let mut cc = ccfg(Scenario::Mixed);
+    cc.users = Arc::new(UserSource::pattern("u{000..003}", "pw-{user}").unwrap());
+    cc.answer_ring = Duration::from_millis(200);
+    let mut p = pair(cc, scfg(), NetConfig::default());
+    p.start(4, Duration::from_secs(1));
+    p.run(Duration::from_secs(3));
+    let ev = p.events().to_vec();
+    let regs = ev
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::RegisterDone {
+                    outcome: Outcome::Success,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(regs, 4, "{ev:?}");
+    let calls: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallDone { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, vec![Outcome::Success; 4], "{ev:?}");
+    // The INVITEs went through the target and came back to our UAS side.
+    let c = addr(C);
+    let s = addr(S);
+    let via_proxy = p
+        .sim
+        .trace
+        .iter()
+        .filter(|t| t.1 == s && t.2 == c && t.3.starts_with(b"INVITE"))
+        .count();
+    assert_eq!(via_proxy, 4);
+    assert_eq!(p.sim.ep(p.c).counters().answered, 4);
+    assert!(
+        p.sim.ep(p.s).counters().proxied >= 4 * 4,
+        "INVITE, 100, 180, 200 at least"
+    );
+    // Shutdown unregisters every user.
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.run(Duration::from_secs(1));
+    let unreg = p
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Unregistered {
+                    outcome: Outcome::Success,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(unreg, 4);
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 0);
+    p.assert_clean();
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn mixed_with_proxy_auth_and_cancel() {
+    let mut cc = ccfg(Scenario::Mixed);
+    cc.users = Arc::new(UserSource::pattern("u{000..001}", "pw-{user}").unwrap());
+    cc.answer_ring = Duration::from_secs(2);
+    cc.cancel_ratio = 1.0;
+    let mut sc = scfg();
+    sc.auth_invite = true;
+    let mut p = pair(cc, sc, NetConfig::default());
+    p.start(2, Duration::from_secs(1));
+    p.run(Duration::from_secs(3));
+    let calls: Vec<_> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallDone { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, vec![Outcome::Cancelled; 2]);
+    assert_eq!(count(&p.lines(S), "SIP/2.0 407"), 2);
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.assert_clean();
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn bindings_expire() {
+    let mut cc = ccfg(Scenario::Register);
+    cc.expires = 120;
+    let mut p = pair(cc, scfg(), NetConfig::default());
+    p.start(2, Duration::ZERO);
+    p.run(Duration::from_secs(119));
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 2);
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sim.ep(p.s).state_sizes().bindings, 0);
+    assert!(p.sim.ep(p.s).bindings_of(b"u000").is_empty());
+}
+
+#[test]
+fn invite_timer_b_fires_at_64_t1() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    let srv = addr(S);
+    p.sim.tap = Some(Box::new(move |_, to, _| to == srv));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(31_990));
+    assert!(p.outcomes().is_empty());
+    p.run(Duration::from_millis(20));
+    assert_eq!(p.outcomes(), vec![Outcome::Timeout]);
+    assert_eq!(p.sim.ep(p.c).state_sizes().sessions, 0);
+}
+
+#[test]
+fn server_error_codes_end_the_call() {
+    for code in [404u16, 503, 603] {
+        let srv = addr("10.0.0.7:5060");
+        let mut cc = ccfg(Scenario::Call);
+        cc.target = srv;
+        let t0 = Instant::now();
+        let mut sim = Sim::new(NetConfig::default(), t0);
+        sim.trace_on = true;
+        let c = sim.add(cc.local, Endpoint::client(cc, t0));
+        sim.add_script(
+            srv,
+            Box::new(move |from, d| {
+                let Ok(m) = sip::parse(d) else {
+                    return Vec::new();
+                };
+                if m.method() != Some(sip::Method::Invite) {
+                    return Vec::new();
+                }
+                let mut out = Vec::new();
+                sip::Builder::response_to(&mut out, &m, code, sip::reason_phrase(code), Some(b"x"))
+                    .finish(None, b"");
+                vec![(from, out)]
+            }),
+        );
+        let now = sim.now;
+        sim.ep(c).start_attempt(now, now, Duration::ZERO);
+        sim.run_for(Duration::from_secs(1));
+        let o: Vec<_> = sim.nodes[c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallDone { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(o, vec![Outcome::Failed(code)]);
+        assert_eq!(
+            sim.trace.iter().filter(|t| t.3.starts_with(b"ACK")).count(),
+            1
+        );
+        assert_eq!(sim.ep(c).counters().response(code), 1);
+    }
+}
+
+/// Mutated real traffic never panics either side, and the engine keeps
+/// working afterwards.
+#[test]
+fn mutated_messages_never_panic() {
+    use proptest::prelude::{ProptestConfig, any, prop_assert_eq, proptest};
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    p.start(1, Duration::from_millis(10));
+    p.run(Duration::from_secs(1));
+    let msgs: Vec<Vec<u8>> = p.sim.trace.iter().map(|t| t.3.clone()).collect();
+    proptest!(ProptestConfig::with_cases(200), |(i in 0usize..64, edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..8), cut in any::<u16>())| {
+        let mut m = msgs[i % msgs.len()].clone();
+        for (pos, b) in &edits {
+            let n = m.len();
+            m[*pos as usize % n] = *b;
+        }
+        m.truncate(cut as usize % (m.len() + 1) + m.len() / 2);
+        let t0 = Instant::now();
+        let mut c = Endpoint::client(ccfg(Scenario::Call), t0);
+        let mut s = Endpoint::server(scfg(), t0);
+        for ep in [&mut c, &mut s] {
+            ep.handle(t0, addr("10.0.0.8:5060"), &m);
+            let mut buf = Vec::new();
+            while ep.poll_transmit(&mut buf).is_some() {}
+            ep.handle_timeout(t0 + Duration::from_secs(100));
+            while ep.poll_transmit(&mut buf).is_some() {}
+        }
+        prop_assert_eq!(c.in_flight(), 0);
+    });
+}
+
+#[test]
+fn lost_ack_for_486_is_recovered_by_timer_g() {
+    let mut sc = scfg();
+    sc.busy_ratio = 1.0;
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    let mut dropped = false;
+    p.sim.tap = Some(Box::new(move |_, _, d| {
+        if !dropped && d.starts_with(b"ACK") {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.outcomes(), vec![Outcome::Failed(486)]);
+    assert_eq!(
+        count(&p.lines(S), "SIP/2.0 486"),
+        2,
+        "Timer G retransmission"
+    );
+    assert_eq!(count(&p.lines(C), "ACK"), 2, "ACK re-sent from Completed");
+    assert_eq!(p.sim.ep(p.c).counters().response(486), 1, "counted once");
+    assert_eq!(p.sim.ep(p.s).counters().ack_timeouts, 0);
+    // Timer D and Timer I state are absorber records, not transactions.
+    for i in [p.c, p.s] {
+        let st = p.sim.ep(i).state_sizes();
+        assert_eq!(st.transactions, 0, "{st:?}");
+        assert!(st.absorbers >= 1, "{st:?}");
+    }
+    p.assert_clean();
+}
+
+#[test]
+fn no_ack_at_all_ends_by_timer_h() {
+    let mut sc = scfg();
+    sc.busy_ratio = 1.0;
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    p.sim.tap = Some(Box::new(|_, _, d| d.starts_with(b"ACK")));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(31_900));
+    assert_eq!(p.sim.ep(p.s).state_sizes().transactions, 1);
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.sim.ep(p.s).counters().ack_timeouts, 1);
+    assert_eq!(p.sim.ep(p.s).state_sizes().transactions, 0);
+    // G: 0.5, 1.5, 3.5, 7.5, 11.5, ... every 4 s (T2) until H at 32 s.
+    assert_eq!(count(&p.lines(S), "SIP/2.0 486"), 1 + 10);
+}
+
+#[test]
+fn retransmitted_bye_gets_200_from_timer_j_record() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    let mut dropped = false;
+    p.sim.tap = Some(Box::new(move |_, _, d| {
+        if !dropped
+            && d.starts_with(b"SIP/2.0 200")
+            && String::from_utf8_lossy(d).contains(" BYE\r\n")
+        {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    p.start(1, Duration::from_millis(100));
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.outcomes(), vec![Outcome::Success]);
+    assert_eq!(count(&p.lines(C), "BYE"), 2, "Timer E retransmission");
+    assert_eq!(
+        count(&p.lines(S), "SIP/2.0 481"),
+        0,
+        "answered from the J record"
+    );
+    assert_eq!(p.sim.ep(p.s).counters().duplicates, 1);
+    p.assert_clean();
+}
+
+#[test]
+fn register_200_lists_the_binding() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(1));
+    let ok = p
+        .sim
+        .trace
+        .iter()
+        .find(|t| t.3.starts_with(b"SIP/2.0 200"))
+        .unwrap();
+    let m = sip::parse(&ok.3).unwrap();
+    let c: Vec<_> = m.contacts().collect();
+    assert_eq!(c.len(), 1);
+    match c[0] {
+        sip::Contact::Addr { addr, expires, .. } => {
+            assert_eq!(addr.uri, b"sip:u000@10.0.0.1:5060");
+            assert_eq!(expires, Some(3600));
+        }
+        sip::Contact::Star => panic!("star"),
+    }
+}
+
+#[test]
+fn absurd_hold_does_not_panic() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    p.start(1, Duration::MAX);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.sim.ep(p.c).in_flight(), 1);
+    let now = p.sim.now;
+    p.sim.ep(p.c).shutdown(now);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.outcomes(), vec![Outcome::Success]);
+}
+
+#[test]
+fn proxy_forwards_to_binding_and_refuses_max_forwards_zero() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.start(1, Duration::ZERO); // binds u000 → 10.0.0.1:5060
+    p.run(Duration::from_secs(1));
+    let other = addr("10.0.0.9:5060");
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let g2 = got.clone();
+    p.sim.add_script(
+        other,
+        Box::new(move |_, d| {
+            let end = d.iter().position(|c| *c == b'\r').unwrap_or(d.len());
+            g2.borrow_mut()
+                .push(String::from_utf8_lossy(&d[..end]).into_owned());
+            Vec::new()
+        }),
+    );
+    // (OPTIONS with Max-Forwards 0 may be answered by the proxy itself,
+    // §16.3 step 3, so the refused one is an INFO.)
+    let inv = |m: &str, mf: u32| {
+        raw_request(&format!(
+            "{m} sip:u000@10.0.0.2:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKmf{mf}\n\
+             From: <sip:x@y>;tag=1\nTo: <sip:u000@10.0.0.2>\nCall-ID: mf{mf}\nCSeq: 1 {m}\n\
+             Max-Forwards: {mf}\nContent-Length: 0\n\n"
+        ))
+    };
+    let now = p.sim.now;
+    let srv = p.s;
+    p.sim.trace.clear();
+    p.sim.ep(srv).handle(now, other, &inv("INFO", 0));
+    p.sim.ep(srv).handle(now, other, &inv("OPTIONS", 5));
+    p.run(Duration::from_millis(100));
+    // The MF 0 one is refused; the other is forwarded to the binding with MF 4,
+    // answered by the client's UAS side, and the answer comes back through us.
+    assert_eq!(got.borrow()[0], "SIP/2.0 483 Too Many Hops");
+    let fwd = p
+        .sim
+        .trace
+        .iter()
+        .find(|t| t.2 == addr(C))
+        .expect("forwarded");
+    let m = sip::parse(&fwd.3).unwrap();
+    assert_eq!(m.uri(), Some(&b"sip:u000@10.0.0.1:5060"[..]));
+    assert_eq!(m.max_forwards(), Some(4));
+    assert_eq!(m.vias().count(), 2);
+    assert_eq!(got.borrow()[1], "SIP/2.0 200 OK");
+}
+
+#[test]
+fn every_digest_algorithm_registers_and_authenticates_invites() {
+    for (alg, int) in crate::auth::Algorithm::ALL
+        .into_iter()
+        .flat_map(|a| [(a, false), (a, true)])
+    {
+        let mut sc = scfg();
+        sc.algorithm = alg;
+        sc.qop_auth_int = int;
+        let mut p = pair(ccfg(Scenario::Register), sc.clone(), NetConfig::default());
+        p.start(2, Duration::ZERO);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.outcomes(), vec![Outcome::Success; 2], "{alg:?}");
+        let ch = p
+            .sim
+            .trace
+            .iter()
+            .find(|t| t.3.starts_with(b"SIP/2.0 401"))
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&ch.3).contains(alg.as_str()),
+            "{alg:?}"
+        );
+        let qop = if int { "qop=auth-int" } else { "qop=auth," };
+        let reg = p
+            .sim
+            .trace
+            .iter()
+            .find(|t| {
+                t.3.starts_with(b"REGISTER") && sip::parse(&t.3).unwrap().authorization().is_some()
+            })
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&reg.3).contains(qop),
+            "{alg:?} {int}"
+        );
+
+        sc.auth_invite = true;
+        let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+        p.start(1, Duration::ZERO);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.outcomes(), vec![Outcome::Success], "{alg:?}");
+    }
+}
+
+#[test]
+fn ipv6_call_and_register() {
+    for sc in [Scenario::Call, Scenario::Register, Scenario::Mixed] {
+        let (c6, s6) = (addr("[::1]:5070"), addr("[::1]:5060"));
+        let mut cc = ClientConfig::new(sc, s6, c6);
+        cc.users = Arc::new(UserSource::pattern("u{0..1}", "pw-{user}").unwrap());
+        let mut p = pair(
+            cc,
+            ServerConfig {
+                local: s6,
+                ..ServerConfig::default()
+            },
+            NetConfig::default(),
+        );
+        p.start(2, Duration::from_millis(100));
+        p.run(Duration::from_secs(2));
+        let o = p.outcomes();
+        assert!(
+            o.len() >= 2 && o.iter().all(|o| *o == Outcome::Success),
+            "{sc:?} {o:?}"
+        );
+        let now = p.sim.now;
+        p.sim.ep(p.c).shutdown(now);
+        p.assert_clean();
+    }
+}
+
+#[test]
+fn transaction_rtt_events_when_enabled() {
+    let mut p = pair(ccfg(Scenario::Register), scfg(), NetConfig::default());
+    p.sim.ep(p.c).set_rtt_events(true);
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(1));
+    let rtts: Vec<_> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::TransactionRtt { method, rtt } => Some((*method, *rtt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rtts,
+        vec![(MethodKind::Register, Duration::from_millis(10)); 2]
+    );
+}
+
+#[test]
+fn custom_timer_bases() {
+    let t = Timers {
+        t1: Duration::from_millis(100),
+        t2: Duration::from_millis(400),
+        t4: Duration::from_secs(1),
+    };
+    let mut cc = ccfg(Scenario::Options);
+    cc.timers = t;
+    let mut sc = scfg();
+    sc.timers = t;
+    let mut p = pair(cc, sc, NetConfig::default());
+    let srv = addr(S);
+    p.sim.tap = Some(Box::new(move |_, to, _| to == srv));
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_millis(6_390));
+    assert!(p.outcomes().is_empty());
+    p.run(Duration::from_millis(20));
+    assert_eq!(p.outcomes(), vec![Outcome::Timeout], "F = 64·T1 = 6.4 s");
+    // E: 0, .1, .3, .7, then every T2 = .4 s up to 6.4 s: 1 + 3 + 14 = 18 sends.
+    assert_eq!(p.lines(C).len(), 18);
 }

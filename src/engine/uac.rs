@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::config::Scenario;
 use super::endpoint::{
     Endpoint, F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED, F_SETUP,
-    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, strip_angle, tk,
+    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, later,
+    strip_angle, tk,
 };
 use super::event::{Event, MethodKind, Outcome};
 use super::util::{dec, hex16, mix};
@@ -47,7 +48,7 @@ impl Endpoint {
     }
     fn n_local(&self) -> usize {
         let Some(cc) = &self.cc else { return 0 };
-        let n = cc.users.len().min(1 << 26);
+        let n = cc.users.len().min(1 << 22);
         if cc.user_offset < n {
             (n - cc.user_offset).div_ceil(cc.user_stride.max(1))
         } else {
@@ -68,7 +69,7 @@ impl Endpoint {
         let Some(cc) = &self.cc else { return false };
         let scenario = cc.scenario;
         let fixed_callee = cc.callee.is_some();
-        let n_all = cc.users.len().min(1 << 26);
+        let n_all = cc.users.len().min(1 << 22);
         let n = self.n_local();
         match scenario {
             Scenario::Register => {
@@ -189,7 +190,12 @@ impl Endpoint {
     /// Write request `req` of session `si` into a pooled buffer.
     pub(super) fn build_req(&mut self, si: u32, req: Req, branch: u64, cseq: u32) -> Vec<u8> {
         let mut out = self.take_buf();
-        let cnonce = hex16(self.new_id());
+        let needs_auth = self.sess.get(si).is_some_and(|s| !s.chal.is_empty());
+        let cnonce = if needs_auth {
+            hex16(self.new_id())
+        } else {
+            [b'0'; 16]
+        };
         let Endpoint {
             sess,
             cc,
@@ -324,6 +330,29 @@ impl Endpoint {
         out
     }
 
+    /// The ACK for a retransmitted non-2xx final response whose transaction
+    /// is already an absorber record (Timer D): built from the response
+    /// (its Via is our top Via with the INVITE's branch), with the To URI as
+    /// Request-URI; the server matches it by branch (§17.2.3).
+    pub(super) fn build_ack_from_response(&mut self, resp: &Message<'_>) -> Vec<u8> {
+        let mut out = self.take_buf();
+        let ruri = resp.to().map_or(&b"sip:invalid"[..], |t| t.uri);
+        let mut nb = [0u8; 20];
+        let seq = resp.cseq().map_or(1, |c| c.seq);
+        let cs = dec(u64::from(seq), &mut nb);
+        let mut b = Builder::request(&mut out, &Method::Ack, ruri);
+        if let Some(v) = resp.top_via() {
+            b.header(b"Via", v.raw);
+        }
+        b.header(b"Max-Forwards", b"70");
+        b.header(b"From", resp.header(b"From").unwrap_or(b""));
+        b.header(b"To", resp.header(b"To").unwrap_or(b""));
+        b.header(b"Call-ID", resp.call_id().unwrap_or(b""));
+        b.header_parts(b"CSeq", &[cs, b" ACK"]);
+        b.finish(None, b"");
+        out
+    }
+
     // ---- calls ----------------------------------------------------------
 
     pub(super) fn start_call(
@@ -383,7 +412,7 @@ impl Endpoint {
         self.dlg.insert(key, si);
         self.attempts += 1;
         self.send_invite(now, si);
-        self.arm_sess(now + ring_timeout, tk::S_GUARD, si);
+        self.arm_sess(later(now, ring_timeout), tk::S_GUARD, si);
     }
 
     fn send_invite(&mut self, now: Instant, si: u32) {
@@ -442,7 +471,7 @@ impl Endpoint {
             s.cancel_txn = ti;
         }
         let guard = self.t.t64();
-        self.arm_sess(now + guard, tk::S_CANCEL_GUARD, si);
+        self.arm_sess(later(now, guard), tk::S_CANCEL_GUARD, si);
     }
 
     fn send_bye(&mut self, now: Instant, si: u32) {
@@ -580,7 +609,7 @@ impl Endpoint {
             // A 200 that crossed our CANCEL: ACK it, then BYE (§9.1).
             self.send_bye(now, si);
         } else {
-            self.arm_sess(now + hold, tk::S_HOLD, si);
+            self.arm_sess(later(now, hold), tk::S_HOLD, si);
         }
     }
 
@@ -916,9 +945,9 @@ impl Endpoint {
             // Refresh at 80% of the granted lifetime (at least 1 s ahead).
             let refresh =
                 Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
-            self.arm_sess(now + refresh, tk::S_REFRESH, si);
+            self.arm_sess(later(now, refresh), tk::S_REFRESH, si);
             if first && !mixed {
-                let end = self.at(st) + hold;
+                let end = later(self.at(st), hold);
                 self.arm_sess(end.max(now), tk::S_HOLD, si);
             }
             return;

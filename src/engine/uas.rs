@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint::{
-    Aor, Endpoint, Kind, NONE, St, TxKind, TxState, Txn, hop_of, method_kind, strip_angle, tk,
+    Aor, Endpoint, Kind, Life, NONE, St, TxKind, TxState, Txn, hop_of, later, method_kind,
+    strip_angle, tk,
 };
 use super::event::MethodKind;
 use super::util::{dec, hex16, mix};
@@ -156,6 +157,23 @@ impl Endpoint {
             return;
         };
         let mk = method_kind(&method);
+        if mk != MethodKind::Register
+            && let Some((contact, hop)) = self.proxy_target(msg)
+        {
+            // Our own transaction (the 407 we sent, its ACK, a retransmission)
+            // stays here; so does an INVITE still to be authenticated.
+            let local_txn = self.stx.contains_key(&self.skey(&via, mk));
+            let needs_auth = mk == MethodKind::Invite
+                && self.ans.auth_invite
+                && msg.to().and_then(|t| t.tag).is_none()
+                && !local_txn
+                && self.check_auth(now, msg, b"INVITE", true) != AuthResult::Ok;
+            // Max-Forwards 0 is answered 483 below, never forwarded (§16.3 step 3).
+            if !local_txn && !needs_auth && msg.max_forwards() != Some(0) {
+                self.proxy_request(msg, &contact, hop);
+                return;
+            }
+        }
         if mk == MethodKind::Ack {
             self.on_ack(now, msg, &via);
             return;
@@ -229,6 +247,8 @@ impl Endpoint {
             retransmitted: false,
             owner,
             owner_gen,
+            tm_rtx: super::wheel::TimerId::NONE,
+            tm_to: super::wheel::TimerId::NONE,
         };
         t.msg.clear();
         self.stx.insert(key, ti);
@@ -331,8 +351,12 @@ impl Endpoint {
             }
         }
         let ti = self.server_invite_txn(now, from, key, NONE);
-        let trying = self.build_resp(msg, 100, None, &[], false);
-        self.txn_respond(now, ti, trying, 100);
+        if !self.ans.ring.is_zero() {
+            // §17.2.1 wants a 100 only when the TU will not answer within
+            // 200 ms; an immediate answer (ring 0, the benchmark case) skips it.
+            let trying = self.build_resp(msg, 100, None, &[], false);
+            self.txn_respond(now, ti, trying, 100);
+        }
         if self.rng.chance(self.ans.busy) {
             let tag = self.stateless_tag(key);
             let out = self.build_resp(msg, 486, Some(&tag), &[], false);
@@ -373,11 +397,11 @@ impl Endpoint {
         self.txn_respond(now, ti, ringing, 180);
         if no_answer {
             let d = self.ans.no_answer_timeout;
-            self.arm_sess(now + d, tk::S_GUARD, si);
+            self.arm_sess(later(now, d), tk::S_GUARD, si);
         } else if ring.is_zero() {
             self.answer(now, si, ti, msg);
         } else {
-            self.arm_sess(now + ring, tk::S_RING, si);
+            self.arm_sess(later(now, ring), tk::S_RING, si);
         }
     }
 
@@ -421,7 +445,13 @@ impl Endpoint {
             }
         }
         if let Some(s) = self.sess.get_mut(si) {
-            s.buf = buf;
+            // The stored INVITE is done with; a call in hold should not keep
+            // a kilobyte of buffer capacity around.
+            s.buf = if buf.capacity() > 256 {
+                Vec::new()
+            } else {
+                buf
+            };
             s.buf.clear();
             s.invite = super::endpoint::Span(0, 0);
         }
@@ -446,23 +476,22 @@ impl Endpoint {
 
     fn on_ack(&mut self, now: Instant, msg: &Message<'_>, via: &sip::Via<'_>) {
         let key = self.skey(via, MethodKind::Ack);
+        if self.absorb.contains_key(&key) {
+            // Confirmed (Timer I): retransmitted ACKs are absorbed.
+            self.counters.duplicates += 1;
+            return;
+        }
         if let Some(&ti) = self.stx.get(&key)
-            && let Some(t) = self.txns.get_mut(ti)
+            && self
+                .txns
+                .get(ti)
+                .is_some_and(|t| t.state == TxState::Completed)
         {
-            match t.state {
-                TxState::Completed => {
-                    // §17.2.1: Confirmed, Timer I absorbs further ACKs.
-                    t.state = TxState::Confirmed;
-                    let t4 = self.t.t4;
-                    self.arm_txn(now, t4, tk::TX_LINGER, ti);
-                    return;
-                }
-                TxState::Confirmed => {
-                    self.counters.duplicates += 1;
-                    return;
-                }
-                _ => {}
-            }
+            // §17.2.1: Confirmed; the state shrinks to an absorber record
+            // for T4 (Timer I) instead of keeping the response buffer.
+            self.txn_free(ti);
+            self.absorb_add(now, key, 0, Life::K);
+            return;
         }
         // ACK for a 2xx: a new transaction, matched to the dialog (§13.3.1.4).
         let (Some(cid), Some(tag)) = (msg.call_id(), msg.to().and_then(|t| t.tag)) else {
@@ -486,7 +515,7 @@ impl Endpoint {
                     self.txn_free(ti);
                 }
                 let max = self.ans.max_call;
-                self.arm_sess(now + max, tk::S_HOLD, si);
+                self.arm_sess(later(now, max), tk::S_HOLD, si);
             }
             (Kind::UasCall, St::Established) => self.counters.duplicates += 1,
             _ => self.counters.unexpected += 1,
@@ -507,7 +536,7 @@ impl Endpoint {
             Some((si, Kind::UacCall, St::Confirmed)) => {
                 // The far end hung up first.
                 self.reply(from, msg, 200, None, &[]);
-                self.absorb_add(now, key, 200, true);
+                self.absorb_add(now, key, 200, Life::J);
                 self.remote_bye(now, si);
                 return;
             }
@@ -518,7 +547,7 @@ impl Endpoint {
         };
         let tag = self.stateless_tag(key);
         self.reply(from, msg, code, Some(&tag), &[]);
-        self.absorb_add(now, key, code, true);
+        self.absorb_add(now, key, code, Life::J);
     }
 
     /// §9.2: 200 for the CANCEL; if the INVITE has no final response yet,
@@ -536,7 +565,7 @@ impl Endpoint {
             let tag = self.stateless_tag(key);
             self.counters.rejected += 1;
             self.reply(from, msg, 481, Some(&tag), &[]);
-            self.absorb_add(now, key, 481, true);
+            self.absorb_add(now, key, 481, Life::J);
             return;
         };
         let (state, owner, og) = match self.txns.get(ti) {
@@ -548,7 +577,7 @@ impl Endpoint {
             .flatten()
             .unwrap_or_else(|| self.stateless_tag(key));
         self.reply(from, msg, 200, Some(&s_tag), &[]);
-        self.absorb_add(now, key, 200, true);
+        self.absorb_add(now, key, 200, Life::J);
         if state == TxState::Proceeding && owner != NONE && self.sess.generation(owner) == og {
             self.finish_stored(now, owner, 487);
         }
@@ -568,7 +597,8 @@ impl Endpoint {
         };
         let n = mint.mint(now_s, &mut nonce);
         let mut ch = Challenge::new(sc.realm.as_bytes(), n, sc.algorithm);
-        ch.qop_auth = true;
+        ch.qop_auth = !sc.qop_auth_int;
+        ch.qop_auth_int = sc.qop_auth_int;
         ch.stale = stale;
         auth::write_challenge(out, &ch);
     }
@@ -646,9 +676,11 @@ impl Endpoint {
             match self.check_auth(now, msg, b"REGISTER", false) {
                 AuthResult::Ok => {}
                 AuthResult::Challenge { stale } => {
-                    let mut hdr = Vec::new();
+                    let mut hdr = std::mem::take(&mut self.s3);
+                    hdr.clear();
                     self.write_challenge(now, stale, &mut hdr);
                     self.reply(from, msg, 401, Some(&tag), &[(b"WWW-Authenticate", &hdr)]);
+                    self.s3 = hdr;
                     return;
                 }
                 AuthResult::Forbidden => {
@@ -708,6 +740,7 @@ impl Endpoint {
                 a.key = akey;
                 a.buf.clear();
                 a.contacts.clear();
+                a.tm = super::wheel::TimerId::NONE;
                 self.aor_map.insert(akey, ai);
                 ai
             }
@@ -738,13 +771,15 @@ impl Endpoint {
             }
             soonest = a.contacts.iter().map(|c| c.2).min().unwrap_or(u64::MAX);
         }
-        // 200 with every current binding (§10.3 step 8).
-        let mut lines: Vec<u8> = Vec::new();
-        let mut spans = Vec::new();
+        // 200 with every current binding (§10.3 step 8), one comma-joined Contact.
+        let mut lines = std::mem::take(&mut self.s3);
+        lines.clear();
         if let Some(a) = self.aors.get(ai) {
-            for (s, l, exp) in &a.contacts {
-                let st = lines.len();
-                lines.extend_from_slice(b"<");
+            for (i, (s, l, exp)) in a.contacts.iter().enumerate() {
+                if i > 0 {
+                    lines.extend_from_slice(b", ");
+                }
+                lines.push(b'<');
                 lines.extend_from_slice(
                     a.buf
                         .get(*s as usize..*s as usize + *l as usize)
@@ -753,31 +788,43 @@ impl Endpoint {
                 lines.extend_from_slice(b">;expires=");
                 let mut nb = [0u8; 20];
                 lines.extend_from_slice(dec(exp.saturating_sub(now_ns) / 1_000_000_000, &mut nb));
-                spans.push((st, lines.len()));
             }
         }
-        let extra: Vec<(&[u8], &[u8])> = spans
-            .iter()
-            .map(|(a, b)| (&b"Contact"[..], &lines[*a..*b]))
-            .collect();
-        self.reply(from, msg, 200, Some(&tag), &extra);
+        if lines.is_empty() {
+            self.reply(from, msg, 200, Some(&tag), &[]);
+        } else {
+            self.reply(from, msg, 200, Some(&tag), &[(b"Contact", &lines)]);
+        }
+        self.s3 = lines;
         if ai != NONE {
             if soonest == u64::MAX {
                 self.aor_free(ai);
             } else {
                 let at = self.at(soonest);
-                let g = self.aors.generation(ai);
-                self.arm(at, tk::AOR_EXPIRE, ai, g);
+                self.arm_aor(at, ai);
             }
+        }
+    }
+
+    fn arm_aor(&mut self, at: Instant, ai: u32) {
+        let g = self.aors.generation(ai);
+        let Some(old) = self.aors.get(ai).map(|a| a.tm) else {
+            return;
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(at, tk::AOR_EXPIRE, ai, g);
+        if let Some(a) = self.aors.get_mut(ai) {
+            a.tm = id;
         }
     }
 
     fn aor_free(&mut self, ai: u32) {
         if let Some(a) = self.aors.get(ai) {
-            let k = a.key;
+            let (k, tm) = (a.key, a.tm);
             if self.aor_map.get(&k) == Some(&ai) {
                 self.aor_map.remove(&k);
             }
+            self.wheel.cancel(tm);
             self.aors.remove(ai);
         }
     }
@@ -794,8 +841,7 @@ impl Endpoint {
             None => self.aor_free(ai),
             Some(next) => {
                 let at = self.at(next);
-                let g = self.aors.generation(ai);
-                self.arm(at, tk::AOR_EXPIRE, ai, g);
+                self.arm_aor(at, ai);
             }
         }
     }

@@ -2,7 +2,6 @@
 //! fixed-capacity header index.
 
 use super::MAX_HEADERS;
-use super::lex::eq_ic;
 
 /// Header names the codec knows. Field names are case-insensitive and many
 /// have a compact form (RFC 3261 §7.3.3, §20; RFC 3265 `o`/`u`, RFC 3515
@@ -94,8 +93,8 @@ pub(crate) fn classify(name: &[u8]) -> Kind {
         return Kind::Other;
     };
     let f = first | 0x20;
-    let is = |long: &str, k: Kind| {
-        if eq_ic(name, long.as_bytes()) {
+    let is = |lower: &str, k: Kind| {
+        if eq_lower(name, lower.as_bytes()) {
             k
         } else {
             Kind::Other
@@ -123,39 +122,70 @@ pub(crate) fn classify(name: &[u8]) -> Kind {
             b'd' => Kind::RequestDisposition,
             _ => Kind::Other,
         },
-        (2, b't') => is("To", Kind::To),
-        (3, b'v') => is("Via", Kind::Via),
-        (4, b'f') => is("From", Kind::From),
-        (4, b'c') => is("CSeq", Kind::CSeq),
-        (5, b'r') => is("Route", Kind::Route),
-        (5, b'e') => is("Event", Kind::Event),
-        (5, b'a') => is("Allow", Kind::Allow),
+        (2, b't') => is("to", Kind::To),
+        (3, b'v') => is("via", Kind::Via),
+        (4, b'f') => is("from", Kind::From),
+        (4, b'c') => is("cseq", Kind::CSeq),
+        (5, b'r') => is("route", Kind::Route),
+        (5, b'e') => is("event", Kind::Event),
+        (5, b'a') => is("allow", Kind::Allow),
         (7, b'c') => match name[1] | 0x20 {
-            b'a' => is("Call-ID", Kind::CallId),
-            _ => is("Contact", Kind::Contact),
+            b'a' => is("call-id", Kind::CallId),
+            _ => is("contact", Kind::Contact),
         },
-        (7, b'e') => is("Expires", Kind::Expires),
-        (7, b's') => is("Subject", Kind::Subject),
-        (7, b'r') => is("Require", Kind::Require),
-        (8, b'r') => is("Refer-To", Kind::ReferTo),
-        (9, b's') => is("Supported", Kind::Supported),
-        (11, b'm') => is("Min-Expires", Kind::MinExpires),
-        (11, b'r') => is("Referred-By", Kind::ReferredBy),
-        (12, b'm') => is("Max-Forwards", Kind::MaxForwards),
-        (12, b'c') => is("Content-Type", Kind::ContentType),
-        (12, b'r') => is("Record-Route", Kind::RecordRoute),
-        (12, b'a') => is("Allow-Events", Kind::AllowEvents),
-        (13, b'a') => is("Authorization", Kind::Authorization),
-        (14, b'c') => is("Content-Length", Kind::ContentLength),
-        (14, b'a') => is("Accept-Contact", Kind::AcceptContact),
-        (14, b'r') => is("Reject-Contact", Kind::RejectContact),
-        (15, b's') => is("Session-Expires", Kind::SessionExpires),
-        (16, b'w') => is("WWW-Authenticate", Kind::WwwAuthenticate),
-        (16, b'c') => is("Content-Encoding", Kind::ContentEncoding),
-        (18, b'p') => is("Proxy-Authenticate", Kind::ProxyAuthenticate),
-        (19, b'p') => is("Proxy-Authorization", Kind::ProxyAuthorization),
-        (19, b'r') => is("Request-Disposition", Kind::RequestDisposition),
+        (7, b'e') => is("expires", Kind::Expires),
+        (7, b's') => is("subject", Kind::Subject),
+        (7, b'r') => is("require", Kind::Require),
+        (8, b'r') => is("refer-to", Kind::ReferTo),
+        (9, b's') => is("supported", Kind::Supported),
+        (11, b'm') => is("min-expires", Kind::MinExpires),
+        (11, b'r') => is("referred-by", Kind::ReferredBy),
+        (12, b'm') => is("max-forwards", Kind::MaxForwards),
+        (12, b'c') => is("content-type", Kind::ContentType),
+        (12, b'r') => is("record-route", Kind::RecordRoute),
+        (12, b'a') => is("allow-events", Kind::AllowEvents),
+        (13, b'a') => is("authorization", Kind::Authorization),
+        (14, b'c') => is("content-length", Kind::ContentLength),
+        (14, b'a') => is("accept-contact", Kind::AcceptContact),
+        (14, b'r') => is("reject-contact", Kind::RejectContact),
+        (15, b's') => is("session-expires", Kind::SessionExpires),
+        (16, b'w') => is("www-authenticate", Kind::WwwAuthenticate),
+        (16, b'c') => is("content-encoding", Kind::ContentEncoding),
+        (18, b'p') => is("proxy-authenticate", Kind::ProxyAuthenticate),
+        (19, b'p') => is("proxy-authorization", Kind::ProxyAuthorization),
+        (19, b'r') => is("request-disposition", Kind::RequestDisposition),
         _ => Kind::Other,
+    }
+}
+
+/// Loads 8 bytes at `at` (caller guarantees `at + 8 <= b.len()`).
+#[inline]
+fn load8(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// `name` equals the lower-case header name `lower` ignoring ASCII case.
+/// Both are the same length (the caller matched on it). Setting bit 5 maps
+/// A-Z to a-z and leaves every other character of a header name (`-`,
+/// digits) unchanged, so one OR and one compare per 8 bytes suffice. A
+/// non-token byte could alias (CR|0x20 is `-`), so callers pass tokens only.
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    const MASK: u64 = 0x2020_2020_2020_2020;
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n >= 8 {
+        (load8(name, 0) | MASK) == load8(lower, 0)
+            && (load8(name, n - 8) | MASK) == load8(lower, n - 8)
+    } else {
+        name.iter()
+            .zip(lower)
+            .fold(0u8, |acc, (a, b)| acc | ((a | 0x20) ^ b))
+            == 0
     }
 }
 
@@ -189,6 +219,8 @@ pub(crate) struct Index {
     pub(crate) len: usize,
     /// Index into `entries` of the first line of each kind; `NONE` if absent.
     pub(crate) first: [u8; KINDS],
+    /// Lines of each kind (saturating), for the "appears once" checks.
+    pub(crate) count: [u8; KINDS],
 }
 
 pub(crate) const NONE: u8 = u8::MAX;
@@ -201,6 +233,7 @@ impl Index {
             entries: [Entry::EMPTY; MAX_HEADERS],
             len: 0,
             first: [NONE; KINDS],
+            count: [0; KINDS],
         }
     }
 
@@ -227,10 +260,11 @@ impl Index {
         if self.len >= MAX_HEADERS {
             return false;
         }
-        let slot = &mut self.first[e.kind as usize];
-        if *slot == NONE && e.kind != Kind::Other {
-            *slot = self.len as u8;
+        let k = e.kind as usize;
+        if self.first[k] == NONE && e.kind != Kind::Other {
+            self.first[k] = self.len as u8;
         }
+        self.count[k] = self.count[k].saturating_add(1);
         self.entries[self.len] = e;
         self.len += 1;
         true

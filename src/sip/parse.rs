@@ -2,7 +2,9 @@
 //! mandatory headers, body slicing; and stream framing.
 
 use super::header::{Entry, Index, Kind, classify};
-use super::lex::{Cur, eq_ic, is_token, parse_dec, parse_u32, trim};
+use super::lex::{
+    Cur, eq_ic, find, is_token, is_uri_char, parse_dec, parse_u32, rfind, scheme_len, trim,
+};
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
 
@@ -56,10 +58,10 @@ impl std::fmt::Debug for Message<'_> {
 }
 
 /// Result of scanning the start line and header lines.
-struct Head<'a> {
+struct Head<'a, 'i> {
     msg: &'a [u8],
     start: Start<'a>,
-    index: Index,
+    index: &'i Index,
     /// Offset of the body in `msg` (just after the blank line).
     body_start: usize,
 }
@@ -102,7 +104,7 @@ fn version(v: &[u8]) -> Result<(), ParseError> {
 fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
     if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        let sp = find(b' ', line).ok_or(ParseError::BadStartLine)?;
         version(&line[..sp])?;
         let rest = &line[sp + 1..];
         let code = rest.get(..3).ok_or(ParseError::BadStatus)?;
@@ -120,8 +122,8 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
         return Ok(Start::Response { status, reason });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
-    let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp2 = rfind(b' ', line).ok_or(ParseError::BadStartLine)?;
     let method = &line[..sp1];
     if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(ParseError::BadMethod);
@@ -145,48 +147,44 @@ fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
 /// ("ltgtruri"), and for sip/sips no `?headers` part after the host
 /// ("escruri": §19.1.1's table forbids headers in a Request-URI).
 fn request_uri_ok(uri: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', uri) else {
+    let Some(colon) = scheme_len(uri) else {
         return false;
     };
+    if colon + 1 == uri.len() {
+        return false;
+    }
+    // One pass: every byte a URI character, and no `?` after the last `@`
+    // (the user part may contain `?`, RFC 4475 "intmeth"; `@` appears at
+    // most once in a SIP URI, so what follows it is host, params, headers).
+    let mut q_after_at = false;
+    for &b in uri {
+        if !is_uri_char(b) {
+            return false;
+        }
+        q_after_at = match b {
+            b'@' => false,
+            b'?' => true,
+            _ => q_after_at,
+        };
+    }
     let scheme = &uri[..colon];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    if !scheme_ok || colon + 1 == uri.len() {
-        return false;
-    }
-    if !uri
-        .iter()
-        .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
-    {
-        return false;
-    }
-    // The user part may contain `?` (RFC 4475 "intmeth"); headers come
-    // after the host, and `@` appears at most once in a SIP URI.
-    let sip = eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips");
-    let host_part = memchr::memrchr(b'@', uri).map_or(&uri[colon..], |at| &uri[at..]);
-    !(sip && memchr::memchr(b'?', host_part).is_some())
+    !(q_after_at && (eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")))
 }
 
 /// Scans the start line and every header line of the message at the start
 /// of `msg` (which must not begin with CRLF). One pass: memchr finds each
 /// LF, the name is a token scan, the kind a switch on its first byte.
-fn head(msg: &[u8]) -> Result<Head<'_>, ParseError> {
+/// Fills `index` (which must be empty) and returns the start line and the
+/// body offset.
+fn head<'a>(msg: &'a [u8], index: &mut Index) -> Result<(Start<'a>, usize), ParseError> {
     let (lf, end) = line_end(msg, 0).ok_or(ParseError::Truncated)?;
     let start = start_line(&msg[..end])?;
-    let mut index = Index::new();
     let mut pos = lf + 1;
     loop {
         let (lf, end) = line_end(msg, pos).ok_or(ParseError::Truncated)?;
         let line = &msg[pos..end];
         let Some(&first) = line.first() else {
-            return Ok(Head {
-                msg,
-                start,
-                index,
-                body_start: lf + 1,
-            });
+            return Ok((start, lf + 1));
         };
         if first == b' ' || first == b'\t' {
             // Folded continuation (RFC 3261 §7.3.1): extend the previous value.
@@ -205,28 +203,35 @@ fn head(msg: &[u8]) -> Result<Head<'_>, ParseError> {
             }
         } else {
             // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS
-            let mut i = 0;
-            while i < line.len() && is_token(line[i]) {
-                i += 1;
-            }
-            if i == 0 {
+            let is_wsp = |b: &u8| *b == b' ' || *b == b'\t';
+            let name_end = line
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(line.len());
+            if name_end == 0 {
                 return Err(ParseError::BadHeader);
             }
-            let name_end = i;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
+            let mut i = name_end;
             if line.get(i) != Some(&b':') {
-                return Err(ParseError::BadHeader);
+                i += line[i..]
+                    .iter()
+                    .position(|b| !is_wsp(b))
+                    .unwrap_or(line.len() - i);
+                if line.get(i) != Some(&b':') {
+                    return Err(ParseError::BadHeader);
+                }
             }
             i += 1;
-            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
-                i += 1;
-            }
-            let mut v_end = line.len();
-            while v_end > i && (line[v_end - 1] == b' ' || line[v_end - 1] == b'\t') {
-                v_end -= 1;
-            }
+            i += line[i..]
+                .iter()
+                .position(|b| !is_wsp(b))
+                .unwrap_or(line.len() - i);
+            let v_end = line.len()
+                - line[i..]
+                    .iter()
+                    .rev()
+                    .position(|b| !is_wsp(b))
+                    .unwrap_or(line.len() - i);
             let e = Entry {
                 kind: classify(&line[..name_end]),
                 name_start: pos as u16,
@@ -259,8 +264,83 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     if msg.is_empty() {
         return Err(ParseError::Empty);
     }
-    let h = head(msg)?;
-    validate(h)
+    let mut m = Message {
+        buf: msg,
+        start: Start::Response {
+            status: 0,
+            reason: &[],
+        },
+        index: Index::new(),
+        body: &[],
+        top_via: Via {
+            transport: &[],
+            host: &[],
+            port: None,
+            branch: None,
+            received: None,
+            rport: None,
+            raw: &[],
+        },
+        from: NameAddr {
+            display: None,
+            uri: &[],
+            tag: None,
+            params: &[],
+            raw: &[],
+        },
+        to: NameAddr {
+            display: None,
+            uri: &[],
+            tag: None,
+            params: &[],
+            raw: &[],
+        },
+        call_id: &[],
+        cseq: CSeq {
+            seq: 0,
+            method: Method::Other(&[]),
+        },
+        content_length: None,
+        max_forwards: None,
+        expires: None,
+        min_expires: None,
+    };
+    // The index is filled in place: no copy of it between the passes.
+    let (start, body_start) = head(msg, &mut m.index)?;
+    let t = validate(&Head {
+        msg,
+        start,
+        index: &m.index,
+        body_start,
+    })?;
+    m.start = start;
+    m.buf = &msg[..t.end];
+    m.body = &msg[body_start..t.end];
+    m.top_via = t.top_via;
+    m.from = t.from;
+    m.to = t.to;
+    m.call_id = t.call_id;
+    m.cseq = t.cseq;
+    m.content_length = t.content_length;
+    m.max_forwards = t.max_forwards;
+    m.expires = t.expires;
+    m.min_expires = t.min_expires;
+    Ok(m)
+}
+
+/// The typed values [`validate`] produces.
+struct Typed<'a> {
+    top_via: Via<'a>,
+    from: NameAddr<'a>,
+    to: NameAddr<'a>,
+    call_id: &'a [u8],
+    cseq: CSeq<'a>,
+    content_length: Option<u32>,
+    max_forwards: Option<u32>,
+    expires: Option<u32>,
+    min_expires: Option<u32>,
+    /// End of the message (body included) in `msg`.
+    end: usize,
 }
 
 fn value<'a>(msg: &'a [u8], e: &Entry) -> &'a [u8] {
@@ -269,29 +349,23 @@ fn value<'a>(msg: &'a [u8], e: &Entry) -> &'a [u8] {
 }
 
 /// The single value of a header that may appear once.
-fn single<'a>(h: &Head<'a>, kind: Kind) -> Result<Option<&'a [u8]>, ParseError> {
+fn single<'a>(h: &Head<'a, '_>, kind: Kind) -> Result<Option<&'a [u8]>, ParseError> {
     let Some(first) = h.index.first(kind) else {
         return Ok(None);
     };
-    if h.index
-        .entries()
-        .iter()
-        .filter(|e| e.kind == kind)
-        .nth(1)
-        .is_some()
-    {
+    if h.index.count[kind as usize] > 1 {
         return Err(ParseError::DuplicateHeader(kind.name()));
     }
     Ok(Some(value(h.msg, first)))
 }
 
-fn required<'a>(h: &Head<'a>, kind: Kind) -> Result<&'a [u8], ParseError> {
+fn required<'a>(h: &Head<'a, '_>, kind: Kind) -> Result<&'a [u8], ParseError> {
     single(h, kind)?.ok_or(ParseError::MissingHeader(kind.name()))
 }
 
 /// Each comma-separated element of every `kind` line must parse with `f`.
 fn check_list<'a, T>(
-    h: &Head<'a>,
+    h: &Head<'a, '_>,
     kind: Kind,
     f: fn(&mut Cur<'a>) -> Option<T>,
 ) -> Result<Option<T>, ParseError> {
@@ -310,7 +384,7 @@ fn check_list<'a, T>(
     Ok(first)
 }
 
-fn number(h: &Head<'_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseError> {
+fn number(h: &Head<'_, '_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseError> {
     match single(h, kind)? {
         None => Ok(None),
         Some(v) => parse_dec(trim(v), max)
@@ -319,33 +393,33 @@ fn number(h: &Head<'_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseError>
     }
 }
 
-fn validate(h: Head<'_>) -> Result<Message<'_>, ParseError> {
+fn validate<'a>(h: &Head<'a, '_>) -> Result<Typed<'a>, ParseError> {
     let top_via =
-        check_list(&h, Kind::Via, typed::via_parm)?.ok_or(ParseError::MissingHeader("Via"))?;
-    let from = typed::single_name_addr(required(&h, Kind::From)?)
+        check_list(h, Kind::Via, typed::via_parm)?.ok_or(ParseError::MissingHeader("Via"))?;
+    let from = typed::single_name_addr(required(h, Kind::From)?)
         .ok_or(ParseError::BadHeaderValue("From"))?;
     let to =
-        typed::single_name_addr(required(&h, Kind::To)?).ok_or(ParseError::BadHeaderValue("To"))?;
-    let call_id = trim(required(&h, Kind::CallId)?);
+        typed::single_name_addr(required(h, Kind::To)?).ok_or(ParseError::BadHeaderValue("To"))?;
+    let call_id = trim(required(h, Kind::CallId)?);
     if call_id.is_empty() || call_id.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err(ParseError::BadHeaderValue("Call-ID"));
     }
-    let cseq = typed::cseq(required(&h, Kind::CSeq)?).ok_or(ParseError::BadHeaderValue("CSeq"))?;
+    let cseq = typed::cseq(required(h, Kind::CSeq)?).ok_or(ParseError::BadHeaderValue("CSeq"))?;
     if let Start::Request { method, .. } = h.start
         && method.as_bytes() != cseq.method.as_bytes()
     {
         return Err(ParseError::CSeqMismatch);
     }
     // RFC 3261 §20.22: Max-Forwards is an integer in 0..=255.
-    let max_forwards = number(&h, Kind::MaxForwards, 255)?;
+    let max_forwards = number(h, Kind::MaxForwards, 255)?;
     // RFC 3261 §20.19, §20.23: delta-seconds up to 2**32-1.
-    let expires = number(&h, Kind::Expires, u64::from(u32::MAX))?;
-    let min_expires = number(&h, Kind::MinExpires, u64::from(u32::MAX))?;
-    check_list(&h, Kind::Contact, typed::contact_item)?;
-    check_list(&h, Kind::Route, typed::name_addr)?;
-    check_list(&h, Kind::RecordRoute, typed::name_addr)?;
+    let expires = number(h, Kind::Expires, u64::from(u32::MAX))?;
+    let min_expires = number(h, Kind::MinExpires, u64::from(u32::MAX))?;
+    check_list(h, Kind::Contact, typed::contact_item)?;
+    check_list(h, Kind::Route, typed::name_addr)?;
+    check_list(h, Kind::RecordRoute, typed::name_addr)?;
     let available = h.msg.len() - h.body_start;
-    let content_length = match single(&h, Kind::ContentLength)? {
+    let content_length = match single(h, Kind::ContentLength)? {
         None => None,
         Some(v) => Some(parse_u32(trim(v)).ok_or(ParseError::BadContentLength)?),
     };
@@ -359,13 +433,7 @@ fn validate(h: Head<'_>) -> Result<Message<'_>, ParseError> {
         Some(cl) => cl as usize,
         None => available,
     };
-    let end = h.body_start + body_len;
-    let msg = &h.msg[..end];
-    Ok(Message {
-        buf: msg,
-        start: h.start,
-        body: &msg[h.body_start..],
-        index: h.index,
+    Ok(Typed {
         top_via,
         from,
         to,
@@ -375,6 +443,7 @@ fn validate(h: Head<'_>) -> Result<Message<'_>, ParseError> {
         max_forwards,
         expires,
         min_expires,
+        end: h.body_start + body_len,
     })
 }
 
@@ -389,8 +458,14 @@ pub fn frame(buf: &[u8]) -> Result<Status, ParseError> {
         return Ok(Status::Partial);
     }
     let window = &rest[..rest.len().min(MAX_MESSAGE)];
-    let h = match head(window) {
-        Ok(h) => h,
+    let mut index = Index::new();
+    let h = match head(window, &mut index) {
+        Ok((start, body_start)) => Head {
+            msg: window,
+            start,
+            index: &index,
+            body_start,
+        },
         Err(ParseError::Truncated) if window.len() < MAX_MESSAGE => return Ok(Status::Partial),
         Err(ParseError::Truncated) => return Err(ParseError::TooLarge),
         Err(e) => return Err(e),
@@ -483,7 +558,13 @@ impl<'a> Message<'a> {
     /// Every value of header `name`, one per header line, in order (values
     /// joined by commas on one line are not split).
     pub fn headers(&self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
-        let kind = classify(name);
+        // Wire names are tokens; a non-token `name` matches nothing (and must
+        // not reach `classify`, whose fast compare assumes tokens).
+        let kind = if name.iter().all(|&b| is_token(b)) {
+            classify(name)
+        } else {
+            Kind::Other
+        };
         self.index
             .entries()
             .iter()

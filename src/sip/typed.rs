@@ -2,7 +2,10 @@
 //! Contact, CSeq, and SIP/SIPS/tel URIs. All borrow the message buffer.
 
 use super::Method;
-use super::lex::{Cur, eq_ic, is_host, param_lookup, parse_dec, parse_u16, parse_u32};
+use super::lex::{
+    Cur, eq_ic, find, find2, is_host, is_token, param_lookup, parse_dec, parse_u16, parse_u32,
+    scheme_len, uri_run, uri_shape_ok,
+};
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +102,16 @@ pub struct Uri<'a> {
 /// contain it unescaped), which makes the split unambiguous even for the
 /// user parts of RFC 4475 "intmeth" and "semiuri".
 pub fn parse_uri(b: &[u8]) -> Option<Uri<'_>> {
-    let colon = memchr::memchr(b':', b)?;
+    let colon = find(b':', b)?;
     let scheme = &b[..colon];
     let rest = &b[colon + 1..];
     if eq_ic(scheme, b"tel") {
-        let end = memchr::memchr2(b';', b'?', rest).unwrap_or(rest.len());
+        let end = find2(b';', b'?', rest).unwrap_or(rest.len());
         let number = &rest[..end];
         if number.is_empty() {
             return None;
         }
-        let params_end = memchr::memchr(b'?', rest).unwrap_or(rest.len()).max(end);
+        let params_end = find(b'?', rest).unwrap_or(rest.len()).max(end);
         return Some(Uri {
             scheme,
             user: Some(number),
@@ -120,10 +123,10 @@ pub fn parse_uri(b: &[u8]) -> Option<Uri<'_>> {
     if !(eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")) {
         return None;
     }
-    let (user, hostport) = match memchr::memchr(b'@', rest) {
+    let (user, hostport) = match find(b'@', rest) {
         Some(at) => {
             let userinfo = &rest[..at];
-            let user = match memchr::memchr(b':', userinfo) {
+            let user = match find(b':', userinfo) {
                 Some(c) => &userinfo[..c],
                 None => userinfo,
             };
@@ -144,7 +147,7 @@ pub fn parse_uri(b: &[u8]) -> Option<Uri<'_>> {
     let params = match c.peek() {
         None | Some(b'?') => &hostport[c.i..c.i],
         Some(b';') => {
-            let end = memchr::memchr(b'?', &hostport[c.i..]).map_or(hostport.len(), |q| c.i + q);
+            let end = find(b'?', &hostport[c.i..]).map_or(hostport.len(), |q| c.i + q);
             &hostport[c.i..end]
         }
         Some(_) => return None,
@@ -163,7 +166,7 @@ pub fn parse_uri(b: &[u8]) -> Option<Uri<'_>> {
 fn host<'a>(c: &mut Cur<'a>) -> Option<&'a [u8]> {
     if c.peek() == Some(b'[') {
         let s = c.i;
-        let close = memchr::memchr(b']', &c.b[s..])?;
+        let close = find(b']', &c.b[s..])?;
         let inner = &c.b[s + 1..s + close];
         if inner.is_empty()
             || !inner
@@ -186,22 +189,29 @@ fn host<'a>(c: &mut Cur<'a>) -> Option<&'a [u8]> {
 pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     c.lws();
     let start = c.i;
-    if !eq_ic(c.token(), b"SIP") {
-        return None;
+    // Fast path for the usual `SIP/2.0/` with no inner LWS.
+    if c.b.get(c.i..c.i + 8).is_some_and(|p| eq_ic(p, b"SIP/2.0/"))
+        && c.b.get(c.i + 8).is_some_and(|&b| is_token(b))
+    {
+        c.i += 8;
+    } else {
+        if !eq_ic(c.token(), b"SIP") {
+            return None;
+        }
+        c.lws();
+        if !c.eat(b'/') {
+            return None;
+        }
+        c.lws();
+        if c.token() != b"2.0" {
+            return None;
+        }
+        c.lws();
+        if !c.eat(b'/') {
+            return None;
+        }
+        c.lws();
     }
-    c.lws();
-    if !c.eat(b'/') {
-        return None;
-    }
-    c.lws();
-    if c.token() != b"2.0" {
-        return None;
-    }
-    c.lws();
-    if !c.eat(b'/') {
-        return None;
-    }
-    c.lws();
     let transport = c.token();
     if transport.is_empty() || !c.lws() {
         return None;
@@ -260,17 +270,7 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`) and a colon, then no
 /// whitespace, control, `<`, `>` or `"` (RFC 4475 "badaspec").
 fn valid_uri(u: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', u) else {
-        return false;
-    };
-    let scheme = &u[..colon];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    scheme_ok
-        && u.iter()
-            .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
+    uri_shape_ok(u).is_some()
 }
 
 /// Parses one `name-addr` / `addr-spec` with its parameters at the cursor,
@@ -312,17 +312,20 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
         }
     };
     let uri = if angle {
+        // One pass: the run of URI characters must end at `>`.
         c.i += 1;
-        let close = memchr::memchr(b'>', &c.b[c.i..])?;
-        let u = &c.b[c.i..c.i + close];
-        c.i += close + 1;
-        if !valid_uri(u) {
+        let rest = c.b.get(c.i..).unwrap_or(&[]);
+        let n = uri_run(rest);
+        if rest.get(n) != Some(&b'>') {
             return None;
         }
+        let u = &rest[..n];
+        scheme_len(u)?;
+        c.i += n + 1;
         u
     } else {
         let u = c.take(|b| !matches!(b, b';' | b',' | b' ' | b'\t' | b'\r' | b'\n'));
-        if !valid_uri(u) || memchr::memchr(b'?', u).is_some() {
+        if !valid_uri(u) || find(b'?', u).is_some() {
             return None;
         }
         u
