@@ -958,6 +958,7 @@ impl Endpoint {
                 }
             } else if via.host == &self.k.local_host[..]
                 && via.port.unwrap_or(5060) == self.k.local_port
+                && via.branch.is_some_and(is_our_branch)
             {
                 // A retransmission of a response to one of our finished
                 // non-INVITE transactions (Timer K absorbs it).
@@ -967,6 +968,19 @@ impl Endpoint {
             }
             return;
         };
+        // A broken or hostile server may echo our branch with another
+        // dialog's Call-ID (§8.1.3.3: the response's Call-ID is the
+        // request's). Matching on branch alone (§17.1.3) would then end the
+        // wrong call; count it unexpected instead.
+        if let Some(t) = self.txns.get(ti)
+            && self.sess.generation(t.owner) == t.owner_gen
+            && let Some(s) = self.sess.get(t.owner)
+            && matches!(s.kind, Kind::UacCall | Kind::UacReg | Kind::UacOptions)
+            && msg.call_id() != Some(&hex16(s.call_id)[..])
+        {
+            self.counters.unexpected += 1;
+            return;
+        }
         let Some(t) = self.txns.get_mut(ti) else {
             return;
         };
@@ -1168,4 +1182,15 @@ mod tests {
         let v = pack(tk::S_RING, 0xdead_beef, 0x1234_5678);
         assert_eq!(unpack(v), (tk::S_RING, 0x34_5678, 0xdead_beef));
     }
+}
+
+/// Whether `b` has the shape of a branch this engine generates
+/// (`z9hG4bK` + 16 lowercase hex digits, see `build_req`): only such a
+/// branch with our Via can be a late duplicate; any other is unexpected.
+fn is_our_branch(b: &[u8]) -> bool {
+    b.len() == 23
+        && b.starts_with(b"z9hG4bK")
+        && b[7..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
