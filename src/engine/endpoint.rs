@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use super::SansIo;
 use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
-use super::util::{IdHash, Rng, Slab, hash_bytes, hex16, mix};
+use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, hex16, mix};
+
+/// Nonces whose `nc` a server endpoint remembers (about 30 B each): at the
+/// cap the oldest are forgotten and their clients re-challenged.
+const NC_GUARD_CAP: usize = 1 << 20;
 use super::wheel::{TimerId, Wheel};
 use crate::auth::NonceMint;
 use crate::sip::{self, Message, Method};
@@ -365,6 +369,8 @@ pub struct Endpoint {
     pub(super) mixed: Vec<MixedUser>,
     pub(super) pending: Vec<Pending>,
     pub(super) rtt_events: bool,
+    /// Highest digest `nc` seen per nonce (server only; replay guard).
+    pub(super) nc_guard: NcGuard,
 }
 
 impl Endpoint {
@@ -453,6 +459,7 @@ impl Endpoint {
             mixed: Vec::new(),
             pending: Vec::new(),
             rtt_events: false,
+            nc_guard: NcGuard::new(NC_GUARD_CAP),
         }
     }
 
@@ -569,7 +576,8 @@ impl Endpoint {
                 + txn_bytes
                 + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
                 + self.absorb.capacity() * (8 + 2 + 1)
-                + self.wheel.heap_bytes(),
+                + self.wheel.heap_bytes()
+                + self.nc_guard.heap_bytes(),
         }
     }
 

@@ -624,8 +624,14 @@ impl Endpoint {
             return AuthResult::Challenge { stale: false };
         };
         let now_s = self.now_s(now);
+        let nonce_key = self.h(cr.nonce);
         let Endpoint {
-            sc, mint, s1, s2, ..
+            sc,
+            mint,
+            s1,
+            s2,
+            nc_guard,
+            ..
         } = self;
         let (Some(sc), Some(mint)) = (sc.as_ref(), mint.as_ref()) else {
             return AuthResult::Forbidden;
@@ -649,6 +655,22 @@ impl Endpoint {
         }
         if fresh == NonceCheck::Stale {
             return AuthResult::Challenge { stale: true };
+        }
+        // With qop the nonce count must grow (RFC 7616 §3.4.5): a replayed
+        // request, even with a correct response, gets a fresh nonce.
+        if cr.qop.is_some() {
+            let Some(nc) = cr.nc else {
+                return AuthResult::Challenge { stale: false };
+            };
+            if !nc_guard.check(
+                nonce_key,
+                nonce_minted_s(cr.nonce),
+                nc,
+                now_s,
+                sc.nonce_lifetime.as_secs(),
+            ) {
+                return AuthResult::Challenge { stale: true };
+            }
         }
         AuthResult::Ok
     }
@@ -880,4 +902,14 @@ fn compact(a: &mut Aor) {
         c.0 = s;
     }
     a.buf = nb;
+}
+
+/// The mint time a valid nonce carries in its first 16 hex digits
+/// (`auth::NonceMint::mint`); 0 if unreadable.
+fn nonce_minted_s(nonce: &[u8]) -> u64 {
+    nonce
+        .get(..16)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }
