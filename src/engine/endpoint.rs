@@ -1172,6 +1172,17 @@ impl SansIo for Endpoint {
     }
 }
 
+/// Whether `b` has the shape of a branch this engine generates
+/// (`z9hG4bK` + 16 lowercase hex digits, see `build_req`): only such a
+/// branch with our Via can be a late duplicate; any other is unexpected.
+fn is_our_branch(b: &[u8]) -> bool {
+    b.len() == 23
+        && b.starts_with(b"z9hG4bK")
+        && b[7..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1190,15 +1201,4 @@ mod tests {
         let v = pack(tk::S_RING, 0xdead_beef, 0x1234_5678);
         assert_eq!(unpack(v), (tk::S_RING, 0x34_5678, 0xdead_beef));
     }
-}
-
-/// Whether `b` has the shape of a branch this engine generates
-/// (`z9hG4bK` + 16 lowercase hex digits, see `build_req`): only such a
-/// branch with our Via can be a late duplicate; any other is unexpected.
-fn is_our_branch(b: &[u8]) -> bool {
-    b.len() == 23
-        && b.starts_with(b"z9hG4bK")
-        && b[7..]
-            .iter()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
