@@ -540,3 +540,41 @@ fn bindings_per_user_are_bounded() {
     assert_eq!(srv.state_sizes().bindings, 1);
     assert!(srv.state_sizes().approx_bytes < 1 << 20);
 }
+
+/// One peer holding calls open (no BYE for a long hold) cannot make the
+/// server hold more than `max_calls_per_peer`: the excess gets 503, and
+/// once the held calls end the peer is served again.
+#[test]
+fn pending_calls_per_peer_are_bounded() {
+    let t0 = Instant::now();
+    let mut sim = Sim::new(NetConfig::default(), t0);
+    let c = sim.add(addr(C), Endpoint::client(ccfg(Scenario::Call), t0));
+    let sc = ServerConfig {
+        max_calls_per_peer: 5,
+        ..scfg()
+    };
+    let s = sim.add(addr(S), Endpoint::server(sc, t0));
+    for _ in 0..12 {
+        let now = sim.now;
+        assert!(sim.ep(c).start_attempt(now, now, Duration::from_secs(20)));
+        sim.run_for(Duration::from_millis(50));
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.ep(s).state_sizes().sessions <= 5);
+    let rejected = outcomes(&sim, c)
+        .iter()
+        .filter(|o| **o == Outcome::Failed(503))
+        .count();
+    assert_eq!(rejected, 7, "{:?}", outcomes(&sim, c));
+    // The held calls end (BYE after 20 s); the same peer is served again.
+    sim.run_for(Duration::from_secs(25));
+    let now = sim.now;
+    assert!(
+        sim.ep(c)
+            .start_attempt(now, now, Duration::from_millis(100))
+    );
+    sim.run_for(Duration::from_secs(70));
+    let o = outcomes(&sim, c);
+    assert_eq!(o.iter().filter(|o| o.is_success()).count(), 6, "{o:?}");
+    assert_eq!(sim.ep(s).state_sizes().sessions, 0);
+}

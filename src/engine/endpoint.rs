@@ -371,6 +371,8 @@ pub struct Endpoint {
     pub(super) rtt_events: bool,
     /// Highest digest `nc` seen per nonce (server only; replay guard).
     pub(super) nc_guard: NcGuard,
+    /// Live UAS calls per peer (hash of source address), server only.
+    pub(super) peer_calls: HashMap<u64, u32, IdHash>,
 }
 
 impl Endpoint {
@@ -460,6 +462,7 @@ impl Endpoint {
             pending: Vec::new(),
             rtt_events: false,
             nc_guard: NcGuard::new(NC_GUARD_CAP),
+            peer_calls: HashMap::default(),
         }
     }
 
@@ -577,7 +580,8 @@ impl Endpoint {
                 + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
                 + self.absorb.capacity() * (8 + 2 + 1)
                 + self.wheel.heap_bytes()
-                + self.nc_guard.heap_bytes(),
+                + self.nc_guard.heap_bytes()
+                + self.peer_calls.capacity() * (8 + 4 + 1),
         }
     }
 
@@ -598,6 +602,14 @@ impl Endpoint {
         self.id_ctr += 1;
         let mut r = Rng::new(self.id_seed ^ self.id_ctr.wrapping_mul(0xd134_2543_de82_ef95));
         r.next_u64()
+    }
+    /// Key of a peer (source address and port) for per-peer accounting.
+    pub(super) fn peer_key(&self, a: SocketAddr) -> u64 {
+        let ip = match a.ip() {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        mix(self.h(&ip.to_le_bytes()), u64::from(a.port()) | 1 << 32)
     }
     #[inline]
     pub(super) fn h(&self, b: &[u8]) -> u64 {
@@ -906,6 +918,15 @@ impl Endpoint {
     pub(super) fn sess_free(&mut self, si: u32) {
         let Some(s) = self.sess.get(si) else { return };
         let (key, txn, txn_gen, tm) = (s.key, s.txn, s.txn_gen, s.tm);
+        if s.kind == Kind::UasCall {
+            let pk = s.inv_branch;
+            if let Some(n) = self.peer_calls.get_mut(&pk) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.peer_calls.remove(&pk);
+                }
+            }
+        }
         for id in tm {
             self.wheel.cancel(id);
         }

@@ -363,10 +363,28 @@ impl Endpoint {
             self.txn_respond(now, ti, out, 486);
             return;
         }
+        // Bound what one peer can make us hold (issue 8): a client that
+        // never sends BYE would otherwise keep calls until `max_call`.
+        let pk = self.peer_key(from);
+        let cap = self.sc.as_ref().map_or(u32::MAX, |c| c.max_calls_per_peer);
+        if self.peer_calls.get(&pk).is_some_and(|n| *n >= cap) {
+            self.counters.rejected += 1;
+            let tag = self.stateless_tag(key);
+            let out = self.build_resp(
+                msg,
+                503,
+                Some(&tag),
+                &[(b"Retry-After" as &[u8], b"5" as &[u8])],
+                false,
+            );
+            self.txn_respond(now, ti, out, 503);
+            return;
+        }
         let tag = self.new_id();
         let th = hex16(tag);
         let dk = self.dkey(call_id, &th);
         let si = self.sess_new(Kind::UasCall);
+        *self.peer_calls.entry(pk).or_insert(0) += 1;
         let no_answer = self.rng.chance(self.ans.no_answer);
         let ring = self.ans.ring;
         let txn_gen = self.txns.generation(ti);
@@ -374,6 +392,8 @@ impl Endpoint {
         if let Some(s) = self.sess.get_mut(si) {
             s.key = dk;
             s.tag = tag;
+            // UAS calls never send an INVITE: the field holds the peer key.
+            s.inv_branch = pk;
             s.txn = ti;
             s.txn_gen = txn_gen;
             s.st = if no_answer {
