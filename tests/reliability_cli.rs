@@ -573,3 +573,60 @@ fn hostile_flag_values_are_usage_errors() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
     }
 }
+
+/// Resident memory of `sipstorm run` against a black hole is flat once
+/// Timer F (64·T1 = 1.28 s at T1 = 20 ms) frees the oldest attempts: the
+/// short form of scripts/soak-blackhole.sh.
+#[test]
+fn black_hole_rss_is_flat() {
+    let bh = BlackHole::start();
+    let out = tmpdir("rss");
+    let mut child = bin()
+        .args(["run", "--target", &bh.addr, "--scenario", "register"])
+        .args(["--t1", "20ms", "--t2", "80ms", "--workers", "1", "--quiet"])
+        .args(["--backend", "epoll", "--rate", "2000", "--duration", "8s"])
+        .args([
+            "--user-pattern",
+            "u{000000..099999}",
+            "--password-pattern",
+            "pw-{user}",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    while t0.elapsed() < Duration::from_millis(7500) {
+        thread::sleep(Duration::from_millis(500));
+        samples.push((t0.elapsed().as_secs_f64(), rss(child.id())));
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let r = report(&out);
+    assert_eq!(
+        n(&r, "totals.register.attempted"),
+        n(&r, "totals.register.timed_out")
+    );
+    // Steady state from 3 s on (two Timer F windows): growth under 20 %.
+    let steady: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= 3.0)
+        .map(|s| s.1)
+        .collect();
+    let (first, max) = (steady[0], *steady.iter().max().unwrap());
+    assert!(max <= first + first / 5, "rss grew: {samples:?}");
+}
