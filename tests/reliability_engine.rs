@@ -578,3 +578,30 @@ fn pending_calls_per_peer_are_bounded() {
     assert_eq!(o.iter().filter(|o| o.is_success()).count(), 6, "{o:?}");
     assert_eq!(sim.ep(s).state_sizes().sessions, 0);
 }
+
+/// `abandon` ends every attempt still in flight exactly once (a driver
+/// whose drain deadline comes before Timer B/F), and the timers that fire
+/// later report nothing more.
+#[test]
+fn abandon_ends_every_attempt_exactly_once() {
+    for sc in [Scenario::Options, Scenario::Register, Scenario::Call] {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(NetConfig::default(), t0);
+        let c = sim.add(addr(C), Endpoint::client(ccfg(sc), t0));
+        let srv = addr(S);
+        sim.tap = Some(Box::new(move |_, to, _| to == srv));
+        let started = drive(&mut sim, c, 10, 1, Duration::from_secs(1), |_, _| {});
+        sim.run_for(Duration::from_secs(3));
+        let now = sim.now;
+        sim.ep(c).abandon(now);
+        sim.flush(c);
+        assert_eq!(sim.ep(c).in_flight(), 0, "{sc:?}");
+        assert_eq!(outcomes(&sim, c).len() as u32, started, "{sc:?}");
+        sim.run_for(Duration::from_secs(70));
+        let o = outcomes(&sim, c);
+        assert_eq!(o.len() as u32, started, "{sc:?} events after abandon");
+        assert!(o.iter().all(|o| *o == Outcome::Timeout));
+        let st = sim.ep(c).state_sizes();
+        assert_eq!((st.sessions, st.transactions), (0, 0), "{sc:?} {st:?}");
+    }
+}
