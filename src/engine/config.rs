@@ -507,6 +507,12 @@ pub struct ServerConfig {
     pub nonce_seed: u64,
     /// SDP answer body; empty = a built-in PCMU answer.
     pub sdp: Vec<u8>,
+    /// Most calls one peer (source address and port) may hold open at once;
+    /// beyond it new INVITEs get 503 with Retry-After (RFC 3261 §21.5.4), so
+    /// one misbehaving client (INVITEs without BYE) cannot exhaust the
+    /// server. Default 2^17: above the 100,000 concurrent calls a single
+    /// `sipstorm run` worker may hold.
+    pub max_calls_per_peer: u32,
 }
 
 impl Default for ServerConfig {
@@ -534,6 +540,7 @@ impl Default for ServerConfig {
             seed: 2,
             nonce_seed: 0x5eed_5eed,
             sdp: Vec::new(),
+            max_calls_per_peer: 1 << 17,
         }
     }
 }

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use super::SansIo;
 use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
-use super::util::{IdHash, Rng, Slab, hash_bytes, hex16, mix};
+use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, hex16, mix};
+
+/// Nonces whose `nc` a server endpoint remembers (about 30 B each): at the
+/// cap the oldest are forgotten and their clients re-challenged.
+const NC_GUARD_CAP: usize = 1 << 20;
 use super::wheel::{TimerId, Wheel};
 use crate::auth::NonceMint;
 use crate::sip::{self, Message, Method};
@@ -365,6 +369,10 @@ pub struct Endpoint {
     pub(super) mixed: Vec<MixedUser>,
     pub(super) pending: Vec<Pending>,
     pub(super) rtt_events: bool,
+    /// Highest digest `nc` seen per nonce (server only; replay guard).
+    pub(super) nc_guard: NcGuard,
+    /// Live UAS calls per peer (hash of source address), server only.
+    pub(super) peer_calls: HashMap<u64, u32, IdHash>,
 }
 
 impl Endpoint {
@@ -453,6 +461,8 @@ impl Endpoint {
             mixed: Vec::new(),
             pending: Vec::new(),
             rtt_events: false,
+            nc_guard: NcGuard::new(NC_GUARD_CAP),
+            peer_calls: HashMap::default(),
         }
     }
 
@@ -569,7 +579,9 @@ impl Endpoint {
                 + txn_bytes
                 + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
                 + self.absorb.capacity() * (8 + 2 + 1)
-                + self.wheel.heap_bytes(),
+                + self.wheel.heap_bytes()
+                + self.nc_guard.heap_bytes()
+                + self.peer_calls.capacity() * (8 + 4 + 1),
         }
     }
 
@@ -590,6 +602,14 @@ impl Endpoint {
         self.id_ctr += 1;
         let mut r = Rng::new(self.id_seed ^ self.id_ctr.wrapping_mul(0xd134_2543_de82_ef95));
         r.next_u64()
+    }
+    /// Key of a peer (source address and port) for per-peer accounting.
+    pub(super) fn peer_key(&self, a: SocketAddr) -> u64 {
+        let ip = match a.ip() {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        mix(self.h(&ip.to_le_bytes()), u64::from(a.port()) | 1 << 32)
     }
     #[inline]
     pub(super) fn h(&self, b: &[u8]) -> u64 {
@@ -898,6 +918,15 @@ impl Endpoint {
     pub(super) fn sess_free(&mut self, si: u32) {
         let Some(s) = self.sess.get(si) else { return };
         let (key, txn, txn_gen, tm) = (s.key, s.txn, s.txn_gen, s.tm);
+        if s.kind == Kind::UasCall {
+            let pk = s.inv_branch;
+            if let Some(n) = self.peer_calls.get_mut(&pk) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.peer_calls.remove(&pk);
+                }
+            }
+        }
         for id in tm {
             self.wheel.cancel(id);
         }
@@ -958,6 +987,7 @@ impl Endpoint {
                 }
             } else if via.host == &self.k.local_host[..]
                 && via.port.unwrap_or(5060) == self.k.local_port
+                && via.branch.is_some_and(is_our_branch)
             {
                 // A retransmission of a response to one of our finished
                 // non-INVITE transactions (Timer K absorbs it).
@@ -967,6 +997,19 @@ impl Endpoint {
             }
             return;
         };
+        // A broken or hostile server may echo our branch with another
+        // dialog's Call-ID (§8.1.3.3: the response's Call-ID is the
+        // request's). Matching on branch alone (§17.1.3) would then end the
+        // wrong call; count it unexpected instead.
+        if let Some(t) = self.txns.get(ti)
+            && self.sess.generation(t.owner) == t.owner_gen
+            && let Some(s) = self.sess.get(t.owner)
+            && matches!(s.kind, Kind::UacCall | Kind::UacReg | Kind::UacOptions)
+            && msg.call_id() != Some(&hex16(s.call_id)[..])
+        {
+            self.counters.unexpected += 1;
+            return;
+        }
         let Some(t) = self.txns.get_mut(ti) else {
             return;
         };
@@ -1148,6 +1191,17 @@ impl SansIo for Endpoint {
     fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// Whether `b` has the shape of a branch this engine generates
+/// (`z9hG4bK` + 16 lowercase hex digits, see `build_req`): only such a
+/// branch with our Via can be a late duplicate; any other is unexpected.
+fn is_our_branch(b: &[u8]) -> bool {
+    b.len() == 23
+        && b.starts_with(b"z9hG4bK")
+        && b[7..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

@@ -185,6 +185,29 @@ impl Endpoint {
         }
     }
 
+    /// Give up on every attempt still in flight, now: each ends with
+    /// exactly one `*Done` event, outcome [`Outcome::Timeout`] (no final
+    /// response arrived within the time the driver allowed), and its state
+    /// is freed. For a driver whose drain deadline passed before Timer B/F
+    /// (`--drain` shorter than 64·T1, a second signal): without it those
+    /// attempts would be counted as attempted but neither succeeded nor
+    /// failed. Registrations already established are left alone (their
+    /// `RegisterDone` was reported). Implies [`Endpoint::shutdown`].
+    pub fn abandon(&mut self, now: Instant) {
+        self.shutdown(now);
+        let live: Vec<u32> = self.sess.live_indices().collect();
+        for si in live {
+            let Some(s) = self.sess.get(si) else { continue };
+            match (s.kind, s.st) {
+                (Kind::UacCall, _) => self.call_done(now, si, Outcome::Timeout, None),
+                (Kind::UacReg, St::Registered) => {}
+                (Kind::UacReg, _) => self.reg_fail(now, si, Outcome::Timeout),
+                (Kind::UacOptions, _) => self.options_done(now, si, Outcome::Timeout),
+                _ => {}
+            }
+        }
+    }
+
     // ---- building -------------------------------------------------------
 
     /// Write request `req` of session `si` into a pooled buffer.

@@ -363,10 +363,28 @@ impl Endpoint {
             self.txn_respond(now, ti, out, 486);
             return;
         }
+        // Bound what one peer can make us hold (issue 8): a client that
+        // never sends BYE would otherwise keep calls until `max_call`.
+        let pk = self.peer_key(from);
+        let cap = self.sc.as_ref().map_or(u32::MAX, |c| c.max_calls_per_peer);
+        if self.peer_calls.get(&pk).is_some_and(|n| *n >= cap) {
+            self.counters.rejected += 1;
+            let tag = self.stateless_tag(key);
+            let out = self.build_resp(
+                msg,
+                503,
+                Some(&tag),
+                &[(b"Retry-After" as &[u8], b"5" as &[u8])],
+                false,
+            );
+            self.txn_respond(now, ti, out, 503);
+            return;
+        }
         let tag = self.new_id();
         let th = hex16(tag);
         let dk = self.dkey(call_id, &th);
         let si = self.sess_new(Kind::UasCall);
+        *self.peer_calls.entry(pk).or_insert(0) += 1;
         let no_answer = self.rng.chance(self.ans.no_answer);
         let ring = self.ans.ring;
         let txn_gen = self.txns.generation(ti);
@@ -374,6 +392,8 @@ impl Endpoint {
         if let Some(s) = self.sess.get_mut(si) {
             s.key = dk;
             s.tag = tag;
+            // UAS calls never send an INVITE: the field holds the peer key.
+            s.inv_branch = pk;
             s.txn = ti;
             s.txn_gen = txn_gen;
             s.st = if no_answer {
@@ -624,8 +644,14 @@ impl Endpoint {
             return AuthResult::Challenge { stale: false };
         };
         let now_s = self.now_s(now);
+        let nonce_key = self.h(cr.nonce);
         let Endpoint {
-            sc, mint, s1, s2, ..
+            sc,
+            mint,
+            s1,
+            s2,
+            nc_guard,
+            ..
         } = self;
         let (Some(sc), Some(mint)) = (sc.as_ref(), mint.as_ref()) else {
             return AuthResult::Forbidden;
@@ -649,6 +675,22 @@ impl Endpoint {
         }
         if fresh == NonceCheck::Stale {
             return AuthResult::Challenge { stale: true };
+        }
+        // With qop the nonce count must grow (RFC 7616 §3.4.5): a replayed
+        // request, even with a correct response, gets a fresh nonce.
+        if cr.qop.is_some() {
+            let Some(nc) = cr.nc else {
+                return AuthResult::Challenge { stale: false };
+            };
+            if !nc_guard.check(
+                nonce_key,
+                nonce_minted_s(cr.nonce),
+                nc,
+                now_s,
+                sc.nonce_lifetime.as_secs(),
+            ) {
+                return AuthResult::Challenge { stale: true };
+            }
         }
         AuthResult::Ok
     }
@@ -880,4 +922,14 @@ fn compact(a: &mut Aor) {
         c.0 = s;
     }
     a.buf = nb;
+}
+
+/// The mint time a valid nonce carries in its first 16 hex digits
+/// (`auth::NonceMint::mint`); 0 if unreadable.
+fn nonce_minted_s(nonce: &[u8]) -> u64 {
+    nonce
+        .get(..16)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }

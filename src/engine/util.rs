@@ -298,3 +298,118 @@ mod tests {
         }
     }
 }
+
+/// Replay guard for digest nonce counts (RFC 7616 §3.4.5, RFC 2617 §3.2.2:
+/// with `qop`, the server should refuse a request whose `nc` it has already
+/// seen for that nonce). Remembers the highest `nc` per nonce in first-use
+/// order, bounded two ways so a peer cannot make the registrar hold more:
+/// entries older than the nonce lifetime are dropped (the nonce is stale
+/// anyway), and beyond `cap` the oldest is evicted and its mint time raises
+/// a watermark: a nonce minted at or before the watermark with no entry
+/// might have been evicted, so it is refused too (the client gets a fresh
+/// nonce with `stale=true` and carries on).
+#[derive(Debug)]
+pub struct NcGuard {
+    seen: std::collections::HashMap<u64, u32, IdHash>,
+    order: std::collections::VecDeque<(u64, u64)>,
+    cap: usize,
+    watermark: u64,
+}
+
+impl NcGuard {
+    /// A guard that remembers at most `cap` nonces.
+    pub fn new(cap: usize) -> Self {
+        NcGuard {
+            seen: Default::default(),
+            order: Default::default(),
+            cap: cap.max(1),
+            watermark: 0,
+        }
+    }
+
+    /// Whether `nc` is acceptable for the nonce with hash `key`, minted at
+    /// `mint_s` (seconds); records it when it is. `now_s` and `lifetime_s`
+    /// drop entries of nonces that can only be stale now.
+    pub fn check(&mut self, key: u64, mint_s: u64, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
+        while let Some(&(k, m)) = self.order.front() {
+            if m.saturating_add(lifetime_s) >= now_s {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&k);
+        }
+        if let Some(last) = self.seen.get_mut(&key) {
+            if nc > *last {
+                *last = nc;
+                return true;
+            }
+            return false;
+        }
+        if self.watermark != 0 && mint_s <= self.watermark {
+            return false;
+        }
+        self.seen.insert(key, nc);
+        self.order.push_back((key, mint_s));
+        while self.seen.len() > self.cap {
+            let Some((k, m)) = self.order.pop_front() else {
+                break;
+            };
+            self.seen.remove(&k);
+            self.watermark = self.watermark.max(m);
+        }
+        true
+    }
+
+    /// Nonces remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no nonce is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Heap bytes held (approximate).
+    pub fn heap_bytes(&self) -> usize {
+        self.seen.capacity() * (8 + 4 + 1) + self.order.capacity() * 16
+    }
+}
+
+#[cfg(test)]
+mod nc_tests {
+    use super::NcGuard;
+
+    #[test]
+    fn nonce_counts_must_increase() {
+        let mut g = NcGuard::new(8);
+        assert!(g.check(1, 100, 1, 100, 300));
+        assert!(!g.check(1, 100, 1, 100, 300), "replayed nc");
+        assert!(g.check(1, 100, 2, 101, 300));
+        assert!(!g.check(1, 100, 1, 101, 300), "older nc");
+        assert!(g.check(2, 100, 1, 101, 300), "another nonce");
+    }
+
+    #[test]
+    fn bounded_and_evicted_nonces_are_refused() {
+        let mut g = NcGuard::new(4);
+        for k in 0..10u64 {
+            assert!(g.check(k, 100 + k, 1, 100 + k, 300));
+            assert!(g.len() <= 4);
+        }
+        // Key 0 was evicted: no record, minted before the watermark.
+        assert!(!g.check(0, 100, 2, 120, 300));
+        // A nonce minted after the watermark is new.
+        assert!(g.check(99, 200, 1, 200, 300));
+    }
+
+    #[test]
+    fn entries_expire_with_the_nonce_lifetime() {
+        let mut g = NcGuard::new(1000);
+        for k in 0..100u64 {
+            assert!(g.check(k, 10, 1, 10, 30));
+        }
+        assert!(g.check(500, 50, 1, 50, 30));
+        assert_eq!(g.len(), 1);
+    }
+}
