@@ -381,7 +381,10 @@ impl RunConfig {
         if timers.t1.is_zero() || timers.t2 < timers.t1 {
             return Err(invalid("--t1/--t2", "T1 must be positive and not above T2"));
         }
-        let drain = dur("--drain", v.drain.as_deref())?.unwrap_or(Duration::from_secs(10));
+        // Default: long enough for Timer B/F (64·T1) of the last attempt, so
+        // against a silent target every attempt ends by its own timer.
+        let drain = dur("--drain", v.drain.as_deref())?
+            .unwrap_or(Duration::from_secs(10).max(timers.t1 * 64 + Duration::from_secs(1)));
         let pacing_resolution = dur("--pacing-resolution", v.pacing_resolution.as_deref())?
             .unwrap_or(DEFAULT_PACING_RESOLUTION);
         if pacing_resolution > Duration::from_secs(1) {

@@ -50,6 +50,9 @@ pub trait LoadClient: SansIo {
     fn in_flight(&self) -> u64;
     /// Wind down: end calls in hold (BYE), unregister, stop retrying.
     fn shutdown(&mut self, now: Instant);
+    /// The drain deadline passed: end every attempt still in flight as
+    /// timed out, so each attempt is counted succeeded or failed.
+    fn abandon(&mut self, _now: Instant) {}
     /// Map one event to statistics (the RFC 6076 metrics, counters,
     /// responses).
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
@@ -309,6 +312,9 @@ impl<C: LoadClient> ClientWorker<C> {
     }
 
     fn finish(&mut self, now: Instant, io: &IoCounters) -> Tick {
+        // Whatever is still in flight (drain shorter than 64·T1, a second
+        // signal) ends as timed out: every attempt is counted (issue 8).
+        self.client.abandon(now);
         self.drain_events();
         self.client.flush_counters(&mut self.stats);
         self.reporter
@@ -877,6 +883,9 @@ impl LoadClient for EngineClient {
     }
     fn shutdown(&mut self, now: Instant) {
         self.ep.shutdown(now);
+    }
+    fn abandon(&mut self, now: Instant) {
+        self.ep.abandon(now);
     }
     fn attempt_counter(&self) -> Counter {
         match self.scenario {
