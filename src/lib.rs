@@ -4,6 +4,17 @@
 //! `sip` → `auth` → `engine` → `transport` → `run`; `schedule`, `stats` and
 //! `report` have no I/O and no protocol knowledge.
 
+/// `eprintln!` that ignores write errors: a closed or broken stderr pipe
+/// (Rust ignores SIGPIPE, so writes fail with EPIPE) must never kill a run
+/// or `serve`.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 pub mod auth;
 pub mod config;
 pub mod engine;

@@ -3,6 +3,7 @@
 //! "Exit codes": 0 all good, 1 failures or thresholds, 2 usage or
 //! configuration, 3 fatal runtime).
 
+use sipstorm::say;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -254,7 +255,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Search(_) => {
-            eprintln!(
+            say!(
                 "sipstorm: search is not implemented yet (issue 6); use `sipstorm run --rate N` steps"
             );
             ExitCode::from(EXIT_USAGE)
@@ -270,12 +271,12 @@ fn main() -> ExitCode {
 }
 
 fn usage(e: ConfigError) -> ExitCode {
-    eprintln!("sipstorm: {e}");
+    say!("sipstorm: {e}");
     ExitCode::from(EXIT_USAGE)
 }
 
 fn fatal(e: &run::RunError) -> ExitCode {
-    eprintln!("sipstorm: {e}");
+    say!("sipstorm: {e}");
     ExitCode::from(match e {
         run::RunError::Usage(_) => EXIT_USAGE,
         _ => EXIT_RUNTIME,

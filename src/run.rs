@@ -110,7 +110,7 @@ impl StopFlag {
                 for _ in signals.forever() {
                     flag.escalate();
                     if flag.level() == StopFlag::DRAIN {
-                        eprintln!("\nsipstorm: stopping: draining in-flight attempts (signal again to stop now)");
+                        say!("\nsipstorm: stopping: draining in-flight attempts (signal again to stop now)");
                     }
                 }
             })
@@ -1164,7 +1164,7 @@ pub const EMBEDDED_DURATION: Duration = Duration::from_secs(5);
 fn resolve_backend(b: Backend) -> Result<Backend, RunError> {
     let (backend, note) = b.resolve()?;
     if let Some(note) = note {
-        eprintln!("sipstorm: {note}");
+        say!("sipstorm: {note}");
     }
     Ok(backend)
 }
@@ -1331,7 +1331,7 @@ pub fn serve_command(cfg: &ServeConfig) -> Result<(), RunError> {
     let signals = StopFlag::new();
     signals.install_signals()?;
     let servers = Servers::start(cfg, backend, !cfg.quiet, 0, false)?;
-    eprintln!(
+    say!(
         "sipstorm serve: listening on udp {} with {} worker(s), {} backend, auth {}",
         servers.addr,
         cfg.workers,
@@ -1342,7 +1342,7 @@ pub fn serve_command(cfg: &ServeConfig) -> Result<(), RunError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     servers.stop()?;
-    eprintln!("\nsipstorm serve: stopped");
+    say!("\nsipstorm serve: stopped");
     Ok(())
 }
 
@@ -1406,7 +1406,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
                 cfg.duration = Some(EMBEDDED_DURATION);
             }
             if !cfg.quiet {
-                eprintln!(
+                say!(
                     "sipstorm: embedded server on udp {}; {} at {}/s{}",
                     s.addr,
                     cfg.scenario.name(),
@@ -1496,11 +1496,17 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     );
     let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
         .map_err(|e| RunError::Report(e.to_string()))?;
-    println!("{}", crate::report::render_summary(&report));
+    // A closed stdout (`| head`, a gone reader) must not kill the run:
+    // the report is already on disk and the exit code still matters.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        crate::report::render_summary(&report)
+    );
     let failed_thresholds = crate::report::check_thresholds(&report, &cfg.thresholds)
         .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
     for f in &failed_thresholds {
-        eprintln!("sipstorm: threshold failed: {f}");
+        say!("sipstorm: threshold failed: {f}");
     }
     let interrupted = stop.level() > StopFlag::RUN;
     let c = r.collected.aggregate.counters();
@@ -1515,7 +1521,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
             + c.get(Counter::CallRedirected),
     );
     if unfinished > 0 && !interrupted {
-        eprintln!(
+        say!(
             "sipstorm: {unfinished} attempt(s) had no outcome when the drain limit ({:?}) ended the run; \
              --drain extends it (a silent target times out only after 64*T1 = {:?})",
             cfg.drain,
@@ -1523,12 +1529,13 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         );
     }
     if r.refused > 0 {
-        eprintln!(
+        say!(
             "sipstorm: {} start(s) waited for a free user; more users (--user-pattern, --users) would keep the schedule",
             r.refused
         );
     }
-    eprintln!("sipstorm: report written to {}", out.display());
+    say!("sipstorm: report written to {}", out.display());
+    let interrupted = stop.level() > StopFlag::RUN;
     Ok(RunOutcome {
         all_ok: failures == 0
             && (unfinished == 0 || interrupted)
@@ -1550,7 +1557,7 @@ fn report_err(e: crate::report::ReportError) -> RunError {
 /// `sipstorm report DIR`.
 pub fn report_command(dir: &std::path::Path) -> Result<bool, RunError> {
     crate::report::render_dir(dir).map_err(report_err)?;
-    eprintln!("sipstorm: re-rendered {}", dir.display());
+    say!("sipstorm: re-rendered {}", dir.display());
     Ok(true)
 }
 
@@ -1561,9 +1568,9 @@ pub fn compare_command(
     thresholds: &[String],
 ) -> Result<bool, RunError> {
     let o = crate::report::compare(base, new, thresholds).map_err(report_err)?;
-    println!("{}", o.table);
+    let _ = writeln!(std::io::stdout().lock(), "{}", o.table);
     for f in &o.failed {
-        eprintln!("sipstorm: threshold failed: {f}");
+        say!("sipstorm: threshold failed: {f}");
     }
     Ok(o.failed.is_empty())
 }
@@ -1574,7 +1581,11 @@ pub fn merge_command(
     inputs: &[std::path::PathBuf],
 ) -> Result<bool, RunError> {
     let r = crate::report::merge(out, inputs).map_err(report_err)?;
-    println!("{}", crate::report::render_summary(&r));
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        crate::report::render_summary(&r)
+    );
     Ok(true)
 }
 

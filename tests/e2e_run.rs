@@ -68,7 +68,10 @@ fn run_against(
 fn register_call_options_on_both_backends_with_two_workers() {
     for backend in backends() {
         let server = Server::start(backend, 2, &[]);
-        let r = run_against(&server, backend, "register", 60, &[]);
+        // `--hold` unregisters at the end: `serve` also proxies INVITEs to
+        // registered users, and the calls below must reach `serve` itself,
+        // not the finished register run's Contacts.
+        let r = run_against(&server, backend, "register", 60, &["--hold", "100ms"]);
         assert_eq!(r["totals"]["register"]["attempted"], 60, "{backend}: {r}");
         assert_eq!(r["totals"]["register"]["succeeded"], 60, "{backend}");
         assert!(

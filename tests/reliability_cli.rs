@@ -445,7 +445,6 @@ fn signals_during_run_write_the_report() {
 /// Fails with exit 101 (panic in `println!`) until patch 1 of
 /// results/2026-11-22-reliability/run-patches.md is applied to run.rs.
 #[test]
-#[ignore = "needs run-patches.md #1 (src/run.rs, src/main.rs)"]
 fn closed_stdout_never_kills_a_run() {
     let bh = BlackHole::start();
     let out = tmpdir("pipe");
@@ -637,7 +636,6 @@ fn black_hole_rss_is_flat() {
 /// results/2026-11-22-reliability/run-patches.md (run.rs calls
 /// `Endpoint::abandon` at the end; config.rs defaults --drain to 64·T1+1 s).
 #[test]
-#[ignore = "needs run-patches.md #2 (src/run.rs, src/config.rs)"]
 fn short_drain_still_counts_every_attempt() {
     let bh = BlackHole::start();
     let out = tmpdir("drain");
