@@ -88,6 +88,34 @@ fn line_end(msg: &[u8], pos: usize) -> Option<(usize, usize)> {
     Some((lf, end))
 }
 
+/// SP or HTAB.
+#[inline]
+fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Position of the first `:` in a header line, 8 bytes per step (SWAR:
+/// a byte of `w ^ ':'` is zero exactly where `w` has a colon; the lowest
+/// flagged byte is always a true match). Header names are short, so this
+/// beats both a byte loop and `memchr`'s call setup.
+#[inline]
+fn find_colon(line: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i + 8 <= line.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&line[i..i + 8]);
+        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b':'));
+        let t = x.wrapping_sub(ONES) & !x & HIGH;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    line[i..].iter().position(|&b| b == b':').map(|p| i + p)
+}
+
 /// `SIP/2.0`, case-insensitive (RFC 3261 §7.1); `BadVersion` for another
 /// `SIP/x.y`, `BadStartLine` for anything else.
 fn version(v: &[u8]) -> Result<(), ParseError> {
@@ -202,38 +230,31 @@ fn head<'a>(msg: &'a [u8], index: &mut Index) -> Result<(Start<'a>, usize), Pars
                 prev.value_end = (t_start + t.len()) as u16;
             }
         } else {
-            // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS
-            let is_wsp = |b: &u8| *b == b' ' || *b == b'\t';
-            let name_end = line
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(line.len());
-            if name_end == 0 {
+            // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS.
+            // A token never contains `:`, so the first colon ends the name
+            // (and its optional trailing whitespace).
+            let colon = find_colon(line).ok_or(ParseError::BadHeader)?;
+            let mut name_end = colon;
+            while name_end > 0 && is_wsp(line[name_end - 1]) {
+                name_end -= 1;
+            }
+            let name = &line[..name_end];
+            // `classify` compares exactly, so a known name is a token; only
+            // unknown names need the byte-by-byte token check.
+            let kind = classify(name);
+            if kind == Kind::Other && (name.is_empty() || !name.iter().all(|&b| is_token(b))) {
                 return Err(ParseError::BadHeader);
             }
-            let mut i = name_end;
-            if line.get(i) != Some(&b':') {
-                i += line[i..]
-                    .iter()
-                    .position(|b| !is_wsp(b))
-                    .unwrap_or(line.len() - i);
-                if line.get(i) != Some(&b':') {
-                    return Err(ParseError::BadHeader);
-                }
+            let mut i = colon + 1;
+            while i < line.len() && is_wsp(line[i]) {
+                i += 1;
             }
-            i += 1;
-            i += line[i..]
-                .iter()
-                .position(|b| !is_wsp(b))
-                .unwrap_or(line.len() - i);
-            let v_end = line.len()
-                - line[i..]
-                    .iter()
-                    .rev()
-                    .position(|b| !is_wsp(b))
-                    .unwrap_or(line.len() - i);
+            let mut v_end = line.len();
+            while v_end > i && is_wsp(line[v_end - 1]) {
+                v_end -= 1;
+            }
             let e = Entry {
-                kind: classify(&line[..name_end]),
+                kind,
                 name_start: pos as u16,
                 name_end: (pos + name_end) as u16,
                 value_start: (pos + i) as u16,
@@ -250,10 +271,11 @@ fn head<'a>(msg: &'a [u8], index: &mut Index) -> Result<(Start<'a>, usize), Pars
 /// Parses one whole SIP message (a UDP datagram, RFC 3261 §18.3).
 ///
 /// Checks the start line, builds the header index, requires and validates
-/// Via, From, To, Call-ID and CSeq (RFC 3261 §8.1.1; Max-Forwards is optional
-/// on receipt, §16.3 step 3, as RFC 4475 "inv2543" needs), checks the CSeq
-/// method against the request method (§8.1.1.5), validates Contact, Route and
-/// Record-Route, and slices the body by Content-Length. Bytes after the body
+/// the topmost Via, From, To, Call-ID and CSeq (RFC 3261 §8.1.1; Max-Forwards
+/// is optional on receipt, §16.3 step 3, as RFC 4475 "inv2543" needs), checks
+/// the CSeq method against the request method (§8.1.1.5), and slices the body
+/// by Content-Length. The other Via elements, Contact, Route and
+/// Record-Route are validated lazily: see [`Message::validate_all`]. Bytes after the body
 /// are ignored (§18.3; RFC 4475 "dblreq"); without Content-Length the body is
 /// the rest of the datagram.
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
@@ -365,23 +387,21 @@ fn required<'a>(h: &Head<'a, '_>, kind: Kind) -> Result<&'a [u8], ParseError> {
 
 /// Each comma-separated element of every `kind` line must parse with `f`.
 fn check_list<'a, T>(
-    h: &Head<'a, '_>,
+    msg: &'a [u8],
+    index: &Index,
     kind: Kind,
     f: fn(&mut Cur<'a>) -> Option<T>,
-) -> Result<Option<T>, ParseError> {
-    let mut first = None;
-    if h.index.first(kind).is_none() {
-        return Ok(None);
-    }
-    for e in h.index.entries().iter().filter(|e| e.kind == kind) {
-        for item in List::new(value(h.msg, e), f) {
-            let item = item.ok_or(ParseError::BadHeaderValue(kind.name()))?;
-            if first.is_none() {
-                first = Some(item);
-            }
+) -> Result<(), ParseError> {
+    let from = index.first[kind as usize] as usize;
+    for e in index.entries().get(from..).unwrap_or(&[]) {
+        if e.kind != kind {
+            continue;
+        }
+        for item in List::new(value(msg, e), f) {
+            item.ok_or(ParseError::BadHeaderValue(kind.name()))?;
         }
     }
-    Ok(first)
+    Ok(())
 }
 
 fn number(h: &Head<'_, '_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseError> {
@@ -393,9 +413,22 @@ fn number(h: &Head<'_, '_>, kind: Kind, max: u64) -> Result<Option<u32>, ParseEr
     }
 }
 
+/// The topmost via-parm: the first element of the first Via line. RFC 3261
+/// §8.2.6.2 / §18.2.1 need only this one to answer a request or match a
+/// response; the others are checked by [`Message::validate_all`].
+fn top_via<'a>(h: &Head<'a, '_>) -> Result<Via<'a>, ParseError> {
+    let e = h
+        .index
+        .first(Kind::Via)
+        .ok_or(ParseError::MissingHeader("Via"))?;
+    match List::new(value(h.msg, e), typed::via_parm).next() {
+        Some(Some(v)) => Ok(v),
+        _ => Err(ParseError::BadHeaderValue("Via")),
+    }
+}
+
 fn validate<'a>(h: &Head<'a, '_>) -> Result<Typed<'a>, ParseError> {
-    let top_via =
-        check_list(h, Kind::Via, typed::via_parm)?.ok_or(ParseError::MissingHeader("Via"))?;
+    let top_via = top_via(h)?;
     let from = typed::single_name_addr(required(h, Kind::From)?)
         .ok_or(ParseError::BadHeaderValue("From"))?;
     let to =
@@ -415,9 +448,6 @@ fn validate<'a>(h: &Head<'a, '_>) -> Result<Typed<'a>, ParseError> {
     // RFC 3261 §20.19, §20.23: delta-seconds up to 2**32-1.
     let expires = number(h, Kind::Expires, u64::from(u32::MAX))?;
     let min_expires = number(h, Kind::MinExpires, u64::from(u32::MAX))?;
-    check_list(h, Kind::Contact, typed::contact_item)?;
-    check_list(h, Kind::Route, typed::name_addr)?;
-    check_list(h, Kind::RecordRoute, typed::name_addr)?;
     let available = h.msg.len() - h.body_start;
     let content_length = match single(h, Kind::ContentLength)? {
         None => None,
@@ -584,6 +614,27 @@ impl<'a> Message<'a> {
     pub fn vias(&self) -> impl Iterator<Item = Via<'a>> {
         self.of_kind(Kind::Via)
             .flat_map(|v| List::new(v, typed::via_parm).map_while(|x| x))
+    }
+
+    /// The checks [`parse`] leaves to the accessors, done now: every
+    /// via-parm of every Via line (not only the topmost), and every element
+    /// of Contact, Route and Record-Route (RFC 3261 §25.1 grammar; RFC 4475
+    /// "badinv01", "quotbal", "baddn", "regbadct", "badaspec").
+    ///
+    /// Why lazy: a UAC or UAS needs only the top Via, From, To, Call-ID and
+    /// CSeq to act on a message (§8.1.1, §8.2); validating every address
+    /// header on every message cost about a fifth of [`parse`]. The
+    /// accessors ([`Message::vias`], [`Message::contacts`],
+    /// [`Message::routes`], [`Message::record_routes`]) stop at the first
+    /// malformed element, so callers see it as missing. Call this where a
+    /// malformed element must be rejected outright, e.g. before answering a
+    /// REGISTER (§10.3) or with `400 Bad Request` (§8.2.2).
+    pub fn validate_all(&self) -> Result<(), ParseError> {
+        check_list(self.buf, &self.index, Kind::Via, typed::via_parm)?;
+        check_list(self.buf, &self.index, Kind::Contact, typed::contact_item)?;
+        check_list(self.buf, &self.index, Kind::Route, typed::name_addr)?;
+        check_list(self.buf, &self.index, Kind::RecordRoute, typed::name_addr)?;
+        Ok(())
     }
 
     /// The topmost Via (validated by [`parse`]).
