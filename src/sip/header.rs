@@ -202,7 +202,6 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 pub(crate) struct Entry {
     pub(crate) kind: Kind,
     pub(crate) name_start: u16,
-    pub(crate) name_end: u16,
     pub(crate) value_start: u16,
     pub(crate) value_end: u16,
 }
@@ -211,7 +210,6 @@ impl Entry {
     const EMPTY: Entry = Entry {
         kind: Kind::Other,
         name_start: 0,
-        name_end: 0,
         value_start: 0,
         value_end: 0,
     };
