@@ -807,6 +807,24 @@ impl<'a> Message<'a> {
 mod tests {
     use super::*;
 
+    /// The SWAR colon search agrees with a byte loop at every offset,
+    /// including bytes that differ from `:` in one bit and high bytes.
+    #[test]
+    fn find_colon_matches_byte_loop() {
+        for len in 0..30 {
+            for at in 0..=len {
+                for fill in [b'a', b';', b'\x3b', b'\xba', b'\x1a', b'z'] {
+                    let mut v = vec![fill; len];
+                    if at < len {
+                        v[at] = b':';
+                    }
+                    let want = v.iter().position(|&b| b == b':');
+                    assert_eq!(find_colon(&v), want, "len {len} at {at} fill {fill}");
+                }
+            }
+        }
+    }
+
     const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
 Max-Forwards: 70\r\n\
