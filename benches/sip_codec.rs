@@ -11,7 +11,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rsip::prelude::*;
 use sipstorm::sip::{self, Builder, Method};
 
@@ -300,4 +300,38 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// With `SIP_CODEC_COUNT=<n>` set, runs `ours` (or `theirs` when
+/// `SIP_CODEC_WHO=rsip`) `n` times on each message and exits, without
+/// criterion: the harness for load-independent instruction counts,
+/// `valgrind --tool=callgrind --toggle-collect='sip_codec::ours'`.
+fn count_mode(n: usize) {
+    let rsip = std::env::var("SIP_CODEC_WHO").is_ok_and(|w| w == "rsip");
+    let only = std::env::var("SIP_CODEC_MSG").ok();
+    let mut sum = 0usize;
+    for (name, bytes) in messages() {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        for _ in 0..n {
+            sum = sum.wrapping_add(if rsip {
+                theirs(black_box(&bytes))
+            } else {
+                ours(black_box(&bytes))
+            });
+        }
+    }
+    println!("{sum}");
+}
+
+fn main() {
+    if let Some(n) = std::env::var("SIP_CODEC_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count_mode(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

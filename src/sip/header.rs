@@ -166,25 +166,32 @@ fn load8(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// `name` equals the lower-case header name `lower` ignoring ASCII case.
-/// Both are the same length (the caller matched on it). Setting bit 5 maps
-/// A-Z to a-z and leaves every other character of a header name (`-`,
-/// digits) unchanged, so one OR and one compare per 8 bytes suffice. A
-/// non-token byte could alias (CR|0x20 is `-`), so callers pass tokens only.
+/// Per-byte OR mask that folds case only where `lower` has a letter: bit 5
+/// for bytes with bit 6 set (`a`..`z`), 0 for `-` and digits.
+#[inline]
+fn fold_mask(lower: u64) -> u64 {
+    (lower & 0x4040_4040_4040_4040) >> 1
+}
+
+/// `name` equals the lower-case header name `lower` (letters, digits, `-`)
+/// ignoring ASCII case, exactly: setting bit 5 maps A-Z to a-z, and only the
+/// letter positions of `lower` get that bit, so no other byte can alias
+/// (a plain `| 0x20` would map CR to `-`). One OR and one compare per 8
+/// bytes. A name that matches is therefore a valid token, and the scanner
+/// need not check its bytes one by one.
 #[inline]
 fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
-    const MASK: u64 = 0x2020_2020_2020_2020;
     let n = name.len();
     if n != lower.len() {
         return false;
     }
     if n >= 8 {
-        (load8(name, 0) | MASK) == load8(lower, 0)
-            && (load8(name, n - 8) | MASK) == load8(lower, n - 8)
+        let (a, b) = (load8(lower, 0), load8(lower, n - 8));
+        (load8(name, 0) | fold_mask(a)) == a && (load8(name, n - 8) | fold_mask(b)) == b
     } else {
         name.iter()
             .zip(lower)
-            .fold(0u8, |acc, (a, b)| acc | ((a | 0x20) ^ b))
+            .fold(0u8, |acc, (&x, &l)| acc | ((x | ((l & 0x40) >> 1)) ^ l))
             == 0
     }
 }
@@ -195,7 +202,6 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 pub(crate) struct Entry {
     pub(crate) kind: Kind,
     pub(crate) name_start: u16,
-    pub(crate) name_end: u16,
     pub(crate) value_start: u16,
     pub(crate) value_end: u16,
 }
@@ -204,7 +210,6 @@ impl Entry {
     const EMPTY: Entry = Entry {
         kind: Kind::Other,
         name_start: 0,
-        name_end: 0,
         value_start: 0,
         value_end: 0,
     };
@@ -323,6 +328,13 @@ mod tests {
             ("Vias", Kind::Other),
             ("q", Kind::Other),
             ("", Kind::Other),
+            // Bytes that a plain `| 0x20` would fold onto `-` or letters.
+            ("Call\rID", Kind::Other),
+            ("Max\rForwards", Kind::Other),
+            ("Content\rLength", Kind::Other),
+            ("\u{16}ia", Kind::Other),
+            ("1", Kind::Other),
+            (":", Kind::Other),
         ];
         for (name, want) in cases {
             assert_eq!(classify(name.as_bytes()), *want, "{name}");

@@ -70,6 +70,44 @@ static SCHEME: [bool; 256] = table(b"+-.", true);
 
 static LWS: [bool; 256] = table(b" \t\r\n", false);
 
+/// Length of the run of bytes in class `t` at the start of `b`.
+///
+/// Eight bytes per step: the eight table lookups are ANDed without
+/// branches, so a step costs about three instructions per byte instead of
+/// the six to eight of a `position` loop; the byte loop then finds the exact
+/// end inside the last step. Meant for the long runs (URIs, hosts, parameter
+/// values, header names); for runs that are usually empty (LWS) the plain
+/// loop is cheaper.
+#[inline]
+pub(crate) fn run(t: &[bool; 256], b: &[u8]) -> usize {
+    let mut i = 0;
+    for c in b.chunks_exact(8) {
+        let all = t[c[0] as usize]
+            & t[c[1] as usize]
+            & t[c[2] as usize]
+            & t[c[3] as usize]
+            & t[c[4] as usize]
+            & t[c[5] as usize]
+            & t[c[6] as usize]
+            & t[c[7] as usize];
+        if !all {
+            break;
+        }
+        i += 8;
+    }
+    let rest = b.get(i..).unwrap_or(&[]);
+    i + rest
+        .iter()
+        .position(|&c| !t[c as usize])
+        .unwrap_or(rest.len())
+}
+
+/// Length of the `token` run at the start of `b`.
+#[inline]
+pub(crate) fn token_run(b: &[u8]) -> usize {
+    run(&TOKEN, b)
+}
+
 /// Length of the URI scheme at the start of `u` when it is followed by `:`
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`, RFC 3261 §25.1). Scans only
 /// the scheme.
@@ -86,9 +124,7 @@ pub(crate) fn scheme_len(u: &[u8]) -> Option<usize> {
 /// Length of the run of URI characters at the start of `b`.
 #[inline]
 pub(crate) fn uri_run(b: &[u8]) -> usize {
-    b.iter()
-        .position(|&c| !URI_CHAR[c as usize])
-        .unwrap_or(b.len())
+    run(&URI_CHAR, b)
 }
 
 /// `scheme ":"` then only URI characters.
@@ -103,23 +139,8 @@ pub(crate) fn uri_shape_ok(u: &[u8]) -> Option<usize> {
 }
 
 #[inline]
-pub(crate) fn is_uri_char(b: u8) -> bool {
-    URI_CHAR[b as usize]
-}
-
-#[inline]
 pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
-}
-
-#[inline]
-pub(crate) fn is_gen_value(b: u8) -> bool {
-    GEN_VALUE[b as usize]
-}
-
-#[inline]
-pub(crate) fn is_host(b: u8) -> bool {
-    HOST[b as usize]
 }
 
 /// Whitespace inside a header value. Folded lines keep their CRLF inside the
@@ -235,7 +256,22 @@ impl<'a> Cur<'a> {
     /// A `token`, possibly empty.
     #[inline]
     pub(crate) fn token(&mut self) -> &'a [u8] {
-        self.take(is_token)
+        self.take_run(&TOKEN)
+    }
+
+    /// Takes the longest run of bytes in table `t` (see [`run`]).
+    #[inline]
+    pub(crate) fn take_run(&mut self, t: &[bool; 256]) -> &'a [u8] {
+        let rest = self.b.get(self.i..).unwrap_or(&[]);
+        let n = run(t, rest);
+        self.i += n;
+        &rest[..n]
+    }
+
+    /// A `hostname` / `IPv4address`, possibly empty.
+    #[inline]
+    pub(crate) fn host_chars(&mut self) -> &'a [u8] {
+        self.take_run(&HOST)
     }
 
     /// A `quoted-string` starting at the cursor's `"`; returns the text
@@ -273,7 +309,7 @@ impl<'a> Cur<'a> {
             self.quoted()?;
             Some(&self.b[s..self.i])
         } else {
-            let v = self.take(is_gen_value);
+            let v = self.take_run(&GEN_VALUE);
             if v.is_empty() { None } else { Some(v) }
         }
     }
@@ -285,10 +321,7 @@ impl<'a> Cur<'a> {
     #[inline]
     fn param_fast(&mut self) -> Option<(&'a [u8], Option<&'a [u8]>)> {
         let rest = self.b.get(self.i..)?;
-        let name_len = rest
-            .iter()
-            .position(|&c| !is_token(c))
-            .unwrap_or(rest.len());
+        let name_len = token_run(rest);
         if name_len == 0 {
             return None;
         }
@@ -300,7 +333,7 @@ impl<'a> Cur<'a> {
             }
             Some(b'=') => {
                 let v = &rest[name_len + 1..];
-                let vl = v.iter().position(|&c| !is_gen_value(c)).unwrap_or(v.len());
+                let vl = run(&GEN_VALUE, v);
                 match v.get(vl) {
                     None | Some(b';' | b',') if vl > 0 => {
                         self.i += name_len + 1 + vl;
@@ -378,6 +411,28 @@ pub(crate) fn param_lookup<'a>(params: &'a [u8], want: &[u8]) -> Option<&'a [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 8-byte-step scan agrees with a plain `position` loop for every
+    /// run length and stop position up to three steps, and every class.
+    #[test]
+    fn chunked_run_matches_byte_loop() {
+        let tables: [&[bool; 256]; 4] = [&TOKEN, &HOST, &URI_CHAR, &GEN_VALUE];
+        let stops = [b' ', b'<', b'"', 0u8, 0xff, b',', b';', b'@'];
+        for t in tables {
+            for len in 0..26 {
+                for stop_at in 0..=len {
+                    for &stop in &stops {
+                        let mut v = vec![b'a'; len];
+                        if stop_at < len {
+                            v[stop_at] = stop;
+                        }
+                        let want = v.iter().position(|&c| !t[c as usize]).unwrap_or(len);
+                        assert_eq!(run(t, &v), want, "len {len} stop {stop} at {stop_at}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn numbers() {

@@ -3,11 +3,13 @@
 //! * [`parse`] reads one whole message (a UDP datagram) into a zero-copy
 //!   [`Message`] that borrows the caller's buffer. The header index is built
 //!   in one pass (memchr for line ends) into a fixed-capacity inline array:
-//!   no heap allocation per parse. The mandatory headers (Via, From, To,
-//!   Call-ID, CSeq) and the scalar ones (Content-Length, Max-Forwards,
+//!   no heap allocation per parse. The mandatory headers (top Via, From,
+//!   To, Call-ID, CSeq) and the scalar ones (Content-Length, Max-Forwards,
 //!   Expires, Min-Expires) are parsed and validated during `parse`, so a
-//!   message that parses is one an RFC 3261 element may process; the other
-//!   typed views (Contact, Route, ...) are validated too and read lazily.
+//!   message that parses is one an RFC 3261 element may process (§8.1.1,
+//!   §8.2). The other typed views (lower Vias, Contact, Route,
+//!   Record-Route) are parsed lazily by their accessors, which stop at a
+//!   malformed element; [`Message::validate_all`] checks them all at once.
 //! * [`frame`] finds where a message ends in a byte stream (TCP), returning
 //!   [`Status::Complete`] or [`Status::Partial`] like `httparse`.
 //! * [`Builder`] writes requests and responses into a reused `Vec<u8>`.

@@ -3,8 +3,8 @@
 
 use super::Method;
 use super::lex::{
-    Cur, eq_ic, find, find2, is_host, is_token, param_lookup, parse_dec, parse_u16, parse_u32,
-    scheme_len, uri_run, uri_shape_ok,
+    Cur, eq_ic, find, find2, is_token, param_lookup, parse_dec, parse_u16, parse_u32, scheme_len,
+    uri_run, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -178,7 +178,7 @@ fn host<'a>(c: &mut Cur<'a>) -> Option<&'a [u8]> {
         c.i = s + close + 1;
         Some(&c.b[s..c.i])
     } else {
-        let h = c.take(is_host);
+        let h = c.host_chars();
         if h.is_empty() { None } else { Some(h) }
     }
 }
