@@ -462,6 +462,9 @@ pub struct ServeConfig {
     pub backend: Backend,
     pub quiet: bool,
     pub seed: u64,
+    /// `--max-rate N`: new attempts per second beyond which the server
+    /// answers 503 (a target of known capacity for `search`).
+    pub max_rate: Option<f64>,
 }
 
 /// Raw `serve` values from flags.
@@ -477,6 +480,7 @@ pub struct ServeValues {
     pub no_answer_ratio: Option<f64>,
     pub backend: Option<String>,
     pub quiet: bool,
+    pub max_rate: Option<f64>,
 }
 
 impl ServeConfig {
@@ -502,6 +506,14 @@ impl ServeConfig {
                 "add up to more than 1",
             ));
         }
+        if let Some(r) = v.max_rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(invalid(
+                "--max-rate",
+                format!("{r} is not a positive number of attempts per second"),
+            ));
+        }
         let backend = match v.backend.or_else(|| std::env::var("SIPSTORM_BACKEND").ok()) {
             None => Backend::Auto,
             Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
@@ -520,6 +532,7 @@ impl ServeConfig {
             backend,
             quiet: v.quiet,
             seed: 0xC0FFEE,
+            max_rate: v.max_rate,
         })
     }
 }

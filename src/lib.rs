@@ -10,6 +10,7 @@ pub mod engine;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod search;
 pub mod segment;
 pub mod sip;
 pub mod stats;

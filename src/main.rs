@@ -28,7 +28,8 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Serve(ServeArgs),
     /// Find the highest rate a target sustains with zero failures.
-    Search(RunArgs),
+    #[command(allow_negative_numbers = true)]
+    Search(SearchArgs),
     /// Re-render summary.txt and report.html from a report directory.
     Report { dir: PathBuf },
     /// Compare two reports (files or directories); thresholds set the exit code.
@@ -171,6 +172,83 @@ impl RunArgs {
     }
 }
 
+/// `search`: the run flags (--rate is the first step's rate, --duration
+/// each step's length, --out the search report) plus the search's own.
+#[derive(Debug, Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Rate increase after a passing step (default: the first rate).
+    #[arg(long)]
+    step: Option<f64>,
+    /// Stop when highest pass and lowest failure are within this fraction.
+    #[arg(long, default_value_t = 0.05)]
+    precision: f64,
+    /// At most this many steps.
+    #[arg(long, default_value_t = 20)]
+    max_steps: u32,
+}
+
+fn search_cmd(a: SearchArgs) -> ExitCode {
+    let mut v = match a.run.values() {
+        Ok(v) => v,
+        Err(e) => return usage(e),
+    };
+    let start_rate = v.rate.unwrap_or(100.0);
+    let step_duration = v.duration.take();
+    let out = v.out.take();
+    let cfg = match RunConfig::build(v) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let step_duration = match step_duration
+        .as_deref()
+        .map(sipstorm::schedule::parse_duration)
+    {
+        None => std::time::Duration::from_secs(10),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            return usage(ConfigError::Invalid {
+                flag: "--duration",
+                problem: e.to_string(),
+            });
+        }
+    };
+    let opts = sipstorm::search::SearchOptions {
+        start_rate,
+        step: a.step.unwrap_or(start_rate),
+        precision: a.precision,
+        max_steps: a.max_steps,
+        step_duration,
+    };
+    let out = out.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("results/search-{secs}-{}", cfg.scenario.name()))
+    });
+    match sipstorm::search::search(&cfg, &opts, &out) {
+        Ok(r) => {
+            print!("{}", sipstorm::search::render_search(&r));
+            eprintln!("sipstorm search: report written to {}", out.display());
+            ExitCode::from(if r.max_rate_per_s.is_some() {
+                0
+            } else {
+                EXIT_FAILED
+            })
+        }
+        Err(sipstorm::search::SearchError::Run(e)) => fatal(&e),
+        Err(e @ sipstorm::search::SearchError::Invalid { .. }) => {
+            eprintln!("sipstorm: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            eprintln!("sipstorm: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -203,6 +281,9 @@ struct ServeArgs {
     /// No live progress.
     #[arg(long)]
     quiet: bool,
+    /// Capacity in new attempts per second; beyond it requests get 503.
+    #[arg(long)]
+    max_rate: Option<f64>,
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -243,6 +324,7 @@ fn main() -> ExitCode {
                 no_answer_ratio: a.no_answer_ratio,
                 backend: a.backend,
                 quiet: a.quiet,
+                max_rate: a.max_rate,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,
@@ -253,12 +335,7 @@ fn main() -> ExitCode {
                 Err(e) => fatal(&e),
             }
         }
-        Command::Search(_) => {
-            eprintln!(
-                "sipstorm: search is not implemented yet (issue 6); use `sipstorm run --rate N` steps"
-            );
-            ExitCode::from(EXIT_USAGE)
-        }
+        Command::Search(a) => search_cmd(a),
         Command::Report { dir } => report_cmd(run::report_command(&dir)),
         Command::Compare {
             base,

@@ -1047,6 +1047,8 @@ pub struct EngineServer {
     ep: Endpoint,
     last: Box<engine::Counters>,
     attributed: Box<[u64; CODES]>,
+    /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
+    throttle: Option<(engine::throttle::Throttle, Vec<(SocketAddr, Vec<u8>)>)>,
 }
 
 impl std::fmt::Debug for EngineServer {
@@ -1061,19 +1063,39 @@ impl EngineServer {
             ep,
             last: Box::default(),
             attributed: Box::new([0; CODES]),
+            throttle: None,
         }
+    }
+
+    /// Answer new attempts beyond the shared limit with 503.
+    pub fn with_throttle(mut self, t: Option<engine::throttle::Throttle>) -> Self {
+        self.throttle = t.map(|t| (t, Vec::new()));
+        self
     }
 }
 
 impl SansIo for EngineServer {
     type Event = Event;
     fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if let Some((t, queue)) = &mut self.throttle {
+            let mut out = Vec::new();
+            if t.check(now, data, &mut out).is_some() {
+                queue.push((from, out));
+                return;
+            }
+        }
         self.ep.handle(now, from, data);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
     }
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some((_, queue)) = &mut self.throttle
+            && let Some((to, out)) = queue.pop()
+        {
+            *buf = out;
+            return Some(to);
+        }
         self.ep.poll_transmit(buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1234,10 +1256,11 @@ impl Servers {
             .spawn(move || serve_progress(rx, n, progress))
             .map_err(RunError::Thread)?;
         let cfg2 = cfg.clone();
+        let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
         let make = move |i: usize, local: SocketAddr| {
             let mut sc = server_config(&cfg2, local).unwrap_or_default();
             sc.seed = cfg2.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9);
-            EngineServer::new(Endpoint::server(sc, Instant::now()))
+            EngineServer::new(Endpoint::server(sc, Instant::now())).with_throttle(throttle.clone())
         };
         let handles = spawn_servers(
             socks,
@@ -1384,6 +1407,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
                 backend,
                 quiet: true,
                 seed: cfg.seed ^ 0xC0FFEE,
+                max_rate: None,
             };
             let s = Servers::start(&sc, backend, false, 0, true)?;
             embedded_targets = s.addrs.clone();
