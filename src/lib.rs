@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -137,7 +137,7 @@ struct RunArgs {
 impl RunArgs {
     fn values(self) -> Result<RunValues, ConfigError> {
         let base = match &self.profile {
-            Some(p) => RunValues::load_profile(p)?,
+            Some(p) => sipstorm::profile::load(p)?.1,
             None => RunValues::default(),
         };
         let flags = RunValues {
@@ -169,6 +169,14 @@ impl RunArgs {
             seed: self.seed,
         };
         Ok(base.overlay(flags))
+    }
+
+    /// Flags over the profile, validated; value errors from the profile
+    /// name its file and key.
+    fn config(mut self) -> Result<RunConfig, ConfigError> {
+        let profile = self.profile.take();
+        let flags = self.values()?;
+        sipstorm::profile::build(profile.as_deref(), flags)
     }
 }
 
@@ -303,7 +311,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => {
-            let cfg = match args.values().and_then(RunConfig::build) {
+            let cfg = match args.config() {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
