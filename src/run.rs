@@ -1048,7 +1048,7 @@ pub struct EngineServer {
     last: Box<engine::Counters>,
     attributed: Box<[u64; CODES]>,
     /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
-    throttle: Option<(engine::throttle::Throttle, Vec<(SocketAddr, Vec<u8>)>)>,
+    throttle: Option<engine::throttle::Gate>,
 }
 
 impl std::fmt::Debug for EngineServer {
@@ -1069,7 +1069,7 @@ impl EngineServer {
 
     /// Answer new attempts beyond the shared limit with 503.
     pub fn with_throttle(mut self, t: Option<engine::throttle::Throttle>) -> Self {
-        self.throttle = t.map(|t| (t, Vec::new()));
+        self.throttle = t.map(engine::throttle::Gate::new);
         self
     }
 }
@@ -1077,12 +1077,10 @@ impl EngineServer {
 impl SansIo for EngineServer {
     type Event = Event;
     fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if let Some((t, queue)) = &mut self.throttle {
-            let mut out = Vec::new();
-            if t.check(now, data, &mut out).is_some() {
-                queue.push((from, out));
-                return;
-            }
+        if let Some(g) = &mut self.throttle
+            && g.intercept(now, from, data)
+        {
+            return;
         }
         self.ep.handle(now, from, data);
     }
@@ -1090,10 +1088,7 @@ impl SansIo for EngineServer {
         self.ep.handle_timeout(now);
     }
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some((_, queue)) = &mut self.throttle
-            && let Some((to, out)) = queue.pop()
-        {
-            *buf = out;
+        if let Some(to) = self.throttle.as_mut().and_then(|g| g.poll_transmit(buf)) {
             return Some(to);
         }
         self.ep.poll_transmit(buf)

@@ -16,6 +16,7 @@
 //! attempt and always pass, so one attempt is one token whatever the
 //! scenario.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -104,6 +105,41 @@ impl Throttle {
         b.header(b"Retry-After", b"1");
         b.finish(None, b"");
         Some(())
+    }
+}
+
+/// One server worker's view of the limit: the shared [`Throttle`] and the
+/// 503s it has decided but not yet sent.
+#[derive(Debug)]
+pub struct Gate {
+    throttle: Throttle,
+    pending: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Gate {
+    pub fn new(throttle: Throttle) -> Gate {
+        Gate {
+            throttle,
+            pending: Vec::new(),
+        }
+    }
+
+    /// `true`: the datagram was refused (a 503 is queued for `from`) and
+    /// must not reach the engine.
+    pub fn intercept(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
+        let mut out = Vec::new();
+        if self.throttle.check(now, data, &mut out).is_some() {
+            self.pending.push((from, out));
+            return true;
+        }
+        false
+    }
+
+    /// A queued 503, before anything the engine has to send.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (to, out) = self.pending.pop()?;
+        *buf = out;
+        Some(to)
     }
 }
 
