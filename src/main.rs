@@ -167,6 +167,7 @@ impl RunArgs {
             t4: self.t4,
             expires: self.expires,
             seed: self.seed,
+            stages: None,
         };
         Ok(base.overlay(flags))
     }

@@ -88,7 +88,11 @@ pub fn build(path: Option<&Path>, flags: RunValues) -> Result<RunConfig, ConfigE
     let Some(path) = path else {
         return RunConfig::build(flags);
     };
-    let (found, profile) = load(path)?;
+    let (found, mut profile) = load(path)?;
+    // A --rate flag overrides the profile's whole load shape.
+    if flags.rate.is_some() {
+        profile.stages = None;
+    }
     let from_profile = keys_set(&profile);
     let from_flags = keys_set(&flags);
     RunConfig::build(profile.overlay(flags)).map_err(|e| match e {

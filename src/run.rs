@@ -642,6 +642,8 @@ pub struct Fleet {
     pub quiet: bool,
     /// Tick of the open-loop schedule (see `Pacer::with_resolution`).
     pub pacing_resolution: Duration,
+    /// Load stages instead of a constant rate.
+    pub stages: Option<Arc<crate::schedule::Stages>>,
 }
 
 /// The outcome of a client fleet.
@@ -700,6 +702,10 @@ where
                     n,
                 )
                 .with_resolution(fleet.pacing_resolution);
+                let pacer = match &fleet.stages {
+                    Some(st) => pacer.with_stages(st.clone(), i, n),
+                    None => pacer,
+                };
                 let client = make(i, local, t0);
                 let mut w = ClientWorker::new(
                     i,
@@ -1442,6 +1448,15 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         (Some(seg), None) => (seg.index as usize, seg.count as usize),
         _ => (0, 1),
     };
+    if let Some(st) = cfg.stages.clone() {
+        // Stages set the rate; the report's offered rate is their mean.
+        let st = match cfg.segment {
+            Some(seg) => Arc::new(st.scaled(seg.share_rate(1.0))),
+            None => st,
+        };
+        cfg.rate = Some(st.mean_rate() * cfg.segment.map_or(1.0, |s| f64::from(s.count)));
+        cfg.stages = Some(st);
+    }
     if let Some(seg) = cfg.segment {
         cfg.rate = cfg.rate.map(|r| seg.share_rate(r));
         cfg.count = cfg.count.map(|c| seg.share_count(c).max(1));
@@ -1468,6 +1483,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         drain: cfg.drain,
         quiet: cfg.quiet,
         pacing_resolution: cfg.pacing_resolution,
+        stages: cfg.stages.clone(),
     };
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
@@ -1683,6 +1699,7 @@ mod tests {
             drain: Duration::from_secs(2),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            stages: None,
         };
         let client_stop = StopFlag::new();
         let r = run_clients(
@@ -1755,6 +1772,7 @@ mod tests {
             drain: Duration::from_secs(10),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            stages: None,
         };
         let client_stop = StopFlag::new();
         let s2 = client_stop.clone();
@@ -1821,6 +1839,7 @@ mod tests {
                 drain: Duration::from_secs(2),
                 quiet: true,
                 pacing_resolution: Duration::ZERO,
+                stages: None,
             };
             let make = move |_, _, _| PingClient {
                 target: addr,

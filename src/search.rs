@@ -266,6 +266,8 @@ pub fn search(
         let rate = s.rate();
         let mut cfg = base.clone();
         cfg.rate = Some(rate);
+        // Each step is a constant rate: a profile's stages do not apply.
+        cfg.stages = None;
         cfg.duration = Some(opts.step_duration);
         cfg.count = None;
         cfg.quiet = true;
