@@ -259,6 +259,13 @@ pub fn search(
     out: &Path,
 ) -> Result<SearchResult, SearchError> {
     opts.validate()?;
+    // Each step's run drains on SIGINT/SIGTERM; this flag then ends the
+    // search after that step instead of starting the next one.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .map_err(|e| SearchError::Run(RunError::Signals(e)))?;
+    }
     let mut s = Searcher::new(opts);
     let mut steps: Vec<Step> = Vec::new();
     let mut note = None;
@@ -307,6 +314,15 @@ pub fn search(
         );
         let limited = generator_limited(&step, cfg.workers, opts.step_duration);
         steps.push(step);
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("sipstorm search: interrupted; reporting the steps so far");
+            // The interrupted step ran short: it proves nothing.
+            if let Some(last) = steps.last_mut() {
+                last.passed = false;
+            }
+            break;
+        }
+
         if let Some(n) = limited {
             eprintln!("sipstorm search: {n}");
             note = Some(n);
