@@ -100,6 +100,16 @@ pub struct RunValues {
     pub t4: Option<String>,
     pub expires: Option<u32>,
     pub seed: Option<u64>,
+    /// k6-style stages (profile only): `[{duration = "10s", rate = 100.0}, ...]`.
+    pub stages: Option<Vec<StageValue>>,
+}
+
+/// One load stage of a profile: ramp linearly to `rate` over `duration`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageValue {
+    pub duration: String,
+    pub rate: f64,
 }
 
 impl RunValues {
@@ -134,7 +144,8 @@ impl RunValues {
             t2,
             t4,
             expires,
-            seed
+            seed,
+            stages
         );
         self
     }
@@ -225,6 +236,8 @@ pub struct RunConfig {
     pub timers: TimerValues,
     pub expires: u32,
     pub seed: u64,
+    /// Load stages replacing the constant `rate` (see [`crate::schedule::Stages`]).
+    pub stages: Option<std::sync::Arc<crate::schedule::Stages>>,
 }
 
 /// Default generated users (SPEC example).
@@ -390,7 +403,27 @@ impl RunConfig {
         if pacing_resolution > Duration::from_secs(1) {
             return Err(invalid("--pacing-resolution", "must be at most 1s"));
         }
+        let stages = match &v.stages {
+            None => None,
+            Some(list) => {
+                let mut parts = Vec::with_capacity(list.len());
+                for st in list {
+                    let d = parse_duration(&st.duration)
+                        .map_err(|e| invalid("--stages", e.to_string()))?;
+                    parts.push((d, st.rate));
+                }
+                Some(std::sync::Arc::new(
+                    crate::schedule::Stages::new(&parts).map_err(|e| invalid("--stages", e))?,
+                ))
+            }
+        };
+        // Stages fix the length of the run unless --duration cuts it shorter.
+        let duration = match (&stages, duration) {
+            (Some(st), None) => Some(st.duration()),
+            (_, d) => d,
+        };
         Ok(RunConfig {
+            stages,
             target,
             target_text: v.target.clone(),
             scenario,
@@ -447,6 +480,7 @@ impl RunConfig {
             "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
             "expires": self.expires,
             "seed": self.seed,
+            "stages": self.stages.as_ref().map(|s| serde_json::json!({"duration_s": s.duration().as_secs_f64(), "attempts": s.total(), "mean_rate": s.mean_rate()})),
         })
     }
 }
@@ -465,6 +499,9 @@ pub struct ServeConfig {
     pub backend: Backend,
     pub quiet: bool,
     pub seed: u64,
+    /// `--max-rate N`: new attempts per second beyond which the server
+    /// answers 503 (a target of known capacity for `search`).
+    pub max_rate: Option<f64>,
 }
 
 /// Raw `serve` values from flags.
@@ -480,6 +517,7 @@ pub struct ServeValues {
     pub no_answer_ratio: Option<f64>,
     pub backend: Option<String>,
     pub quiet: bool,
+    pub max_rate: Option<f64>,
 }
 
 impl ServeConfig {
@@ -505,6 +543,14 @@ impl ServeConfig {
                 "add up to more than 1",
             ));
         }
+        if let Some(r) = v.max_rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(invalid(
+                "--max-rate",
+                format!("{r} is not a positive number of attempts per second"),
+            ));
+        }
         let backend = match v.backend.or_else(|| std::env::var("SIPSTORM_BACKEND").ok()) {
             None => Backend::Auto,
             Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
@@ -523,6 +569,7 @@ impl ServeConfig {
             backend,
             quiet: v.quiet,
             seed: 0xC0FFEE,
+            max_rate: v.max_rate,
         })
     }
 }

@@ -18,9 +18,11 @@ macro_rules! say {
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod search;
 pub mod segment;
 pub mod sip;
 pub mod stats;

@@ -29,7 +29,8 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Serve(ServeArgs),
     /// Find the highest rate a target sustains with zero failures.
-    Search(RunArgs),
+    #[command(allow_negative_numbers = true)]
+    Search(SearchArgs),
     /// Re-render summary.txt and report.html from a report directory.
     Report { dir: PathBuf },
     /// Compare two reports (files or directories); thresholds set the exit code.
@@ -137,7 +138,7 @@ struct RunArgs {
 impl RunArgs {
     fn values(self) -> Result<RunValues, ConfigError> {
         let base = match &self.profile {
-            Some(p) => RunValues::load_profile(p)?,
+            Some(p) => sipstorm::profile::load(p)?.1,
             None => RunValues::default(),
         };
         let flags = RunValues {
@@ -167,8 +168,94 @@ impl RunArgs {
             t4: self.t4,
             expires: self.expires,
             seed: self.seed,
+            stages: None,
         };
         Ok(base.overlay(flags))
+    }
+
+    /// Flags over the profile, validated; value errors from the profile
+    /// name its file and key.
+    fn config(mut self) -> Result<RunConfig, ConfigError> {
+        let profile = self.profile.take();
+        let flags = self.values()?;
+        sipstorm::profile::build(profile.as_deref(), flags)
+    }
+}
+
+/// `search`: the run flags (--rate is the first step's rate, --duration
+/// each step's length, --out the search report) plus the search's own.
+#[derive(Debug, Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Rate increase after a passing step (default: the first rate).
+    #[arg(long)]
+    step: Option<f64>,
+    /// Stop when highest pass and lowest failure are within this fraction.
+    #[arg(long, default_value_t = 0.05)]
+    precision: f64,
+    /// At most this many steps.
+    #[arg(long, default_value_t = 20)]
+    max_steps: u32,
+}
+
+fn search_cmd(a: SearchArgs) -> ExitCode {
+    let mut v = match a.run.values() {
+        Ok(v) => v,
+        Err(e) => return usage(e),
+    };
+    let start_rate = v.rate.unwrap_or(100.0);
+    let step_duration = v.duration.take();
+    let out = v.out.take();
+    let cfg = match RunConfig::build(v) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let step_duration = match step_duration
+        .as_deref()
+        .map(sipstorm::schedule::parse_duration)
+    {
+        None => std::time::Duration::from_secs(10),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            return usage(ConfigError::Invalid {
+                flag: "--duration",
+                problem: e.to_string(),
+            });
+        }
+    };
+    let opts = sipstorm::search::SearchOptions {
+        start_rate,
+        step: a.step.unwrap_or(start_rate),
+        precision: a.precision,
+        max_steps: a.max_steps,
+        step_duration,
+    };
+    let out = out.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("results/search-{secs}-{}", cfg.scenario.name()))
+    });
+    match sipstorm::search::search(&cfg, &opts, &out) {
+        Ok(r) => {
+            print!("{}", sipstorm::search::render_search(&r));
+            say!("sipstorm search: report written to {}", out.display());
+            ExitCode::from(if r.max_rate_per_s.is_some() {
+                0
+            } else {
+                EXIT_FAILED
+            })
+        }
+        Err(sipstorm::search::SearchError::Run(e)) => fatal(&e),
+        Err(e @ sipstorm::search::SearchError::Invalid { .. }) => {
+            say!("sipstorm: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            say!("sipstorm: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 
@@ -204,6 +291,9 @@ struct ServeArgs {
     /// No live progress.
     #[arg(long)]
     quiet: bool,
+    /// Capacity in new attempts per second; beyond it requests get 503.
+    #[arg(long)]
+    max_rate: Option<f64>,
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -223,7 +313,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => {
-            let cfg = match args.values().and_then(RunConfig::build) {
+            let cfg = match args.config() {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
@@ -244,6 +334,7 @@ fn main() -> ExitCode {
                 no_answer_ratio: a.no_answer_ratio,
                 backend: a.backend,
                 quiet: a.quiet,
+                max_rate: a.max_rate,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,
@@ -254,12 +345,7 @@ fn main() -> ExitCode {
                 Err(e) => fatal(&e),
             }
         }
-        Command::Search(_) => {
-            say!(
-                "sipstorm: search is not implemented yet (issue 6); use `sipstorm run --rate N` steps"
-            );
-            ExitCode::from(EXIT_USAGE)
-        }
+        Command::Search(a) => search_cmd(a),
         Command::Report { dir } => report_cmd(run::report_command(&dir)),
         Command::Compare {
             base,

@@ -648,6 +648,8 @@ pub struct Fleet {
     pub quiet: bool,
     /// Tick of the open-loop schedule (see `Pacer::with_resolution`).
     pub pacing_resolution: Duration,
+    /// Load stages instead of a constant rate.
+    pub stages: Option<Arc<crate::schedule::Stages>>,
 }
 
 /// The outcome of a client fleet.
@@ -706,6 +708,10 @@ where
                     n,
                 )
                 .with_resolution(fleet.pacing_resolution);
+                let pacer = match &fleet.stages {
+                    Some(st) => pacer.with_stages(st.clone(), i, n),
+                    None => pacer,
+                };
                 let client = make(i, local, t0);
                 let mut w = ClientWorker::new(
                     i,
@@ -1056,6 +1062,8 @@ pub struct EngineServer {
     ep: Endpoint,
     last: Box<engine::Counters>,
     attributed: Box<[u64; CODES]>,
+    /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
+    throttle: Option<engine::throttle::Gate>,
 }
 
 impl std::fmt::Debug for EngineServer {
@@ -1070,19 +1078,34 @@ impl EngineServer {
             ep,
             last: Box::default(),
             attributed: Box::new([0; CODES]),
+            throttle: None,
         }
+    }
+
+    /// Answer new attempts beyond the shared limit with 503.
+    pub fn with_throttle(mut self, t: Option<engine::throttle::Throttle>) -> Self {
+        self.throttle = t.map(engine::throttle::Gate::new);
+        self
     }
 }
 
 impl SansIo for EngineServer {
     type Event = Event;
     fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if let Some(g) = &mut self.throttle
+            && g.intercept(now, from, data)
+        {
+            return;
+        }
         self.ep.handle(now, from, data);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
     }
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some(to) = self.throttle.as_mut().and_then(|g| g.poll_transmit(buf)) {
+            return Some(to);
+        }
         self.ep.poll_transmit(buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1243,10 +1266,11 @@ impl Servers {
             .spawn(move || serve_progress(rx, n, progress))
             .map_err(RunError::Thread)?;
         let cfg2 = cfg.clone();
+        let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
         let make = move |i: usize, local: SocketAddr| {
             let mut sc = server_config(&cfg2, local).unwrap_or_default();
             sc.seed = cfg2.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9);
-            EngineServer::new(Endpoint::server(sc, Instant::now()))
+            EngineServer::new(Endpoint::server(sc, Instant::now())).with_throttle(throttle.clone())
         };
         let handles = spawn_servers(
             socks,
@@ -1393,6 +1417,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
                 backend,
                 quiet: true,
                 seed: cfg.seed ^ 0xC0FFEE,
+                max_rate: None,
             };
             let s = Servers::start(&sc, backend, false, 0, true)?;
             embedded_targets = s.addrs.clone();
@@ -1432,6 +1457,15 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         (Some(seg), None) => (seg.index as usize, seg.count as usize),
         _ => (0, 1),
     };
+    if let Some(st) = cfg.stages.clone() {
+        // Stages set the rate; the report's offered rate is their mean.
+        let st = match cfg.segment {
+            Some(seg) => Arc::new(st.scaled(seg.share_rate(1.0))),
+            None => st,
+        };
+        cfg.rate = Some(st.mean_rate() * cfg.segment.map_or(1.0, |s| f64::from(s.count)));
+        cfg.stages = Some(st);
+    }
     if let Some(seg) = cfg.segment {
         cfg.rate = cfg.rate.map(|r| seg.share_rate(r));
         cfg.count = cfg.count.map(|c| seg.share_count(c).max(1));
@@ -1458,6 +1492,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         drain: cfg.drain,
         quiet: cfg.quiet,
         pacing_resolution: cfg.pacing_resolution,
+        stages: cfg.stages.clone(),
     };
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
@@ -1684,6 +1719,7 @@ mod tests {
             drain: Duration::from_secs(2),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            stages: None,
         };
         let client_stop = StopFlag::new();
         let r = run_clients(
@@ -1756,6 +1792,7 @@ mod tests {
             drain: Duration::from_secs(10),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            stages: None,
         };
         let client_stop = StopFlag::new();
         let s2 = client_stop.clone();
@@ -1822,6 +1859,7 @@ mod tests {
                 drain: Duration::from_secs(2),
                 quiet: true,
                 pacing_resolution: Duration::ZERO,
+                stages: None,
             };
             let make = move |_, _, _| PingClient {
                 target: addr,

@@ -211,6 +211,8 @@ pub struct Pacer {
     stopped: bool,
     /// Tick of the schedule in nanoseconds (0 or 1: exact).
     resolution_ns: u64,
+    /// Stages instead of a constant rate: (stages, worker, workers).
+    stages: Option<(std::sync::Arc<Stages>, u64, u64)>,
 }
 
 /// What the pacer says for this instant.
@@ -259,7 +261,26 @@ impl Pacer {
             started: 0,
             stopped: false,
             resolution_ns: 0,
+            stages: None,
         }
+    }
+
+    /// Pace by `stages` (the run's totals) instead of a constant rate;
+    /// worker `worker` of `workers` takes every `workers`-th attempt. The
+    /// run ends with the last stage at the latest.
+    pub fn with_stages(
+        mut self,
+        stages: std::sync::Arc<Stages>,
+        worker: usize,
+        workers: usize,
+    ) -> Pacer {
+        let n = workers.max(1) as u64;
+        let w = (worker as u64).min(n - 1);
+        let end = self.t0 + stages.duration();
+        self.end = Some(self.end.map_or(end, |e| e.min(end)));
+        self.period_ns = Some(1e9 * n as f64 / stages.mean_rate());
+        self.stages = Some((stages, w, n));
+        self
     }
 
     /// Attempts started so far.
@@ -295,7 +316,15 @@ impl Pacer {
 
     fn next_intended(&self) -> Option<Instant> {
         let p = self.period_ns?;
-        let mut ns = (self.phase_ns + p * self.started as f64) as u64;
+        let mut ns = match &self.stages {
+            // Past the last stage: intended at the end, which is_done stops.
+            Some((st, w, n)) => {
+                (st.time_of((w + n * self.started) as f64)
+                    .unwrap_or(st.duration().as_secs_f64())
+                    * 1e9) as u64
+            }
+            None => (self.phase_ns + p * self.started as f64) as u64,
+        };
         if self.resolution_ns > 1 {
             // The schedule is delivered in ticks: an attempt is intended at
             // the first tick at or after its exact time.
@@ -353,6 +382,101 @@ impl Pacer {
     /// The offered rate of this worker, attempts per second (0 in closed loop).
     pub fn offered_rate(&self) -> f64 {
         self.period_ns.map_or(0.0, |p| 1e9 / p)
+    }
+}
+
+/// k6-style load stages: each stage ramps the attempt rate linearly from
+/// the previous stage's end rate (0 before the first) to its own `rate`
+/// over its `duration`; two stages with the same rate make a plateau.
+///
+/// The open-loop rule stays wrk2's: attempt `i` of the whole run is
+/// intended at the instant where the cumulative number of attempts
+/// ∫rate·dt reaches `i`, whatever happened before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages {
+    /// (start s, length s, rate at start, rate at end, attempts before).
+    parts: Vec<(f64, f64, f64, f64, f64)>,
+    total: f64,
+    length: f64,
+}
+
+impl Stages {
+    /// `(duration, target rate)` per stage; rates must be finite and not
+    /// negative, durations above zero, and some attempt must be due.
+    pub fn new(stages: &[(Duration, f64)]) -> Result<Stages, &'static str> {
+        let mut parts = Vec::with_capacity(stages.len());
+        let (mut t, mut prev, mut cum) = (0.0, 0.0, 0.0);
+        for &(d, r) in stages {
+            if !(r.is_finite() && r >= 0.0) {
+                return Err("a stage rate must be a number of attempts per second, 0 or more");
+            }
+            let len = d.as_secs_f64();
+            if len <= 0.0 {
+                return Err("a stage duration must be above zero");
+            }
+            parts.push((t, len, prev, r, cum));
+            cum += (prev + r) / 2.0 * len;
+            t += len;
+            prev = r;
+        }
+        if cum < 1.0 {
+            return Err("the stages start no attempt (every rate is 0)");
+        }
+        Ok(Stages {
+            parts,
+            total: cum,
+            length: t,
+        })
+    }
+
+    /// Length of all stages together.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.length)
+    }
+
+    /// Attempts over all stages.
+    pub fn total(&self) -> f64 {
+        self.total
+    }
+
+    /// Average rate over all stages (the report's offered rate).
+    pub fn mean_rate(&self) -> f64 {
+        self.total / self.length
+    }
+
+    /// The same shape at `factor` times the rate (a segment's share).
+    pub fn scaled(&self, factor: f64) -> Stages {
+        Stages {
+            parts: self
+                .parts
+                .iter()
+                .map(|&(t, l, a, b, c)| (t, l, a * factor, b * factor, c * factor))
+                .collect(),
+            total: self.total * factor,
+            length: self.length,
+        }
+    }
+
+    /// Seconds after the start at which attempt `i` is intended; `None`
+    /// past the last stage.
+    pub fn time_of(&self, i: f64) -> Option<f64> {
+        if !(0.0..=self.total).contains(&i) {
+            return None;
+        }
+        let &(t0, len, r0, r1, before) = self
+            .parts
+            .iter()
+            .rev()
+            .find(|p| p.4 <= i && (p.2 > 0.0 || p.3 > 0.0))?;
+        let x = i - before;
+        // Solve r0·t + a·t²/2 = x for t in [0, len].
+        let a = (r1 - r0) / len;
+        let t = if a.abs() < 1e-12 {
+            x / r0
+        } else {
+            (-r0 + (r0 * r0 + 2.0 * a * x).max(0.0).sqrt()) / a
+        };
+        (t.is_finite() && t <= len).then_some(t0 + t.max(0.0))
     }
 }
 

@@ -42,7 +42,8 @@ fn bad_values_name_the_flag_and_exit_2() {
         (&["run", "--bogus-flag"], "--bogus-flag"),
         (&["serve", "--auth", "maybe"], "--auth"),
         (&["serve", "--listen", "not-an-address"], "--listen"),
-        (&["search"], "not implemented"),
+        (&["search", "--precision", "2"], "--precision"),
+        (&["serve", "--max-rate", "0"], "--max-rate"),
         (&["report", "/nonexistent/dir"], "/nonexistent/dir"),
     ];
     for (args, needle) in cases {

@@ -68,6 +68,7 @@ mod config;
 mod endpoint;
 mod event;
 mod proxy;
+pub mod throttle;
 mod uac;
 mod uas;
 pub mod util;
