@@ -111,7 +111,8 @@ struct RunArgs {
     /// Event loop: uring | epoll | auto (env SIPSTORM_BACKEND).
     #[arg(long)]
     backend: Option<String>,
-    /// How long in-flight attempts may finish after the last start (default 10s).
+    /// How long in-flight attempts may finish after the last start (default: 64·T1 + 1s, the
+    /// longest a transaction can live, so every attempt ends with an outcome).
     #[arg(long)]
     drain: Option<String>,
     /// Tick of the open-loop schedule: attempts start at tick boundaries
@@ -239,7 +240,14 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
     });
     match sipstorm::search::search(&cfg, &opts, &out) {
         Ok(r) => {
-            print!("{}", sipstorm::search::render_search(&r));
+            {
+                use std::io::Write as _;
+                let _ = write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    sipstorm::search::render_search(&r)
+                );
+            }
             say!("sipstorm search: report written to {}", out.display());
             ExitCode::from(if r.max_rate_per_s.is_some() {
                 0
