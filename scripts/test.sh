@@ -10,4 +10,4 @@ if [ -x scripts/install-test-deps.sh ]; then
 fi
 
 cargo build --release --bins
-cargo test --all-targets --release -- --test-threads=2
+cargo test --all-targets --release --no-fail-fast -- --test-threads=2

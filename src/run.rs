@@ -591,10 +591,11 @@ pub fn bind_server_sockets(
     for _ in 1..n {
         socks.push(transport::bind_udp(addr, opts)?);
     }
-    if n > 1 {
-        // Best effort: without it the kernel's hash still works, unevenly.
-        let _ = transport::steer_by_cpu(&socks[0], n as u32);
-    }
+    // The kernel's 4-tuple hash sends every datagram of one peer address to
+    // the same socket, so a dialog's requests (INVITE, ACK, BYE) reach the
+    // worker that holds its state. Steering by receiving CPU spreads load
+    // more evenly but breaks that for peers whose sending thread migrates
+    // between cores (SIPp, Kamailio): their BYEs met 481s.
     Ok((socks, addr))
 }
 

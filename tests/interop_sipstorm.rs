@@ -72,10 +72,13 @@ fn peers_available() -> bool {
 /// On timeout the script gets SIGTERM, so its trap still stops Kamailio/SIPp.
 fn run_script(name: &str, args: &[&str]) -> (Option<i32>, String) {
     let root = repo_root();
+    // One log per call: the tests of this file run in parallel in one process.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let log_path = std::env::temp_dir().join(format!(
-        "sipstorm-{}-{}.log",
+        "sipstorm-{}-{}-{}.log",
         name.trim_end_matches(".sh"),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let log = File::create(&log_path).expect("create the script's log file in the temp dir");
     let log_err = log.try_clone().expect("clone the log file handle");

@@ -246,71 +246,6 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, Tran
     Ok(sock)
 }
 
-/// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h).
-const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-
-/// Steer each datagram of a `SO_REUSEPORT` group to socket
-/// `cpu % n`, where `cpu` is the CPU that received it.
-///
-/// The default 4-tuple hash is blind to load: with two clients and two
-/// server sockets it sends both clients to the same socket about half the
-/// time, leaving one server worker idle. Steering by receiving CPU spreads
-/// load the way the NIC's RSS (or, on loopback, the senders' pinned cores)
-/// already spreads it. `sock` is any socket of the group; `n` the group size
-/// in bind order.
-pub fn steer_by_cpu(sock: &UdpSocket, n: u32) -> io::Result<()> {
-    // Classic BPF, as in the kernel's reuseport_bpf_cpu selftest:
-    //   A = cpu; A %= n; return A
-    // BPF_LD | BPF_W | BPF_ABS
-    const BPF_LD_W_ABS: u16 = 0x20;
-    // BPF_ALU | BPF_MOD | BPF_K
-    const BPF_ALU_MOD_K: u16 = 0x94;
-    // BPF_RET | BPF_A
-    const BPF_RET_A: u16 = 0x16;
-    const SKF_AD_OFF: i32 = -0x1000;
-    const SKF_AD_CPU: i32 = 36;
-    let mut code = [
-        libc::sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: (SKF_AD_OFF + SKF_AD_CPU) as u32,
-        },
-        libc::sock_filter {
-            code: BPF_ALU_MOD_K,
-            jt: 0,
-            jf: 0,
-            k: n.max(1),
-        },
-        libc::sock_filter {
-            code: BPF_RET_A,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: code.len() as u16,
-        filter: code.as_mut_ptr(),
-    };
-    // SAFETY: `prog` points at `code`, both alive for the duration of the
-    // call; the kernel copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&raw const prog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,
@@ -510,49 +445,6 @@ mod tests {
             other => panic!("expected bind error, got {other:?}"),
         }
         assert!(recv_buffer_size(&a).unwrap() > 0);
-    }
-
-    #[test]
-    fn reuseport_group_steers_by_sending_cpu() {
-        let Some(cores) = core_affinity::get_core_ids() else {
-            return;
-        };
-        if cores.len() < 2 {
-            return;
-        }
-        let opts = SocketOptions {
-            reuse_port: true,
-            ..SocketOptions::default()
-        };
-        let a = bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap();
-        let addr = a.local_addr().unwrap();
-        let b = bind_udp(addr, opts).unwrap();
-        steer_by_cpu(&a, 2).unwrap();
-        let got = std::thread::spawn(move || {
-            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let mut got = vec![];
-            for (i, core) in cores.iter().take(2).enumerate() {
-                if !core_affinity::set_for_current(*core) {
-                    return vec![];
-                }
-                tx.send_to(&[i as u8], addr).unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                let mut buf = [0u8; 4];
-                let on_a = a.recv_from(&mut buf).is_ok();
-                let on_b = b.recv_from(&mut buf).is_ok();
-                got.push((core.id % 2, on_a, on_b));
-            }
-            got
-        })
-        .join()
-        .unwrap();
-        for (cpu, on_a, on_b) in got {
-            assert_eq!(
-                (on_a, on_b),
-                (cpu == 0, cpu == 1),
-                "datagram sent from cpu {cpu}"
-            );
-        }
     }
 
     #[test]
