@@ -10,4 +10,7 @@ if [ -x scripts/install-test-deps.sh ]; then
 fi
 
 cargo build --release --bins
-cargo test --all-targets --release --no-fail-fast -- --test-threads=2
+# Unit and integration tests; two at a time on a 2-core machine.
+cargo test --release --lib --bins --tests --no-fail-fast -- --test-threads=2
+# Criterion benches in test mode: every bench body runs once (they take no libtest flags).
+cargo test --release --benches --no-fail-fast
