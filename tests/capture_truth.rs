@@ -21,115 +21,23 @@
 //! Without tshark the tests print "skipped" and pass, except under `CI=true`
 //! (scripts/install-test-deps.sh installs it there).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod peers;
+
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use peers::{ci, tools_available};
 
 /// One case at a time: two loads at once on a 2-core machine would put each
 /// other's scheduling delays into the latency comparison.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Upper bound for one case; each normally takes about 7 s (2 s of load at
-/// 200/s, start-up, capture stop and analysis).
-const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-fn tool_present(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
-        .any(|dir| is_executable(&dir.join(tool)))
-}
-
-fn ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
-}
-
-/// `true` when tshark and python3 are there; under CI a missing one fails.
-fn tools_available() -> bool {
-    let missing: Vec<&str> = ["tshark", "python3"]
-        .into_iter()
-        .filter(|t| !tool_present(t))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !ci(),
-        "CI=true but {missing:?} not installed: scripts/install-test-deps.sh must run first"
-    );
-    eprintln!("skipped: {missing:?} missing; run scripts/install-test-deps.sh");
-    false
-}
-
-/// Runs `scripts/capture-truth.sh ARGS` with a deadline and returns (exit
-/// code, output); `None` when killed at the deadline (SIGTERM first, so the
-/// script's trap stops tshark and serve).
+/// Runs `scripts/capture-truth.sh ARGS`: (exit code, output).
 fn run_script(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let root = repo_root();
-    let log_path = std::env::temp_dir().join(format!(
-        "sipstorm-capture-truth-{}-{}.log",
-        args.first().copied().unwrap_or("x"),
-        std::process::id()
-    ));
-    let log = File::create(&log_path).expect("create the script's log file in the temp dir");
-    let log_err = log.try_clone().expect("clone the log file handle");
-    let mut child = Command::new("bash")
-        .arg(root.join("scripts/capture-truth.sh"))
-        .args(args)
-        .current_dir(&root)
-        .env("SIPSTORM", env!("CARGO_BIN_EXE_sipstorm"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start scripts/capture-truth.sh: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() > SCRIPT_DEADLINE => {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-                std::thread::sleep(Duration::from_secs(3));
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("waiting for scripts/capture-truth.sh: {e}"),
-        }
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    eprintln!(
-        "scripts/capture-truth.sh {} ({:?}, {:.1?}):\n{output}",
-        args.join(" "),
-        status,
-        start.elapsed()
-    );
-    (status.and_then(|s| s.code()), output)
+    peers::run_script("capture-truth.sh", args, env)
 }
 
 fn check(scenario: &str, env: &[(&str, &str)]) {
-    if !tools_available() {
+    if !tools_available(&["tshark", "python3"]) {
         return;
     }
     let _one_at_a_time = SERIAL

@@ -11,111 +11,15 @@
 //! (`CI=true`: `scripts/test.sh` installs them first) and are skipped with a
 //! message elsewhere.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod peers;
 
 /// The programs the scripts run.
 const TOOLS: &[&str] = &["sipp", "kamailio", "kamcmd", "python3"];
 
-/// Upper bound for one script; each normally takes a few seconds.
-const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `tool` is an executable file in `PATH` or the sbin directories
-/// (Kamailio installs into `/usr/sbin`, which a non-login `PATH` may lack).
-fn tool_present(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/sbin", "/sbin", "/usr/local/sbin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .any(|dir| is_executable(&dir.join(tool)))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// `true` when the tests may run; under CI a missing tool is a failure.
-fn peers_available() -> bool {
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !tool_present(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    assert!(
-        !ci,
-        "CI=true but {missing:?} not installed: scripts/install-test-deps.sh must run first \
-         (scripts/test.sh calls it)"
-    );
-    eprintln!("skipped: {missing:?} not installed; run scripts/install-test-deps.sh");
-    false
-}
-
-/// Runs `scripts/NAME ARGS` with a deadline and returns (success, output).
-/// On timeout the script gets SIGTERM, so its trap still stops Kamailio/SIPp.
+/// Runs `scripts/NAME ARGS`: (success, output).
 fn run_script(name: &str, args: &[&str]) -> (bool, String) {
-    let root = repo_root();
-    let log_path = std::env::temp_dir().join(format!(
-        "sipstorm-{}-{}.log",
-        name.trim_end_matches(".sh"),
-        std::process::id()
-    ));
-    let log = File::create(&log_path).expect("create the script's log file in the temp dir");
-    let log_err = log.try_clone().expect("clone the log file handle");
-    let mut child = Command::new("bash")
-        .arg(root.join("scripts").join(name))
-        .args(args)
-        .current_dir(&root)
-        .env("SIPP_TIMEOUT", "40")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start scripts/{name}: {e}"));
-
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() > SCRIPT_DEADLINE => {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-                std::thread::sleep(Duration::from_secs(3));
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("waiting for scripts/{name}: {e}"),
-        }
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    let ok = status.is_some_and(|s| s.success());
-    let verdict = match status {
-        Some(s) => format!("exit status {s}"),
-        None => format!("killed after {SCRIPT_DEADLINE:?}"),
-    };
-    eprintln!(
-        "scripts/{name} ({verdict}, {:.1?}):\n{output}",
-        start.elapsed()
-    );
-    (ok, output)
+    let (code, output) = peers::run_script(name, args, &[("SIPP_TIMEOUT", "40")]);
+    (code == Some(0), output)
 }
 
 /// SIPp registers 1000 users with digest (MD5, qop=auth) at Kamailio: every
@@ -124,7 +28,7 @@ fn run_script(name: &str, args: &[&str]) -> (bool, String) {
 /// to SIPp's socket. Wrong passwords are rejected and bind nothing.
 #[test]
 fn kamailio_registrar_accepts_sipp_digest_registrations() {
-    if !peers_available() {
+    if !peers::tools_available(TOOLS) {
         return;
     }
     let (ok, output) = run_script("interop-kamailio-register-sipp.sh", &["1000", "500"]);
@@ -145,7 +49,7 @@ fn kamailio_registrar_accepts_sipp_digest_registrations() {
 /// both sides.
 #[test]
 fn kamailio_proxy_routes_sipp_calls_with_407_and_record_route() {
-    if !peers_available() {
+    if !peers::tools_available(TOOLS) {
         return;
     }
     let (ok, output) = run_script("interop-kamailio-call-sipp.sh", &["100", "50"]);

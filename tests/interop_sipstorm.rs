@@ -14,130 +14,21 @@
 //! `--users`; mixed-kamailio's calls pass but its report has
 //! `totals.register.attempted == 0` with 200 succeeded.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod peers;
 
 /// The programs the scripts run.
 const TOOLS: &[&str] = &["sipp", "kamailio", "kamcmd", "python3"];
 
-/// Upper bound for one script; each normally takes a few seconds.
-const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `tool` is an executable file in `PATH` or the sbin directories
-/// (Kamailio installs into `/usr/sbin`, which a non-login `PATH` may lack).
-fn tool_present(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/sbin", "/sbin", "/usr/local/sbin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .any(|dir| is_executable(&dir.join(tool)))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// `true` when the tests may run; under CI a missing tool is a failure.
-fn peers_available() -> bool {
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !tool_present(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    assert!(
-        !ci,
-        "CI=true but {missing:?} not installed: scripts/install-test-deps.sh must run first \
-         (scripts/test.sh calls it)"
-    );
-    eprintln!("skipped: {missing:?} not installed; run scripts/install-test-deps.sh");
-    false
-}
-
-/// Runs `scripts/NAME ARGS` with a deadline and returns (exit code, output);
-/// the exit code is `None` when the script was killed at the deadline.
-/// On timeout the script gets SIGTERM, so its trap still stops Kamailio/SIPp.
-fn run_script(name: &str, args: &[&str]) -> (Option<i32>, String) {
-    let root = repo_root();
-    // One log per call: the tests of this file run in parallel in one process.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let log_path = std::env::temp_dir().join(format!(
-        "sipstorm-{}-{}-{}.log",
-        name.trim_end_matches(".sh"),
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let log = File::create(&log_path).expect("create the script's log file in the temp dir");
-    let log_err = log.try_clone().expect("clone the log file handle");
-    let mut child = Command::new("bash")
-        .arg(root.join("scripts").join(name))
-        .args(args)
-        .current_dir(&root)
-        .env("SIPP_TIMEOUT", "40")
-        .env("SIPSTORM", env!("CARGO_BIN_EXE_sipstorm"))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start scripts/{name}: {e}"));
-
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() > SCRIPT_DEADLINE => {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-                std::thread::sleep(Duration::from_secs(3));
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("waiting for scripts/{name}: {e}"),
-        }
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    let code = status.and_then(|s| s.code());
-    let verdict = match status {
-        Some(s) => format!("exit status {s}"),
-        None => format!("killed after {SCRIPT_DEADLINE:?}"),
-    };
-    eprintln!(
-        "scripts/{name} ({verdict}, {:.1?}):\n{output}",
-        start.elapsed()
-    );
-    (code, output)
-}
-
 /// Runs one case of `scripts/interop-sipstorm.sh` and asserts it passed.
 fn run_case(case: &str) {
-    if !peers_available() {
+    if !peers::tools_available(TOOLS) {
         return;
     }
-    let (code, output) = run_script("interop-sipstorm.sh", &[case]);
+    let (code, output) =
+        peers::run_script("interop-sipstorm.sh", &[case], &[("SIPP_TIMEOUT", "40")]);
     if code == Some(77) {
-        let ci = std::env::var("CI")
-            .map(|v| v == "true" || v == "1")
-            .unwrap_or(false);
         assert!(
-            !ci,
+            !peers::ci(),
             "CI=true but sipstorm run/serve are not available:\n{output}"
         );
         eprintln!("skipped: sipstorm run/serve not available yet");
