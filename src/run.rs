@@ -805,6 +805,34 @@ impl EngineClient {
         }
     }
 
+    /// Counts the end of a one-transaction attempt (register, options) and
+    /// records its latency from the actual send and from the intended start.
+    fn transaction_done(
+        &mut self,
+        stats: &mut WorkerStats,
+        kind: &AttemptKind,
+        outcome: Outcome,
+        (intended, started, finished): (Instant, Instant, Instant),
+    ) {
+        match outcome {
+            Outcome::Success => {
+                stats.count(kind.succeeded, 1);
+                stats.record(
+                    kind.metric,
+                    since(finished, started),
+                    since(finished, intended),
+                );
+                self.response(stats, kind.method, 200);
+            }
+            Outcome::Failed(code) => {
+                stats.count(kind.failed, 1);
+                self.response(stats, kind.method, code);
+            }
+            Outcome::Timeout => stats.count(kind.timed_out, 1),
+            Outcome::TransportError | Outcome::Cancelled => stats.count(kind.failed, 1),
+        }
+    }
+
     fn response(&mut self, stats: &mut WorkerStats, method: Method, code: u16) {
         stats.response(method, code);
         if let Some(a) = self.attributed.get_mut(usize::from(code)) {
@@ -812,6 +840,31 @@ impl EngineClient {
         }
     }
 }
+
+/// The counters, metric and method of one kind of single-transaction attempt.
+struct AttemptKind {
+    succeeded: Counter,
+    failed: Counter,
+    timed_out: Counter,
+    metric: Metric,
+    method: Method,
+}
+
+const REGISTER_KIND: AttemptKind = AttemptKind {
+    succeeded: Counter::RegisterSucceeded,
+    failed: Counter::RegisterFailed,
+    timed_out: Counter::RegisterTimedOut,
+    metric: Metric::Rrd,
+    method: Method::Register,
+};
+
+const OPTIONS_KIND: AttemptKind = AttemptKind {
+    succeeded: Counter::OptionsSucceeded,
+    failed: Counter::OptionsFailed,
+    timed_out: Counter::OptionsTimedOut,
+    metric: Metric::OptionsRtt,
+    method: Method::Options,
+};
 
 fn since(later: Instant, earlier: Instant) -> Duration {
     later.saturating_duration_since(earlier)
@@ -920,25 +973,12 @@ impl LoadClient for EngineClient {
                 started,
                 finished,
                 outcome,
-            } => match outcome {
-                Outcome::Success => {
-                    stats.count(Counter::RegisterSucceeded, 1);
-                    stats.record(
-                        Metric::Rrd,
-                        since(finished, started),
-                        since(finished, intended),
-                    );
-                    self.response(stats, Method::Register, 200);
-                }
-                Outcome::Failed(code) => {
-                    stats.count(Counter::RegisterFailed, 1);
-                    self.response(stats, Method::Register, code);
-                }
-                Outcome::Timeout => stats.count(Counter::RegisterTimedOut, 1),
-                Outcome::TransportError | Outcome::Cancelled => {
-                    stats.count(Counter::RegisterFailed, 1)
-                }
-            },
+            } => self.transaction_done(
+                stats,
+                &REGISTER_KIND,
+                outcome,
+                (intended, started, finished),
+            ),
             Event::Unregistered { .. } => {}
             Event::CallSetup {
                 intended,
@@ -1007,25 +1047,9 @@ impl LoadClient for EngineClient {
                 started,
                 finished,
                 outcome,
-            } => match outcome {
-                Outcome::Success => {
-                    stats.count(Counter::OptionsSucceeded, 1);
-                    stats.record(
-                        Metric::OptionsRtt,
-                        since(finished, started),
-                        since(finished, intended),
-                    );
-                    self.response(stats, Method::Options, 200);
-                }
-                Outcome::Failed(code) => {
-                    stats.count(Counter::OptionsFailed, 1);
-                    self.response(stats, Method::Options, code);
-                }
-                Outcome::Timeout => stats.count(Counter::OptionsTimedOut, 1),
-                Outcome::TransportError | Outcome::Cancelled => {
-                    stats.count(Counter::OptionsFailed, 1)
-                }
-            },
+            } => {
+                self.transaction_done(stats, &OPTIONS_KIND, outcome, (intended, started, finished))
+            }
             Event::TransactionRtt { method, rtt } => {
                 let m = match method {
                     MethodKind::Register => Some(Metric::RegisterRtt),
