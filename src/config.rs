@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Algorithm, Qop};
 use crate::schedule::{Hold, parse_duration};
 use crate::segment::Segment;
 use crate::transport::Backend;
@@ -41,6 +42,8 @@ pub enum ScenarioKind {
     Call,
     Options,
     Mixed,
+    /// A weighted mix of register, call and options attempts (`--mix`).
+    Mix,
 }
 
 impl std::str::FromStr for ScenarioKind {
@@ -51,8 +54,9 @@ impl std::str::FromStr for ScenarioKind {
             "call" => Ok(ScenarioKind::Call),
             "options" => Ok(ScenarioKind::Options),
             "mixed" => Ok(ScenarioKind::Mixed),
+            "mix" => Ok(ScenarioKind::Mix),
             o => Err(format!(
-                "unknown scenario '{o}' (expected register, call, options or mixed)"
+                "unknown scenario '{o}' (expected register, call, options, mixed or mix)"
             )),
         }
     }
@@ -65,6 +69,7 @@ impl ScenarioKind {
             ScenarioKind::Call => "call",
             ScenarioKind::Options => "options",
             ScenarioKind::Mixed => "mixed",
+            ScenarioKind::Mix => "mix",
         }
     }
 }
@@ -102,6 +107,145 @@ pub struct RunValues {
     pub seed: Option<u64>,
     /// k6-style stages (profile only): `[{duration = "10s", rate = 100.0}, ...]`.
     pub stages: Option<Vec<StageValue>>,
+    /// Ring delay of sipstorm's own answering side (`mixed`), as `--hold`.
+    pub ring: Option<String>,
+    /// Weighted scenario mix: `"register=1,call=3"` or a table array.
+    pub mix: Option<MixValues>,
+    /// Digest algorithms the client accepts, preferred first (`SHA-256,MD5`).
+    pub digest_algorithm: Option<String>,
+    /// The qop the client answers with when offered both (`auth`, `auth-int`).
+    pub digest_qop: Option<String>,
+}
+
+/// A weighted mix as written: the flag's `register=1,call=3` or a profile's
+/// `[[mix]]` tables (which may also give each part its own hold).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a mix: \"register=1,call=3\", or [[mix]] tables with scenario, weight and an optional hold"
+)]
+pub enum MixValues {
+    Text(String),
+    Table(Vec<MixValue>),
+}
+
+/// One part of a mix in a profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixValue {
+    pub scenario: String,
+    pub weight: u32,
+    /// Hold of this part's attempts; the run's `hold` when absent.
+    pub hold: Option<String>,
+}
+
+/// One validated part of a mix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixEntry {
+    pub scenario: ScenarioKind,
+    pub weight: u32,
+    pub hold: Option<Hold>,
+}
+
+/// The client's digest preferences (RFC 8760 §2.4: a server may offer
+/// several challenges, the client takes the first it supports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestOptions {
+    /// Accepted algorithms, preferred first; empty = whatever is offered
+    /// first.
+    pub algorithms: Vec<Algorithm>,
+    /// Answer with this qop when the challenge offers both.
+    pub qop: Qop,
+}
+
+impl Default for DigestOptions {
+    fn default() -> Self {
+        DigestOptions {
+            algorithms: Vec::new(),
+            qop: Qop::Auth,
+        }
+    }
+}
+
+/// One `--digest-algorithm` token.
+fn parse_algorithm(t: &str) -> Result<Algorithm, ConfigError> {
+    Algorithm::from_token(t.trim().as_bytes()).ok_or_else(|| {
+        invalid(
+            "--digest-algorithm",
+            format!("unknown algorithm '{t}' (expected MD5, MD5-sess, SHA-256 or SHA-256-sess)"),
+        )
+    })
+}
+
+/// `--digest-qop`; `auth` when absent.
+fn parse_qop(t: Option<&str>) -> Result<Qop, ConfigError> {
+    let Some(t) = t else { return Ok(Qop::Auth) };
+    Qop::from_token(t.trim().as_bytes()).ok_or_else(|| {
+        invalid(
+            "--digest-qop",
+            format!("unknown qop '{t}' (expected auth or auth-int)"),
+        )
+    })
+}
+
+impl MixValues {
+    /// Validate into parts; every weight at least 1, each scenario once,
+    /// `mixed` and `mix` not allowed inside.
+    fn build(&self) -> Result<Vec<MixEntry>, ConfigError> {
+        let raw: Vec<(String, u32, Option<String>)> = match self {
+            MixValues::Text(t) => {
+                let mut v = Vec::new();
+                for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (name, w) = part.split_once('=').ok_or_else(|| {
+                        invalid("--mix", format!("'{part}' is not SCENARIO=WEIGHT"))
+                    })?;
+                    let w = w.trim().parse::<u32>().map_err(|_| {
+                        invalid(
+                            "--mix",
+                            format!("weight '{w}' of {name} is not a whole number"),
+                        )
+                    })?;
+                    v.push((name.trim().to_string(), w, None));
+                }
+                v
+            }
+            MixValues::Table(t) => t
+                .iter()
+                .map(|m| (m.scenario.clone(), m.weight, m.hold.clone()))
+                .collect(),
+        };
+        if raw.is_empty() {
+            return Err(invalid("--mix", "is empty (e.g. register=1,call=3)"));
+        }
+        let mut out: Vec<MixEntry> = Vec::with_capacity(raw.len());
+        for (name, weight, hold) in raw {
+            let scenario: ScenarioKind = name.parse().map_err(|e: String| invalid("--mix", e))?;
+            if matches!(scenario, ScenarioKind::Mixed | ScenarioKind::Mix) {
+                return Err(invalid(
+                    "--mix",
+                    format!("{name} cannot be part of a mix (use register, call or options)"),
+                ));
+            }
+            if weight == 0 {
+                return Err(invalid(
+                    "--mix",
+                    format!("weight of {name} must be at least 1"),
+                ));
+            }
+            if out.iter().any(|e| e.scenario == scenario) {
+                return Err(invalid("--mix", format!("{name} is listed twice")));
+            }
+            let hold = hold
+                .map(|h| Hold::parse(&h).map_err(|e| invalid("--mix", format!("{name}: {e}"))))
+                .transpose()?;
+            out.push(MixEntry {
+                scenario,
+                weight,
+                hold,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -115,6 +259,13 @@ pub struct StageValue {
 impl RunValues {
     /// Values from `other` win where set (flags over profile).
     pub fn overlay(mut self, other: RunValues) -> RunValues {
+        // `scenario` and `mix` both say what each attempt does: one from
+        // the flags replaces the other from the profile.
+        match (&other.scenario, &other.mix) {
+            (Some(_), None) => self.mix = None,
+            (None, Some(_)) => self.scenario = None,
+            _ => {}
+        }
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
@@ -145,7 +296,11 @@ impl RunValues {
             t4,
             expires,
             seed,
-            stages
+            stages,
+            ring,
+            mix,
+            digest_algorithm,
+            digest_qop
         );
         self
     }
@@ -238,6 +393,13 @@ pub struct RunConfig {
     pub seed: u64,
     /// Load stages replacing the constant `rate` (see [`crate::schedule::Stages`]).
     pub stages: Option<std::sync::Arc<crate::schedule::Stages>>,
+    /// Ring delay of the answering side in `mixed` (and of the embedded
+    /// server).
+    pub ring: Hold,
+    /// The parts of a weighted mix (`scenario` is `Mix`); empty otherwise.
+    pub mix: Vec<MixEntry>,
+    /// Digest preferences of the client (and the embedded server's offer).
+    pub digest: DigestOptions,
 }
 
 /// Default generated users (SPEC example).
@@ -256,6 +418,12 @@ pub fn default_workers() -> usize {
 
 fn dur(flag: &'static str, v: Option<&str>) -> Result<Option<Duration>, ConfigError> {
     v.map(|s| parse_duration(s).map_err(|e| invalid(flag, e.to_string())))
+        .transpose()
+}
+
+/// Parse an optional delay distribution (`--hold`, `--ring`).
+fn delay(flag: &'static str, v: Option<&str>) -> Result<Option<Hold>, ConfigError> {
+    v.map(|h| Hold::parse(h).map_err(|e| invalid(flag, e.to_string())))
         .transpose()
 }
 
@@ -298,9 +466,50 @@ impl RunConfig {
             .as_deref()
             .map(|t| resolve("--target", t))
             .transpose()?;
-        let scenario = match v.scenario.as_deref() {
-            None => ScenarioKind::Call,
-            Some(s) => s.parse().map_err(|e: String| invalid("--scenario", e))?,
+        let mix = v.mix.as_ref().map(MixValues::build).transpose()?;
+        let scenario = match (v.scenario.as_deref(), &mix) {
+            (None, None) => ScenarioKind::Call,
+            (None, Some(_)) => ScenarioKind::Mix,
+            (Some(s), _) => s.parse().map_err(|e: String| invalid("--scenario", e))?,
+        };
+        match (scenario, &mix) {
+            (ScenarioKind::Mix, None) => {
+                return Err(invalid(
+                    "--scenario",
+                    "mix needs --mix (e.g. --mix register=1,call=3)",
+                ));
+            }
+            (s, Some(_)) if s != ScenarioKind::Mix => {
+                return Err(invalid(
+                    "--scenario",
+                    format!(
+                        "{} conflicts with the mix (leave --scenario out, or run one part with --mix {}=1)",
+                        s.name(),
+                        s.name()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let ring = delay("--ring", v.ring.as_deref())?.unwrap_or_default();
+        let digest = DigestOptions {
+            algorithms: match v.digest_algorithm.as_deref() {
+                None => Vec::new(),
+                Some(list) => {
+                    let mut algs = Vec::new();
+                    for t in list.split(',').filter(|t| !t.trim().is_empty()) {
+                        let a = parse_algorithm(t)?;
+                        if !algs.contains(&a) {
+                            algs.push(a);
+                        }
+                    }
+                    if algs.is_empty() {
+                        return Err(invalid("--digest-algorithm", "is empty"));
+                    }
+                    algs
+                }
+            },
+            qop: parse_qop(v.digest_qop.as_deref())?,
         };
         if let Some(r) = v.rate
             && !(r.is_finite() && r > 0.0)
@@ -320,10 +529,7 @@ impl RunConfig {
         if duration == Some(Duration::ZERO) {
             return Err(invalid("--duration", "must be longer than zero"));
         }
-        let hold = match v.hold.as_deref() {
-            None => Hold::Fixed(Duration::ZERO),
-            Some(h) => Hold::parse(h).map_err(|e| invalid("--hold", e.to_string()))?,
-        };
+        let hold = delay("--hold", v.hold.as_deref())?.unwrap_or_default();
         let cancel_ratio = ratio("--cancel-ratio", v.cancel_ratio)?;
         let workers = v.workers.unwrap_or_else(default_workers);
         if workers == 0 || workers > 1024 {
@@ -423,6 +629,9 @@ impl RunConfig {
             (_, d) => d,
         };
         Ok(RunConfig {
+            ring,
+            mix: mix.unwrap_or_default(),
+            digest,
             stages,
             target,
             target_text: v.target.clone(),
@@ -480,6 +689,16 @@ impl RunConfig {
             "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
             "expires": self.expires,
             "seed": self.seed,
+            "ring": self.ring.to_string(),
+            "mix": (!self.mix.is_empty()).then(|| self.mix.iter().map(|m| serde_json::json!({
+                "scenario": m.scenario.name(),
+                "weight": m.weight,
+                "hold": m.hold.map(|h| h.to_string()),
+            })).collect::<Vec<_>>()),
+            "digest": {
+                "algorithms": self.digest.algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "qop": self.digest.qop.as_str(),
+            },
             "stages": self.stages.as_ref().map(|s| serde_json::json!({"duration_s": s.duration().as_secs_f64(), "attempts": s.total(), "mean_rate": s.mean_rate()})),
         })
     }
@@ -493,7 +712,11 @@ pub struct ServeConfig {
     pub realm: String,
     pub auth: bool,
     pub password_pattern: String,
-    pub ring: Duration,
+    pub ring: Hold,
+    /// Digest algorithm of the challenges (`--digest-algorithm`).
+    pub algorithm: Algorithm,
+    /// Offer `qop="auth-int"` instead of `qop="auth"` (`--digest-qop`).
+    pub qop: Qop,
     pub busy_ratio: f64,
     pub no_answer_ratio: f64,
     pub backend: Backend,
@@ -513,6 +736,8 @@ pub struct ServeValues {
     pub auth: Option<String>,
     pub password_pattern: Option<String>,
     pub ring: Option<String>,
+    pub digest_algorithm: Option<String>,
+    pub digest_qop: Option<String>,
     pub busy_ratio: Option<f64>,
     pub no_answer_ratio: Option<f64>,
     pub backend: Option<String>,
@@ -563,7 +788,12 @@ impl ServeConfig {
             password_pattern: v
                 .password_pattern
                 .unwrap_or_else(|| DEFAULT_PASSWORD_PATTERN.into()),
-            ring: dur("--ring", v.ring.as_deref())?.unwrap_or(Duration::ZERO),
+            ring: delay("--ring", v.ring.as_deref())?.unwrap_or_default(),
+            algorithm: match v.digest_algorithm.as_deref() {
+                None => Algorithm::Md5,
+                Some(a) => parse_algorithm(a)?,
+            },
+            qop: parse_qop(v.digest_qop.as_deref())?,
             busy_ratio,
             no_answer_ratio,
             backend,
@@ -603,10 +833,127 @@ mod tests {
             (vals(|v| v.count = Some(0)), "--count"),
             (vals(|v| v.transport = Some("sctp".into())), "--transport"),
             (vals(|v| v.backend = Some("kqueue".into())), "--backend"),
+            (vals(|v| v.ring = Some("soon".into())), "--ring"),
+            (vals(|v| v.mix = Some(mix("call=0"))), "--mix"),
+            (vals(|v| v.mix = Some(mix("call"))), "--mix"),
+            (vals(|v| v.mix = Some(mix("call=x"))), "--mix"),
+            (vals(|v| v.mix = Some(mix("call=1,call=2"))), "--mix"),
+            (vals(|v| v.mix = Some(mix("mixed=1"))), "--mix"),
+            (vals(|v| v.mix = Some(mix("dance=1"))), "--mix"),
+            (vals(|v| v.mix = Some(mix(""))), "--mix"),
+            (vals(|v| v.scenario = Some("mix".into())), "--scenario"),
+            (
+                vals(|v| {
+                    v.scenario = Some("call".into());
+                    v.mix = Some(mix("register=1"));
+                }),
+                "--scenario",
+            ),
+            (
+                vals(|v| v.digest_algorithm = Some("SHA-512".into())),
+                "--digest-algorithm",
+            ),
+            (
+                vals(|v| v.digest_algorithm = Some(",".into())),
+                "--digest-algorithm",
+            ),
+            (
+                vals(|v| v.digest_qop = Some("auth-conf".into())),
+                "--digest-qop",
+            ),
         ];
         for (v, flag) in cases {
             let e = RunConfig::build(v).unwrap_err().to_string();
             assert!(e.starts_with(flag), "{e} should start with {flag}");
+        }
+    }
+
+    fn mix(s: &str) -> MixValues {
+        MixValues::Text(s.into())
+    }
+
+    #[test]
+    fn mixes_ring_and_digest_options() {
+        let c = RunConfig::build(vals(|v| {
+            v.mix = Some(mix(" register=1, call=3,options=2 "))
+        }))
+        .unwrap();
+        assert_eq!(c.scenario, ScenarioKind::Mix);
+        let parts: Vec<(ScenarioKind, u32)> =
+            c.mix.iter().map(|m| (m.scenario, m.weight)).collect();
+        assert_eq!(
+            parts,
+            [
+                (ScenarioKind::Register, 1),
+                (ScenarioKind::Call, 3),
+                (ScenarioKind::Options, 2)
+            ]
+        );
+        // A profile's [[mix]] tables may give a part its own hold.
+        let v: RunValues = toml::from_str(
+            "ring = \"lognormal(1s,0.5)\"\ndigest-algorithm = \"SHA-256, MD5\"\ndigest-qop = \"auth-int\"\n\
+             [[mix]]\nscenario = \"register\"\nweight = 1\nhold = \"0s\"\n\
+             [[mix]]\nscenario = \"call\"\nweight = 4\nhold = \"exp(3s)\"\n",
+        )
+        .unwrap();
+        let c = RunConfig::build(v.clone().overlay(vals(|_| {}))).unwrap();
+        assert_eq!(c.scenario, ScenarioKind::Mix);
+        assert_eq!(c.mix[1].hold, Some(Hold::Exp(Duration::from_secs(3))));
+        assert_eq!(
+            c.ring,
+            Hold::LogNormal {
+                median: Duration::from_secs(1),
+                sigma: 0.5
+            }
+        );
+        assert_eq!(c.digest.algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+        assert_eq!(c.digest.qop, Qop::AuthInt);
+        let j = c.to_json();
+        assert_eq!(j["mix"][1]["weight"], 4);
+        assert_eq!(j["digest"]["algorithms"][0], "SHA-256");
+        // A --scenario flag replaces the profile's mix, a --mix flag its scenario.
+        let c = RunConfig::build(
+            v.clone()
+                .overlay(vals(|f| f.scenario = Some("options".into()))),
+        )
+        .unwrap();
+        assert_eq!((c.scenario, c.mix.len()), (ScenarioKind::Options, 0));
+        let p = vals(|f| f.scenario = Some("register".into()));
+        let c = RunConfig::build(p.overlay(vals(|f| f.mix = Some(mix("call=1"))))).unwrap();
+        assert_eq!((c.scenario, c.mix.len()), (ScenarioKind::Mix, 1));
+        // Bad tables name what is expected.
+        let e = toml::from_str::<RunValues>("mix = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[mix]] tables"), "{e}");
+        let s = ServeConfig::build(ServeValues {
+            ring: Some("uniform(1s,2s)".into()),
+            digest_algorithm: Some("sha-256-sess".into()),
+            digest_qop: Some("auth-int".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.algorithm, Algorithm::Sha256Sess);
+        assert_eq!(s.qop, Qop::AuthInt);
+        assert_eq!(
+            s.ring,
+            Hold::Uniform(Duration::from_secs(1), Duration::from_secs(2))
+        );
+        for bad in [
+            ServeValues {
+                ring: Some("exp(".into()),
+                ..Default::default()
+            },
+            ServeValues {
+                digest_algorithm: Some("MD4".into()),
+                ..Default::default()
+            },
+            ServeValues {
+                digest_qop: Some("none".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(ServeConfig::build(bad).is_err());
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Layers, with one-way dependencies (see README "Design"):
 //! `sip` → `auth` → `engine` → `transport` → `run`; `schedule`, `stats` and
-//! `report` have no I/O and no protocol knowledge.
+//! `report` have no I/O and no protocol knowledge; `dist` (durations, delay
+//! distributions, the PRNG) is a leaf every layer may use.
 
 /// `eprintln!` that ignores write errors: a closed or broken stderr pipe
 /// (Rust ignores SIGPIPE, so writes fail with EPIPE) must never kill a run
@@ -17,6 +18,7 @@ macro_rules! say {
 
 pub mod auth;
 pub mod config;
+pub mod dist;
 pub mod engine;
 pub mod profile;
 pub mod report;

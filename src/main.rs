@@ -57,9 +57,13 @@ struct RunArgs {
     /// The server under test, HOST:PORT; absent = embedded server.
     #[arg(long)]
     target: Option<String>,
-    /// register | call | options | mixed
+    /// register | call | options | mixed | mix (mix: see --mix)
     #[arg(long)]
     scenario: Option<String>,
+    /// Weighted mix of scenarios, e.g. register=1,call=3,options=1 (each
+    /// attempt is one of them, in exactly these proportions).
+    #[arg(long)]
+    mix: Option<String>,
     /// Attempts started per second (open loop, paced on intended start times).
     #[arg(long)]
     rate: Option<f64>,
@@ -81,9 +85,20 @@ struct RunArgs {
     /// Password of each generated user, e.g. pw-{user}.
     #[arg(long)]
     password_pattern: Option<String>,
-    /// Call hold time: 5s, uniform(1s,5s), exp(3s), lognormal(3s,0.5).
+    /// Call hold time: 5s, uniform(1s,5s), exp(3s), lognormal(3s,0.5), normal(3s,1s).
     #[arg(long)]
     hold: Option<String>,
+    /// Ring delay (180 → 200) of the answering side: the embedded server, and
+    /// sipstorm's own UAS in `mixed`; same forms as --hold.
+    #[arg(long)]
+    ring: Option<String>,
+    /// Digest algorithms accepted, preferred first, e.g. SHA-256,MD5
+    /// (default: whatever the server offers first).
+    #[arg(long)]
+    digest_algorithm: Option<String>,
+    /// qop to answer with when offered both: auth | auth-int (default auth).
+    #[arg(long)]
+    digest_qop: Option<String>,
     /// Fraction of calls cancelled after the first provisional response.
     #[arg(long)]
     cancel_ratio: Option<f64>,
@@ -170,6 +185,10 @@ impl RunArgs {
             expires: self.expires,
             seed: self.seed,
             stages: None,
+            ring: self.ring,
+            mix: self.mix.map(sipstorm::config::MixValues::Text),
+            digest_algorithm: self.digest_algorithm,
+            digest_qop: self.digest_qop,
         };
         Ok(base.overlay(flags))
     }
@@ -284,9 +303,16 @@ struct ServeArgs {
     /// Password of user U, e.g. pw-{user}.
     #[arg(long)]
     password_pattern: Option<String>,
-    /// Delay before 180 and 200.
+    /// Delay between the 180 and the 200: 2s, uniform(1s,5s), exp(3s),
+    /// lognormal(3s,0.5), normal(3s,1s).
     #[arg(long)]
     ring: Option<String>,
+    /// Digest algorithm of challenges: MD5 | MD5-sess | SHA-256 | SHA-256-sess.
+    #[arg(long)]
+    digest_algorithm: Option<String>,
+    /// qop offered in challenges: auth | auth-int.
+    #[arg(long)]
+    digest_qop: Option<String>,
     /// Fraction of calls answered 486 Busy Here.
     #[arg(long)]
     busy_ratio: Option<f64>,
@@ -338,6 +364,8 @@ fn main() -> ExitCode {
                 auth: a.auth,
                 password_pattern: a.password_pattern,
                 ring: a.ring,
+                digest_algorithm: a.digest_algorithm,
+                digest_qop: a.digest_qop,
                 busy_ratio: a.busy_ratio,
                 no_answer_ratio: a.no_answer_ratio,
                 backend: a.backend,

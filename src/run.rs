@@ -56,7 +56,8 @@ pub trait LoadClient: SansIo {
     /// Map one event to statistics (the RFC 6076 metrics, counters,
     /// responses).
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
-    /// The counter an attempt start increments (`call.attempted`, ...).
+    /// The counter the attempt just started increments (`call.attempted`,
+    /// ...; in a mix it depends on the part chosen).
     fn attempt_counter(&self) -> Counter;
     /// Move cumulative endpoint counters (messages, retransmissions,
     /// responses) into `stats` as deltas; called before every snapshot.
@@ -267,6 +268,9 @@ pub struct ClientWorker<C: LoadClient> {
     phase: Phase,
     /// Times the endpoint deferred a start because every user was busy.
     pub refused: u64,
+    /// When the load phase ended (see [`Pacer::load_end`]): the achieved
+    /// rate is attempts over the load phase, not over the drain that follows.
+    pub load_end: Option<Instant>,
 }
 
 impl<C: LoadClient> std::fmt::Debug for ClientWorker<C> {
@@ -302,6 +306,7 @@ impl<C: LoadClient> ClientWorker<C> {
             drain,
             phase: Phase::Load,
             refused: 0,
+            load_end: None,
         }
     }
 
@@ -339,6 +344,7 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         if level >= StopFlag::DRAIN && self.phase == Phase::Load {
             self.pacer.stop();
             self.phase = Phase::Drain(now + self.drain.min(SIGNAL_DRAIN));
+            self.load_end = Some(now);
         }
         let mut wake = self.client.poll_timeout();
         let mut soon = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
@@ -372,6 +378,7 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
                     Pace::WaitForSlot => break,
                     Pace::Done => {
                         self.phase = Phase::Drain(now + self.drain);
+                        self.load_end = Some(self.pacer.load_end(now));
                         break;
                     }
                 }
@@ -660,6 +667,9 @@ pub struct FleetResult {
     /// Wall-clock start of the load.
     pub started_at: SystemTime,
     pub elapsed: Duration,
+    /// From the first intended start to the last worker's end of load
+    /// (no more starts); `elapsed` when a worker never got there.
+    pub load_elapsed: Duration,
     pub refused: u64,
 }
 
@@ -696,7 +706,7 @@ where
         let (make, tx, stop, fleet) = (make.clone(), tx.clone(), stop.clone(), fleet.clone());
         let h = std::thread::Builder::new()
             .name(format!("sipstorm-run-{i}"))
-            .spawn(move || -> Result<u64, TransportError> {
+            .spawn(move || -> Result<(u64, Option<Instant>), TransportError> {
                 pin(i);
                 let local = sock.local_addr().map_err(TransportError::Socket)?;
                 let pacer = Pacer::new(
@@ -731,17 +741,26 @@ where
                     w.reporter
                         .finish(Instant::now(), &mut w.stats, &IoCounters::default(), 0);
                 }
-                r.map(|_| w.refused)
+                r.map(|_| (w.refused, w.load_end))
             })
             .map_err(RunError::Thread)?;
         handles.push(h);
     }
     drop(tx);
     let mut refused = 0;
+    let mut load_end: Option<Option<Instant>> = None;
     let mut first_err = None;
     for h in handles {
         match h.join() {
-            Ok(Ok(r)) => refused += r,
+            Ok(Ok((r, end))) => {
+                refused += r;
+                // A worker without an end of load makes the whole run's
+                // load phase unknown: fall back to the elapsed time.
+                load_end = Some(match (load_end.unwrap_or(end), end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                });
+            }
             Ok(Err(e)) => {
                 stop.set(StopFlag::NOW);
                 first_err.get_or_insert(RunError::Transport(e));
@@ -756,10 +775,19 @@ where
     if let Some(e) = first_err {
         return Err(e);
     }
+    // The drain can end before a count-limited load's last slot does.
+    let elapsed = t0.elapsed().max(
+        load_end
+            .flatten()
+            .map_or(Duration::ZERO, |e| e.saturating_duration_since(t0)),
+    );
     Ok(FleetResult {
         collected,
         started_at,
-        elapsed: t0.elapsed(),
+        elapsed,
+        load_elapsed: load_end
+            .flatten()
+            .map_or(elapsed, |e| e.saturating_duration_since(t0)),
         refused,
     })
 }
@@ -780,6 +808,11 @@ const CODES: usize = 700;
 pub struct EngineClient {
     ep: Endpoint,
     scenario: ScenarioKind,
+    /// A weighted mix (`scenario` is `Mix`): its parts, the cycle choosing
+    /// among them and the generator of per-part holds.
+    mix: Option<MixPlan>,
+    /// The counter of the attempt started last (see `attempt_counter`).
+    last_counter: Counter,
     /// Engine counters at the previous flush.
     last: Box<engine::Counters>,
     /// Final responses this interval already counted from events, by code,
@@ -795,14 +828,47 @@ impl std::fmt::Debug for EngineClient {
     }
 }
 
+/// The parts of a weighted mix as one worker runs them.
+#[derive(Debug)]
+struct MixPlan {
+    parts: Vec<crate::config::MixEntry>,
+    cycle: crate::schedule::WeightedCycle,
+    rng: Rng,
+}
+
+/// What starting an attempt of a (non-mix) scenario counts.
+fn attempted_counter(s: ScenarioKind) -> Counter {
+    match s {
+        ScenarioKind::Register => Counter::RegisterAttempted,
+        ScenarioKind::Options => Counter::OptionsAttempted,
+        ScenarioKind::Call | ScenarioKind::Mixed | ScenarioKind::Mix => Counter::CallAttempted,
+    }
+}
+
 impl EngineClient {
     pub fn new(ep: Endpoint, scenario: ScenarioKind) -> Self {
         EngineClient {
             ep,
             scenario,
+            mix: None,
+            last_counter: attempted_counter(scenario),
             last: Box::default(),
             attributed: Box::new([0; CODES]),
         }
+    }
+
+    /// Run a weighted mix: each attempt is one of `parts`, chosen by weight
+    /// (exact proportions, see [`crate::schedule::WeightedCycle`]).
+    pub fn with_mix(mut self, parts: Vec<crate::config::MixEntry>, seed: u64) -> Self {
+        if !parts.is_empty() {
+            let weights: Vec<u32> = parts.iter().map(|p| p.weight).collect();
+            self.mix = Some(MixPlan {
+                cycle: crate::schedule::WeightedCycle::new(&weights),
+                parts,
+                rng: Rng::new(seed ^ 0x6d69_7870_6c61_6e00),
+            });
+        }
+        self
     }
 
     /// Counts the end of a one-transaction attempt (register, options) and
@@ -936,7 +1002,23 @@ impl SansIo for EngineClient {
 
 impl LoadClient for EngineClient {
     fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
-        self.ep.start_attempt(now, intended, hold)
+        let Some(plan) = &mut self.mix else {
+            return self.ep.start_attempt(now, intended, hold);
+        };
+        let Some(part) = plan.parts.get(plan.cycle.peek()) else {
+            return false;
+        };
+        let hold = part.hold.map_or(hold, |h| h.sample(&mut plan.rng));
+        let kind = part.scenario;
+        if !self
+            .ep
+            .start_attempt_as(engine_scenario(kind), now, intended, hold)
+        {
+            return false;
+        }
+        plan.cycle.take();
+        self.last_counter = attempted_counter(kind);
+        true
     }
     fn in_flight(&self) -> u64 {
         self.ep.in_flight() as u64
@@ -948,11 +1030,7 @@ impl LoadClient for EngineClient {
         self.ep.abandon(now);
     }
     fn attempt_counter(&self) -> Counter {
-        match self.scenario {
-            ScenarioKind::Register => Counter::RegisterAttempted,
-            ScenarioKind::Options => Counter::OptionsAttempted,
-            ScenarioKind::Call | ScenarioKind::Mixed => Counter::CallAttempted,
-        }
+        self.last_counter
     }
 
     /// The event → statistics mapping. Service time runs from the actual
@@ -964,7 +1042,7 @@ impl LoadClient for EngineClient {
         // In `mixed` the engine registers its users by itself (attempt
         // starts count calls), so those registrations count as attempted
         // when they end.
-        if matches!(event, Event::RegisterDone { .. }) && self.scenario != ScenarioKind::Register {
+        if matches!(event, Event::RegisterDone { .. }) && self.scenario == ScenarioKind::Mixed {
             stats.count(Counter::RegisterAttempted, 1);
         }
         match event {
@@ -1070,7 +1148,7 @@ impl LoadClient for EngineClient {
         let rest = match self.scenario {
             ScenarioKind::Register => Method::Register,
             ScenarioKind::Options => Method::Options,
-            ScenarioKind::Call | ScenarioKind::Mixed => Method::Other,
+            ScenarioKind::Call | ScenarioKind::Mixed | ScenarioKind::Mix => Method::Other,
         };
         flush_engine_counters(
             self.ep.counters(),
@@ -1190,6 +1268,8 @@ fn engine_scenario(s: ScenarioKind) -> engine::Scenario {
         ScenarioKind::Call => engine::Scenario::Call,
         ScenarioKind::Options => engine::Scenario::Options,
         ScenarioKind::Mixed => engine::Scenario::Mixed,
+        // Never handed to the engine: a mix starts its parts' scenarios.
+        ScenarioKind::Mix => engine::Scenario::Call,
     }
 }
 
@@ -1237,6 +1317,8 @@ fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerC
         auth: cfg.auth,
         passwords: Arc::new(passwords),
         ring: cfg.ring,
+        algorithm: cfg.algorithm,
+        qop_auth_int: cfg.qop == crate::auth::Qop::AuthInt,
         busy_ratio: cfg.busy_ratio,
         no_answer_ratio: cfg.no_answer_ratio,
         seed: cfg.seed,
@@ -1436,7 +1518,15 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
                 realm: "sipstorm".into(),
                 auth: true,
                 password_pattern: cfg.password_pattern.clone(),
-                ring: Duration::ZERO,
+                ring: cfg.ring,
+                // The embedded target offers what the client prefers.
+                algorithm: cfg
+                    .digest
+                    .algorithms
+                    .first()
+                    .copied()
+                    .unwrap_or(crate::auth::Algorithm::Md5),
+                qop: cfg.digest.qop,
                 busy_ratio: 0.0,
                 no_answer_ratio: 0.0,
                 backend,
@@ -1521,6 +1611,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     };
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
+    let (ring, digest, mix) = (cfg.ring, cfg.digest.clone(), cfg.mix.clone());
     let make = move |i: usize, local: SocketAddr, now: Instant| {
         // Embedded: client worker i talks to server worker i.
         let target = embedded_targets
@@ -1535,7 +1626,11 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         cc.expires = expires;
         cc.timers = timers;
         cc.seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        EngineClient::new(Endpoint::client(cc, now), scenario)
+        cc.answer_ring = ring;
+        cc.digest_algorithms = digest.algorithms.clone();
+        cc.digest_qop = digest.qop;
+        let cc_seed = cc.seed;
+        EngineClient::new(Endpoint::client(cc, now), scenario).with_mix(mix.clone(), cc_seed)
     };
     let result = run_clients(&fleet, make, &stop);
     let server_result = embedded.map(Servers::stop);
@@ -1547,13 +1642,14 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(r.started_at, cfg.scenario));
-    let info = crate::report::RunInfo::new(
+    let mut info = crate::report::RunInfo::new(
         cfg.scenario.name(),
         cfg.rate,
         cfg.to_json(),
         r.started_at,
         r.elapsed,
     );
+    info.load_duration = Some(r.load_elapsed);
     let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
         .map_err(|e| RunError::Report(e.to_string()))?;
     // A closed stdout (`| head`, a gone reader) must not kill the run:

@@ -1,5 +1,5 @@
-//! Load pacing: intended start times (open loop), concurrency caps, hold
-//! distributions, and the duration syntax of the command line.
+//! Load pacing: intended start times (open loop), concurrency caps and
+//! load stages.
 //!
 //! Open loop follows wrk2: attempt `i` of the whole run is *intended* to
 //! start at `t0 + i/rate`, whatever happened before. A worker that falls
@@ -11,176 +11,53 @@
 
 use std::time::{Duration, Instant};
 
-/// Errors in user-supplied schedule values (durations, hold specs).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScheduleError {
-    #[error("'{0}' is not a duration (use e.g. 500ms, 30s, 2m, 1h, 1.5s)")]
-    BadDuration(String),
-    #[error("'{0}' is not a hold time (use 5s, uniform(1s,5s), exp(3s) or lognormal(3s,0.5))")]
-    BadHold(String),
-    #[error("in '{0}': {1}")]
-    BadHoldParam(String, &'static str),
-}
+/// Hold times are [`Delay`] distributions; durations and the generator are
+/// shared with the engine's ring delays (see [`crate::dist`]).
+pub use crate::dist::{Delay as Hold, DistError as ScheduleError, Rng, parse_duration};
 
-/// Parse `500ms`, `30s`, `2m`, `1h`, `1.5s`, `250us`, or a bare number of
-/// seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, ScheduleError> {
-    let t = s.trim();
-    let bad = || ScheduleError::BadDuration(s.to_string());
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(bad());
-    }
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    let secs = v * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// A small, fast, seedable PRNG (SplitMix64). Per worker, no locking; good
-/// enough for hold times and ratios, not for cryptography.
+/// Picks the part of a weighted mix each attempt belongs to: smooth weighted
+/// round-robin (nginx's upstream balancer), so every window of
+/// `sum(weights)` consecutive picks holds each part exactly `weight` times,
+/// spread out rather than in runs, with no randomness to disturb a
+/// comparison between two builds.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64(); // (0, 1]
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+pub struct WeightedCycle {
+    weights: Vec<i64>,
+    current: Vec<i64>,
+    total: i64,
 }
 
-/// How long an established call is held before the BYE (or a registration
-/// before it is removed).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Hold {
-    /// Always the same.
-    Fixed(Duration),
-    /// Uniform between the bounds.
-    Uniform(Duration, Duration),
-    /// Exponential with this mean (memoryless call durations, Erlang models).
-    Exp(Duration),
-    /// Log-normal with this median and shape `sigma` (of the underlying
-    /// normal): `median * exp(sigma * N(0,1))`. Real call durations have this
-    /// long right tail.
-    LogNormal { median: Duration, sigma: f64 },
-}
-
-/// Hold samples are capped here so a heavy tail cannot keep a run alive
-/// forever.
-pub const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
-
-impl Hold {
-    /// Parse `5s`, `uniform(1s,5s)`, `exp(3s)`, `lognormal(3s,0.5)`.
-    pub fn parse(s: &str) -> Result<Hold, ScheduleError> {
-        let t: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        let bad = || ScheduleError::BadHold(s.to_string());
-        let Some(open) = t.find('(') else {
-            return parse_duration(&t).map(Hold::Fixed).map_err(|_| bad());
-        };
-        let name = &t[..open];
-        let args = t[open + 1..].strip_suffix(')').ok_or_else(bad)?;
-        let parts: Vec<&str> = args.split(',').collect();
-        let dur = |i: usize| {
-            parts
-                .get(i)
-                .ok_or_else(bad)
-                .and_then(|p| parse_duration(p).map_err(|_| bad()))
-        };
-        match (name, parts.len()) {
-            ("uniform", 2) => {
-                let (a, b) = (dur(0)?, dur(1)?);
-                if a > b {
-                    return Err(ScheduleError::BadHoldParam(
-                        s.to_string(),
-                        "lower bound above upper bound",
-                    ));
-                }
-                Ok(Hold::Uniform(a, b))
-            }
-            ("exp", 1) => Ok(Hold::Exp(dur(0)?)),
-            ("lognormal", 2) => {
-                let median = dur(0)?;
-                let sigma: f64 = parts[1].parse().map_err(|_| bad())?;
-                if !(sigma.is_finite() && (0.0..=10.0).contains(&sigma)) {
-                    return Err(ScheduleError::BadHoldParam(
-                        s.to_string(),
-                        "sigma must be between 0 and 10",
-                    ));
-                }
-                Ok(Hold::LogNormal { median, sigma })
-            }
-            _ => Err(bad()),
+impl WeightedCycle {
+    /// A cycle over `weights` (each at least 1; zero weights never win).
+    pub fn new(weights: &[u32]) -> Self {
+        let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
+        WeightedCycle {
+            current: vec![0; weights.len()],
+            total: weights.iter().sum(),
+            weights,
         }
     }
 
-    /// Draw one hold time.
-    pub fn sample(&self, rng: &mut Rng) -> Duration {
-        let secs = match *self {
-            Hold::Fixed(d) => return d.min(MAX_HOLD),
-            Hold::Uniform(a, b) => a.as_secs_f64() + (b - a).as_secs_f64() * rng.next_f64(),
-            Hold::Exp(m) => -m.as_secs_f64() * (1.0 - rng.next_f64()).ln(),
-            Hold::LogNormal { median, sigma } => {
-                median.as_secs_f64() * (sigma * rng.normal()).exp()
+    /// The part the next attempt belongs to, without taking it: an attempt
+    /// that cannot start (no free user) must not shift the proportions.
+    pub fn peek(&self) -> usize {
+        let mut best = 0;
+        for i in 1..self.weights.len() {
+            if self.current[i] + self.weights[i] > self.current[best] + self.weights[best] {
+                best = i;
             }
-        };
-        if secs.is_finite() && secs > 0.0 {
-            Duration::from_secs_f64(secs.min(MAX_HOLD.as_secs_f64()))
-        } else {
-            Duration::ZERO
         }
+        best
     }
 
-    /// The distribution's mean (for sizing and summaries).
-    pub fn mean(&self) -> Duration {
-        match *self {
-            Hold::Fixed(d) => d,
-            Hold::Uniform(a, b) => (a + b) / 2,
-            Hold::Exp(m) => m,
-            Hold::LogNormal { median, sigma } => median.mul_f64((sigma * sigma / 2.0).exp()),
+    /// Take the part [`Self::peek`] returned.
+    pub fn take(&mut self) {
+        let pick = self.peek();
+        for (c, w) in self.current.iter_mut().zip(&self.weights) {
+            *c += w;
         }
-    }
-}
-
-impl std::fmt::Display for Hold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Hold::Fixed(d) => write!(f, "{d:?}"),
-            Hold::Uniform(a, b) => write!(f, "uniform({a:?},{b:?})"),
-            Hold::Exp(m) => write!(f, "exp({m:?})"),
-            Hold::LogNormal { median, sigma } => write!(f, "lognormal({median:?},{sigma})"),
+        if let Some(c) = self.current.get_mut(pick) {
+            *c -= self.total;
         }
     }
 }
@@ -213,6 +90,10 @@ pub struct Pacer {
     resolution_ns: u64,
     /// Stages instead of a constant rate: (stages, worker, workers).
     stages: Option<(std::sync::Arc<Stages>, u64, u64)>,
+    /// Nanoseconds between two attempts of the whole run (constant rate).
+    slot_ns: Option<f64>,
+    /// Intended start of the last attempt handed out.
+    last_intended: Option<Instant>,
 }
 
 /// What the pacer says for this instant.
@@ -262,6 +143,8 @@ impl Pacer {
             stopped: false,
             resolution_ns: 0,
             stages: None,
+            slot_ns: period_ns.map(|p| p / n as f64),
+            last_intended: None,
         }
     }
 
@@ -369,7 +252,22 @@ impl Pacer {
             }
         }
         self.started += 1;
+        self.last_intended = Some(intended);
         Pace::Start(intended)
+    }
+
+    /// When this worker's share of the offered load ended, called once the
+    /// pacer said `Done` (or was stopped) at `now`: at a constant rate, one
+    /// run-wide slot after its last intended start, so that N attempts at
+    /// rate R span N/R whichever worker started the last one; later if the
+    /// worker ran behind; `now` for closed loops and stages.
+    pub fn load_end(&self, now: Instant) -> Instant {
+        match (self.slot_ns, self.last_intended, &self.stages) {
+            (Some(slot), Some(last), None) if slot.is_finite() => {
+                now.max(last + Duration::from_nanos(slot.min(1e15) as u64))
+            }
+            _ => now,
+        }
     }
 
     /// Give back the attempt the last `Start` handed out: the endpoint could
@@ -487,75 +385,63 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn durations() {
-        let ok = [
-            ("30s", Duration::from_secs(30)),
-            ("500ms", Duration::from_millis(500)),
-            ("2m", Duration::from_secs(120)),
-            ("1h", Duration::from_secs(3600)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("250us", Duration::from_micros(250)),
-            ("7", Duration::from_secs(7)),
-            (" 3s ", Duration::from_secs(3)),
-        ];
-        for (s, d) in ok {
-            assert_eq!(parse_duration(s), Ok(d), "{s}");
-        }
-        for s in ["", "s", "abc", "5 parsecs", "-1s", "1..2s", "1e400s"] {
-            assert!(parse_duration(s).is_err(), "{s}");
-        }
+    fn load_end_spans_n_slots_whichever_worker_started_last() {
+        let t0 = Instant::now();
+        let rate = 100.0;
+        // 20 attempts over 2 workers: attempt i intended at t0 + i/100.
+        let ends: Vec<Instant> = (0..2)
+            .map(|w| {
+                let mut p = Pacer::new(t0, Some(rate), None, Some(20), None, w, 2);
+                let late = t0 + Duration::from_secs(1);
+                while let Pace::Start(_) = p.poll(late, 0) {}
+                // Asked right at the last intended start, the end is one slot on.
+                p.load_end(t0)
+            })
+            .collect();
+        let end = ends.into_iter().max().unwrap();
+        assert_eq!(end - t0, Duration::from_millis(200));
+        // A worker that ran behind ends when it finished starting.
+        let mut p = Pacer::new(t0, Some(rate), None, Some(5), None, 0, 1);
+        let late = t0 + Duration::from_secs(3);
+        while let Pace::Start(_) = p.poll(late, 0) {}
+        assert_eq!(p.load_end(late), late);
+        // Closed loop: now.
+        let p = Pacer::new(t0, None, Some(4), Some(5), None, 0, 1);
+        assert_eq!(p.load_end(late), late);
     }
 
     #[test]
-    fn holds() {
-        let s = Duration::from_secs;
-        let ok = [
-            ("5s", Hold::Fixed(s(5))),
-            ("uniform(1s,5s)", Hold::Uniform(s(1), s(5))),
-            ("uniform(1s, 5s)", Hold::Uniform(s(1), s(5))),
-            ("exp(3s)", Hold::Exp(s(3))),
-            (
-                "lognormal(3s,0.5)",
-                Hold::LogNormal {
-                    median: s(3),
-                    sigma: 0.5,
-                },
-            ),
-        ];
-        for (t, h) in ok {
-            assert_eq!(Hold::parse(t), Ok(h), "{t}");
+    fn weighted_cycle_is_exact_in_every_window() {
+        for weights in [vec![1u32], vec![1, 3], vec![3, 1, 1], vec![5, 2, 7]] {
+            let total: u32 = weights.iter().sum();
+            let mut c = WeightedCycle::new(&weights);
+            let picks: Vec<usize> = (0..total * 20)
+                .map(|_| {
+                    let p = c.peek();
+                    c.take();
+                    p
+                })
+                .collect();
+            for window in picks.chunks(total as usize) {
+                for (i, w) in weights.iter().enumerate() {
+                    let n = window.iter().filter(|&&p| p == i).count();
+                    assert_eq!(n, *w as usize, "{weights:?}: {window:?}");
+                }
+            }
+            // Peeking alone never advances the cycle.
+            let p = c.peek();
+            assert_eq!(c.peek(), p);
         }
-        for t in [
-            "",
-            "uniform(5s,1s)",
-            "uniform(1s)",
-            "exp()",
-            "exp(3s",
-            "lognormal(3s,-1)",
-            "gauss(1s)",
-            "lognormal(3s,x)",
-        ] {
-            assert!(Hold::parse(t).is_err(), "{t}");
-        }
-    }
-
-    #[test]
-    fn hold_samples_have_the_right_mean() {
-        let mut rng = Rng::new(42);
-        for h in [
-            Hold::Uniform(Duration::from_secs(1), Duration::from_secs(5)),
-            Hold::Exp(Duration::from_secs(3)),
-            Hold::LogNormal {
-                median: Duration::from_secs(2),
-                sigma: 0.5,
-            },
-        ] {
-            let n = 20_000;
-            let sum: f64 = (0..n).map(|_| h.sample(&mut rng).as_secs_f64()).sum();
-            let mean = sum / n as f64;
-            let want = h.mean().as_secs_f64();
-            assert!((mean - want).abs() / want < 0.05, "{h}: {mean} vs {want}");
-        }
+        // Spread, not runs: 1:1 alternates.
+        let mut c = WeightedCycle::new(&[1, 1]);
+        let seq: Vec<usize> = (0..6)
+            .map(|_| {
+                let p = c.peek();
+                c.take();
+                p
+            })
+            .collect();
+        assert_eq!(seq, [0, 1, 0, 1, 0, 1]);
     }
 
     #[test]

@@ -425,10 +425,18 @@ pub struct ClientConfig {
     /// and ends as [`super::Outcome::Timeout`] (no timer in §17 bounds the
     /// Proceeding state, so the TU must).
     pub ring_timeout: Duration,
-    /// Mixed mode, answering side: delay before the 200 (100 and 180 go at once).
-    pub answer_ring: Duration,
+    /// Mixed mode, answering side: delay before the 200 (100 and 180 go at
+    /// once), drawn per call.
+    pub answer_ring: crate::dist::Delay,
     /// SDP offer body; empty = a built-in PCMU offer.
     pub sdp: Vec<u8>,
+    /// Digest algorithms accepted in challenges, preferred first; empty =
+    /// the first challenge offered (RFC 8760 §2.4: a server offering
+    /// several lists its preferred first; a client takes the first it
+    /// supports). A response offering none of them fails the attempt.
+    pub digest_algorithms: Vec<crate::auth::Algorithm>,
+    /// The qop answered when a challenge offers both `auth` and `auth-int`.
+    pub digest_qop: crate::auth::Qop,
 }
 
 impl ClientConfig {
@@ -452,8 +460,10 @@ impl ClientConfig {
             timers: Timers::default(),
             seed: 1,
             ring_timeout: Duration::from_secs(60),
-            answer_ring: Duration::ZERO,
+            answer_ring: crate::dist::Delay::default(),
             sdp: Vec::new(),
+            digest_algorithms: Vec::new(),
+            digest_qop: crate::auth::Qop::Auth,
         }
     }
 }
@@ -471,8 +481,8 @@ pub struct ServerConfig {
     pub auth_invite: bool,
     /// Password of each user (pattern or list).
     pub passwords: Arc<UserSource>,
-    /// Delay between the 180 and the 200 of an answered call.
-    pub ring: Duration,
+    /// Delay between the 180 and the 200 of an answered call, drawn per call.
+    pub ring: crate::dist::Delay,
     /// Forward requests for users with a registered binding to the bound
     /// Contact (a stateless proxy, RFC 3261 §16.11) instead of answering
     /// them: what `mixed` mode goes through.
@@ -525,7 +535,7 @@ impl Default for ServerConfig {
             passwords: Arc::new(
                 UserSource::any("pw-{user}").unwrap_or_else(|_| UserSource::list(Vec::new())),
             ),
-            ring: Duration::ZERO,
+            ring: crate::dist::Delay::default(),
             proxy: true,
             busy_ratio: 0.0,
             no_answer_ratio: 0.0,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::SansIo;
-use super::config::{ClientConfig, Scenario, ServerConfig, Timers};
+use super::config::{ClientConfig, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
 use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, hex16, mix};
 
@@ -281,7 +281,8 @@ pub(super) fn hostport(a: &SocketAddr) -> Vec<u8> {
 /// UAS behaviour shared by `serve` and the answering side of mixed mode.
 #[derive(Debug, Clone)]
 pub(super) struct Answer {
-    pub ring: Duration,
+    /// Delay before the 200 (100 and 180 go at once), drawn per call.
+    pub ring: crate::dist::Delay,
     pub busy: f64,
     pub no_answer: f64,
     pub no_answer_timeout: Duration,
@@ -484,20 +485,8 @@ impl Endpoint {
             registrar: false,
         };
         let mut e = Self::base(cfg.local, cfg.timers, cfg.seed, ans, now, domain, &cfg.sdp);
-        let stride = cfg.user_stride.max(1);
-        let n = cfg.users.len();
-        let local_users = if cfg.user_offset < n {
-            (n - cfg.user_offset).div_ceil(stride)
-        } else {
-            0
-        };
-        let local_users = local_users.min(1 << 22);
-        if cfg.scenario == Scenario::Register {
-            e.reg_busy = vec![false; local_users];
-        }
-        if cfg.scenario == Scenario::Mixed {
-            e.mixed = vec![MixedUser::Unregistered; local_users];
-        }
+        // Per-user state (`reg_busy`, `mixed`) is sized by the first attempt
+        // of the scenario that needs it (a mix may start any of them).
         e.cc = Some(cfg);
         e
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::sim::{NetConfig, Sim};
 use super::*;
+use crate::dist::Delay;
 use crate::sip;
 
 fn addr(s: &str) -> SocketAddr {
@@ -300,7 +301,7 @@ fn cancel_after_provisional() {
     let mut cc = ccfg(Scenario::Call);
     cc.cancel_ratio = 1.0;
     let mut sc = scfg();
-    sc.ring = Duration::from_secs(2);
+    sc.ring = Delay::Fixed(Duration::from_secs(2));
     let mut p = pair(cc, sc, NetConfig::default());
     p.start(3, Duration::from_secs(1));
     p.run(Duration::from_secs(3));
@@ -753,7 +754,7 @@ fn shutdown_drains_to_zero() {
 fn mixed_registers_then_calls_through_the_proxy() {
     let mut cc = ccfg(Scenario::Mixed);
     cc.users = Arc::new(UserSource::pattern("u{000..003}", "pw-{user}").unwrap());
-    cc.answer_ring = Duration::from_millis(200);
+    cc.answer_ring = Delay::Fixed(Duration::from_millis(200));
     let mut p = pair(cc, scfg(), NetConfig::default());
     p.start(4, Duration::from_secs(1));
     p.run(Duration::from_secs(3));
@@ -821,7 +822,7 @@ fn mixed_registers_then_calls_through_the_proxy() {
 fn mixed_with_proxy_auth_and_cancel() {
     let mut cc = ccfg(Scenario::Mixed);
     cc.users = Arc::new(UserSource::pattern("u{000..001}", "pw-{user}").unwrap());
-    cc.answer_ring = Duration::from_secs(2);
+    cc.answer_ring = Delay::Fixed(Duration::from_secs(2));
     cc.cancel_ratio = 1.0;
     let mut sc = scfg();
     sc.auth_invite = true;
@@ -1217,4 +1218,156 @@ fn custom_timer_bases() {
     assert_eq!(p.outcomes(), vec![Outcome::Timeout], "F = 64·T1 = 6.4 s");
     // E: 0, .1, .3, .7, then every T2 = .4 s up to 6.4 s: 1 + 3 + 14 = 18 sends.
     assert_eq!(p.lines(C).len(), 18);
+}
+
+#[test]
+fn client_digest_preferences_pick_and_refuse_algorithms() {
+    // The server offers SHA-256 with qop auth-int only.
+    let mut sc = scfg();
+    sc.algorithm = crate::auth::Algorithm::Sha256;
+    sc.qop_auth_int = true;
+    let cases = [
+        (vec![], Outcome::Success),
+        (
+            vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
+            Outcome::Success,
+        ),
+        // Required MD5 only: the SHA-256 challenge is not answered.
+        (vec![crate::auth::Algorithm::Md5], Outcome::Failed(401)),
+    ];
+    for (prefs, want) in cases {
+        let mut cc = ccfg(Scenario::Register);
+        cc.digest_algorithms = prefs.clone();
+        let mut p = pair(cc, sc.clone(), NetConfig::default());
+        p.start(2, Duration::ZERO);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.outcomes(), vec![want; 2], "{prefs:?}");
+    }
+}
+
+/// A 401 carrying one challenge per algorithm, MD5 first.
+fn two_challenges() -> Vec<u8> {
+    b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n\
+      From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\
+      WWW-Authenticate: Digest realm=\"r\", nonce=\"n1\", algorithm=MD5, qop=\"auth,auth-int\"\r\n\
+      WWW-Authenticate: Digest realm=\"r\", nonce=\"n2\", algorithm=SHA-256, qop=\"auth\"\r\n\
+      WWW-Authenticate: Digest realm=\"r\", nonce=\"n3\", algorithm=SHA-512-256\r\n\
+      Content-Length: 0\r\n\r\n"
+        .to_vec()
+}
+
+#[test]
+fn challenge_choice_follows_rfc8760_order_and_preferences() {
+    use crate::auth::Algorithm::{Md5, Sha256, Sha256Sess};
+    let raw = two_challenges();
+    let msg = sip::parse(&raw).unwrap();
+    let nonce = |prefs: Vec<crate::auth::Algorithm>| {
+        let mut cc = ccfg(Scenario::Register);
+        cc.digest_algorithms = prefs;
+        super::uac::pick_challenge(Some(&cc), &msg, false)
+            .map(|v| crate::auth::parse_challenge(v).unwrap().nonce.to_vec())
+    };
+    // No preference: the server's order (topmost supported).
+    assert_eq!(nonce(vec![]), Some(b"n1".to_vec()));
+    assert_eq!(nonce(vec![Sha256, Md5]), Some(b"n2".to_vec()));
+    assert_eq!(nonce(vec![Md5, Sha256]), Some(b"n1".to_vec()));
+    assert_eq!(nonce(vec![Sha256Sess]), None);
+    // Proxy-Authenticate is looked up for 407 only.
+    assert!(super::uac::pick_challenge(None, &msg, true).is_none());
+}
+
+#[test]
+fn client_answers_auth_int_when_preferred_and_offered() {
+    // The engine's server offers one qop; check the choice through the
+    // Authorization the client writes for a challenge offering both.
+    let raw = two_challenges();
+    let msg = sip::parse(&raw).unwrap();
+    let v = super::uac::pick_challenge(None, &msg, false).unwrap();
+    let mut ch = crate::auth::parse_challenge(v).unwrap();
+    assert_eq!(ch.chosen_qop(), Some(crate::auth::Qop::Auth));
+    ch.qop_auth = false;
+    assert_eq!(ch.chosen_qop(), Some(crate::auth::Qop::AuthInt));
+    // End to end: a client preferring auth-int against a server offering
+    // auth-int registers (and says qop=auth-int).
+    let mut sc = scfg();
+    sc.qop_auth_int = true;
+    let mut cc = ccfg(Scenario::Register);
+    cc.digest_qop = crate::auth::Qop::AuthInt;
+    let mut p = pair(cc, sc, NetConfig::default());
+    p.start(1, Duration::ZERO);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.outcomes(), vec![Outcome::Success]);
+    assert!(
+        p.sim.trace.iter().any(|t| t.3.starts_with(b"REGISTER")
+            && String::from_utf8_lossy(&t.3).contains("qop=auth-int"))
+    );
+}
+
+#[test]
+fn one_endpoint_runs_every_part_of_a_mix() {
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    let now = p.sim.now;
+    for s in [
+        Scenario::Register,
+        Scenario::Call,
+        Scenario::Options,
+        Scenario::Register,
+    ] {
+        assert!(
+            p.sim.ep(p.c).start_attempt_as(s, now, now, Duration::ZERO),
+            "{s:?}"
+        );
+    }
+    p.run(Duration::from_secs(2));
+    let (mut regs, mut calls, mut pings) = (0, 0, 0);
+    for e in p.events() {
+        match e {
+            Event::RegisterDone { outcome, .. } => {
+                assert_eq!(*outcome, Outcome::Success);
+                regs += 1;
+            }
+            Event::CallDone { outcome, .. } => {
+                assert_eq!(*outcome, Outcome::Success);
+                calls += 1;
+            }
+            Event::OptionsDone { outcome, .. } => {
+                assert_eq!(*outcome, Outcome::Success);
+                pings += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((regs, calls, pings), (2, 1, 1));
+    p.assert_clean();
+}
+
+#[test]
+fn ring_delay_is_drawn_per_call() {
+    let mut sc = scfg();
+    sc.ring = Delay::Uniform(Duration::from_millis(100), Duration::from_millis(900));
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    p.start(50, Duration::ZERO);
+    p.run(Duration::from_secs(3));
+    let waits: Vec<Duration> = p
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallAnswered {
+                invite_sent,
+                answered,
+                ..
+            } => Some(answered.saturating_duration_since(*invite_sent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 50);
+    // Inside the bounds (plus the simulated network's delay), and spread.
+    assert!(
+        waits
+            .iter()
+            .all(|w| *w >= Duration::from_millis(100) && *w <= Duration::from_millis(950))
+    );
+    let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+    assert!(*hi - *lo > Duration::from_millis(400), "{lo:?}..{hi:?}");
+    assert_eq!(p.outcomes(), vec![Outcome::Success; 50]);
 }

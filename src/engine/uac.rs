@@ -63,11 +63,25 @@ impl Endpoint {
     /// Returns false when nothing can start (shutting down, server endpoint,
     /// every user of a register scenario busy).
     pub fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
+        let Some(cc) = &self.cc else { return false };
+        self.start_attempt_as(cc.scenario, now, intended, hold)
+    }
+
+    /// [`Self::start_attempt`] of a given scenario rather than the
+    /// configured one: a weighted mix picks the scenario per attempt. Users
+    /// are shared by the scenarios (one round-robin cursor), and a user
+    /// stays in one registration at a time.
+    pub fn start_attempt_as(
+        &mut self,
+        scenario: Scenario,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+    ) -> bool {
         if self.shutting {
             return false;
         }
         let Some(cc) = &self.cc else { return false };
-        let scenario = cc.scenario;
         let fixed_callee = cc.callee.is_some();
         let n_all = cc.users.len().min(1 << 22);
         let n = self.n_local();
@@ -75,6 +89,9 @@ impl Endpoint {
             Scenario::Register => {
                 if n == 0 {
                     return false;
+                }
+                if self.reg_busy.len() != n {
+                    self.reg_busy.resize(n, false);
                 }
                 for _ in 0..n {
                     let k = self.next_user % n;
@@ -117,6 +134,9 @@ impl Endpoint {
             Scenario::Mixed => {
                 if n == 0 {
                     return false;
+                }
+                if self.mixed.len() != n {
+                    self.mixed.resize(n, MixedUser::Unregistered);
                 }
                 let k = self.next_user % n;
                 self.next_user = self.next_user.wrapping_add(1);
@@ -283,8 +303,13 @@ impl Endpoint {
         }
         if matches!(req, Req::Invite | Req::Register(_))
             && !s.chal.is_empty()
-            && let Ok(chal) = auth::parse_challenge(&s.chal)
+            && let Ok(mut chal) = auth::parse_challenge(&s.chal)
         {
+            // `chosen_qop` prefers auth; a client configured for auth-int
+            // answers with it whenever it is offered.
+            if cc.digest_qop == auth::Qop::AuthInt && chal.qop_auth_int {
+                chal.qop_auth = false;
+            }
             s2.clear();
             cc.users.write_password(s.user as usize, s2);
             let ha1 = auth::Ha1::from_challenge(&chal, s1, s2);
@@ -669,25 +694,16 @@ impl Endpoint {
         s.txn = NONE;
         let cancelled = s.flags & F_CANCEL_SENT != 0;
         let timed_out = s.flags & F_TIMED_OUT != 0;
-        if (code == 401 || code == 407) && s.auth_tries == 0 && !cancelled && !self.shutting {
-            let ch = if code == 407 {
-                msg.proxy_authenticate()
-            } else {
-                msg.www_authenticate()
-            };
-            if let Some(ch) = ch
-                && auth::parse_challenge(ch).is_ok()
-            {
-                s.chal.clear();
-                s.chal.extend_from_slice(ch);
-                s.chal_proxy = code == 407;
-                s.nc = 0;
-                s.auth_tries += 1;
-                s.cseq += 1;
-                s.flags &= !F_PROV;
-                self.send_invite(now, si);
-                return;
-            }
+        if (code == 401 || code == 407)
+            && s.auth_tries == 0
+            && !cancelled
+            && !self.shutting
+            && let Some(ch) = pick_challenge(self.cc.as_ref(), msg, code == 407)
+        {
+            s.take_challenge(ch, code == 407);
+            s.flags &= !F_PROV;
+            self.send_invite(now, si);
+            return;
         }
         if (300..400).contains(&code) && s.redirects < 3 && !cancelled && !self.shutting {
             let contact = msg.contacts().find_map(|c| match c {
@@ -976,11 +992,7 @@ impl Endpoint {
             return;
         }
         if (code == 401 || code == 407) && s.auth_tries < 3 {
-            let ch = if code == 407 {
-                msg.proxy_authenticate()
-            } else {
-                msg.www_authenticate()
-            };
+            let ch = pick_challenge(self.cc.as_ref(), msg, code == 407);
             let retry = match ch.map(auth::parse_challenge) {
                 // Retry when we sent no credentials, or they were right but
                 // the nonce went stale (RFC 7616 §3.3).
@@ -988,12 +1000,7 @@ impl Endpoint {
                 _ => false,
             };
             if retry && let Some(ch) = ch {
-                s.chal.clear();
-                s.chal.extend_from_slice(ch);
-                s.chal_proxy = code == 407;
-                s.nc = 0;
-                s.auth_tries += 1;
-                s.cseq += 1;
+                s.take_challenge(ch, code == 407);
                 let e = if unreg { 0 } else { s.expires };
                 self.send_register(now, si, e);
                 return;
@@ -1145,5 +1152,55 @@ impl Endpoint {
                 i += 1;
             }
         }
+    }
+}
+
+/// The challenge of a 401/407 to answer. RFC 8760 §2.4: a server may send
+/// one `WWW-Authenticate` (`Proxy-Authenticate`) per algorithm, preferred
+/// first, and the client uses the topmost one it supports. With configured
+/// preferences the best-ranked acceptable one wins; none acceptable means
+/// the attempt fails with the 401/407.
+pub(super) fn pick_challenge<'m>(
+    cc: Option<&super::config::ClientConfig>,
+    msg: &Message<'m>,
+    proxy: bool,
+) -> Option<&'m [u8]> {
+    let name: &[u8] = if proxy {
+        b"Proxy-Authenticate"
+    } else {
+        b"WWW-Authenticate"
+    };
+    let prefs = cc.map_or(&[][..], |c| &c.digest_algorithms[..]);
+    let mut best: Option<(usize, &'m [u8])> = None;
+    for value in msg.headers(name) {
+        let Ok(ch) = auth::parse_challenge(value) else {
+            continue;
+        };
+        let rank = if prefs.is_empty() {
+            0
+        } else {
+            match prefs.iter().position(|a| *a == ch.algorithm) {
+                Some(r) => r,
+                None => continue,
+            }
+        };
+        if best.is_none_or(|(r, _)| rank < r) {
+            best = Some((rank, value));
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+impl super::endpoint::Sess {
+    /// Keep the challenge to answer and count the retry it causes: the next
+    /// request carries credentials for it with a fresh nonce count and the
+    /// next CSeq (RFC 3261 §22.2, §8.1.3.5).
+    fn take_challenge(&mut self, ch: &[u8], proxy: bool) {
+        self.chal.clear();
+        self.chal.extend_from_slice(ch);
+        self.chal_proxy = proxy;
+        self.nc = 0;
+        self.auth_tries += 1;
+        self.cseq += 1;
     }
 }

@@ -351,7 +351,10 @@ impl Endpoint {
             }
         }
         let ti = self.server_invite_txn(now, from, key, NONE);
-        if !self.ans.ring.is_zero() {
+        // Drawn before anything else random so a fixed ring (the default)
+        // leaves every other draw where it was.
+        let ring = self.ans.ring.sample(&mut self.rng);
+        if !ring.is_zero() {
             // §17.2.1 wants a 100 only when the TU will not answer within
             // 200 ms; an immediate answer (ring 0, the benchmark case) skips it.
             let trying = self.build_resp(msg, 100, None, &[], false);
@@ -386,7 +389,6 @@ impl Endpoint {
         let si = self.sess_new(Kind::UasCall);
         *self.peer_calls.entry(pk).or_insert(0) += 1;
         let no_answer = self.rng.chance(self.ans.no_answer);
-        let ring = self.ans.ring;
         let txn_gen = self.txns.generation(ti);
         let sess_gen = self.sess.generation(si);
         if let Some(s) = self.sess.get_mut(si) {

@@ -60,35 +60,9 @@ impl Hasher for IdHasher {
 /// Build-hasher for `HashMap<u64, _, IdHash>`.
 pub type IdHash = BuildHasherDefault<IdHasher>;
 
-/// splitmix64: a tiny, fast generator for identifiers and random choices.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    #[inline]
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    /// True with probability `p` (0 → never, ≥ 1 → always).
-    #[inline]
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.next_f64() < p
-    }
-}
+/// The engine draws identifiers, ratios and ring delays from the crate's one
+/// generator.
+pub use crate::dist::Rng;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 

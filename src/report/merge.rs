@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use super::hlog::{self, Interval};
 use super::model::{
     self, LatencySeries, Report, TimeSeries, decode_histograms, derive_warnings, encode_b64,
-    invite_codes, latency_map, primary_attempts, rfc6076_of,
+    invite_codes, latency_map, per_second, primary_attempts, rfc6076_of,
 };
 use super::{INTERVALS_HLOG, ReportError, load_report, report_json_path, scrub_config};
 use crate::stats::{Slot, add_histogram, new_histogram};
@@ -167,11 +167,13 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         histograms.insert(slot.name().to_string(), encode_b64(h)?);
     }
     let rfc6076 = rfc6076_of(&latency_ms, &totals, &invite_codes(&by_method));
-    let achieved = if duration_s > 0.0 {
-        primary_attempts(&first.scenario, &totals) as f64 / duration_s
-    } else {
-        0.0
-    };
+    // The merged load phase runs from the first segment's start to the last
+    // segment's end of load, as if one run had started them all.
+    let load_s = reports
+        .iter()
+        .map(|r| r.started_at_unix_s + r.rate.load_duration_s.unwrap_or(r.duration_s) - start)
+        .fold(0.0, f64::max);
+    let achieved = per_second(primary_attempts(&first.scenario, &totals), load_s);
     let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
     let git_sha = if reports.iter().all(|r| r.tool.git_sha == first.tool.git_sha) {
         first.tool.git_sha.clone()
@@ -193,6 +195,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         rate: model::Rate {
             offered_per_s: offered,
             achieved_per_s: achieved,
+            load_duration_s: Some(load_s),
         },
         totals,
         rfc6076,

@@ -184,6 +184,10 @@ pub struct RunInfo {
     pub started_at: SystemTime,
     /// How long the run lasted (first attempt to end of drain).
     pub duration: Duration,
+    /// How long attempts were being started (first intended start to the
+    /// end of the load phase): what `rate.achieved_per_s` divides by, so a
+    /// drain of calls in hold does not dilute the rate. `None`: `duration`.
+    pub load_duration: Option<Duration>,
     /// `CARGO_PKG_VERSION` of the binary.
     pub tool_version: String,
     /// The git commit the binary was built from, if known.
@@ -209,6 +213,7 @@ impl RunInfo {
             config,
             started_at,
             duration,
+            load_duration: None,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             git_sha: option_env!("SIPSTORM_GIT_SHA").map(str::to_string),
             process: process_usage(),

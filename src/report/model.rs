@@ -88,8 +88,14 @@ pub struct Tool {
 pub struct Rate {
     /// Attempts per second asked for; `null` in closed-loop mode.
     pub offered_per_s: Option<f64>,
-    /// Attempts (of the scenario's kind) started per second of the run.
+    /// Attempts (of the scenario's kind) started per second of the load
+    /// phase.
     pub achieved_per_s: f64,
+    /// Length of the load phase (first intended start to the last start
+    /// of any worker), seconds; absent in reports from before it existed,
+    /// which divided by `duration_s`.
+    #[serde(default)]
+    pub load_duration_s: Option<f64>,
 }
 
 /// `totals.*`.
@@ -404,6 +410,11 @@ pub(crate) fn totals_of(c: &Counters) -> Totals {
     }
 }
 
+/// `n` per second of `secs` (0 for an empty interval).
+pub(crate) fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
 /// Attempts of the scenario's own kind: what `--rate` paces.
 pub(crate) fn primary_attempts(scenario: &str, t: &Totals) -> u64 {
     match scenario {
@@ -576,11 +587,8 @@ pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportErr
         .collect();
     let rfc6076 = rfc6076_of(&latency_ms, &totals, &invite_codes(&responses_by_method));
     let duration_s = info.duration.as_secs_f64();
-    let achieved = if duration_s > 0.0 {
-        primary_attempts(&info.scenario, &totals) as f64 / duration_s
-    } else {
-        0.0
-    };
+    let load_s = info.load_duration.map_or(duration_s, |d| d.as_secs_f64());
+    let achieved = per_second(primary_attempts(&info.scenario, &totals), load_s);
     let started_at_unix_s = info
         .started_at
         .duration_since(std::time::UNIX_EPOCH)
@@ -601,6 +609,7 @@ pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportErr
         rate: Rate {
             offered_per_s: info.offered_rate,
             achieved_per_s: achieved,
+            load_duration_s: Some(load_s),
         },
         totals,
         rfc6076,

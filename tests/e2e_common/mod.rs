@@ -110,6 +110,18 @@ pub fn signal(pid: u32, name: &str) {
         .status();
 }
 
+/// `sipstorm run --quiet ARGS --out OUT`, waited for.
+pub fn run_to(out: &std::path::Path, args: &[&std::ffi::OsStr]) -> Output {
+    bin()
+        .arg("run")
+        .arg("--quiet")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 /// Parse `DIR/report.json`.
 pub fn report(dir: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
