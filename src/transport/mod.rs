@@ -596,6 +596,110 @@ mod tests {
         assert!(recv_buffer_size(&a).unwrap() > 0);
     }
 
+    /// One control message as the kernel lays it out: `cmsghdr` (size_t
+    /// length, int level, int type), data, padding to size_t alignment.
+    fn cmsg(level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+        let hdr = size_of::<libc::cmsghdr>();
+        let mut v = (hdr + data.len()).to_ne_bytes().to_vec();
+        v.extend_from_slice(&level.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.resize(hdr, 0);
+        v.extend_from_slice(data);
+        v.resize(v.len().div_ceil(size_of::<usize>()) * size_of::<usize>(), 0);
+        v
+    }
+
+    /// `sock_extended_err` bytes: errno, origin, type, code, pad, info, data.
+    fn ee(errno: i32, origin: u8, ty: u8, code: u8) -> Vec<u8> {
+        let mut v = (errno as u32).to_ne_bytes().to_vec();
+        v.extend_from_slice(&[origin, ty, code, 0]);
+        v.extend_from_slice(&[0; 8]);
+        v
+    }
+
+    #[test]
+    fn icmp_errno_from_control_messages() {
+        let (ip, ip6) = (libc::IPPROTO_IP, libc::IPPROTO_IPV6);
+        let (icmp, icmp6) = (libc::SO_EE_ORIGIN_ICMP, libc::SO_EE_ORIGIN_ICMP6);
+        let refused = libc::ECONNREFUSED;
+        let ovfl = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        let cases: Vec<(&str, Vec<u8>, Option<i32>)> = vec![
+            (
+                "v4 port unreachable",
+                cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                Some(refused),
+            ),
+            (
+                "v6 port unreachable",
+                cmsg(ip6, libc::IPV6_RECVERR, &ee(refused, icmp6, 1, 4)),
+                Some(refused),
+            ),
+            (
+                "host unreachable",
+                cmsg(ip, libc::IP_RECVERR, &ee(libc::EHOSTUNREACH, icmp, 3, 1)),
+                Some(libc::EHOSTUNREACH),
+            ),
+            (
+                "after another cmsg",
+                [
+                    ovfl.clone(),
+                    cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                ]
+                .concat(),
+                Some(refused),
+            ),
+            (
+                "path MTU is no failure",
+                cmsg(ip, libc::IP_RECVERR, &ee(libc::EMSGSIZE, icmp, 3, 4)),
+                None,
+            ),
+            (
+                "local origin",
+                cmsg(
+                    ip,
+                    libc::IP_RECVERR,
+                    &ee(refused, libc::SO_EE_ORIGIN_LOCAL, 0, 0),
+                ),
+                None,
+            ),
+            (
+                "zero errno",
+                cmsg(ip, libc::IP_RECVERR, &ee(0, icmp, 3, 3)),
+                None,
+            ),
+            (
+                "wrong level",
+                cmsg(ip6, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                None,
+            ),
+            (
+                "short data",
+                cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)[..8]),
+                None,
+            ),
+            ("no recverr", ovfl.clone(), None),
+            ("empty", Vec::new(), None),
+        ];
+        for (name, bytes, want) in cases {
+            assert_eq!(icmp_errno(&bytes), want, "{name}");
+        }
+        assert_eq!(rxq_ovfl(&ovfl), Some(7));
+        let mut bad_len = cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3));
+        bad_len[..size_of::<usize>()].copy_from_slice(&9999usize.to_ne_bytes());
+        assert_eq!(icmp_errno(&bad_len), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes as control data: no panic, and never an errno the
+        /// kernel would not have written (EMSGSIZE, 0).
+        #[test]
+        fn control_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let e = icmp_errno(&bytes);
+            proptest::prop_assert!(e != Some(0) && e != Some(libc::EMSGSIZE));
+            let _ = rxq_ovfl(&bytes);
+        }
+    }
+
     #[test]
     fn rxq_ovfl_ignores_garbage() {
         assert_eq!(rxq_ovfl(&[]), None);
