@@ -50,12 +50,12 @@ pub trait LoadClient: SansIo {
     fn in_flight(&self) -> u64;
     /// Wind down: end calls in hold (BYE), unregister, stop retrying.
     fn shutdown(&mut self, now: Instant);
-    /// The drain deadline passed: end every attempt still in flight as
-    /// timed out, so each attempt is counted succeeded or failed.
-    fn abandon(&mut self, _now: Instant) {}
     /// The transport could not deliver to `dest` (ICMP unreachable): end
     /// the attempts waiting on it as transport errors (RFC 3261 §17.1.4).
     fn transport_error(&mut self, _now: Instant, _dest: SocketAddr) {}
+    /// The drain deadline passed: end every attempt still in flight as
+    /// timed out, so each attempt is counted succeeded or failed.
+    fn abandon(&mut self, _now: Instant) {}
     /// Map one event to statistics (the RFC 6076 metrics, counters,
     /// responses).
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
@@ -952,11 +952,11 @@ impl LoadClient for EngineClient {
     fn shutdown(&mut self, now: Instant) {
         self.ep.shutdown(now);
     }
-    fn abandon(&mut self, now: Instant) {
-        self.ep.abandon(now);
-    }
     fn transport_error(&mut self, now: Instant, dest: SocketAddr) {
         self.ep.transport_error(now, dest);
+    }
+    fn abandon(&mut self, now: Instant) {
+        self.ep.abandon(now);
     }
     fn attempt_counter(&self) -> Counter {
         match self.scenario {
