@@ -50,6 +50,9 @@ pub trait LoadClient: SansIo {
     fn in_flight(&self) -> u64;
     /// Wind down: end calls in hold (BYE), unregister, stop retrying.
     fn shutdown(&mut self, now: Instant);
+    /// The transport could not deliver to `dest` (ICMP unreachable): end
+    /// the attempts waiting on it as transport errors (RFC 3261 §17.1.4).
+    fn transport_error(&mut self, _now: Instant, _dest: SocketAddr) {}
     /// The drain deadline passed: end every attempt still in flight as
     /// timed out, so each attempt is counted succeeded or failed.
     fn abandon(&mut self, _now: Instant) {}
@@ -178,8 +181,9 @@ impl Reporter {
         );
         stats.count(
             Counter::TransportError,
-            (io.send_errors + io.truncated)
-                .saturating_sub(self.last_io.send_errors + self.last_io.truncated),
+            (io.send_errors + io.truncated + io.icmp_errors).saturating_sub(
+                self.last_io.send_errors + self.last_io.truncated + self.last_io.icmp_errors,
+            ),
         );
         self.last_io = *io;
     }
@@ -417,6 +421,10 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
 
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         self.client.poll_transmit(buf)
+    }
+
+    fn unreachable(&mut self, now: Instant, dest: SocketAddr, _errno: i32) {
+        self.client.transport_error(now, dest);
     }
 }
 
@@ -1025,6 +1033,9 @@ impl LoadClient for EngineClient {
     }
     fn shutdown(&mut self, now: Instant) {
         self.ep.shutdown(now);
+    }
+    fn transport_error(&mut self, now: Instant, dest: SocketAddr) {
+        self.ep.transport_error(now, dest);
     }
     fn abandon(&mut self, now: Instant) {
         self.ep.abandon(now);

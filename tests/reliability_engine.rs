@@ -605,3 +605,123 @@ fn abandon_ends_every_attempt_exactly_once() {
         assert_eq!((st.sessions, st.transactions), (0, 0), "{sc:?} {st:?}");
     }
 }
+
+/// Outcomes by kind and the client's live state after the wheel has run
+/// long enough for any forgotten timer (70 s > 64·T1 + Timer D/K).
+fn settle(sim: &mut Sim, c: usize) -> sipstorm::engine::StateSizes {
+    sim.run_for(Duration::from_secs(70));
+    sim.ep(c).state_sizes()
+}
+
+/// A transport error (ICMP port unreachable) for the target ends every
+/// attempt waiting on it at once, exactly once, with
+/// `Outcome::TransportError` (RFC 3261 §17.1.4), not at Timer B/F; its
+/// state is freed; an error for another destination ends nothing.
+#[test]
+fn transport_error_ends_waiting_attempts_at_once() {
+    for sc in [Scenario::Options, Scenario::Register, Scenario::Call] {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(NetConfig::default(), t0);
+        let c = sim.add(addr(C), Endpoint::client(ccfg(sc), t0));
+        let srv = addr(S);
+        // Nothing listens at the target: every datagram to it is lost.
+        sim.tap = Some(Box::new(move |_, to, _| to == srv));
+        let started = drive(&mut sim, c, 10, 1, Duration::from_secs(1), |_, _| {});
+        sim.run_for(Duration::from_millis(500));
+        assert!(started > 0 && outcomes(&sim, c).is_empty(), "{sc:?}");
+        let now = sim.now;
+        assert_eq!(
+            sim.ep(c).transport_error(now, addr("10.0.0.9:5060")),
+            0,
+            "{sc:?}: another destination"
+        );
+        assert_eq!(sim.ep(c).in_flight() as u32, started, "{sc:?}");
+        let ended = sim.ep(c).transport_error(now, srv);
+        sim.flush(c);
+        assert_eq!(ended as u32, started, "{sc:?}");
+        assert_eq!(sim.ep(c).in_flight(), 0, "{sc:?}");
+        let o = outcomes(&sim, c);
+        assert_eq!(o.len() as u32, started, "{sc:?}");
+        assert!(
+            o.iter().all(|o| *o == Outcome::TransportError),
+            "{sc:?} {o:?}"
+        );
+        let st = sim.ep(c).state_sizes();
+        assert_eq!((st.sessions, st.transactions), (0, 0), "{sc:?} {st:?}");
+        // A second report finds nothing; the cancelled timers report
+        // nothing more and drain from the wheel.
+        assert_eq!(sim.ep(c).transport_error(now, srv), 0, "{sc:?}");
+        let st = settle(&mut sim, c);
+        assert_eq!(
+            outcomes(&sim, c).len() as u32,
+            started,
+            "{sc:?} late events"
+        );
+        assert_eq!(
+            (st.sessions, st.transactions, st.timers, st.queued),
+            (0, 0, 0, 0),
+            "{sc:?} {st:?}"
+        );
+        assert_eq!(sim.ep(c).counters().timeouts, 0, "{sc:?}");
+    }
+}
+
+/// Calls past the first transaction: a transport error ends ringing calls
+/// (INVITE in Proceeding: nothing listens where the final response would
+/// come from) and calls whose BYE is outstanding, each once with
+/// `Outcome::TransportError`; calls in hold (no transaction) are left
+/// alone and end normally.
+#[test]
+fn transport_error_ends_ringing_and_byeing_calls() {
+    let t0 = Instant::now();
+    let srv = addr(S);
+    // Ringing: the server rings 5 s before answering.
+    let mut sim = Sim::new(NetConfig::default(), t0);
+    let c = sim.add(addr(C), Endpoint::client(ccfg(Scenario::Call), t0));
+    let ring = ServerConfig {
+        ring: sipstorm::dist::Delay::Fixed(Duration::from_secs(5)),
+        ..scfg()
+    };
+    sim.add(srv, Endpoint::server(ring, t0));
+    let started = drive(&mut sim, c, 5, 1, Duration::from_secs(1), |_, _| {});
+    sim.run_for(Duration::from_millis(300));
+    assert_eq!(sim.ep(c).in_flight() as u32, started);
+    let now = sim.now;
+    assert_eq!(sim.ep(c).transport_error(now, srv) as u32, started);
+    sim.flush(c);
+    let o = outcomes(&sim, c);
+    assert_eq!(o.len() as u32, started);
+    assert!(o.iter().all(|o| *o == Outcome::TransportError), "{o:?}");
+    assert_eq!(sim.ep(c).state_sizes().sessions, 0);
+
+    // Byeing: answered at once, held 2 s; the target vanishes during hold.
+    let mut sim = Sim::new(NetConfig::default(), t0);
+    let c = sim.add(addr(C), Endpoint::client(ccfg(Scenario::Call), t0));
+    sim.add(srv, Endpoint::server(scfg(), t0));
+    let gone = std::rc::Rc::new(std::cell::Cell::new(false));
+    let g = gone.clone();
+    sim.tap = Some(Box::new(move |_, to, _| to == srv && g.get()));
+    let started = drive(&mut sim, c, 5, 1, Duration::from_secs(2), |_, _| {});
+    sim.run_for(Duration::from_millis(200));
+    // In hold: no transaction to fail.
+    let now = sim.now;
+    assert_eq!(sim.ep(c).transport_error(now, srv), 0);
+    assert_eq!(sim.ep(c).in_flight() as u32, started);
+    gone.set(true);
+    sim.run_for(Duration::from_secs(2));
+    // Every BYE is out and unanswered.
+    assert!(outcomes(&sim, c).is_empty());
+    let now = sim.now;
+    assert_eq!(sim.ep(c).transport_error(now, srv) as u32, started);
+    sim.flush(c);
+    let o = outcomes(&sim, c);
+    assert_eq!(o.len() as u32, started);
+    assert!(o.iter().all(|o| *o == Outcome::TransportError), "{o:?}");
+    let st = settle(&mut sim, c);
+    assert_eq!(outcomes(&sim, c).len() as u32, started, "late events");
+    assert_eq!(
+        (st.sessions, st.transactions, st.timers),
+        (0, 0, 0),
+        "{st:?}"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::SansIo;
 use super::config::{ClientConfig, ServerConfig, Timers};
-use super::event::{Counters, Event, MethodKind};
+use super::event::{Counters, Event, MethodKind, Outcome};
 use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, hex16, mix};
 
 /// Nonces whose `nc` a server endpoint remembers (about 30 B each): at the
@@ -835,6 +835,66 @@ impl Endpoint {
         self.arm_txn(now, Duration::from_millis(next), tk::TX_RTX, ti);
     }
 
+    /// Terminate client transaction `ti` without a final response and tell
+    /// its TU why: Timer B/F ([`Outcome::Timeout`], §17.1.1.2, §17.1.2.2)
+    /// or a transport failure ([`Outcome::TransportError`], §17.1.4). The
+    /// one teardown for both.
+    fn client_txn_fail(&mut self, now: Instant, ti: u32, outcome: Outcome) {
+        let Some(t) = self.txns.get(ti) else { return };
+        let (owner, owner_gen) = (t.owner, t.owner_gen);
+        self.txn_free(ti);
+        if self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some() {
+            self.on_txn_failed(now, owner, ti, outcome);
+        }
+    }
+
+    /// The transport could not deliver to `dest`: an ICMP port, host or
+    /// network unreachable came back for a datagram sent there.
+    ///
+    /// RFC 3261 §18.4: the transport informs its user of a failure in
+    /// sending; §17.1.4: the client transaction then informs the TU and
+    /// terminates at once (§8.1.3.1 treats it like a 503; for the load
+    /// generator it is its own failure reason). Every client transaction
+    /// whose next hop is `dest` and that still waits for a final response
+    /// ends now with [`Outcome::TransportError`] through the same teardown
+    /// as Timer B/F: INVITEs in Calling or Proceeding (nothing listens
+    /// where the final response would come from), non-INVITEs in Trying or
+    /// Proceeding. Their attempts end with one `*Done` event each and their
+    /// state is freed. ICMP errors do not say which datagram bounced beyond
+    /// its destination, so every such transaction towards `dest` fails.
+    /// Server transactions and attempts not waiting on a transaction (calls
+    /// in hold) are left alone. Returns how many transactions ended.
+    pub fn transport_error(&mut self, now: Instant, dest: SocketAddr) -> usize {
+        let doomed: Vec<(u32, u32)> = self
+            .txns
+            .live_indices()
+            .filter(|&ti| {
+                self.txns.get(ti).is_some_and(|t| {
+                    t.dest == Some(dest)
+                        && matches!(
+                            (t.kind, t.state),
+                            (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)
+                                | (
+                                    TxKind::ClientNonInvite,
+                                    TxState::Trying | TxState::Proceeding
+                                )
+                        )
+                })
+            })
+            .map(|ti| (ti, self.txns.generation(ti)))
+            .collect();
+        let mut ended = 0;
+        for (ti, g) in doomed {
+            // An earlier failure may have freed this one with its session
+            // (a CANCEL's failure ends the call and its INVITE).
+            if self.txns.generation(ti) == g && self.txns.get(ti).is_some() {
+                self.client_txn_fail(now, ti, Outcome::TransportError);
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     fn txn_timeout(&mut self, now: Instant, ti: u32) {
         let Some(t) = self.txns.get(ti) else { return };
         let (kind, state, owner, owner_gen) = (t.kind, t.state, t.owner, t.owner_gen);
@@ -843,10 +903,7 @@ impl Endpoint {
             (TxKind::ClientInvite, TxState::Calling)
             | (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding) => {
                 self.counters.timeouts += 1;
-                self.txn_free(ti);
-                if self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some() {
-                    self.on_txn_timeout(now, owner, ti);
-                }
+                self.client_txn_fail(now, ti, Outcome::Timeout);
             }
             // Timer H (no ACK for a non-2xx) and Timer L (RFC 6026, no ACK for a 2xx).
             (TxKind::ServerInvite, TxState::Completed | TxState::Accepted) => {

@@ -14,7 +14,9 @@ pub enum Outcome {
     /// `ring_timeout`.
     Timeout,
     /// The destination could not be used (for example a 3xx Contact or a
-    /// route whose host is not an IP address: the engine does no DNS).
+    /// route whose host is not an IP address: the engine does no DNS), or
+    /// the transport reported it unreachable (ICMP port/host unreachable
+    /// via `IP_RECVERR`; RFC 3261 §17.1.4 ends the transaction at once).
     TransportError,
     /// The call was cancelled on purpose (`cancel_ratio`) and ended with 487,
     /// or with BYE when a 200 crossed the CANCEL.

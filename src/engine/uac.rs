@@ -801,16 +801,20 @@ impl Endpoint {
         }
     }
 
-    /// Timer B or F of a transaction owned by `si`.
-    pub(super) fn on_txn_timeout(&mut self, now: Instant, si: u32, ti: u32) {
+    /// A client transaction owned by `si` ended without a final response:
+    /// Timer B or F (`Outcome::Timeout`) or a transport error. A CANCEL that
+    /// times out leaves the call to its CANCEL guard; one the transport
+    /// could not deliver ends the call (the INVITE cannot be answered
+    /// either).
+    pub(super) fn on_txn_failed(&mut self, now: Instant, si: u32, ti: u32, outcome: Outcome) {
         let Some(s) = self.sess.get(si) else { return };
         match (s.kind, s.st) {
-            (Kind::UacCall, St::Inviting) if s.txn == ti => {
-                self.call_done(now, si, Outcome::Timeout, None)
+            (Kind::UacCall, St::Inviting) if s.txn == ti || outcome == Outcome::TransportError => {
+                self.call_done(now, si, outcome, None)
             }
-            (Kind::UacCall, St::Byeing) => self.call_done(now, si, Outcome::Timeout, None),
-            (Kind::UacReg, _) => self.reg_fail(now, si, Outcome::Timeout),
-            (Kind::UacOptions, _) => self.options_done(now, si, Outcome::Timeout),
+            (Kind::UacCall, St::Byeing) => self.call_done(now, si, outcome, None),
+            (Kind::UacReg, _) => self.reg_fail(now, si, outcome),
+            (Kind::UacOptions, _) => self.options_done(now, si, outcome),
             _ => {}
         }
     }

@@ -3,6 +3,10 @@
 //! the io_uring loop: receive a batch, tick, send a batch, wait with a
 //! nanosecond timeout (`epoll_pwait2`, falling back to `epoll_wait` with
 //! milliseconds rounded up).
+//!
+//! ICMP errors: `EPOLLERR` (always reported by epoll) or a receive or send
+//! failing with a pending ICMP error marks the error queue for reading at
+//! the next receive phase ([`super::drain_error_queue`]).
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -73,6 +77,8 @@ struct SendBatch {
     /// Filled entries `[sent, len)` still to go out.
     len: usize,
     sent: usize,
+    /// Entry `sent` already failed once with a pending ICMP error.
+    retried: bool,
 }
 
 impl SendBatch {
@@ -88,6 +94,7 @@ impl SendBatch {
             hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             len: 0,
             sent: 0,
+            retried: false,
         }
     }
 
@@ -108,7 +115,8 @@ impl SendBatch {
     }
 
     /// Send `[sent, len)`; returns Ok(true) when the socket would block.
-    fn flush(&mut self, fd: RawFd, io: &mut IoCounters) -> io::Result<bool> {
+    /// Sets `errq` when a send met a pending ICMP error.
+    fn flush(&mut self, fd: RawFd, io: &mut IoCounters, errq: &mut bool) -> io::Result<bool> {
         while self.sent < self.len {
             for i in self.sent..self.len {
                 self.iovs[i] = libc::iovec {
@@ -133,16 +141,30 @@ impl SendBatch {
                 match e.raw_os_error() {
                     Some(libc::EAGAIN) => return Ok(true),
                     Some(libc::EINTR) => continue,
-                    // The first datagram was refused (ICMP error pending,
-                    // ENOBUFS, unreachable): count it lost and go on.
+                    // An ICMP error pending on the socket (maybe for
+                    // another destination) was returned instead of sending
+                    // the first datagram; reading it cleared it, so send
+                    // that datagram once more. The error itself is read
+                    // from the error queue.
+                    Some(e) if super::is_async_error(e) && !self.retried => {
+                        *errq = true;
+                        self.retried = true;
+                        continue;
+                    }
+                    // Refused again, or ENOBUFS and the like: count the
+                    // datagram lost (SIP retransmission takes over).
                     _ => {
                         io.send_errors += 1;
                         self.sent += 1;
+                        self.retried = false;
                         continue;
                     }
                 }
             }
             let n = usize::try_from(rc).unwrap_or(0);
+            if n > 0 {
+                self.retried = false;
+            }
             for i in self.sent..self.sent + n {
                 io.datagrams_sent += 1;
                 io.bytes_sent += self.bufs[i].len() as u64;
@@ -183,16 +205,22 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
     let mut tx = SendBatch::new();
     let mut io = IoCounters::default();
     let mut events: [libc::epoll_event; 4] = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    // The error queue may hold ICMP errors (EPOLLERR, or a receive or send
+    // returned one).
+    let mut errq = false;
 
     loop {
         let now = Instant::now();
-        receive(fd, &mut rx, &mut io, now, worker).map_err(err)?;
+        receive(fd, &mut rx, &mut io, now, worker, &mut errq).map_err(err)?;
+        if std::mem::take(&mut errq) {
+            super::drain_error_queue(fd, now, &mut io, worker);
+        }
         io.turns += 1;
         let tick = worker.tick(now, &io);
         // Send everything queued, batch by batch, until the socket blocks.
         let blocked = loop {
             let more = tx.fill(worker);
-            let blocked = tx.flush(fd, &mut io).map_err(err)?;
+            let blocked = tx.flush(fd, &mut io, &mut errq).map_err(err)?;
             if blocked || !more {
                 break blocked;
             }
@@ -213,13 +241,13 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
             Tick::Continue(w) => w,
         };
         let sleep = super::sleep_for(Instant::now(), wake);
-        wait(ep.as_raw_fd(), &mut events, sleep, &mut pwait2).map_err(err)?;
+        errq |= wait(ep.as_raw_fd(), &mut events, sleep, &mut pwait2).map_err(err)?;
     }
     // Flush what the worker still queued.
     let deadline = Instant::now() + FLUSH_LIMIT;
     loop {
         let more = tx.fill(worker);
-        let blocked = tx.flush(fd, &mut io).map_err(err)?;
+        let blocked = tx.flush(fd, &mut io, &mut errq).map_err(err)?;
         if (!more && !blocked) || Instant::now() >= deadline {
             break;
         }
@@ -236,6 +264,7 @@ fn receive<W: Worker>(
     io: &mut IoCounters,
     now: Instant,
     worker: &mut W,
+    errq: &mut bool,
 ) -> io::Result<()> {
     for _ in 0..MAX_RECV_BATCHES {
         rx.reset();
@@ -254,9 +283,12 @@ fn receive<W: Worker>(
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
                 Some(libc::EAGAIN | libc::EINTR) => Ok(()),
-                // ICMP errors (port unreachable) surface on the next receive;
-                // SIP timers deal with the loss.
-                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH) => Ok(()),
+                // An ICMP error (port unreachable, ...) pending on the
+                // socket: its details are on the error queue.
+                Some(c) if super::is_async_error(c) => {
+                    *errq = true;
+                    Ok(())
+                }
                 _ => Err(e),
             };
         }
@@ -288,12 +320,14 @@ fn receive<W: Worker>(
     Ok(())
 }
 
+/// Wait for the socket or `sleep`; true when epoll reported `EPOLLERR`
+/// (the error queue holds something).
 fn wait(
     ep: RawFd,
     events: &mut [libc::epoll_event; 4],
     sleep: Duration,
     pwait2: &mut bool,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let rc = if *pwait2 {
         let ts = libc::timespec {
             tv_sec: sleep.as_secs() as libc::time_t,
@@ -313,9 +347,12 @@ fn wait(
     if rc < 0 {
         let e = io::Error::last_os_error();
         if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOSYS)) {
-            return Ok(());
+            return Ok(false);
         }
         return Err(e);
     }
-    Ok(())
+    let n = usize::try_from(rc).unwrap_or(0).min(events.len());
+    Ok(events[..n]
+        .iter()
+        .any(|e| e.events & libc::EPOLLERR as u32 != 0))
 }

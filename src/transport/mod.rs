@@ -15,6 +15,16 @@
 //!
 //! Kernel receive-queue drops are read from the `SO_RXQ_OVFL` control message
 //! on every datagram and reported in [`IoCounters::kernel_drops`].
+//!
+//! ICMP errors (port, host or network unreachable) reach an unconnected UDP
+//! socket only through `IP_RECVERR`/`IPV6_RECVERR` and the socket's error
+//! queue. Both loops notice a pending error (epoll: `EPOLLERR`; io_uring: a
+//! multishot `POLLERR` poll, or a receive or send completing with the
+//! error), drain the queue with `recvmsg(MSG_ERRQUEUE)` and hand each
+//! error's original destination to [`Worker::unreachable`]: RFC 3261 §18.4
+//! ("the transport layer SHOULD inform the transport user of a failure in
+//! sending"), so the transaction layer can end at once (§17.1.4) instead of
+//! at Timer B/F.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -52,6 +62,15 @@ pub trait Worker {
 
     /// The next datagram to send, written into `buf` (cleared by the callee).
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+
+    /// The kernel reported that a datagram sent to `dest` could not be
+    /// delivered: an ICMP error read from the socket's error queue.
+    /// `errno` is what the ICMP message maps to (`ECONNREFUSED` for port
+    /// unreachable, `EHOSTUNREACH`, `ENETUNREACH`, ...). RFC 3261 §18.4: the
+    /// transport informs its user of a failure in sending; §17.1.4: the
+    /// client transaction then informs the TU and terminates. Called during
+    /// the receive phase of a turn, before `tick`. Default: ignored.
+    fn unreachable(&mut self, _now: Instant, _dest: SocketAddr, _errno: i32) {}
 }
 
 /// The worker's answer to a loop turn.
@@ -81,6 +100,9 @@ pub struct IoCounters {
     pub kernel_drops: u64,
     /// Loop turns (one `io_uring_enter` or `epoll_pwait2` each).
     pub turns: u64,
+    /// ICMP errors read from the socket's error queue and reported to
+    /// [`Worker::unreachable`] (port, host or network unreachable).
+    pub icmp_errors: u64,
 }
 
 /// Which event loop drives the worker.
@@ -183,6 +205,12 @@ pub struct SocketOptions {
     /// `net.core.rmem_max`; `SO_RCVBUFFORCE` is tried first and needs
     /// `CAP_NET_ADMIN`).
     pub buffer_bytes: usize,
+    /// Set `IP_RECVERR` (`IPV6_RECVERR` on IPv6 sockets) so ICMP errors for
+    /// this unconnected socket are queued on its error queue, where the loop
+    /// reads them and calls [`Worker::unreachable`]. Without it Linux drops
+    /// ICMP errors for unconnected UDP sockets and a closed port looks like
+    /// a black hole (attempts end at Timer B/F).
+    pub recv_errors: bool,
 }
 
 impl Default for SocketOptions {
@@ -190,6 +218,7 @@ impl Default for SocketOptions {
         SocketOptions {
             reuse_port: false,
             buffer_bytes: 8 << 20,
+            recv_errors: true,
         }
     }
 }
@@ -223,6 +252,17 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, Tran
     }
     // Drop counting is best effort: an old kernel without it still works.
     let _ = setsockopt_int(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, one);
+    if opts.recv_errors {
+        // IPv6 sockets get both: IP_RECVERR covers v4-mapped peers.
+        if family == libc::AF_INET6 {
+            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, one)
+                .map_err(TransportError::Socket)?;
+            let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, one);
+        } else {
+            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, one)
+                .map_err(TransportError::Socket)?;
+        }
+    }
     let want = libc::c_int::try_from(opts.buffer_bytes).unwrap_or(libc::c_int::MAX);
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -356,9 +396,10 @@ pub(crate) fn sockaddr_to(raw: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-/// Walk control-message bytes and return the `SO_RXQ_OVFL` drop counter if
-/// present. `control` is the `msg_control` area as the kernel filled it.
-pub(crate) fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+/// Walk control-message bytes as the kernel filled `msg_control` and call
+/// `f(level, type, data)` for each message until it returns `Some`.
+/// Malformed lengths end the walk.
+fn find_cmsg<T>(control: &[u8], mut f: impl FnMut(i32, i32, &[u8]) -> Option<T>) -> Option<T> {
     let hdr = size_of::<libc::cmsghdr>();
     let mut off = 0usize;
     while off + hdr <= control.len() {
@@ -375,15 +416,123 @@ pub(crate) fn rxq_ovfl(control: &[u8]) -> Option<u32> {
         if len < hdr || off + len > control.len() {
             return None;
         }
-        if cmsg.cmsg_level == libc::SOL_SOCKET && cmsg.cmsg_type == SO_RXQ_OVFL && len >= hdr + 4 {
-            let d = &control[off + hdr..off + hdr + 4];
-            return Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        if let Some(v) = f(
+            cmsg.cmsg_level,
+            cmsg.cmsg_type,
+            &control[off + hdr..off + len],
+        ) {
+            return Some(v);
         }
         // Each cmsg is padded to the alignment of size_t (CMSG_ALIGN).
         let align = size_of::<usize>();
         off += len.div_ceil(align) * align;
     }
     None
+}
+
+/// Return the `SO_RXQ_OVFL` drop counter from control-message bytes, if
+/// present.
+pub(crate) fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+    find_cmsg(control, |level, ty, d| {
+        (level == libc::SOL_SOCKET && ty == SO_RXQ_OVFL && d.len() >= 4)
+            .then(|| u32::from_ne_bytes([d[0], d[1], d[2], d[3]]))
+    })
+}
+
+/// The `errno` of an ICMP error in error-queue control bytes: the
+/// `sock_extended_err` of an `IP_RECVERR`/`IPV6_RECVERR` message whose
+/// origin is ICMP or ICMPv6. Path-MTU messages (`EMSGSIZE`) are not
+/// delivery failures and give `None`, as do locally generated errors.
+pub(crate) fn icmp_errno(control: &[u8]) -> Option<i32> {
+    find_cmsg(control, |level, ty, d| {
+        let recverr = (level == libc::IPPROTO_IP && ty == libc::IP_RECVERR)
+            || (level == libc::IPPROTO_IPV6 && ty == libc::IPV6_RECVERR);
+        if !recverr || d.len() < size_of::<libc::sock_extended_err>() {
+            return None;
+        }
+        // SAFETY: length checked above; read_unaligned copes with any
+        // alignment, and every bit pattern is a valid sock_extended_err.
+        let ee = unsafe {
+            d.as_ptr()
+                .cast::<libc::sock_extended_err>()
+                .read_unaligned()
+        };
+        let icmp = matches!(
+            ee.ee_origin,
+            libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6
+        );
+        let errno = i32::try_from(ee.ee_errno).unwrap_or(libc::EIO);
+        (icmp && errno != libc::EMSGSIZE && errno != 0).then_some(errno)
+    })
+}
+
+/// The error numbers an ICMP error leaves pending on a socket with
+/// `IP_RECVERR` (`sk_err`), which the next receive or send returns in its
+/// place. Seeing one means the error queue has something to read; a send
+/// that failed with one did not go out and is worth one retry (the error
+/// may belong to another destination, and reading it cleared it).
+pub(crate) fn is_async_error(e: i32) -> bool {
+    matches!(
+        e,
+        libc::ECONNREFUSED
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::EHOSTDOWN
+            | libc::ENONET
+            | libc::ENOPROTOOPT
+            | libc::EPROTO
+            | libc::EMSGSIZE
+    )
+}
+
+/// Most error-queue entries read in one call, so a flood of ICMP errors
+/// cannot starve the loop; the rest wait for the next turn (the socket
+/// stays readable for errors, so the loop comes back at once).
+const MAX_ERRQUEUE: usize = 1024;
+
+/// Read the socket's error queue (`recvmsg(MSG_ERRQUEUE)`, never blocks)
+/// and report every ICMP error to the worker with its original
+/// destination (the queued message's `msg_name`). Returns how many entries
+/// were read; an empty queue reads zero. Reading the last entry also
+/// clears the socket's pending error (`sk_err`).
+pub(crate) fn drain_error_queue<W: Worker>(
+    fd: RawFd,
+    now: Instant,
+    io: &mut IoCounters,
+    worker: &mut W,
+) -> usize {
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut control = [0u8; 128];
+    let mut read = 0;
+    while read < MAX_ERRQUEUE {
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = (&raw mut name).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // No iovec: the bounced payload is not needed (it comes back
+        // truncated, flagged MSG_TRUNC).
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() as _;
+        // SAFETY: `msg` points at `name` and `control`, both alive and of
+        // the sizes given for the duration of the call.
+        let rc = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            // EAGAIN: the queue is empty; anything else: nothing to read.
+            break;
+        }
+        read += 1;
+        let clen = (msg.msg_controllen as usize).min(control.len());
+        let nlen = (msg.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
+        // SAFETY: `name` is initialised (zeroed, then written by the
+        // kernel) for `nlen` bytes, at most its size.
+        let raw = unsafe { std::slice::from_raw_parts((&raw const name).cast::<u8>(), nlen) };
+        if let (Some(errno), Some(dest)) = (icmp_errno(&control[..clen]), sockaddr_to(raw)) {
+            io.icmp_errors += 1;
+            worker.unreachable(now, dest, errno);
+        }
+    }
+    read
 }
 
 /// Control-area size that fits one `SO_RXQ_OVFL` message (CMSG_SPACE(4)).
@@ -445,6 +594,110 @@ mod tests {
             other => panic!("expected bind error, got {other:?}"),
         }
         assert!(recv_buffer_size(&a).unwrap() > 0);
+    }
+
+    /// One control message as the kernel lays it out: `cmsghdr` (size_t
+    /// length, int level, int type), data, padding to size_t alignment.
+    fn cmsg(level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+        let hdr = size_of::<libc::cmsghdr>();
+        let mut v = (hdr + data.len()).to_ne_bytes().to_vec();
+        v.extend_from_slice(&level.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.resize(hdr, 0);
+        v.extend_from_slice(data);
+        v.resize(v.len().div_ceil(size_of::<usize>()) * size_of::<usize>(), 0);
+        v
+    }
+
+    /// `sock_extended_err` bytes: errno, origin, type, code, pad, info, data.
+    fn ee(errno: i32, origin: u8, ty: u8, code: u8) -> Vec<u8> {
+        let mut v = (errno as u32).to_ne_bytes().to_vec();
+        v.extend_from_slice(&[origin, ty, code, 0]);
+        v.extend_from_slice(&[0; 8]);
+        v
+    }
+
+    #[test]
+    fn icmp_errno_from_control_messages() {
+        let (ip, ip6) = (libc::IPPROTO_IP, libc::IPPROTO_IPV6);
+        let (icmp, icmp6) = (libc::SO_EE_ORIGIN_ICMP, libc::SO_EE_ORIGIN_ICMP6);
+        let refused = libc::ECONNREFUSED;
+        let ovfl = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        let cases: Vec<(&str, Vec<u8>, Option<i32>)> = vec![
+            (
+                "v4 port unreachable",
+                cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                Some(refused),
+            ),
+            (
+                "v6 port unreachable",
+                cmsg(ip6, libc::IPV6_RECVERR, &ee(refused, icmp6, 1, 4)),
+                Some(refused),
+            ),
+            (
+                "host unreachable",
+                cmsg(ip, libc::IP_RECVERR, &ee(libc::EHOSTUNREACH, icmp, 3, 1)),
+                Some(libc::EHOSTUNREACH),
+            ),
+            (
+                "after another cmsg",
+                [
+                    ovfl.clone(),
+                    cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                ]
+                .concat(),
+                Some(refused),
+            ),
+            (
+                "path MTU is no failure",
+                cmsg(ip, libc::IP_RECVERR, &ee(libc::EMSGSIZE, icmp, 3, 4)),
+                None,
+            ),
+            (
+                "local origin",
+                cmsg(
+                    ip,
+                    libc::IP_RECVERR,
+                    &ee(refused, libc::SO_EE_ORIGIN_LOCAL, 0, 0),
+                ),
+                None,
+            ),
+            (
+                "zero errno",
+                cmsg(ip, libc::IP_RECVERR, &ee(0, icmp, 3, 3)),
+                None,
+            ),
+            (
+                "wrong level",
+                cmsg(ip6, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)),
+                None,
+            ),
+            (
+                "short data",
+                cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3)[..8]),
+                None,
+            ),
+            ("no recverr", ovfl.clone(), None),
+            ("empty", Vec::new(), None),
+        ];
+        for (name, bytes, want) in cases {
+            assert_eq!(icmp_errno(&bytes), want, "{name}");
+        }
+        assert_eq!(rxq_ovfl(&ovfl), Some(7));
+        let mut bad_len = cmsg(ip, libc::IP_RECVERR, &ee(refused, icmp, 3, 3));
+        bad_len[..size_of::<usize>()].copy_from_slice(&9999usize.to_ne_bytes());
+        assert_eq!(icmp_errno(&bad_len), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes as control data: no panic, and never an errno the
+        /// kernel would not have written (EMSGSIZE, 0).
+        #[test]
+        fn control_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let e = icmp_errno(&bytes);
+            proptest::prop_assert!(e != Some(0) && e != Some(libc::EMSGSIZE));
+            let _ = rxq_ovfl(&bytes);
+        }
     }
 
     #[test]

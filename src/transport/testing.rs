@@ -264,4 +264,145 @@ mod tests {
             assert_eq!(io.datagrams_received, 1, "{backend}");
         }
     }
+
+    /// Sends `plan` (one destination per datagram, `per_turn` a turn) and
+    /// records every [`Worker::unreachable`] report; stops when `want`
+    /// reports arrived or after two seconds.
+    struct Bouncer {
+        plan: VecDeque<SocketAddr>,
+        per_turn: usize,
+        budget: usize,
+        want: usize,
+        reports: Vec<(SocketAddr, i32)>,
+        deadline: Instant,
+    }
+
+    impl Bouncer {
+        fn new(plan: Vec<SocketAddr>, per_turn: usize, want: usize) -> Bouncer {
+            Bouncer {
+                plan: plan.into(),
+                per_turn,
+                budget: 0,
+                want,
+                reports: Vec::new(),
+                deadline: Instant::now() + Duration::from_secs(2),
+            }
+        }
+    }
+
+    impl Worker for Bouncer {
+        fn handle(&mut self, _now: Instant, _from: SocketAddr, _data: &[u8]) {}
+        fn tick(&mut self, now: Instant, _io: &IoCounters) -> Tick {
+            if (self.plan.is_empty() && self.reports.len() >= self.want) || now >= self.deadline {
+                return Tick::Stop;
+            }
+            self.budget = self.per_turn;
+            // Paced: one turn every 2 ms, so errors also arrive while idle.
+            Tick::Continue(Some(now + Duration::from_millis(2)))
+        }
+        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+            if self.budget == 0 {
+                return None;
+            }
+            let to = self.plan.pop_front()?;
+            self.budget -= 1;
+            buf.clear();
+            buf.extend_from_slice(b"OPTIONS sip:x SIP/2.0\r\n\r\n");
+            Some(to)
+        }
+        fn unreachable(&mut self, _now: Instant, dest: SocketAddr, errno: i32) {
+            self.reports.push((dest, errno));
+        }
+    }
+
+    /// A port that was just free: nothing listens on it.
+    fn closed_port(ip: &str) -> SocketAddr {
+        std::net::UdpSocket::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    /// Datagrams to a closed port come back as ICMP port unreachable: each
+    /// is reported to the worker with its destination and ECONNREFUSED,
+    /// on both backends, IPv4 and IPv6, paced (errors arrive while the
+    /// loop waits) and in bursts (errors arrive between sends). Datagrams
+    /// to a live peer interleaved with them all arrive: a send refused by
+    /// another destination's pending error is sent again.
+    #[test]
+    fn icmp_port_unreachable_is_reported_with_its_destination() {
+        for backend in [Backend::Epoll, Backend::Uring] {
+            if backend.resolve().is_err() {
+                continue;
+            }
+            for ip in ["127.0.0.1", "::1"] {
+                let Ok(live) = std::net::UdpSocket::bind((ip, 0)) else {
+                    continue; // no IPv6 loopback here
+                };
+                live.set_nonblocking(true).unwrap();
+                let live_addr = live.local_addr().unwrap();
+                let closed = closed_port(ip);
+                for per_turn in [1, 64] {
+                    let n = 40;
+                    let plan: Vec<SocketAddr> = (0..2 * n)
+                        .map(|i| if i % 2 == 0 { closed } else { live_addr })
+                        .collect();
+                    let sock = bind_udp((ip, 0).into_addr(), SocketOptions::default()).unwrap();
+                    let mut w = Bouncer::new(plan, per_turn, n);
+                    let io = run_loop(backend, &sock, &mut w).unwrap();
+                    let tag = format!("{backend} {ip} per_turn {per_turn}: {io:?}");
+                    assert_eq!(w.reports.len(), n, "{tag}");
+                    assert!(
+                        w.reports
+                            .iter()
+                            .all(|&(d, e)| d == closed && e == libc::ECONNREFUSED),
+                        "{tag}: {:?}",
+                        w.reports
+                    );
+                    assert_eq!(io.icmp_errors, n as u64, "{tag}");
+                    assert_eq!(io.send_errors, 0, "{tag}");
+                    assert_eq!(io.datagrams_sent, 2 * n as u64, "{tag}");
+                    let mut got = 0;
+                    let mut b = [0u8; 64];
+                    while live.recv_from(&mut b).is_ok() {
+                        got += 1;
+                    }
+                    assert_eq!(got, n, "{tag}");
+                }
+            }
+        }
+    }
+
+    /// Without `recv_errors` the kernel drops ICMP errors for an
+    /// unconnected socket: nothing is reported (the old behaviour, kept
+    /// for callers that opt out).
+    #[test]
+    fn icmp_errors_ignored_without_recv_errors() {
+        for backend in [Backend::Epoll, Backend::Uring] {
+            if backend.resolve().is_err() {
+                continue;
+            }
+            let closed = closed_port("127.0.0.1");
+            let opts = SocketOptions {
+                recv_errors: false,
+                ..SocketOptions::default()
+            };
+            let sock = bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+            let mut w = Bouncer::new(vec![closed; 5], 5, 1);
+            w.deadline = Instant::now() + Duration::from_millis(200);
+            let io = run_loop(backend, &sock, &mut w).unwrap();
+            assert!(w.reports.is_empty(), "{backend}");
+            assert_eq!(io.icmp_errors, 0, "{backend}");
+            assert_eq!(io.datagrams_sent, 5, "{backend}");
+        }
+    }
+
+    trait IntoAddr {
+        fn into_addr(self) -> SocketAddr;
+    }
+    impl IntoAddr for (&str, u16) {
+        fn into_addr(self) -> SocketAddr {
+            SocketAddr::new(self.0.parse().unwrap(), self.1)
+        }
+    }
 }

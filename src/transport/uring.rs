@@ -13,6 +13,14 @@
 //!   slot. All sends of a turn go to the kernel in the same `io_uring_enter`.
 //! - Wait: one `io_uring_enter(GETEVENTS, min_complete = 1)` per turn with an
 //!   `EXT_ARG` timeout equal to the worker's next deadline.
+//! - ICMP errors: a multishot `POLL_ADD` for `POLLERR` completes whenever an
+//!   error is queued on the socket. A pending error also makes the
+//!   multishot receive complete with it (`-ECONNREFUSED`, ending the
+//!   multishot, which is re-armed) or a send fail with it (the send did not
+//!   happen and is submitted once more). Any of these marks the error
+//!   queue, which is read with a plain non-blocking
+//!   `recvmsg(MSG_ERRQUEUE)` before the worker's tick
+//!   ([`super::drain_error_queue`]).
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
@@ -39,6 +47,8 @@ const SEND_SLOTS: usize = 1024;
 const SQ_ENTRIES: u32 = 2048;
 /// `user_data` of the multishot receive; sends use their slot index.
 const RECV_TAG: u64 = u64::MAX;
+/// `user_data` of the multishot `POLLERR` poll.
+const ERR_TAG: u64 = u64::MAX - 1;
 /// Completions a wait asks for before the batch window closes.
 const BATCH_WANT: usize = 64;
 /// How long a wait may hold back a completion to batch it with others
@@ -196,6 +206,8 @@ struct SendSlot {
     addr: libc::sockaddr_storage,
     iov: libc::iovec,
     msg: libc::msghdr,
+    /// This send already failed once with a pending ICMP error.
+    retried: bool,
 }
 
 /// Loop state. Field order matters: the ring is dropped (and with it every
@@ -208,6 +220,14 @@ struct Loop {
     free: Vec<usize>,
     fd: types::Fd,
     recv_armed: bool,
+    /// The `POLLERR` poll is armed; `err_poll` false once the kernel
+    /// refused it (then completions with errors are the only signal).
+    err_armed: bool,
+    err_poll: bool,
+    /// The error queue may hold ICMP errors: read it before the tick.
+    errq: bool,
+    /// Sends refused by a pending ICMP error, to submit once more.
+    resend: Vec<usize>,
     io: IoCounters,
     /// The kernel supports `min_wait_usec` (batched wake-ups).
     min_timeout: bool,
@@ -245,6 +265,7 @@ impl Loop {
                 iov: unsafe { zeroed() },
                 // SAFETY: as above.
                 msg: unsafe { zeroed() },
+                retried: false,
             })
             .collect::<Vec<_>>()
             .into_boxed_slice();
@@ -258,6 +279,10 @@ impl Loop {
             free: (0..SEND_SLOTS).rev().collect(),
             fd: types::Fd(socket.as_raw_fd()),
             recv_armed: false,
+            err_armed: false,
+            err_poll: true,
+            errq: false,
+            resend: Vec::new(),
             io: IoCounters::default(),
             min_timeout,
         })
@@ -286,6 +311,27 @@ impl Loop {
         Ok(())
     }
 
+    /// Arm the multishot poll that completes when an error is queued on the
+    /// socket (`POLLERR`: `sk_err` set or the error queue not empty).
+    fn arm_err_poll(&mut self) -> io::Result<()> {
+        let e = opcode::PollAdd::new(self.fd, libc::POLLERR as u32)
+            .multi(true)
+            .build()
+            .user_data(ERR_TAG);
+        self.push(&e)?;
+        self.err_armed = true;
+        Ok(())
+    }
+
+    /// Submit the send of slot `idx` (its `msg` already points at its
+    /// buffers).
+    fn push_send(&mut self, idx: usize) -> io::Result<()> {
+        let e = opcode::SendMsg::new(self.fd, &raw const self.slots[idx].msg)
+            .build()
+            .user_data(idx as u64);
+        self.push(&e)
+    }
+
     /// Deliver every completion: datagrams to the worker, send slots back to
     /// the pool.
     fn drain_completions<W: Worker>(&mut self, now: Instant, worker: &mut W) {
@@ -295,9 +341,23 @@ impl Loop {
             let ud = cqe.user_data();
             let res = cqe.result();
             let flags = cqe.flags();
-            if ud == RECV_TAG {
+            if ud == ERR_TAG {
+                if !cqueue::more(flags) {
+                    self.err_armed = false;
+                }
+                if res < 0 {
+                    // Multishot poll not supported: rely on the error
+                    // completions of receive and send.
+                    self.err_poll = false;
+                } else {
+                    self.errq = true;
+                }
+            } else if ud == RECV_TAG {
                 if !cqueue::more(flags) {
                     self.recv_armed = false;
+                }
+                if res < 0 && super::is_async_error(-res) {
+                    self.errq = true;
                 }
                 let Some(bid) = cqueue::buffer_select(flags) else {
                     continue;
@@ -320,17 +380,38 @@ impl Loop {
                 }
                 self.bufs.push(bid);
             } else if let Some(slot) = usize::try_from(ud).ok().filter(|&i| i < SEND_SLOTS) {
+                if res < 0 && super::is_async_error(-res) && !self.slots[slot].retried {
+                    // A pending ICMP error (maybe for another destination)
+                    // was returned instead of sending; reading it cleared
+                    // it, so send once more. The error is on the queue.
+                    self.errq = true;
+                    self.slots[slot].retried = true;
+                    self.resend.push(slot);
+                    continue;
+                }
                 if res < 0 {
                     self.io.send_errors += 1;
                 } else {
                     self.io.datagrams_sent += 1;
                     self.io.bytes_sent += u64::try_from(res).unwrap_or(0);
                 }
+                self.slots[slot].retried = false;
                 self.free.push(slot);
             }
         }
         drop(cq);
         self.bufs.commit();
+        if std::mem::take(&mut self.errq) {
+            super::drain_error_queue(self.fd.0, now, &mut self.io, worker);
+        }
+    }
+
+    /// Submit again the sends a pending ICMP error refused.
+    fn resend(&mut self) -> io::Result<()> {
+        while let Some(idx) = self.resend.pop() {
+            self.push_send(idx)?;
+        }
+        Ok(())
     }
 
     /// Move the worker's queued datagrams into send SQEs (as many as there
@@ -353,10 +434,7 @@ impl Loop {
             slot.msg.msg_iovlen = 1;
             slot.msg.msg_control = std::ptr::null_mut();
             slot.msg.msg_controllen = 0;
-            let e = opcode::SendMsg::new(self.fd, &raw const slot.msg)
-                .build()
-                .user_data(idx as u64);
-            self.push(&e)?;
+            self.push_send(idx)?;
         }
         Ok(true)
     }
@@ -410,8 +488,12 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
         if !lp.recv_armed {
             lp.arm_recv().map_err(err)?;
         }
+        if lp.err_poll && !lp.err_armed {
+            lp.arm_err_poll().map_err(err)?;
+        }
         let now = Instant::now();
         lp.drain_completions(now, worker);
+        lp.resend().map_err(err)?;
         lp.io.turns += 1;
         let tick = worker.tick(now, &lp.io);
         let more = lp.queue_sends(worker).map_err(err)?;
@@ -447,6 +529,7 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
         lp.submit_wait(Duration::from_millis(5)).map_err(err)?;
         let now = Instant::now();
         lp.drain_completions(now, &mut Discard(worker));
+        lp.resend().map_err(err)?;
     }
     Ok(lp.io)
 }
