@@ -1661,6 +1661,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         r.elapsed,
     );
     info.load_duration = Some(r.load_elapsed);
+    info.process = process_usage();
     let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
         .map_err(|e| RunError::Report(e.to_string()))?;
     // A closed stdout (`| head`, a gone reader) must not kill the run:
@@ -1754,6 +1755,16 @@ pub fn merge_command(
         crate::report::render_summary(&r)
     );
     Ok(true)
+}
+
+/// This process's CPU time and peak RSS, as the report records them.
+pub fn process_usage() -> crate::report::ProcessUsage {
+    let u = transport::resource_usage();
+    crate::report::ProcessUsage {
+        cpu_user_s: u.user_s,
+        cpu_sys_s: u.sys_s,
+        max_rss_kib: u.max_rss_kib,
+    }
 }
 
 #[cfg(test)]

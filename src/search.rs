@@ -285,9 +285,9 @@ pub fn search(
             "sipstorm search: step {i}: {rate:.1}/s for {:?}",
             opts.step_duration
         );
-        let cpu0 = crate::report::process_usage();
+        let cpu0 = run::process_usage();
         let outcome = run::run_command(&cfg)?;
-        let cpu1 = crate::report::process_usage();
+        let cpu1 = run::process_usage();
         let report = read_json(&dir.join("report.json"))?;
         let (attempted, failed) = failures_of(&report);
         // Per-instance rate when segmented: compare with this instance's share.

@@ -16,7 +16,7 @@ use support::*;
 
 /// CPU seconds (user + sys) used by this process so far.
 fn cpu() -> f64 {
-    let u = report::process_usage();
+    let u = sipstorm::run::process_usage();
     u.cpu_user_s + u.cpu_sys_s
 }
 
@@ -99,7 +99,7 @@ fn measure_hour_long_report() {
     let merge = t.elapsed();
     assert_eq!(merged.totals.call.attempted, 2 * 2 * 500 * secs);
     let size = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
-    let usage = report::process_usage();
+    let usage = sipstorm::run::process_usage();
     println!(
         "3600 s x 2 workers: take_interval {:.0} us/snapshot, Aggregate::add {:.0} us/snapshot; write_report {:.2} s, render_dir {:.2} s, merge of 2 {:.2} s",
         take_time.as_micros() as f64 / (2 * secs) as f64,

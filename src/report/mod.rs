@@ -10,7 +10,6 @@
 //! - [`compare`]: `sipstorm compare BASE NEW --threshold ...`;
 //! - [`check_thresholds`]: `run --threshold ...` on a single report;
 //! - [`merge`]: `sipstorm merge OUT IN...`;
-//! - [`process_usage`]: CPU time and peak RSS for [`RunInfo`].
 
 mod compare;
 mod hlog;
@@ -144,31 +143,6 @@ impl ReportError {
     }
 }
 
-/// CPU time and peak resident memory of this process.
-///
-/// Uses `getrusage(RUSAGE_SELF)`, which covers every thread of the process
-/// (the workers and the aggregator). On failure all fields are 0.
-pub fn process_usage() -> ProcessUsage {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` points to writable memory large enough for a `rusage`
-    // (zero-initialised, so reading it is defined even if the call fails);
-    // RUSAGE_SELF is a valid `who`; getrusage writes only into `ru`.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return ProcessUsage::default();
-    }
-    // SAFETY: zero-initialised above and filled by a successful getrusage;
-    // every bit pattern is a valid `rusage` (plain integers).
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    ProcessUsage {
-        cpu_user_s: tv(ru.ru_utime),
-        cpu_sys_s: tv(ru.ru_stime),
-        // Linux reports ru_maxrss in KiB.
-        max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
-    }
-}
-
 /// What the runtime knows about the run that the stats do not.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -192,14 +166,15 @@ pub struct RunInfo {
     pub tool_version: String,
     /// The git commit the binary was built from, if known.
     pub git_sha: Option<String>,
-    /// CPU and memory of the run ([`process_usage`] at the end).
+    /// CPU and memory of the run (the caller measures it at the end:
+    /// `transport::resource_usage`, the OS edge).
     pub process: ProcessUsage,
 }
 
 impl RunInfo {
-    /// A `RunInfo` with this crate's version, the git sha from the
-    /// `SIPSTORM_GIT_SHA` build-time variable if set, and the process usage
-    /// measured now.
+    /// A `RunInfo` with this crate's version and the git sha from the
+    /// `SIPSTORM_GIT_SHA` build-time variable if set; `process` is left for
+    /// the caller to fill.
     pub fn new(
         scenario: &str,
         offered_rate: Option<f64>,
@@ -216,7 +191,7 @@ impl RunInfo {
             load_duration: None,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             git_sha: option_env!("SIPSTORM_GIT_SHA").map(str::to_string),
-            process: process_usage(),
+            process: ProcessUsage::default(),
         }
     }
 }
@@ -356,13 +331,6 @@ mod tests {
         }
         assert!(s.contains("u{0..9}"));
         assert!(s.contains("\"rate\":5"));
-    }
-
-    #[test]
-    fn process_usage_is_plausible() {
-        let u = process_usage();
-        assert!(u.max_rss_kib > 0);
-        assert!(u.cpu_user_s >= 0.0 && u.cpu_sys_s >= 0.0);
     }
 
     #[test]

@@ -553,8 +553,50 @@ pub(crate) fn note_drops(io: &mut IoCounters, cumulative: Option<u32>) {
     }
 }
 
+/// CPU time and peak resident memory of this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResourceUsage {
+    /// User CPU seconds.
+    pub user_s: f64,
+    /// System CPU seconds.
+    pub sys_s: f64,
+    /// Peak resident set size, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// `getrusage(RUSAGE_SELF)`: every thread of the process (workers and
+/// aggregator). Lives here, at the OS edge, with the crate's other unsafe
+/// calls. On failure all fields are 0.
+pub fn resource_usage() -> ResourceUsage {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` points to writable memory large enough for a `rusage`
+    // (zero-initialised, so reading it is defined even if the call fails);
+    // RUSAGE_SELF is a valid `who`; getrusage writes only into `ru`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return ResourceUsage::default();
+    }
+    // SAFETY: zero-initialised above and filled by a successful getrusage;
+    // every bit pattern is a valid `rusage` (plain integers).
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    ResourceUsage {
+        user_s: tv(ru.ru_utime),
+        sys_s: tv(ru.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_usage_is_plausible() {
+        let u = super::resource_usage();
+        assert!(u.max_rss_kib > 0);
+        assert!(u.user_s >= 0.0 && u.sys_s >= 0.0);
+    }
+
     use super::*;
 
     #[test]
