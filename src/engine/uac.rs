@@ -475,17 +475,8 @@ impl Endpoint {
         }
         let (cseq, dest) = (s.cseq, s.dest);
         let Some(dest) = dest else { return };
-        let msg = self.build_req(si, Req::Invite, branch, cseq);
-        let key = self.ckey(&branch_text(branch), MethodKind::Invite);
-        let (ti, g) = self.client_txn(
-            now,
-            TxKind::ClientInvite,
-            MethodKind::Invite,
-            key,
-            dest,
-            si,
-            msg,
-        );
+        let (ti, g) =
+            self.send_request(now, si, Req::Invite, MethodKind::Invite, branch, cseq, dest);
         if let Some(s) = self.sess.get_mut(si) {
             s.txn = ti;
             s.txn_gen = g;
@@ -504,22 +495,37 @@ impl Endpoint {
         s.flags |= F_CANCEL_SENT;
         let (branch, cseq, dest) = (s.inv_branch, s.inv_cseq, s.dest);
         let Some(dest) = dest else { return };
-        let msg = self.build_req(si, Req::Cancel, branch, cseq);
-        let key = self.ckey(&branch_text(branch), MethodKind::Cancel);
-        let (ti, _) = self.client_txn(
-            now,
-            TxKind::ClientNonInvite,
-            MethodKind::Cancel,
-            key,
-            dest,
-            si,
-            msg,
-        );
+        let (ti, _) =
+            self.send_request(now, si, Req::Cancel, MethodKind::Cancel, branch, cseq, dest);
         if let Some(s) = self.sess.get_mut(si) {
             s.cancel_txn = ti;
         }
         let guard = self.t.t64();
         self.arm_sess(later(now, guard), tk::S_CANCEL_GUARD, si);
+    }
+
+    /// Build request `req` of session `si` and start its client transaction
+    /// (§17.1: INVITE or non-INVITE by method); returns the transaction and
+    /// its generation.
+    #[allow(clippy::too_many_arguments)]
+    fn send_request(
+        &mut self,
+        now: Instant,
+        si: u32,
+        req: Req,
+        method: MethodKind,
+        branch: u64,
+        cseq: u32,
+        dest: SocketAddr,
+    ) -> (u32, u32) {
+        let msg = self.build_req(si, req, branch, cseq);
+        let key = self.ckey(&branch_text(branch), method);
+        let kind = if method == MethodKind::Invite {
+            TxKind::ClientInvite
+        } else {
+            TxKind::ClientNonInvite
+        };
+        self.client_txn(now, kind, method, key, dest, si, msg)
     }
 
     fn send_bye(&mut self, now: Instant, si: u32) {
@@ -533,17 +539,7 @@ impl Endpoint {
         s.bye_ns = bye_ns;
         let (cseq, dest) = (s.cseq, s.dest);
         let Some(dest) = dest else { return };
-        let msg = self.build_req(si, Req::Bye, branch, cseq);
-        let key = self.ckey(&branch_text(branch), MethodKind::Bye);
-        self.client_txn(
-            now,
-            TxKind::ClientNonInvite,
-            MethodKind::Bye,
-            key,
-            dest,
-            si,
-            msg,
-        );
+        self.send_request(now, si, Req::Bye, MethodKind::Bye, branch, cseq, dest);
     }
 
     fn send_ack_2xx(&mut self, si: u32) {
@@ -905,16 +901,14 @@ impl Endpoint {
             s.flags |= F_LAST_AUTH;
         }
         let cseq = s.cseq;
-        let msg = self.build_req(si, Req::Register(expires), branch, cseq);
-        let key = self.ckey(&branch_text(branch), MethodKind::Register);
-        self.client_txn(
+        self.send_request(
             now,
-            TxKind::ClientNonInvite,
-            MethodKind::Register,
-            key,
-            dest,
             si,
-            msg,
+            Req::Register(expires),
+            MethodKind::Register,
+            branch,
+            cseq,
+            dest,
         );
     }
 
@@ -1091,17 +1085,7 @@ impl Endpoint {
         }
         self.dlg.insert(key, si);
         self.attempts += 1;
-        let msg = self.build_req(si, Req::Options, branch, 1);
-        let tkey = self.ckey(&branch_text(branch), MethodKind::Options);
-        self.client_txn(
-            now,
-            TxKind::ClientNonInvite,
-            MethodKind::Options,
-            tkey,
-            dest,
-            si,
-            msg,
-        );
+        self.send_request(now, si, Req::Options, MethodKind::Options, branch, 1, dest);
     }
 
     fn options_done(&mut self, now: Instant, si: u32, outcome: Outcome) {
