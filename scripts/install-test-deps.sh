@@ -8,6 +8,9 @@
 #   tshark          <- tshark
 #   python3         <- python3 (the interop scripts read SIPp stats and
 #                      report.json with it; usually already there)
+#   nft, ip         <- nftables, iproute2 (packet loss on loopback inside a
+#                      network namespace the loss test makes: netem is not
+#                      in every kernel, nftables' random drop is)
 # Idempotent: when every command is present it prints so and does nothing.
 # Must run as root (or with sudo available) on Debian/Ubuntu; fails loudly.
 #
@@ -25,13 +28,15 @@ declare -A pkg_for=(
   [kamcmd]=kamailio
   [tshark]=tshark
   [python3]=python3
+  [nft]=nftables
+  [ip]=iproute2
 )
 
 # kamailio and kamcmd live in /usr/sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing_pkgs=()
-for cmd in sipp kamailio kamcmd tshark python3; do
+for cmd in sipp kamailio kamcmd tshark python3 nft ip; do
   if command -v "$cmd" >/dev/null 2>&1; then
     log "found $cmd at $(command -v "$cmd")"
   else
@@ -89,7 +94,7 @@ log "apt-get install -y --no-install-recommends ${missing_pkgs[*]}"
 $SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing_pkgs[@]}" \
   || die "apt-get install ${missing_pkgs[*]} failed"
 
-for cmd in sipp kamailio kamcmd tshark python3; do
+for cmd in sipp kamailio kamcmd tshark python3 nft ip; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after install"
 done
 log "installed: sipp=$(command -v sipp) kamailio=$(command -v kamailio) kamcmd=$(command -v kamcmd) tshark=$(command -v tshark)"

@@ -1371,3 +1371,24 @@ fn ring_delay_is_drawn_per_call() {
     assert!(*hi - *lo > Duration::from_millis(400), "{lo:?}..{hi:?}");
     assert_eq!(p.outcomes(), vec![Outcome::Success; 50]);
 }
+
+#[test]
+fn heavy_loss_fails_only_by_timeout() {
+    // 30% loss each way: some transactions run out of retransmissions
+    // (Timer F), but a lost 200 never turns a right password into a 401.
+    let net = NetConfig {
+        loss: 0.30,
+        ..lossy()
+    };
+    let mut p = pair(ccfg(Scenario::Register), scfg(), net);
+    p.start(100, Duration::ZERO);
+    p.run(Duration::from_secs(60));
+    let o = p.outcomes();
+    assert_eq!(o.len(), 100);
+    let bad: Vec<_> = o
+        .iter()
+        .filter(|o| !matches!(o, Outcome::Success | Outcome::Timeout))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    p.assert_clean();
+}

@@ -189,6 +189,15 @@ impl Endpoint {
         } else if let Some(&code) = self.absorb.get(&key) {
             // Timer J: the same final response, rebuilt from the retransmission.
             self.counters.duplicates += 1;
+            if mk == MethodKind::Register && matches!(code, 200 | 423) && self.ans.registrar {
+                // This very transaction was already authenticated: its
+                // credentials must not be checked again (their nonce count
+                // was used, so a second check would answer 401). REGISTER is
+                // idempotent, so running it again rebuilds the same response
+                // with the bindings and Min-Expires it carried.
+                self.uas_register(now, from, msg, key, true);
+                return;
+            }
             let tag = self.stateless_tag(key);
             self.reply(from, msg, code, Some(&tag), &[]);
             return;
@@ -201,7 +210,7 @@ impl Endpoint {
         }
         match method {
             Method::Invite => self.uas_invite(now, from, msg, key),
-            Method::Register if self.ans.registrar => self.uas_register(now, from, msg, key),
+            Method::Register if self.ans.registrar => self.uas_register(now, from, msg, key, false),
             Method::Bye => self.uas_bye(now, from, msg, key),
             Method::Cancel => self.uas_cancel(now, from, msg, &via, key),
             Method::Options => {
@@ -697,7 +706,20 @@ impl Endpoint {
         AuthResult::Ok
     }
 
-    fn uas_register(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, key: u64) {
+    /// The registrar (§10.3). `authed`: a retransmission of a transaction
+    /// that already passed authentication (see the absorber in `on_request`).
+    /// Every final response but a 401 leaves an absorber record (Timer J),
+    /// so retransmissions get the same answer (§17.2.2) without a second
+    /// credential check; a 401 keeps none, as a retransmitted request
+    /// without credentials may simply be challenged again.
+    fn uas_register(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        key: u64,
+        authed: bool,
+    ) {
         let tag = self.stateless_tag(key);
         let user = msg
             .to()
@@ -716,7 +738,7 @@ impl Endpoint {
             );
             return;
         };
-        if self.ans.auth_register {
+        if self.ans.auth_register && !authed {
             match self.check_auth(now, msg, b"REGISTER", false) {
                 AuthResult::Ok => {}
                 AuthResult::Challenge { stale } => {
@@ -729,10 +751,12 @@ impl Endpoint {
                 }
                 AuthResult::Forbidden => {
                     self.reply(from, msg, 403, Some(&tag), &[]);
+                    self.absorb_add(now, key, 403, Life::J);
                     return;
                 }
                 AuthResult::NotFound => {
                     self.reply(from, msg, 404, Some(&tag), &[]);
+                    self.absorb_add(now, key, 404, Life::J);
                     return;
                 }
             }
@@ -755,6 +779,7 @@ impl Endpoint {
                         let mut nb = [0u8; 20];
                         let v = dec(u64::from(min_e), &mut nb).to_vec();
                         self.reply(from, msg, 423, Some(&tag), &[(b"Min-Expires", &v)]);
+                        self.absorb_add(now, key, 423, Life::J);
                         return;
                     }
                 }
@@ -840,6 +865,9 @@ impl Endpoint {
             self.reply(from, msg, 200, Some(&tag), &[(b"Contact", &lines)]);
         }
         self.s3 = lines;
+        if !authed {
+            self.absorb_add(now, key, 200, Life::J);
+        }
         if ai != NONE {
             if soonest == u64::MAX {
                 self.aor_free(ai);
