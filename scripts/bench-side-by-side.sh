@@ -37,10 +37,16 @@
 # Env:
 #   RATES       call rates (default "500 1000 2000")
 #   REG_RATES   registration rates (default "500 1000", or RATES when set)
-#   SECS        seconds per run (default 10); the default run takes ~4 min
+#   SECS        seconds per run (default 10); the default run takes ~5 min
 #   ROUNDS      how many times the whole sequence runs (default 2)
 #   ONLY        calls | register | both (default both)
+#   WIRE_RATE   call rate of the wire check (default 500; 0: none): one more
+#               captured call run per tool after the rounds, comparing each
+#               tool's INVITE->200 with tshark's timestamps of the same packets
 #   WORKERS     sipstorm workers (default 1)
+#   SIPP_BUFF   SIPp's -buff_size for UAC and UAS (default 8 MiB, what sipstorm
+#               asks for its sockets; the kernel caps both at net.core.rmem_max
+#               unless SO_RCVBUFFORCE works, which sipstorm tries first)
 #   KAMAILIO_CHILDREN  Kamailio UDP workers (default 4)
 #   SIPSTORM    sipstorm binary (default: cargo build --release, then
 #               $CARGO_TARGET_DIR/release/sipstorm or target/release/sipstorm)
@@ -56,7 +62,10 @@ if [ -n "${RATES:-}" ]; then REG_RATES=${REG_RATES:-$RATES}; else REG_RATES=${RE
 RATES=${RATES:-"500 1000 2000"}
 ONLY=${ONLY:-both}
 ROUNDS=${ROUNDS:-2}
+WIRE_RATE=${WIRE_RATE:-500}
+CAPTURE=0
 WORKERS=${WORKERS:-1}
+SIPP_BUFF=${SIPP_BUFF:-8388608}
 export KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 case "$ONLY" in calls | register | both) ;; *) echo "ONLY must be calls, register or both" >&2; exit 2 ;; esac
 
@@ -81,7 +90,8 @@ fi
 [ -x "$BIN" ] || fail "no sipstorm binary at $BIN"
 
 # Runs one command and records what the kernel accounted to that process
-# alone: wait4() rusage (user, sys, max RSS) and wall time, in NAME.json;
+# alone: wait4() rusage (user, sys, max RSS, context switches) and wall time,
+# in NAME.json;
 # stdout/stderr in NAME.stdout/.stderr. SIGTERM/SIGINT are passed on to the
 # command; after TIMEOUT seconds it gets SIGTERM, 3 s later SIGKILL.
 # argv: NAME TIMEOUT CWD CMD...
@@ -114,7 +124,8 @@ signal.alarm(0)
 p.returncode = os.waitstatus_to_exitcode(status)
 json.dump({"cmd": cmd, "rc": p.returncode, "timed_out": state["timed_out"], "wall_s": wall,
            "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "cpu_s": ru.ru_utime + ru.ru_stime,
-           "maxrss_kib": ru.ru_maxrss}, open(name + ".json", "w"), indent=1)
+           "maxrss_kib": ru.ru_maxrss, "nvcsw": ru.ru_nvcsw, "nivcsw": ru.ru_nivcsw},
+          open(name + ".json", "w"), indent=1)
 '
 measure() {
   local pid rc=0
@@ -126,6 +137,12 @@ measure() {
 }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# UDP datagrams the kernel dropped for a full receive buffer: on the whole
+# machine (RcvbufErrors; other work counts too), and on the socket bound to
+# 127.0.0.1:PORT (the target's; last column of /proc/net/udp).
+udp_drops_all() { awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
+udp_drops_port() { awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a { d += $NF } END { print d + 0 }' /proc/net/udp; }
 
 # SIPp's -trace_rtt writes its samples every -rtt_freq calls and drops the
 # remainder at exit: a frequency that divides the count keeps them all.
@@ -160,50 +177,60 @@ gen() {
     [ "$scenario" = register ] && sc=(-sf "$SIPP_DIR/register.xml" -inf "$SIPP_DIR/users.csv")
     cport=$(free_udp_port)
     measure "$DIR/gen" $((SECS + 90)) "$DIR" sipp "127.0.0.1:$TARGET_PORT" "${sc[@]}" \
-      -i 127.0.0.1 -p "$cport" -r "$RATE" -m "$N" -nostdin -timeout "$((SECS + 30))s" \
+      -i 127.0.0.1 -p "$cport" -r "$RATE" -m "$N" -nostdin -timeout "$((SECS + 30))s" -buff_size "$SIPP_BUFF" \
       -trace_stat -stf "$DIR/sipp.stat.csv" -fd 1 -trace_rtt -rtt_freq "$(rtt_freq "$N")" \
       -trace_err -error_file "$DIR/sipp.err.log"
   fi
 }
 
 bench_call() {
-  local tool=$1 uas u0 u1 l0
+  local tool=$1 uas u0 u1 l0 d0 d1 td
   RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-call-$2-$1"
+  [ "$CAPTURE" = 1 ] && DIR="$OUT/raw/wire-call-$2-$1"
   rm -rf "$DIR" && mkdir -p "$DIR"
   TARGET_PORT=$(free_udp_port)
-  (cd "$DIR" && exec sipp -sn uas -i 127.0.0.1 -p "$TARGET_PORT" -nostdin -timeout "$((SECS + 120))s" \
+  (cd "$DIR" && exec sipp -sn uas -i 127.0.0.1 -p "$TARGET_PORT" -nostdin -timeout "$((SECS + 120))s" -buff_size "$SIPP_BUFF" \
     -trace_stat -stf "$DIR/uas.stat.csv" -fd 1 >"$DIR/uas.out" 2>&1) &
   uas=$!
   _interop_pids+=("$uas")
   wait_udp_listen "$TARGET_PORT" || fail "sipp -sn uas did not start (see $DIR/uas.out)"
   l0=$(loadavg)
   u0=$(proc_tree_cpu_s "$uas")
+  d0=$(udp_drops_all)
   log "round $ROUND, call $RATE/s x ${SECS}s: $tool (load $l0)"
+  INTEROP_PCAP=$CAPTURE start_capture "${DIR#"$WORK"/}/wire" "$TARGET_PORT"
   gen "$tool" call
+  stop_capture
   u1=$(proc_tree_cpu_s "$uas")
+  d1=$(udp_drops_all)
+  td=$(udp_drops_port "$TARGET_PORT")
   kill -TERM "$uas" 2>/dev/null || true
   wait "$uas" 2>/dev/null || true
-  meta "$DIR" round="$ROUND" scenario=call tool="$tool" rate="$RATE" count="$N" secs="$SECS" workers="$WORKERS" \
+  meta "$DIR" round="$ROUND" scenario=call tool="$tool" target_port="$TARGET_PORT" rate="$RATE" count="$N" secs="$SECS" workers="$WORKERS" \
     target="sipp -sn uas" target_cpu_s="$(awk -v a="$u0" -v b="$u1" 'BEGIN { print b - a }')" \
-    load_before="$l0" load_after="$(loadavg)"
+    load_before="$l0" load_after="$(loadavg)" udp_drops_machine=$((d1 - d0)) udp_drops_target="$td"
 }
 
 bench_register() {
-  local tool=$1 k0 k1 l0 users
+  local tool=$1 k0 k1 l0 users d0 d1 td
   RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-register-$2-$1"
   rm -rf "$DIR" && mkdir -p "$DIR"
   TARGET_PORT=$(free_udp_port)
   start_kamailio "r$ROUND-register-$RATE-$tool/kamailio" "$TARGET_PORT"
   l0=$(loadavg)
   k0=$(proc_tree_cpu_s "$KAM_PID")
+  d0=$(udp_drops_all)
   log "round $ROUND, register $RATE/s x ${SECS}s: $tool (load $l0)"
   gen "$tool" register
   k1=$(proc_tree_cpu_s "$KAM_PID")
+  d1=$(udp_drops_all)
+  td=$(udp_drops_port "$TARGET_PORT")
   users=$(kam_ul_stat registered_users)
   "$ROOT/scripts/kamailio/stop.sh" "$KAM_DIR" 2>/dev/null
   meta "$DIR" round="$ROUND" scenario=register tool="$tool" rate="$RATE" count="$N" secs="$SECS" workers="$WORKERS" \
     target="kamailio (${KAMAILIO_CHILDREN} UDP workers)" target_cpu_s="$(awk -v a="$k0" -v b="$k1" 'BEGIN { print b - a }')" \
-    load_before="$l0" load_after="$(loadavg)" kamailio_registered_users="${users:-NA}"
+    load_before="$l0" load_after="$(loadavg)" kamailio_registered_users="${users:-NA}" \
+    udp_drops_machine=$((d1 - d0)) udp_drops_target="$td"
 }
 
 # --- the machine, before -------------------------------------------------
@@ -236,6 +263,19 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The wire check: one more call run per tool at WIRE_RATE, captured with
+# tshark on lo, to see each tool's INVITE->200 against the kernel's packet
+# timestamps. Not in the CPU table (the capture costs CPU on the same cores).
+if [ "$ONLY" != register ] && [ "$WIRE_RATE" != 0 ]; then
+  if command -v tshark >/dev/null 2>&1; then
+    CAPTURE=1 ROUND=w
+    for tool in sipstorm sipp; do bench_call "$tool" "$WIRE_RATE"; done
+    CAPTURE=0
+  else
+    log "tshark missing: no wire check"
+  fi
+fi
+
 {
   echo "load average after: $(loadavg)"
   echo "busiest processes at the end (top -bn1):"
@@ -243,10 +283,10 @@ done
 } >>"$OUT/machine.txt"
 
 # --- the summary ---------------------------------------------------------
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$ROOT" <<'PY'
 import csv, glob, json, math, os, sys
 
-out = sys.argv[1]
+out, root = sys.argv[1], sys.argv[2]
 
 def pct(sorted_vals, q):
     """Nearest-rank percentile of sorted samples (None when empty)."""
@@ -259,18 +299,30 @@ def sipp_last(path):
     rows = [r for r in csv.reader(open(path), delimiter=";") if len(r) > 1]
     return dict(zip(rows[0], rows[-1])) if len(rows) > 1 else {}
 
+def sipp_rtd(d):
+    """SIPp's RTD 1 samples (ms) from its -trace_rtt file(s) in run dir d."""
+    for path in glob.glob(os.path.join(d, "*_rtt.csv")):
+        for row in csv.reader(open(path), delimiter=";"):
+            if len(row) >= 3 and row[2] == "1":
+                yield float(row[1])
+
 runs = []
+wire_dirs = []
 for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
     if not os.path.exists(os.path.join(d, "meta.json")):
         continue
     m = json.load(open(os.path.join(d, "meta.json")))
+    if m["round"] == "w":
+        wire_dirs.append((d, m))
+        continue
     g = json.load(open(os.path.join(d, "gen.json"))) if os.path.exists(os.path.join(d, "gen.json")) else {}
     n = int(m["count"])
     r = dict(seq=int(m["seq"]), round=int(m["round"]), scenario=m["scenario"], tool=m["tool"], rate=int(m["rate"]), count=n, rc=g.get("rc"),
              timed_out=g.get("timed_out"), cpu_s=g.get("cpu_s"), user_s=g.get("user_s"),
              sys_s=g.get("sys_s"), wall_s=g.get("wall_s"), maxrss_kib=g.get("maxrss_kib"),
              target_cpu_s=float(m["target_cpu_s"]), load_before=m["load_before"],
-             load_after=m["load_after"], ok=0, retrans=None, p50_ms=None, p99_ms=None, samples=0,
+             load_after=m["load_after"], nvcsw=g.get("nvcsw"),
+             drops_machine=int(m["udp_drops_machine"]), drops_target=int(m["udp_drops_target"]), ok=0, retrans=None, p50_ms=None, p99_ms=None, samples=0,
              dir=os.path.relpath(d, out))
     if m["tool"] == "sipstorm":
         rep_path = os.path.join(d, "sipstorm", "report.json")
@@ -293,12 +345,7 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
             r["ok"] = int(st.get("SuccessfulCall(C)", 0) or 0)
             r["retrans"] = int(st.get("Retransmissions(C)", 0) or 0)
             r["sipp_failed"] = int(st.get("FailedCall(C)", 0) or 0)
-        vals = []
-        for f in glob.glob(os.path.join(d, "*_rtt.csv")):
-            for row in csv.reader(open(f), delimiter=";"):
-                if len(row) >= 3 and row[2] == "1":
-                    vals.append(float(row[1]))
-        vals.sort()
+        vals = sorted(sipp_rtd(d))
         r.update(p50_ms=pct(vals, 50), p99_ms=pct(vals, 99), samples=len(vals))
     ok = r["ok"]
     r["failed"] = n - ok
@@ -360,18 +407,75 @@ for (sc, rate, tool), rs in groups.items():
         f"{sum(r['retrans'] or 0 for r in rs):,} | {f(per_op(rs, 'target_cpu_s'), '.0f')} |")
 
 detail = [
-    "| round | scenario | offered /s | tool | ok / offered | failed | exit | wall s | achieved /s | CPU s (user+sys) | CPU µs per op | peak RSS MiB | p50 ms | p99 ms | latency samples | retrans | target CPU s | load before | raw |",
-    "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    "| round | scenario | offered /s | tool | ok / offered | failed | exit | wall s | achieved /s | CPU s (user+sys) | CPU µs per op | voluntary ctx switches per op | peak RSS MiB | p50 ms | p99 ms | latency samples | retrans | UDP drops target / machine | target CPU s | load before | raw |",
+    "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
 ]
 for r in sorted(runs, key=lambda r: r["seq"]):
     detail.append(
         f"| {r['round']} | {r['scenario']} | {r['rate']:,} | {tool_name(r)} | {r['ok']:,} / {r['count']:,} | {r['failed']:,} | "
         f"{r['rc']} | {f(r['wall_s'], '.2f')} | {f(r['achieved_per_s'], ',.0f')} | {f(r['cpu_s'], '.3f')} | "
-        f"{f(r['cpu_us_per_op'], '.1f')} | {f(r['maxrss_kib'] and r['maxrss_kib'] / 1024, '.1f')} | "
+        f"{f(r['cpu_us_per_op'], '.1f')} | {f(r['nvcsw'] / r['ok'] if r['ok'] and r['nvcsw'] is not None else None, '.2f')} | "
+        f"{f(r['maxrss_kib'] and r['maxrss_kib'] / 1024, '.1f')} | "
         f"{lat(r, 'p50_ms')} | {lat(r, 'p99_ms')} | {r['samples']:,} | {f(r['retrans'], ',')} | "
+        f"{r['drops_target']:,} / {r['drops_machine']:,} | "
         f"{r['target_cpu_s']:.2f} | {r['load_before']} | `{r['dir']}` |")
 
-text = "\n".join(summary) + "\n\nEvery run, in the order they ran:\n\n" + "\n".join(detail) + "\n"
+# Wire check: INVITE -> first 200 (and -> first 18x/200, RFC 6076 SRD) per
+# Call-ID from the capture's kernel timestamps, next to each tool's own value.
+wire = []
+if wire_dirs:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("capture_truth", os.path.join(root, "scripts", "capture-truth.py"))
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+for d, m in sorted(wire_dirs, key=lambda dm: dm[1]["tool"] != "sipstorm"):
+    pcap = os.path.join(d, "wire.pcapng")
+    if not os.path.exists(pcap):
+        continue
+    port = int(m["target_port"])
+    invite, answer, setup = {}, {}, {}
+    for p in ct.read_capture(pcap, port):
+        cid = p["call_id"]
+        if p["to_server"] and p["method"] == "INVITE":
+            invite.setdefault(cid, p["t"])
+        elif p["from_server"] and p["cseq_method"] == "INVITE" and p["code"] is not None:
+            if p["code"] == 200:
+                answer.setdefault(cid, p["t"])
+            if 180 <= p["code"] < 190 or p["code"] == 200:
+                setup.setdefault(cid, p["t"])
+    def dist(ends):
+        v = sorted((ends[c] - invite[c]) * 1e3 for c in ends if c in invite)
+        return dict(count=len(v), p50=ct.percentile(v, 0.5), p99=ct.percentile(v, 0.99))
+    w = dict(tool=m["tool"], rate=int(m["rate"]), count=int(m["count"]), wire_answer=dist(answer), wire_srd=dist(setup))
+    if m["tool"] == "sipstorm":
+        rep = json.load(open(os.path.join(d, "sipstorm", "report.json")))
+        w["own_answer"] = {k: rep["latency_ms"]["answer"][k] for k in ("count", "p50", "p99")}
+        w["own_srd"] = {k: rep["latency_ms"]["srd"][k] for k in ("count", "p50", "p99")}
+    else:
+        vals = sorted(sipp_rtd(d))
+        w["own_answer"] = dict(count=len(vals), p50=pct(vals, 50), p99=pct(vals, 99))
+        w["own_srd"] = None
+    json.dump(w, open(os.path.join(d, "wire.json"), "w"), indent=1)
+    if os.environ.get("KEEP_PCAP") != "1":
+        os.remove(pcap)
+    wire.append(w)
+
+def pair(x, fmt):
+    return "–" if not x else f"{f(x['p50'], fmt)} / {f(x['p99'], fmt)}"
+
+text = "\n".join(summary) + "\n"
+if wire:
+    text += ("\nWire check (one more call run per tool, captured with tshark on lo; "
+             "not in the CPU figures above):\n\n"
+             "| tool | offered /s | calls | own INVITE→200 p50 / p99 ms | wire INVITE→200 p50 / p99 ms | "
+             "own INVITE→18x/200 (SRD) p50 / p99 ms | wire INVITE→18x/200 p50 / p99 ms |\n"
+             "|---|---:|---:|---:|---:|---:|---:|\n")
+    for w in wire:
+        name = "sipstorm" if w["tool"] == "sipstorm" else "SIPp"
+        fmt = ".2f" if w["tool"] == "sipstorm" else ".0f"
+        text += (f"| {name} | {w['rate']:,} | {w['wire_answer']['count']:,} | {pair(w['own_answer'], fmt)} | "
+                 f"{pair(w['wire_answer'], '.2f')} | {pair(w['own_srd'], fmt)} | {pair(w['wire_srd'], '.2f')} |\n")
+text += "\nEvery run, in the order they ran:\n\n" + "\n".join(detail) + "\n"
 open(os.path.join(out, "table.md"), "w").write(text)
 print("\n".join(summary))
 print("\n".join(result_lines))
