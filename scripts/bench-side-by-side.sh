@@ -28,7 +28,9 @@
 #                     included (sipstorm RFC 6076 RRD; SIPp RTD of register.xml)
 #           SIPp's samples come from -trace_rtt (every sample, integer ms on
 #           SIPp's clock tick); sipstorm's from its HDR histogram (µs).
-#   also    retransmissions, the target's CPU per success (/proc), load average
+#   also    retransmissions, voluntary context switches (wait4), UDP receive-
+#           buffer drops (target socket and machine), the target's CPU per
+#           success (/proc), the load average; table.md explains the columns
 #
 # Usage: scripts/bench-side-by-side.sh [OUTDIR]
 #   default OUTDIR results/<UTC date>-side-by-side; raw outputs in OUTDIR/raw,
@@ -241,7 +243,8 @@ bench_register() {
   echo "kernel: $(uname -srvm)"
   echo "load average before: $(loadavg)"
   echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers $WORKERS"
-  echo "sipp: $({ sipp -v 2>&1 || true; } | grep -m1 -o 'SIPp v[^ ]*')"
+  echo "sipp: $({ sipp -v 2>&1 || true; } | grep -m1 -o 'SIPp v[^ ]*'), -buff_size $SIPP_BUFF (UAC and UAS)"
+  echo "net.core.rmem_max: $(cat /proc/sys/net/core/rmem_max), wmem_max: $(cat /proc/sys/net/core/wmem_max)"
   echo "kamailio: $(kamailio -v 2>&1 | head -n1), $KAMAILIO_CHILDREN UDP workers"
   echo "rates: calls '$RATES', register '$REG_RATES', ${SECS}s each, $ROUNDS rounds, ONLY=$ONLY"
 } >"$OUT/machine.txt"
@@ -284,7 +287,7 @@ fi
 
 # --- the summary ---------------------------------------------------------
 python3 - "$OUT" "$ROOT" <<'PY'
-import csv, glob, json, math, os, sys
+import csv, glob, gzip, json, math, os, sys
 
 out, root = sys.argv[1], sys.argv[2]
 
@@ -300,9 +303,11 @@ def sipp_last(path):
     return dict(zip(rows[0], rows[-1])) if len(rows) > 1 else {}
 
 def sipp_rtd(d):
-    """SIPp's RTD 1 samples (ms) from its -trace_rtt file(s) in run dir d."""
-    for path in glob.glob(os.path.join(d, "*_rtt.csv")):
-        for row in csv.reader(open(path), delimiter=";"):
+    """SIPp's RTD 1 samples (ms) from its -trace_rtt file(s) in run dir d
+    (gzipped at the end of a run)."""
+    for path in glob.glob(os.path.join(d, "*_rtt.csv")) + glob.glob(os.path.join(d, "*_rtt.csv.gz")):
+        opener = gzip.open if path.endswith(".gz") else open
+        for row in csv.reader(opener(path, "rt"), delimiter=";"):
             if len(row) >= 3 and row[2] == "1":
                 yield float(row[1])
 
@@ -463,7 +468,24 @@ for d, m in sorted(wire_dirs, key=lambda dm: dm[1]["tool"] != "sipstorm"):
 def pair(x, fmt):
     return "–" if not x else f"{f(x['p50'], fmt)} / {f(x['p99'], fmt)}"
 
-text = "\n".join(summary) + "\n"
+legend = """
+Columns: *ok / offered* successful calls (INVITE 200, BYE 200) or registrations
+(final 200) over attempts offered, all rounds; *failed* offered minus ok (exit
+codes other than 0 noted); *achieved /s* successes / the generator's wall time
+(process start to exit, so a run that waits for failing transactions to time
+out shows a low rate), mean over rounds; *generator CPU µs per op* user+sys of
+the generator process alone (wait4 rusage) / successes, over all rounds, each
+round in parentheses; *sipstorm ÷ SIPp CPU* the ratio of those; *peak RSS* the
+generator's ru_maxrss, highest round; *latency* each tool's own measurement,
+per round: calls INVITE sent -> 200 received (sipstorm `latency_ms.answer`,
+SIPp RTD 1 of `-sn uac` from `-trace_rtt`), registrations first REGISTER ->
+final 200 including the 401 round trip (sipstorm RFC 6076 RRD, SIPp RTD 1 of
+scripts/sipp/register.xml); SIPp's samples are whole milliseconds of its
+clock tick, sipstorm's are µs; *retrans* requests the generator retransmitted;
+*target CPU µs per op* CPU of `sipp -sn uas` or Kamailio (all its processes)
+during the run / successes.
+"""
+text = "\n".join(summary) + "\n" + legend
 if wire:
     text += ("\nWire check (one more call run per tool, captured with tshark on lo; "
              "not in the CPU figures above):\n\n"
@@ -480,4 +502,6 @@ open(os.path.join(out, "table.md"), "w").write(text)
 print("\n".join(summary))
 print("\n".join(result_lines))
 PY
+# SIPp's per-call samples are the bulk of the raw data: keep them, compressed.
+find "$OUT/raw" -name '*_rtt.csv' -exec gzip -9f {} +
 log "done: $OUT/table.md"
