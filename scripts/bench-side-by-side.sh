@@ -93,32 +93,42 @@ fi
 
 # Runs one command and records what the kernel accounted to that process
 # alone: wait4() rusage (user, sys, max RSS, context switches) and wall time,
-# in NAME.json;
-# stdout/stderr in NAME.stdout/.stderr. SIGTERM/SIGINT are passed on to the
-# command; after TIMEOUT seconds it gets SIGTERM, 3 s later SIGKILL.
+# in NAME.json; stdout/stderr in NAME.stdout/.stderr. After TIMEOUT seconds,
+# or on SIGTERM/SIGINT to the runner, the command gets SIGTERM, 2 s later a
+# second SIGTERM (sipstorm: stop draining at once), 1 s later SIGKILL; and it
+# gets SIGKILL if the runner itself dies (PR_SET_PDEATHSIG).
 # argv: NAME TIMEOUT CWD CMD...
 RUNNER_PY='
-import json, os, resource, signal, subprocess, sys, time
+import ctypes, json, os, signal, subprocess, sys, time
 name, limit, cwd, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+libc = ctypes.CDLL(None, use_errno=True)
+def die_with_runner():
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 with open(name + ".stdout", "wb") as so, open(name + ".stderr", "wb") as se:
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=so, stderr=se)
-state = {"timed_out": False}
-def forward(sig, _frame):
+    p = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=so, stderr=se,
+                         preexec_fn=die_with_runner)
+state = {"stage": 0, "timed_out": False}
+def send(sig):
     try:
         os.kill(p.pid, sig)
     except ProcessLookupError:
         pass
-def deadline(_sig, _frame):
-    if not state["timed_out"]:
+def escalate(sig, _frame):
+    if sig == signal.SIGALRM and state["stage"] == 0:
         state["timed_out"] = True
-        forward(signal.SIGTERM, None)
-        signal.alarm(3)
+    stage = state["stage"]
+    state["stage"] += 1
+    if stage == 0:
+        send(signal.SIGTERM)
+        signal.alarm(2)
+    elif stage == 1:
+        send(signal.SIGTERM)
+        signal.alarm(1)
     else:
-        forward(signal.SIGKILL, None)
-signal.signal(signal.SIGTERM, forward)
-signal.signal(signal.SIGINT, forward)
-signal.signal(signal.SIGALRM, deadline)
+        send(signal.SIGKILL)
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+    signal.signal(s, escalate)
 signal.alarm(max(1, int(limit)))
 _, status, ru = os.wait4(p.pid, 0)
 wall = time.monotonic() - t0
