@@ -31,6 +31,8 @@ struct RecvBatch {
     controls: Box<[[u8; CONTROL_LEN]]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// Arrival instants from kernel timestamps.
+    clock: super::RxClock,
 }
 
 impl RecvBatch {
@@ -44,6 +46,7 @@ impl RecvBatch {
             iovs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             // SAFETY: as above.
             hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            clock: super::RxClock::new(Instant::now()),
         }
     }
 
@@ -266,6 +269,7 @@ fn receive<W: Worker>(
     worker: &mut W,
     errq: &mut bool,
 ) -> io::Result<()> {
+    rx.clock.turn(now);
     for _ in 0..MAX_RECV_BATCHES {
         rx.reset();
         // SAFETY: every header points at buffers owned by `rx`, valid for
@@ -311,7 +315,8 @@ fn receive<W: Worker>(
             let len = (h.msg_len as usize).min(RECV_BUF);
             io.datagrams_received += 1;
             io.bytes_received += len as u64;
-            worker.handle(now, from, &rx.bufs[i][..len]);
+            let at = rx.clock.arrival(&rx.controls[i][..clen]);
+            worker.handle(at, from, &rx.bufs[i][..len]);
         }
         if n < BATCH {
             break;

@@ -42,6 +42,9 @@ const SO_RXQ_OVFL: libc::c_int = 40;
 /// `SO_REUSEPORT` (asm-generic value, used by x86-64 and aarch64).
 const SO_REUSEPORT: libc::c_int = 15;
 
+/// [`Worker::batch_window`] unless the worker says otherwise.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_micros(100);
+
 /// Longest a loop sleeps without looking at its stop flag.
 pub const MAX_SLEEP: Duration = Duration::from_millis(50);
 
@@ -62,6 +65,15 @@ pub trait Worker {
 
     /// The next datagram to send, written into `buf` (cleared by the callee).
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+
+    /// How long a wait may hold back received datagrams to handle them in
+    /// one turn (io_uring `min_wait`). Longer saves wake-ups (CPU per
+    /// call); arrival times stay exact through kernel timestamps, but
+    /// answers leave up to this much later. A load generator can afford a
+    /// pacing tick; a target under test should answer at once.
+    fn batch_window(&self) -> Duration {
+        DEFAULT_BATCH_WINDOW
+    }
 
     /// The kernel reported that a datagram sent to `dest` could not be
     /// delivered: an ICMP error read from the socket's error queue.
@@ -211,6 +223,10 @@ pub struct SocketOptions {
     /// ICMP errors for unconnected UDP sockets and a closed port looks like
     /// a black hole (attempts end at Timer B/F).
     pub recv_errors: bool,
+    /// Set `SO_TIMESTAMPNS`: the kernel stamps every datagram when it
+    /// arrives, so latencies are measured from arrival, not from when a
+    /// batched loop turn got to it (see [`RxClock`]).
+    pub rx_timestamps: bool,
 }
 
 impl Default for SocketOptions {
@@ -219,6 +235,7 @@ impl Default for SocketOptions {
             reuse_port: false,
             buffer_bytes: 8 << 20,
             recv_errors: true,
+            rx_timestamps: true,
         }
     }
 }
@@ -252,6 +269,10 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, Tran
     }
     // Drop counting is best effort: an old kernel without it still works.
     let _ = setsockopt_int(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, one);
+    if opts.rx_timestamps {
+        // Best effort too: without stamps the loop uses its own clock.
+        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, one);
+    }
     if opts.recv_errors {
         // IPv6 sockets get both: IP_RECVERR covers v4-mapped peers.
         if family == libc::AF_INET6 {
@@ -535,8 +556,79 @@ pub(crate) fn drain_error_queue<W: Worker>(
     read
 }
 
-/// Control-area size that fits one `SO_RXQ_OVFL` message (CMSG_SPACE(4)).
-pub(crate) const CONTROL_LEN: usize = 32;
+/// Control-area size that fits one `SO_RXQ_OVFL` message (CMSG_SPACE(4) =
+/// 24) and one `SCM_TIMESTAMPNS` (CMSG_SPACE(16) = 32).
+pub(crate) const CONTROL_LEN: usize = 64;
+
+/// The `SCM_TIMESTAMPNS` arrival stamp (CLOCK_REALTIME) in control-message
+/// bytes, as nanoseconds since the epoch.
+pub(crate) fn rx_stamp_ns(control: &[u8]) -> Option<i128> {
+    find_cmsg(control, |level, ty, d| {
+        if level != libc::SOL_SOCKET || ty != libc::SCM_TIMESTAMPNS || d.len() < 16 {
+            return None;
+        }
+        let sec = i64::from_ne_bytes(d[..8].try_into().ok()?);
+        let nsec = i64::from_ne_bytes(d[8..16].try_into().ok()?);
+        Some(i128::from(sec) * 1_000_000_000 + i128::from(nsec))
+    })
+}
+
+/// Maps kernel arrival stamps (wall clock) onto the loop's monotonic clock.
+///
+/// A loop that batches wake-ups handles a datagram up to a batch window
+/// after it arrived; handing the worker the arrival instant instead keeps
+/// response latencies true to the wire. Instants handed out never go
+/// backwards and never pass the turn's `now`, so the worker sees a
+/// monotonic clock whatever the wall clock does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxClock {
+    now: Instant,
+    real_ns: i128,
+    floor: Instant,
+}
+
+impl RxClock {
+    pub(crate) fn new(now: Instant) -> Self {
+        RxClock {
+            now,
+            real_ns: real_now_ns(),
+            floor: now,
+        }
+    }
+
+    /// Start of a loop turn at `now`.
+    pub(crate) fn turn(&mut self, now: Instant) {
+        self.now = now;
+        self.real_ns = real_now_ns();
+    }
+
+    /// The instant a datagram with these control bytes arrived.
+    pub(crate) fn arrival(&mut self, control: &[u8]) -> Instant {
+        let at = match rx_stamp_ns(control) {
+            Some(ts) => {
+                let ago = u64::try_from((self.real_ns - ts).max(0)).unwrap_or(u64::MAX);
+                // Older than a second means the wall clock moved: ignore.
+                if ago > 1_000_000_000 {
+                    self.now
+                } else {
+                    self.now
+                        .checked_sub(Duration::from_nanos(ago))
+                        .unwrap_or(self.now)
+                }
+            }
+            None => self.now,
+        };
+        let at = at.clamp(self.floor.min(self.now), self.now);
+        self.floor = at;
+        at
+    }
+}
+
+fn real_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
 
 /// How long to sleep until `wake`, capped at [`MAX_SLEEP`].
 pub(crate) fn sleep_for(now: Instant, wake: Option<Instant>) -> Duration {
@@ -590,6 +682,37 @@ pub fn resource_usage() -> ResourceUsage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rx_clock_maps_kernel_stamps_monotonically() {
+        let t0 = Instant::now();
+        let mut c = RxClock::new(t0);
+        let now = t0 + Duration::from_millis(10);
+        c.turn(now);
+        let real = c.real_ns;
+        let stamp = |ago_ns: i128| {
+            let ts = real - ago_ns;
+            let mut d = ((ts / 1_000_000_000) as i64).to_ne_bytes().to_vec();
+            d.extend_from_slice(&((ts % 1_000_000_000) as i64).to_ne_bytes());
+            cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &d)
+        };
+        // 300 us ago, then 500 us ago (out of order): never backwards.
+        let a = c.arrival(&stamp(300_000));
+        assert_eq!(now - a, Duration::from_micros(300));
+        let b = c.arrival(&stamp(500_000));
+        assert_eq!(b, a);
+        // A stamp after `now` (clock skew) and no stamp at all: `now`.
+        assert_eq!(c.arrival(&stamp(-50_000)), now);
+        assert_eq!(c.arrival(&[]), now);
+        // A wall-clock jump (stamp from an hour ago) is ignored.
+        assert_eq!(c.arrival(&stamp(3_600_000_000_000)), now);
+        // With the drop counter in front, the stamp is still found.
+        let mut both = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        both.extend_from_slice(&stamp(0));
+        assert!(both.len() <= CONTROL_LEN);
+        assert!(rx_stamp_ns(&both).is_some());
+        assert_eq!(rxq_ovfl(&both), Some(7));
+    }
+
     #[test]
     fn resource_usage_is_plausible() {
         let u = super::resource_usage();

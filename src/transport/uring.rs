@@ -51,10 +51,6 @@ const RECV_TAG: u64 = u64::MAX;
 const ERR_TAG: u64 = u64::MAX - 1;
 /// Completions a wait asks for before the batch window closes.
 const BATCH_WANT: usize = 64;
-/// How long a wait may hold back a completion to batch it with others
-/// (`min_wait_usec`). Latencies measured in milliseconds can absorb this;
-/// `SIPSTORM_NO_BATCH_WAIT=1` turns it off.
-pub const BATCH_WINDOW: Duration = Duration::from_micros(100);
 /// Longest the loop waits for the last sends after the worker stopped.
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
@@ -231,6 +227,8 @@ struct Loop {
     io: IoCounters,
     /// The kernel supports `min_wait_usec` (batched wake-ups).
     min_timeout: bool,
+    /// Arrival instants from kernel timestamps.
+    clock: super::RxClock,
 }
 
 impl Loop {
@@ -285,6 +283,7 @@ impl Loop {
             resend: Vec::new(),
             io: IoCounters::default(),
             min_timeout,
+            clock: super::RxClock::new(Instant::now()),
         })
     }
 
@@ -374,7 +373,8 @@ impl Loop {
                             let payload = out.payload_data();
                             self.io.datagrams_received += 1;
                             self.io.bytes_received += payload.len() as u64;
-                            worker.handle(now, from, payload);
+                            let at = self.clock.arrival(out.control_data());
+                            worker.handle(at, from, payload);
                         }
                     }
                 }
@@ -446,20 +446,22 @@ impl Loop {
     /// a loop that never sleeps still sees its completions.
     ///
     /// With `IORING_FEAT_MIN_TIMEOUT` (6.12+) a wait asks for
-    /// [`BATCH_WANT`] completions but settles for one after
-    /// [`BATCH_WINDOW`]: under moderate load one wake-up then handles the
-    /// datagrams of a whole window instead of one, which is most of the CPU
-    /// a load generator spends per call. `timeout` (the worker's next
-    /// deadline) still bounds the wait.
-    fn submit_wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// [`BATCH_WANT`] completions but settles for one after `window`
+    /// ([`Worker::batch_window`], capped by `timeout`): under moderate load
+    /// one wake-up then handles the datagrams of a whole window instead of
+    /// one each, which is most of the CPU a load generator spends per call.
+    /// Arrival times stay exact (kernel timestamps, see `RxClock`).
+    /// `timeout` (the worker's next deadline) still bounds the wait.
+    fn submit_wait(&mut self, timeout: Duration, window: Duration) -> io::Result<()> {
         let ts = Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
-        let batch = self.min_timeout && timeout > BATCH_WINDOW;
+        let min_wait = window.min(timeout);
+        let batch = self.min_timeout && min_wait >= Duration::from_micros(1);
         let r = if batch {
             let args = SubmitArgs::new()
                 .timespec(&ts)
-                .min_wait_usec(BATCH_WINDOW.as_micros() as u32);
+                .min_wait_usec(u32::try_from(min_wait.as_micros()).unwrap_or(u32::MAX));
             self.ring.submitter().submit_with_args(BATCH_WANT, &args)
         } else {
             let args = SubmitArgs::new().timespec(&ts);
@@ -492,6 +494,7 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
             lp.arm_err_poll().map_err(err)?;
         }
         let now = Instant::now();
+        lp.clock.turn(now);
         lp.drain_completions(now, worker);
         lp.resend().map_err(err)?;
         lp.io.turns += 1;
@@ -512,7 +515,7 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
                 } else {
                     sleep
                 };
-                lp.submit_wait(sleep).map_err(err)?;
+                lp.submit_wait(sleep, worker.batch_window()).map_err(err)?;
             }
         }
     }
@@ -526,8 +529,10 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
         if Instant::now() >= deadline {
             break;
         }
-        lp.submit_wait(Duration::from_millis(5)).map_err(err)?;
+        lp.submit_wait(Duration::from_millis(5), Duration::ZERO)
+            .map_err(err)?;
         let now = Instant::now();
+        lp.clock.turn(now);
         lp.drain_completions(now, &mut Discard(worker));
         lp.resend().map_err(err)?;
     }
