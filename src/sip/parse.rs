@@ -1,10 +1,10 @@
 //! The one-pass parser: start line, header index, validation of the
 //! mandatory headers, body slicing; and stream framing.
 
-use super::header::{Entry, Index, Kind, classify};
+use super::header::{Entry, Index, Kind, classify, classify_at};
 use super::lex::{
-    Cur, eq_ic, find, is_token, parse_dec, parse_u32, rfind, run, scheme_len, token_run, trim,
-    uri_run,
+    Cur, all_bytes, eq_ic, eq_lit, find, is_token, parse_dec, parse_u32, rfind, scheme_len,
+    token_run, trim, uri_run,
 };
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
@@ -173,9 +173,9 @@ fn is_wsp(b: u8) -> bool {
 /// `SIP/2.0`, case-insensitive (RFC 3261 §7.1); `BadVersion` for another
 /// `SIP/x.y`, `BadStartLine` for anything else.
 fn version(v: &[u8]) -> Result<(), ParseError> {
-    if eq_ic(v, b"SIP/2.0") {
+    if eq_lit(v, b"sip/2.0") {
         Ok(())
-    } else if v.len() > 4 && eq_ic(&v[..4], b"SIP/") {
+    } else if v.len() > 4 && eq_lit(&v[..4], b"sip/") {
         Err(ParseError::BadVersion)
     } else {
         Err(ParseError::BadStartLine)
@@ -184,7 +184,7 @@ fn version(v: &[u8]) -> Result<(), ParseError> {
 
 /// Parses a start line (without its line end).
 fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
-    if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
+    if line.len() >= 4 && eq_lit(&line[..4], b"sip/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = find(b' ', line).ok_or(ParseError::BadStartLine)?;
         version(&line[..sp])?;
@@ -235,12 +235,13 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     if colon + 1 == uri.len() {
         return false;
     }
-    // Usual case, one table scan: URI characters only and no `?` at all.
-    let n = run(&URI_NO_QUERY, uri);
-    if n == uri.len() {
+    // Usual case, one vector scan: URI characters only and no `?` at all.
+    if all_bytes(uri, |b| {
+        (0x21..0x7f).contains(&b) && !matches!(b, b'<' | b'>' | b'"' | b'?')
+    }) {
         return true;
     }
-    if uri_run(&uri[n..]) != uri.len() - n {
+    if uri_run(uri) != uri.len() {
         return false;
     }
     // A `?` is fine in the user part (RFC 4475 "intmeth"); `@` appears at
@@ -251,30 +252,12 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     !(find(b'?', after_at).is_some() && (eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")))
 }
 
-/// URI characters (see [`super::lex::uri_run`]) except `?`: the fast path
-/// of [`request_uri_ok`].
-static URI_NO_QUERY: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0x21;
-    while c < 0x7f {
-        t[c] = !matches!(c as u8, b'<' | b'>' | b'"' | b'?');
-        c += 1;
-    }
-    t
-};
-
-/// Bytes allowed in a Call-ID (RFC 3261 §25.1 `callid = word ["@" word]`,
+/// A byte allowed in a Call-ID (RFC 3261 §25.1 `callid = word ["@" word]`,
 /// read loosely): anything but controls, space and DEL.
-static CALL_ID: [bool; 256] = {
-    let mut t = [true; 256];
-    let mut c = 0;
-    while c <= 0x20 {
-        t[c] = false;
-        c += 1;
-    }
-    t[0x7f] = false;
-    t
-};
+#[inline(always)]
+fn call_id_byte(b: u8) -> bool {
+    b > 0x20 && b != 0x7f
+}
 
 /// Scans the start line and every header line of the message at the start
 /// of `msg` (which must not begin with CRLF). One pass: for each line a SWAR
@@ -340,7 +323,7 @@ fn head<'a>(msg: &'a [u8], index: &mut Index) -> Result<(Start<'a>, usize), Pars
                 let name = &msg[pos..name_end];
                 // `classify` compares exactly, so a known name is a token;
                 // only unknown names need the byte-by-byte token check.
-                let kind = classify(name);
+                let kind = classify_at(msg, pos, name_end);
                 if kind == Kind::Other && (name.is_empty() || token_run(name) != name.len()) {
                     return Err(ParseError::BadHeader);
                 }
@@ -529,7 +512,7 @@ fn validate<'a>(h: &Head<'a, '_>) -> Result<Typed<'a>, ParseError> {
     let to =
         typed::single_name_addr(required(h, Kind::To)?).ok_or(ParseError::BadHeaderValue("To"))?;
     let call_id = trim(required(h, Kind::CallId)?);
-    if call_id.is_empty() || run(&CALL_ID, call_id) != call_id.len() {
+    if call_id.is_empty() || !all_bytes(call_id, call_id_byte) {
         return Err(ParseError::BadHeaderValue("Call-ID"));
     }
     let cseq = typed::cseq(required(h, Kind::CSeq)?).ok_or(ParseError::BadHeaderValue("CSeq"))?;
@@ -857,7 +840,9 @@ mod tests {
     fn scans_match_byte_loops() {
         for len in 0..40 {
             for at in 0..=len {
-                for fill in [b'a', b';', b'\x3b', b'\xba', b'\x1a', b'z', b'\x0b', b'\x8a'] {
+                for fill in [
+                    b'a', b';', b'\x3b', b'\xba', b'\x1a', b'z', b'\x0b', b'\x8a',
+                ] {
                     for second in [None, Some(b':'), Some(b'\n')] {
                         let mut v = vec![fill; len];
                         if at < len {

@@ -3,8 +3,8 @@
 
 use super::Method;
 use super::lex::{
-    Cur, eq_ic, find, find2, is_token, param_lookup, parse_dec, parse_u16, parse_u32, scheme_len,
-    uri_run, uri_shape_ok,
+    Cur, eq_ic, eq_lit, find, find2, is_token, param_lookup, parse_dec, parse_u16, parse_u32,
+    scheme_len, token_run, uri_run, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -190,7 +190,9 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     c.lws();
     let start = c.i;
     // Fast path for the usual `SIP/2.0/` with no inner LWS.
-    if c.b.get(c.i..c.i + 8).is_some_and(|p| eq_ic(p, b"SIP/2.0/"))
+    if c.b
+        .get(c.i..c.i + 8)
+        .is_some_and(|p| eq_lit(p, b"sip/2.0/"))
         && c.b.get(c.i + 8).is_some_and(|&b| is_token(b))
     {
         c.i += 8;
@@ -239,13 +241,13 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     };
     let mut bad = false;
     let params = c.params(|n, v| {
-        if eq_ic(n, b"branch") {
+        if eq_lit(n, b"branch") {
             via.branch = v;
             bad |= v.is_none();
-        } else if eq_ic(n, b"received") {
+        } else if eq_lit(n, b"received") {
             via.received = v;
             bad |= v.is_none();
-        } else if eq_ic(n, b"rport") {
+        } else if eq_lit(n, b"rport") {
             via.rport = Some(match v {
                 None => None,
                 Some(p) => {
@@ -333,7 +335,7 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
     let mut end = c.i;
     let mut tag = None;
     let params = c.params(|n, v| {
-        if tag.is_none() && eq_ic(n, b"tag") {
+        if tag.is_none() && eq_lit(n, b"tag") {
             tag = Some(v.unwrap_or(&[]));
         }
     })?;
@@ -363,6 +365,25 @@ pub(crate) fn single_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
 /// Parses `CSeq = 1*DIGIT LWS Method` with the number below 2**31
 /// (RFC 3261 §8.1.1.5; RFC 4475 "scalar02").
 pub(crate) fn cseq(v: &[u8]) -> Option<CSeq<'_>> {
+    // Usual form first: `DIGITS SP token` with nothing around (the scanner
+    // trims the value). Anything else takes the general path below, which
+    // gives the same answer on this form.
+    let d = v
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(v.len());
+    if d > 0
+        && v.get(d) == Some(&b' ')
+        && let Some(m) = v.get(d + 1..)
+        && !m.is_empty()
+        && token_run(m) == m.len()
+        && let Some(n) = parse_dec(&v[..d], (1 << 31) - 1)
+    {
+        return Some(CSeq {
+            seq: n as u32,
+            method: Method::from_bytes(m),
+        });
+    }
     let mut c = Cur::new(v);
     c.lws();
     let n = parse_dec(c.take(|b| b.is_ascii_digit()), (1 << 31) - 1)?;
