@@ -184,20 +184,20 @@ pub(crate) fn classify_at(msg: &[u8], start: usize, end: usize) -> Kind {
     let w = load8(msg, start) & (u64::MAX >> (64 - 8 * n));
     let f = name[0] | 0x20;
     let (k, l) = match (n, f) {
-        (2, b't') => (Kind::To, lit(b"to")),
-        (3, b'v') => (Kind::Via, lit(b"via")),
-        (4, b'f') => (Kind::From, lit(b"from")),
-        (4, b'c') => (Kind::CSeq, lit(b"cseq")),
-        (5, b'r') => (Kind::Route, lit(b"route")),
-        (5, b'e') => (Kind::Event, lit(b"event")),
-        (5, b'a') => (Kind::Allow, lit(b"allow")),
+        (2, b't') => (Kind::To, const { lit(b"to") }),
+        (3, b'v') => (Kind::Via, const { lit(b"via") }),
+        (4, b'f') => (Kind::From, const { lit(b"from") }),
+        (4, b'c') => (Kind::CSeq, const { lit(b"cseq") }),
+        (5, b'r') => (Kind::Route, const { lit(b"route") }),
+        (5, b'e') => (Kind::Event, const { lit(b"event") }),
+        (5, b'a') => (Kind::Allow, const { lit(b"allow") }),
         (7, b'c') => match name[1] | 0x20 {
-            b'a' => (Kind::CallId, lit(b"call-id")),
-            _ => (Kind::Contact, lit(b"contact")),
+            b'a' => (Kind::CallId, const { lit(b"call-id") }),
+            _ => (Kind::Contact, const { lit(b"contact") }),
         },
-        (7, b'e') => (Kind::Expires, lit(b"expires")),
-        (7, b's') => (Kind::Subject, lit(b"subject")),
-        (7, b'r') => (Kind::Require, lit(b"require")),
+        (7, b'e') => (Kind::Expires, const { lit(b"expires") }),
+        (7, b's') => (Kind::Subject, const { lit(b"subject") }),
+        (7, b'r') => (Kind::Require, const { lit(b"require") }),
         _ => return Kind::Other,
     };
     if (w | fold_mask(l)) == l {

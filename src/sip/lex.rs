@@ -216,6 +216,8 @@ pub(crate) fn eq_lit(a: &[u8], lower: &[u8]) -> bool {
 /// one movemask when `ok` is a few comparisons (baseline x86-64): for the
 /// all-or-nothing checks of a Call-ID or Request-URI this replaces the
 /// 256-entry table scan, two to four times fewer instructions per byte.
+/// Write `ok` with `&` and `|`, not `&&` and `||`: a branch in it stops the
+/// vectorization.
 #[inline(always)]
 pub(crate) fn all_bytes(b: &[u8], ok: impl Fn(u8) -> bool + Copy) -> bool {
     let mut blocks = b.chunks_exact(16);
@@ -526,7 +528,7 @@ mod tests {
                 assert_eq!(eq_lit(p, l), eq_ic(p, l), "{p:?} vs {l:?}");
             }
         }
-        let ok = |b: u8| b > 0x20 && b != 0x7f;
+        let ok = |b: u8| (b > 0x20) & (b != 0x7f);
         for len in 0..40 {
             for at in 0..=len {
                 for bad in [b' ', 0x7f, 0x00, 0x20, 0x21, 0xff] {
