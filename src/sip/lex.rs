@@ -211,24 +211,106 @@ pub(crate) fn eq_lit(a: &[u8], lower: &[u8]) -> bool {
     }
 }
 
-/// Whether every byte of `b` satisfies `ok`. Sixteen bytes per step with a
-/// fold that does not stop early, which LLVM turns into SSE2 compares and
-/// one movemask when `ok` is a few comparisons (baseline x86-64): for the
-/// all-or-nothing checks of a Call-ID or Request-URI this replaces the
-/// 256-entry table scan, two to four times fewer instructions per byte.
-/// Write `ok` with `&` and `|`, not `&&` and `||`: a branch in it stops the
-/// vectorization.
+/// The 16-byte block of `b` at `at` (caller guarantees `at + 16 <= b.len()`).
 #[inline(always)]
-pub(crate) fn all_bytes(b: &[u8], ok: impl Fn(u8) -> bool + Copy) -> bool {
+fn block(b: &[u8], at: usize) -> &[u8; 16] {
+    <&[u8; 16]>::try_from(&b[at..at + 16]).unwrap_or(&ZERO16)
+}
+
+static ZERO16: [u8; 16] = [0; 16];
+
+/// Whether every byte of the 16-byte block `c` satisfies `ok`: a fold that
+/// does not stop early, which LLVM turns into SSE2 compares and one
+/// movemask when `ok` is a few branch-free comparisons (baseline x86-64).
+#[inline(always)]
+fn block_all(c: &[u8; 16], ok: impl Fn(u8) -> bool + Copy) -> bool {
+    c.iter().fold(0u8, |a, &x| a | u8::from(!ok(x))) == 0
+}
+
+/// `0x80` in each byte of `w` equal to `x`, possibly also in bytes above
+/// the lowest match (a borrow can ripple up), never below it: the lowest
+/// flagged byte is always a true match.
+#[inline(always)]
+pub(crate) fn swar_eq(w: u64, x: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = w ^ (ONES * u64::from(x));
+    v.wrapping_sub(ONES) & !v & 0x8080_8080_8080_8080
+}
+
+/// Offset of the first `x` in a 16-byte block known to hold one (SWAR on
+/// its two halves).
+#[inline(always)]
+fn first_in_block(c: &[u8; 16], x: u8) -> usize {
+    let mut lo = [0u8; 8];
+    lo.copy_from_slice(&c[..8]);
+    let t = swar_eq(u64::from_le_bytes(lo), x);
+    if t != 0 {
+        return (t.trailing_zeros() / 8) as usize;
+    }
+    let mut hi = [0u8; 8];
+    hi.copy_from_slice(&c[8..]);
+    8 + (swar_eq(u64::from_le_bytes(hi), x).trailing_zeros() / 8) as usize
+}
+
+/// Position of the first `x` in `b`: 16 bytes per step with a vectorized
+/// compare (see [`block_all`]), the exact byte by SWAR, and the last
+/// partial step as one overlapping block. No `unsafe`, no per-call setup,
+/// which is what matters for the few dozen bytes of a header line or URI.
+#[inline(always)]
+pub(crate) fn find_byte(x: u8, b: &[u8]) -> Option<usize> {
+    let n = b.len();
+    if n < 16 {
+        return b.iter().position(|&c| c == x);
+    }
+    let mut i = 0;
     let mut blocks = b.chunks_exact(16);
     for c in &mut blocks {
         if let Ok(c) = <&[u8; 16]>::try_from(c)
-            && c.iter().fold(0u8, |a, &x| a | u8::from(!ok(x))) != 0
+            && !block_all(c, |v| v != x)
+        {
+            return Some(i + first_in_block(c, x));
+        }
+        i += 16;
+    }
+    if blocks.remainder().is_empty() {
+        return None;
+    }
+    // The last 16 bytes; those before `i` hold no `x`.
+    let c = block(b, n - 16);
+    if block_all(c, |v| v != x) {
+        None
+    } else {
+        Some(n - 16 + first_in_block(c, x))
+    }
+}
+
+/// Whether every byte of `b` satisfies `ok`, 16 bytes per step (see
+/// [`block_all`]; the last partial step is one overlapping block). For the
+/// all-or-nothing checks of a Call-ID or URI this replaces the 256-entry
+/// table scan, several times fewer instructions per byte. Write `ok` with
+/// `&` and `|`, not `&&` and `||`: a branch in it stops the vectorization.
+#[inline(always)]
+pub(crate) fn all_bytes(b: &[u8], ok: impl Fn(u8) -> bool + Copy) -> bool {
+    let n = b.len();
+    if n < 16 {
+        return b.iter().all(|&c| ok(c));
+    }
+    let mut blocks = b.chunks_exact(16);
+    for c in &mut blocks {
+        if let Ok(c) = <&[u8; 16]>::try_from(c)
+            && !block_all(c, ok)
         {
             return false;
         }
     }
-    blocks.remainder().iter().all(|&x| ok(x))
+    blocks.remainder().is_empty() || block_all(block(b, n - 16), ok)
+}
+
+/// A byte allowed in a URI on the wire ([`uri_run`]'s class), branch-free
+/// for [`all_bytes`]: visible ASCII except `<`, `>`, `"`.
+#[inline(always)]
+pub(crate) fn uri_byte(b: u8) -> bool {
+    (b.wrapping_sub(0x21) < 0x5e) & (b != b'<') & (b != b'>') & (b != b'"')
 }
 
 /// `1*DIGIT` as a `u64`; `None` when empty, non-digit, or above `max`.
@@ -528,8 +610,26 @@ mod tests {
                 assert_eq!(eq_lit(p, l), eq_ic(p, l), "{p:?} vs {l:?}");
             }
         }
+        for b in 0..=255u8 {
+            assert_eq!(uri_byte(b), URI_CHAR[b as usize], "{b}");
+        }
         let ok = |b: u8| (b > 0x20) & (b != 0x7f);
-        for len in 0..40 {
+        for len in 0..50 {
+            for at in 0..=len {
+                for second in [None, Some(at + 1), Some(at + 9), Some(at + 17)] {
+                    let mut v = vec![b'\x8a'; len];
+                    if at < len {
+                        v[at] = b'\n';
+                    }
+                    if let Some(s) = second.filter(|&s| s < len) {
+                        v[s] = b'\n';
+                    }
+                    let want = v.iter().position(|&b| b == b'\n');
+                    assert_eq!(find_byte(b'\n', &v), want, "find {len} {at} {second:?}");
+                }
+            }
+        }
+        for len in 0..50 {
             for at in 0..=len {
                 for bad in [b' ', 0x7f, 0x00, 0x20, 0x21, 0xff] {
                     let mut v = vec![b'a'; len];

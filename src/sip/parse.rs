@@ -3,8 +3,8 @@
 
 use super::header::{Entry, Index, Kind, classify, classify_at};
 use super::lex::{
-    Cur, all_bytes, eq_ic, eq_lit, find, is_token, parse_dec, parse_u32, rfind, scheme_len,
-    token_run, trim, uri_run,
+    Cur, all_bytes, eq_ic, eq_lit, find, find_byte, is_token, parse_dec, parse_u32, rfind,
+    scheme_len, swar_eq, token_run, trim, uri_run,
 };
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
@@ -75,11 +75,6 @@ fn skip_crlf(buf: &[u8]) -> usize {
         .unwrap_or(buf.len())
 }
 
-/// `0x01` in every byte (SWAR constants).
-const ONES: u64 = 0x0101_0101_0101_0101;
-/// `0x80` in every byte.
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
 /// Loads 8 bytes at `at` (caller guarantees `at + 8 <= b.len()`).
 #[inline(always)]
 fn load8(b: &[u8], at: usize) -> u64 {
@@ -88,48 +83,12 @@ fn load8(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// `0x80` in each byte of `w` equal to `x`, possibly also in bytes above
-/// the lowest match (a borrow can ripple up), never below it: the lowest
-/// flagged byte is always a true match.
-#[inline(always)]
-fn swar_eq(w: u64, x: u8) -> u64 {
-    let v = w ^ (ONES * u64::from(x));
-    v.wrapping_sub(ONES) & !v & HIGH
-}
-
-/// Whether a 16-byte block holds a line feed. Written as a non-short-circuit
-/// fold so that LLVM compiles it to one SSE2 compare and a movemask (baseline
-/// x86-64; checked in the assembly): the vector search of `memchr`, inlined
-/// and without `unsafe` or per-call setup.
-#[inline(always)]
-fn has_lf16(c: &[u8; 16]) -> bool {
-    c.iter().fold(0u8, |a, &b| a | u8::from(b == b'\n')) != 0
-}
-
-/// Position of the first line feed at or after `from`. A header line is a
-/// few dozen bytes, so per-call setup matters more than throughput: 16 bytes
-/// per step with [`has_lf16`], then SWAR for the exact byte inside the step.
+/// Position of the first line feed at or after `from` ([`find_byte`]: 16
+/// bytes per vector step, no per-call setup; a header line is a few dozen
+/// bytes, so that matters more than throughput).
 #[inline]
 fn find_lf(msg: &[u8], from: usize) -> Option<usize> {
-    let hay = msg.get(from..)?;
-    let mut i = 0;
-    let mut blocks = hay.chunks_exact(16);
-    for c in &mut blocks {
-        if let Ok(c) = <&[u8; 16]>::try_from(c)
-            && has_lf16(c)
-        {
-            let lo = swar_eq(load8(c, 0), b'\n');
-            let at = if lo != 0 {
-                lo.trailing_zeros() / 8
-            } else {
-                8 + swar_eq(load8(c, 8), b'\n').trailing_zeros() / 8
-            };
-            return Some(from + i + at as usize);
-        }
-        i += 16;
-    }
-    let rest = blocks.remainder();
-    rest.iter().position(|&b| b == b'\n').map(|p| from + i + p)
+    find_byte(b'\n', msg.get(from..)?).map(|p| from + p)
 }
 
 /// Position of the first `:` or LF at or after `from`, 8 bytes per step

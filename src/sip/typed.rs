@@ -3,8 +3,8 @@
 
 use super::Method;
 use super::lex::{
-    Cur, eq_ic, eq_lit, find, find2, is_token, param_lookup, parse_dec, parse_u16, parse_u32,
-    scheme_len, token_run, uri_run, uri_shape_ok,
+    Cur, all_bytes, eq_ic, eq_lit, find, find_byte, find2, is_token, param_lookup, parse_dec,
+    parse_u16, parse_u32, scheme_len, token_run, uri_byte, uri_run, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -316,12 +316,14 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
     let uri = if angle {
         // One pass: the run of URI characters must end at `>`.
         c.i += 1;
+        // Found as: the first `>`, with only URI characters before it
+        // (`>` is not one, so the run cannot end later): two vector scans.
         let rest = c.b.get(c.i..).unwrap_or(&[]);
-        let n = uri_run(rest);
-        if rest.get(n) != Some(&b'>') {
+        let n = find_byte(b'>', rest)?;
+        let u = &rest[..n];
+        if !all_bytes(u, uri_byte) {
             return None;
         }
-        let u = &rest[..n];
         scheme_len(u)?;
         c.i += n + 1;
         u
