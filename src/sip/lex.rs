@@ -116,6 +116,12 @@ pub(crate) fn token_run(b: &[u8]) -> usize {
     run(&TOKEN, b)
 }
 
+/// Length of the `gen-value` (unquoted) run at the start of `b`.
+#[inline]
+pub(crate) fn gen_value_run(b: &[u8]) -> usize {
+    run(&GEN_VALUE, b)
+}
+
 /// Length of the URI scheme at the start of `u` when it is followed by `:`
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`, RFC 3261 §25.1). Scans only
 /// the scheme.
