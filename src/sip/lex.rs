@@ -122,6 +122,12 @@ pub(crate) fn gen_value_run(b: &[u8]) -> usize {
     run(&GEN_VALUE, b)
 }
 
+/// Length of the `hostname` / `IPv4address` run at the start of `b`.
+#[inline]
+pub(crate) fn run_host(b: &[u8]) -> usize {
+    run(&HOST, b)
+}
+
 /// Length of the URI scheme at the start of `u` when it is followed by `:`
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`, RFC 3261 §25.1). Scans only
 /// the scheme.

@@ -460,7 +460,11 @@ fn top_via<'a>(h: &Head<'a, '_>) -> Result<Via<'a>, ParseError> {
         .index
         .first(Kind::Via)
         .ok_or(ParseError::MissingHeader("Via"))?;
-    match List::new(value(h.msg, e), typed::via_parm).next() {
+    let v = value(h.msg, e);
+    if let Some(via) = typed::fast_via(v) {
+        return Ok(via);
+    }
+    match List::new(v, typed::via_parm).next() {
         Some(Some(v)) => Ok(v),
         _ => Err(ParseError::BadHeaderValue("Via")),
     }

@@ -4,7 +4,7 @@
 use super::Method;
 use super::lex::{
     Cur, all_bytes, eq_ic, eq_lit, find, find_byte, find2, gen_value_run, is_token, param_lookup,
-    parse_dec, parse_u16, parse_u32, scheme_len, token_run, uri_byte, uri_shape_ok,
+    parse_dec, parse_u16, parse_u32, run_host, scheme_len, token_run, uri_byte, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -240,6 +240,7 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
         raw: &[],
     };
     let mut bad = false;
+    // Same parameter handling as `fast_via`.
     let params = c.params(|n, v| {
         if eq_lit(n, b"branch") {
             via.branch = v;
@@ -368,7 +369,7 @@ fn fast_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
         b'"' => {
             let q = 1 + find_byte(b'"', v.get(1..)?)?;
             let d = &v[1..q];
-            if d.iter().any(|&b| b == b'\\') {
+            if find_byte(b'\\', d).is_some() {
                 return None;
             }
             let lt = if v.get(q + 1) == Some(&b' ') {
@@ -390,35 +391,21 @@ fn fast_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
         return None;
     }
     scheme_len(uri)?;
-    let p0 = lt + 1 + n + 1;
-    let params = v.get(p0..)?;
-    let mut tag = None;
-    let mut i = 0;
-    while i < params.len() {
-        if params[i] != b';' {
-            return None;
+    let params = v.get(lt + 1 + n + 1..)?;
+    // The first `tag` parameter, with its value if it has one.
+    let mut first_tag = None;
+    if !fast_params(params, |name, value| {
+        if first_tag.is_none() && eq_lit(name, b"tag") {
+            first_tag = Some(value);
         }
-        let p = &params[i + 1..];
-        let nl = token_run(p);
-        if nl == 0 {
-            return None;
-        }
-        let (value, used) = match p.get(nl) {
-            None | Some(b';') => (None, nl),
-            Some(b'=') => {
-                let vl = gen_value_run(&p[nl + 1..]);
-                if vl == 0 {
-                    return None;
-                }
-                (Some(&p[nl + 1..nl + 1 + vl]), nl + 1 + vl)
-            }
-            _ => return None,
-        };
-        if tag.is_none() && eq_lit(&p[..nl], b"tag") {
-            tag = Some(value?);
-        }
-        i += 1 + used;
+    }) {
+        return None;
     }
+    // `;tag` without a value is malformed (`name_addr` rejects it).
+    let tag = match first_tag {
+        None => None,
+        Some(t) => Some(t?),
+    };
     Some(NameAddr {
         display,
         uri,
@@ -426,6 +413,99 @@ fn fast_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
         params,
         raw: v,
     })
+}
+
+/// The usual parameter list of [`fast_name_addr`] and [`fast_via`]:
+/// `*( ";" token [ "=" gen-value ] )` with no LWS, no quoted value and no
+/// `,`, filling the whole of `p`. Calls `f(name, value)` for each, in
+/// order, as [`Cur::params`] does; `false` means "not this shape" (the
+/// caller falls back to the general parser).
+#[inline]
+fn fast_params<'a>(p: &'a [u8], mut f: impl FnMut(&'a [u8], Option<&'a [u8]>)) -> bool {
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] != b';' {
+            return false;
+        }
+        let q = &p[i + 1..];
+        let nl = token_run(q);
+        if nl == 0 {
+            return false;
+        }
+        let (value, used) = match q.get(nl) {
+            None | Some(b';') => (None, nl),
+            Some(b'=') => {
+                let vl = gen_value_run(&q[nl + 1..]);
+                if vl == 0 || !matches!(q.get(nl + 1 + vl), None | Some(b';')) {
+                    return false;
+                }
+                (Some(&q[nl + 1..nl + 1 + vl]), nl + 1 + vl)
+            }
+            _ => return false,
+        };
+        f(&q[..nl], value);
+        i += 1 + used;
+    }
+    true
+}
+
+/// The usual top Via in one pass: `SIP/2.0/transport SP host[:port]`
+/// (no IPv6 reference, no inner LWS) and [`fast_params`], filling the whole
+/// value (one via-parm on the line). `None` sends the caller to the general
+/// [`List`] of [`via_parm`], which gives the same result on every value
+/// this accepts (unit test `fast_via_agrees`).
+pub(crate) fn fast_via(v: &[u8]) -> Option<Via<'_>> {
+    if !v.get(..8).is_some_and(|p| eq_lit(p, b"sip/2.0/")) {
+        return None;
+    }
+    let t = &v[8..];
+    let tl = token_run(t);
+    if tl == 0 || t.get(tl) != Some(&b' ') {
+        return None;
+    }
+    let transport = &t[..tl];
+    let h = &t[tl + 1..];
+    let hl = run_host(h);
+    if hl == 0 {
+        return None;
+    }
+    let host = &h[..hl];
+    let mut rest = &h[hl..];
+    let mut port = None;
+    if rest.first() == Some(&b':') {
+        let d = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        port = Some(parse_u16(&rest[1..1 + d])?);
+        rest = &rest[1 + d..];
+    }
+    let mut via = Via {
+        transport,
+        host,
+        port,
+        branch: None,
+        received: None,
+        rport: None,
+        raw: v,
+    };
+    let mut bad = false;
+    let ok = fast_params(rest, |n, val| {
+        if eq_lit(n, b"branch") {
+            via.branch = val;
+            bad |= val.is_none();
+        } else if eq_lit(n, b"received") {
+            via.received = val;
+            bad |= val.is_none();
+        } else if eq_lit(n, b"rport") {
+            via.rport = Some(match val {
+                None => None,
+                Some(p) => {
+                    let p = parse_u16(p);
+                    bad |= p.is_none();
+                    p
+                }
+            });
+        }
+    });
+    if !ok || bad { None } else { Some(via) }
 }
 
 /// Parses a whole single-valued name-addr header (From, To).
@@ -697,6 +777,53 @@ mod tests {
                         c.lws();
                         c.at_end().then_some(na)
                     });
+                    assert_eq!(Some(fast), slow, "{:?}", String::from_utf8_lossy(v));
+                }
+            }
+        }
+        assert!(n_fast > 100, "{n_fast}");
+    }
+
+    /// The top-Via fast path agrees with the general parser (as `parse`
+    /// uses it: the first element of the line) wherever it answers.
+    #[test]
+    fn fast_via_agrees() {
+        let seeds: &[&[u8]] = &[
+            b"SIP/2.0/UDP proxy.atlanta.example.com:5060;branch=z9hG4bK2d4790.1",
+            b"SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bK74bf9;received=192.0.2.101;rport=5060",
+            b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport",
+            b"sip/2.0/tcp host;branch=a;branch=b;received=x;rport=7",
+            b"SIP/2.0/UDP h",
+            b"SIP/2.0/UDP h:1",
+            b"SIP/2.0/UDP h;rport=x",
+            b"SIP/2.0/UDP h;branch",
+        ];
+        for seed in &seeds[..6] {
+            assert!(
+                fast_via(seed).is_some(),
+                "{:?}",
+                String::from_utf8_lossy(seed)
+            );
+        }
+        let mut n_fast = 0;
+        for seed in seeds {
+            let mut inputs = vec![seed.to_vec()];
+            for i in 0..seed.len() {
+                for b in [
+                    b' ', b'/', b':', b';', b'=', b',', b'\r', b'[', b'\t', b'9', 0x80,
+                ] {
+                    let mut v = seed.to_vec();
+                    v[i] = b;
+                    inputs.push(v.clone());
+                    v.insert(i, b);
+                    inputs.push(v);
+                }
+                inputs.push(seed[..i].to_vec());
+            }
+            for v in &inputs {
+                if let Some(fast) = fast_via(v) {
+                    n_fast += 1;
+                    let slow = List::new(v, via_parm).next().flatten();
                     assert_eq!(Some(fast), slow, "{:?}", String::from_utf8_lossy(v));
                 }
             }
