@@ -240,25 +240,7 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
         raw: &[],
     };
     let mut bad = false;
-    // Same parameter handling as `fast_via`.
-    let params = c.params(|n, v| {
-        if eq_lit(n, b"branch") {
-            via.branch = v;
-            bad |= v.is_none();
-        } else if eq_lit(n, b"received") {
-            via.received = v;
-            bad |= v.is_none();
-        } else if eq_lit(n, b"rport") {
-            via.rport = Some(match v {
-                None => None,
-                Some(p) => {
-                    let p = parse_u16(p);
-                    bad |= p.is_none();
-                    p
-                }
-            });
-        }
-    })?;
+    let params = c.params(|n, v| bad |= !via_param(&mut via, n, v))?;
     if bad {
         return None;
     }
@@ -267,6 +249,25 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     }
     via.raw = &c.b[start..end];
     Some(via)
+}
+
+/// Records one Via parameter (RFC 3261 §20.42 `branch`, `received`;
+/// RFC 3581 `rport`) in `via`; a later one of the same name overrides.
+/// `false` when its value is missing or not a port where one is required.
+fn via_param<'a>(via: &mut Via<'a>, n: &'a [u8], v: Option<&'a [u8]>) -> bool {
+    if eq_lit(n, b"branch") {
+        via.branch = v;
+        v.is_some()
+    } else if eq_lit(n, b"received") {
+        via.received = v;
+        v.is_some()
+    } else if eq_lit(n, b"rport") {
+        let port = v.map(parse_u16);
+        via.rport = Some(port.flatten());
+        port != Some(None)
+    } else {
+        true
+    }
 }
 
 /// Checks a URI written inside `<>` or as a bare `addr-spec`: a scheme
@@ -487,24 +488,7 @@ pub(crate) fn fast_via(v: &[u8]) -> Option<Via<'_>> {
         raw: v,
     };
     let mut bad = false;
-    let ok = fast_params(rest, |n, val| {
-        if eq_lit(n, b"branch") {
-            via.branch = val;
-            bad |= val.is_none();
-        } else if eq_lit(n, b"received") {
-            via.received = val;
-            bad |= val.is_none();
-        } else if eq_lit(n, b"rport") {
-            via.rport = Some(match val {
-                None => None,
-                Some(p) => {
-                    let p = parse_u16(p);
-                    bad |= p.is_none();
-                    p
-                }
-            });
-        }
-    });
+    let ok = fast_params(rest, |n, val| bad |= !via_param(&mut via, n, val));
     if !ok || bad { None } else { Some(via) }
 }
 
