@@ -158,6 +158,55 @@ pub(crate) fn classify(name: &[u8]) -> Kind {
     }
 }
 
+/// A lower-case name of up to 8 bytes as a little-endian `u64`, zero-padded.
+const fn lit(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let mut i = 0;
+    while i < s.len() {
+        w[i] = s[i];
+        i += 1;
+    }
+    u64::from_le_bytes(w)
+}
+
+/// [`classify`] for the name `msg[start..end]` as the scanner sees it: a
+/// name of 2 to 7 bytes is read with one 8-byte load from the message
+/// (the bytes after it, `:` and the value, are masked off) and compared
+/// with one OR and one compare, instead of a byte loop. Same answer as
+/// `classify(&msg[start..end])`.
+#[inline]
+pub(crate) fn classify_at(msg: &[u8], start: usize, end: usize) -> Kind {
+    let name = msg.get(start..end).unwrap_or(&[]);
+    let n = name.len();
+    if !(2..8).contains(&n) || start + 8 > msg.len() {
+        return classify(name);
+    }
+    let w = load8(msg, start) & (u64::MAX >> (64 - 8 * n));
+    let f = name[0] | 0x20;
+    let (k, l) = match (n, f) {
+        (2, b't') => (Kind::To, const { lit(b"to") }),
+        (3, b'v') => (Kind::Via, const { lit(b"via") }),
+        (4, b'f') => (Kind::From, const { lit(b"from") }),
+        (4, b'c') => (Kind::CSeq, const { lit(b"cseq") }),
+        (5, b'r') => (Kind::Route, const { lit(b"route") }),
+        (5, b'e') => (Kind::Event, const { lit(b"event") }),
+        (5, b'a') => (Kind::Allow, const { lit(b"allow") }),
+        (7, b'c') => match name[1] | 0x20 {
+            b'a' => (Kind::CallId, const { lit(b"call-id") }),
+            _ => (Kind::Contact, const { lit(b"contact") }),
+        },
+        (7, b'e') => (Kind::Expires, const { lit(b"expires") }),
+        (7, b's') => (Kind::Subject, const { lit(b"subject") }),
+        (7, b'r') => (Kind::Require, const { lit(b"require") }),
+        _ => return Kind::Other,
+    };
+    if (w | fold_mask(l)) == l {
+        k
+    } else {
+        Kind::Other
+    }
+}
+
 /// Loads 8 bytes at `at` (caller guarantees `at + 8 <= b.len()`).
 #[inline]
 fn load8(b: &[u8], at: usize) -> u64 {
@@ -338,6 +387,58 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(classify(name.as_bytes()), *want, "{name}");
+        }
+    }
+
+    /// `classify_at` agrees with `classify` on every name of the table
+    /// above, its case variants and one-byte corruptions, whatever follows.
+    #[test]
+    fn classify_at_matches_classify() {
+        let names = [
+            "to",
+            "via",
+            "from",
+            "cseq",
+            "route",
+            "event",
+            "allow",
+            "call-id",
+            "contact",
+            "expires",
+            "subject",
+            "require",
+            "v",
+            "x-a",
+            "max-forwards",
+            "toe",
+            "vib",
+        ];
+        for name in names {
+            let mut variants = vec![name.to_string(), name.to_ascii_uppercase()];
+            for i in 0..name.len() {
+                for flip in [0x20u8, 0x01, 0x40, 0x0d ^ b'-'] {
+                    let mut b = name.as_bytes().to_vec();
+                    b[i] ^= flip;
+                    variants.push(String::from_utf8_lossy(&b).into_owned());
+                }
+            }
+            for v in variants {
+                for tail in ["", ":", ": x", ":xxxxxxxxxx", " : value\r\n"] {
+                    let msg = format!("{v}{tail}");
+                    let n = v.len();
+                    assert_eq!(
+                        classify_at(msg.as_bytes(), 0, n),
+                        classify(&msg.as_bytes()[..n]),
+                        "{msg:?}"
+                    );
+                    let msg = format!("ab{v}{tail}");
+                    assert_eq!(
+                        classify_at(msg.as_bytes(), 2, n + 2),
+                        classify(&msg.as_bytes()[2..n + 2]),
+                        "{msg:?}"
+                    );
+                }
+            }
         }
     }
 

@@ -1,10 +1,10 @@
 //! The one-pass parser: start line, header index, validation of the
 //! mandatory headers, body slicing; and stream framing.
 
-use super::header::{Entry, Index, Kind, classify};
+use super::header::{Entry, Index, Kind, classify, classify_at};
 use super::lex::{
-    Cur, eq_ic, find, is_token, parse_dec, parse_u32, rfind, run, scheme_len, token_run, trim,
-    uri_run,
+    Cur, all_bytes, eq_ic, eq_lit, find, find_byte, is_token, parse_dec, parse_u32, rfind,
+    scheme_len, swar_eq, token_run, trim, uri_run,
 };
 use super::typed::{self, CSeq, Contact, List, NameAddr, Via};
 use super::{MAX_MESSAGE, Method, ParseError, Status};
@@ -75,18 +75,52 @@ fn skip_crlf(buf: &[u8]) -> usize {
         .unwrap_or(buf.len())
 }
 
-/// Position of the line feed ending the line at `pos`, and the line's end
-/// without its CR. Bare LF line ends are accepted (robustness principle);
-/// everything written by [`super::Builder`] uses CRLF.
+/// Loads 8 bytes at `at` (caller guarantees `at + 8 <= b.len()`).
+#[inline(always)]
+fn load8(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Position of the first line feed at or after `from` ([`find_byte`]: 16
+/// bytes per vector step, no per-call setup; a header line is a few dozen
+/// bytes, so that matters more than throughput).
 #[inline]
-fn line_end(lf: &LfFinder, msg: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let lf = pos + lf.find(msg.get(pos..)?)?;
-    let end = if lf > pos && msg[lf - 1] == b'\r' {
+fn find_lf(msg: &[u8], from: usize) -> Option<usize> {
+    find_byte(b'\n', msg.get(from..)?).map(|p| from + p)
+}
+
+/// Position of the first `:` or LF at or after `from`, 8 bytes per step
+/// (SWAR; the lowest flagged byte of either search is a true match). Header
+/// names are short, so the first step nearly always hits.
+#[inline]
+fn find_colon_or_lf(msg: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 8 <= msg.len() {
+        let w = load8(msg, i);
+        let t = swar_eq(w, b':') | swar_eq(w, b'\n');
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let rest = msg.get(i..)?;
+    rest.iter()
+        .position(|&b| b == b':' || b == b'\n')
+        .map(|p| i + p)
+}
+
+/// End of the line whose LF is at `lf` and which starts at `pos`, without
+/// its CR. Bare LF line ends are accepted (robustness principle);
+/// everything written by [`super::Builder`] uses CRLF.
+#[inline(always)]
+fn strip_cr(msg: &[u8], pos: usize, lf: usize) -> usize {
+    if lf > pos && msg[lf - 1] == b'\r' {
         lf - 1
     } else {
         lf
-    };
-    Some((lf, end))
+    }
 }
 
 /// SP or HTAB.
@@ -95,34 +129,12 @@ fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Position of the first `:` in a header line, 8 bytes per step (SWAR:
-/// a byte of `w ^ ':'` is zero exactly where `w` has a colon; the lowest
-/// flagged byte is always a true match). Header names are short, so this
-/// beats both a byte loop and `memchr`'s call setup.
-#[inline]
-fn find_colon(line: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while i + 8 <= line.len() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&line[i..i + 8]);
-        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b':'));
-        let t = x.wrapping_sub(ONES) & !x & HIGH;
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    line[i..].iter().position(|&b| b == b':').map(|p| i + p)
-}
-
 /// `SIP/2.0`, case-insensitive (RFC 3261 §7.1); `BadVersion` for another
 /// `SIP/x.y`, `BadStartLine` for anything else.
 fn version(v: &[u8]) -> Result<(), ParseError> {
-    if eq_ic(v, b"SIP/2.0") {
+    if eq_lit(v, b"sip/2.0") {
         Ok(())
-    } else if v.len() > 4 && eq_ic(&v[..4], b"SIP/") {
+    } else if v.len() > 4 && eq_lit(&v[..4], b"sip/") {
         Err(ParseError::BadVersion)
     } else {
         Err(ParseError::BadStartLine)
@@ -131,7 +143,7 @@ fn version(v: &[u8]) -> Result<(), ParseError> {
 
 /// Parses a start line (without its line end).
 fn start_line(line: &[u8]) -> Result<Start<'_>, ParseError> {
-    if line.len() >= 4 && eq_ic(&line[..4], b"SIP/") {
+    if line.len() >= 4 && eq_lit(&line[..4], b"sip/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = find(b' ', line).ok_or(ParseError::BadStartLine)?;
         version(&line[..sp])?;
@@ -182,12 +194,14 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     if colon + 1 == uri.len() {
         return false;
     }
-    // Usual case, one table scan: URI characters only and no `?` at all.
-    let n = run(&URI_NO_QUERY, uri);
-    if n == uri.len() {
+    // Usual case, one vector scan: URI characters only and no `?` at all.
+    // Non-short-circuit `&`: branch-free, so the check vectorizes.
+    if all_bytes(uri, |b| {
+        (b.wrapping_sub(0x21) < 0x5e) & (b != b'<') & (b != b'>') & (b != b'"') & (b != b'?')
+    }) {
         return true;
     }
-    if uri_run(&uri[n..]) != uri.len() - n {
+    if uri_run(uri) != uri.len() {
         return false;
     }
     // A `?` is fine in the user part (RFC 4475 "intmeth"); `@` appears at
@@ -198,126 +212,98 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     !(find(b'?', after_at).is_some() && (eq_ic(scheme, b"sip") || eq_ic(scheme, b"sips")))
 }
 
-/// URI characters (see [`super::lex::uri_run`]) except `?`: the fast path
-/// of [`request_uri_ok`].
-static URI_NO_QUERY: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0x21;
-    while c < 0x7f {
-        t[c] = !matches!(c as u8, b'<' | b'>' | b'"' | b'?');
-        c += 1;
-    }
-    t
-};
-
-/// Bytes allowed in a Call-ID (RFC 3261 §25.1 `callid = word ["@" word]`,
+/// A byte allowed in a Call-ID (RFC 3261 §25.1 `callid = word ["@" word]`,
 /// read loosely): anything but controls, space and DEL.
-static CALL_ID: [bool; 256] = {
-    let mut t = [true; 256];
-    let mut c = 0;
-    while c <= 0x20 {
-        t[c] = false;
-        c += 1;
-    }
-    t[0x7f] = false;
-    t
-};
-
-/// Finds line feeds. On x86-64 with AVX2 it holds `memchr`'s AVX2 searcher,
-/// made once per message: calling it directly skips the per-call CPU
-/// dispatch of `memchr::memchr`, about half the cost of a call on a
-/// 40-byte header line (callgrind).
-#[derive(Clone, Copy)]
-struct LfFinder {
-    #[cfg(target_arch = "x86_64")]
-    avx2: Option<memchr::arch::x86_64::avx2::memchr::One>,
-}
-
-impl LfFinder {
-    #[inline]
-    fn new() -> Self {
-        LfFinder {
-            #[cfg(target_arch = "x86_64")]
-            avx2: memchr::arch::x86_64::avx2::memchr::One::new(b'\n'),
-        }
-    }
-
-    #[inline]
-    fn find(&self, h: &[u8]) -> Option<usize> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(one) = &self.avx2 {
-            return one.find(h);
-        }
-        memchr::memchr(b'\n', h)
-    }
+#[inline(always)]
+fn call_id_byte(b: u8) -> bool {
+    // Non-short-circuit `&`: branch-free, so the check vectorizes.
+    (b > 0x20) & (b != 0x7f)
 }
 
 /// Scans the start line and every header line of the message at the start
-/// of `msg` (which must not begin with CRLF). One pass: memchr finds each
-/// LF, the name is a token scan, the kind a switch on its first byte.
+/// of `msg` (which must not begin with CRLF). One pass: for each line a SWAR
+/// step finds the colon (names are short), the name is classified by
+/// (length, first byte) and one masked compare, and a 16-byte vector step
+/// finds the line feed from the value on, so no byte is scanned twice.
 /// Fills `index` (which must be empty) and returns the start line and the
 /// body offset.
+///
+/// Errors are checked in the order of a line-by-line reading: a line
+/// without its LF is `Truncated` (so [`frame`] says `Partial`) before it
+/// can be a `BadHeader`.
 fn head<'a>(msg: &'a [u8], index: &mut Index) -> Result<(Start<'a>, usize), ParseError> {
-    let finder = LfFinder::new();
-    let (lf, end) = line_end(&finder, msg, 0).ok_or(ParseError::Truncated)?;
-    let start = start_line(&msg[..end])?;
+    let lf = find_lf(msg, 0).ok_or(ParseError::Truncated)?;
+    let start = start_line(&msg[..strip_cr(msg, 0, lf)])?;
     let mut pos = lf + 1;
     loop {
-        let (lf, end) = line_end(&finder, msg, pos).ok_or(ParseError::Truncated)?;
-        let line = &msg[pos..end];
-        let Some(&first) = line.first() else {
-            return Ok((start, lf + 1));
-        };
-        if first == b' ' || first == b'\t' {
-            // Folded continuation (RFC 3261 §7.3.1): extend the previous value.
-            let n = index.len;
-            let prev = n
-                .checked_sub(1)
-                .and_then(|i| index.entries.get_mut(i))
-                .ok_or(ParseError::BadHeader)?;
-            let t = trim(line);
-            if !t.is_empty() {
-                let t_start = pos + (t.as_ptr() as usize - line.as_ptr() as usize);
-                if prev.value_start == prev.value_end {
-                    prev.value_start = t_start as u16;
+        let first = *msg.get(pos).ok_or(ParseError::Truncated)?;
+        match first {
+            // The empty line that ends the headers (CRLF or bare LF).
+            b'\n' => return Ok((start, pos + 1)),
+            b'\r' if msg.get(pos + 1) == Some(&b'\n') => return Ok((start, pos + 2)),
+            b' ' | b'\t' => {
+                // Folded continuation (RFC 3261 §7.3.1): extend the previous value.
+                let lf = find_lf(msg, pos).ok_or(ParseError::Truncated)?;
+                let line = &msg[pos..strip_cr(msg, pos, lf)];
+                let n = index.len;
+                let prev = n
+                    .checked_sub(1)
+                    .and_then(|i| index.entries.get_mut(i))
+                    .ok_or(ParseError::BadHeader)?;
+                let t = trim(line);
+                if !t.is_empty() {
+                    let t_start = pos + (t.as_ptr() as usize - line.as_ptr() as usize);
+                    if prev.value_start == prev.value_end {
+                        prev.value_start = t_start as u16;
+                    }
+                    prev.value_end = (t_start + t.len()) as u16;
                 }
-                prev.value_end = (t_start + t.len()) as u16;
+                pos = lf + 1;
             }
-        } else {
-            // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS.
-            // A token never contains `:`, so the first colon ends the name
-            // (and its optional trailing whitespace).
-            let colon = find_colon(line).ok_or(ParseError::BadHeader)?;
-            let mut name_end = colon;
-            while name_end > 0 && is_wsp(line[name_end - 1]) {
-                name_end -= 1;
-            }
-            let name = &line[..name_end];
-            // `classify` compares exactly, so a known name is a token; only
-            // unknown names need the byte-by-byte token check.
-            let kind = classify(name);
-            if kind == Kind::Other && (name.is_empty() || token_run(name) != name.len()) {
-                return Err(ParseError::BadHeader);
-            }
-            let mut i = colon + 1;
-            while i < line.len() && is_wsp(line[i]) {
-                i += 1;
-            }
-            let mut v_end = line.len();
-            while v_end > i && is_wsp(line[v_end - 1]) {
-                v_end -= 1;
-            }
-            let e = Entry {
-                kind,
-                name_start: pos as u16,
-                value_start: (pos + i) as u16,
-                value_end: (pos + v_end) as u16,
-            };
-            if !index.push(e) {
-                return Err(ParseError::TooManyHeaders);
+            _ => {
+                // header-name HCOLON header-value; HCOLON = *( SP / HTAB ) ":" SWS.
+                // A token never contains `:`, so the first colon ends the name
+                // (and its optional trailing whitespace).
+                let colon = find_colon_or_lf(msg, pos).ok_or(ParseError::Truncated)?;
+                if msg[colon] == b'\n' {
+                    return Err(ParseError::BadHeader);
+                }
+                let mut i = colon + 1;
+                while i < msg.len() && is_wsp(msg[i]) {
+                    i += 1;
+                }
+                // No LF between the colon and `i` (only SP/HTAB), so the
+                // line's LF is the first one from `i`.
+                let lf = find_lf(msg, i).ok_or(ParseError::Truncated)?;
+                let end = strip_cr(msg, pos, lf);
+                let i = i.min(end);
+                let mut name_end = colon;
+                while name_end > pos && is_wsp(msg[name_end - 1]) {
+                    name_end -= 1;
+                }
+                let name = &msg[pos..name_end];
+                // `classify` compares exactly, so a known name is a token;
+                // only unknown names need the byte-by-byte token check.
+                let kind = classify_at(msg, pos, name_end);
+                if kind == Kind::Other && (name.is_empty() || token_run(name) != name.len()) {
+                    return Err(ParseError::BadHeader);
+                }
+                let mut v_end = end;
+                while v_end > i && is_wsp(msg[v_end - 1]) {
+                    v_end -= 1;
+                }
+                let e = Entry {
+                    kind,
+                    name_start: pos as u16,
+                    value_start: i as u16,
+                    value_end: v_end as u16,
+                };
+                if !index.push(e) {
+                    return Err(ParseError::TooManyHeaders);
+                }
+                pos = lf + 1;
             }
         }
-        pos = lf + 1;
     }
 }
 
@@ -474,7 +460,11 @@ fn top_via<'a>(h: &Head<'a, '_>) -> Result<Via<'a>, ParseError> {
         .index
         .first(Kind::Via)
         .ok_or(ParseError::MissingHeader("Via"))?;
-    match List::new(value(h.msg, e), typed::via_parm).next() {
+    let v = value(h.msg, e);
+    if let Some(via) = typed::fast_via(v) {
+        return Ok(via);
+    }
+    match List::new(v, typed::via_parm).next() {
         Some(Some(v)) => Ok(v),
         _ => Err(ParseError::BadHeaderValue("Via")),
     }
@@ -487,7 +477,7 @@ fn validate<'a>(h: &Head<'a, '_>) -> Result<Typed<'a>, ParseError> {
     let to =
         typed::single_name_addr(required(h, Kind::To)?).ok_or(ParseError::BadHeaderValue("To"))?;
     let call_id = trim(required(h, Kind::CallId)?);
-    if call_id.is_empty() || run(&CALL_ID, call_id) != call_id.len() {
+    if call_id.is_empty() || !all_bytes(call_id, call_id_byte) {
         return Err(ParseError::BadHeaderValue("Call-ID"));
     }
     let cseq = typed::cseq(required(h, Kind::CSeq)?).ok_or(ParseError::BadHeaderValue("CSeq"))?;
@@ -807,22 +797,47 @@ impl<'a> Message<'a> {
 mod tests {
     use super::*;
 
-    /// The SWAR colon search agrees with a byte loop at every offset,
-    /// including bytes that differ from `:` in one bit and high bytes.
+    /// The SWAR colon/LF search and the 16-byte LF search agree with byte
+    /// loops at every start and match offset, including bytes that differ
+    /// from `:` or LF in one bit, high bytes, and a second match after the
+    /// first (the SWAR borrow can flag bytes above a true match).
     #[test]
-    fn find_colon_matches_byte_loop() {
-        for len in 0..30 {
+    fn scans_match_byte_loops() {
+        for len in 0..40 {
             for at in 0..=len {
-                for fill in [b'a', b';', b'\x3b', b'\xba', b'\x1a', b'z'] {
-                    let mut v = vec![fill; len];
-                    if at < len {
-                        v[at] = b':';
+                for fill in [
+                    b'a', b';', b'\x3b', b'\xba', b'\x1a', b'z', b'\x0b', b'\x8a',
+                ] {
+                    for second in [None, Some(b':'), Some(b'\n')] {
+                        let mut v = vec![fill; len];
+                        if at < len {
+                            v[at] = if at % 2 == 0 { b':' } else { b'\n' };
+                        }
+                        if let Some(s) = second
+                            && at + 1 < len
+                        {
+                            v[at + 1] = s;
+                        }
+                        for from in [0, 1, 3, 8, 9].into_iter().filter(|&f| f <= len) {
+                            let want_lf = v[from..].iter().position(|&b| b == b'\n');
+                            assert_eq!(
+                                find_lf(&v, from),
+                                want_lf.map(|p| p + from),
+                                "lf len {len} at {at} from {from} fill {fill}"
+                            );
+                            let want = v[from..].iter().position(|&b| b == b':' || b == b'\n');
+                            assert_eq!(
+                                find_colon_or_lf(&v, from),
+                                want.map(|p| p + from),
+                                "colon len {len} at {at} from {from} fill {fill}"
+                            );
+                        }
                     }
-                    let want = v.iter().position(|&b| b == b':');
-                    assert_eq!(find_colon(&v), want, "len {len} at {at} fill {fill}");
                 }
             }
         }
+        assert_eq!(find_lf(b"ab", 3), None);
+        assert_eq!(find_colon_or_lf(b"ab", 3), None);
     }
 
     const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\

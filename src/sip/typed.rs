@@ -3,8 +3,8 @@
 
 use super::Method;
 use super::lex::{
-    Cur, eq_ic, find, find2, is_token, param_lookup, parse_dec, parse_u16, parse_u32, scheme_len,
-    uri_run, uri_shape_ok,
+    Cur, all_bytes, eq_ic, eq_lit, find, find_byte, find2, gen_value_run, is_token, param_lookup,
+    parse_dec, parse_u16, parse_u32, run_host, scheme_len, token_run, uri_byte, uri_shape_ok,
 };
 
 /// One `via-parm` (RFC 3261 §20.42, §25.1), with the RFC 3581 `rport`.
@@ -190,7 +190,9 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     c.lws();
     let start = c.i;
     // Fast path for the usual `SIP/2.0/` with no inner LWS.
-    if c.b.get(c.i..c.i + 8).is_some_and(|p| eq_ic(p, b"SIP/2.0/"))
+    if c.b
+        .get(c.i..c.i + 8)
+        .is_some_and(|p| eq_lit(p, b"sip/2.0/"))
         && c.b.get(c.i + 8).is_some_and(|&b| is_token(b))
     {
         c.i += 8;
@@ -238,24 +240,7 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
         raw: &[],
     };
     let mut bad = false;
-    let params = c.params(|n, v| {
-        if eq_ic(n, b"branch") {
-            via.branch = v;
-            bad |= v.is_none();
-        } else if eq_ic(n, b"received") {
-            via.received = v;
-            bad |= v.is_none();
-        } else if eq_ic(n, b"rport") {
-            via.rport = Some(match v {
-                None => None,
-                Some(p) => {
-                    let p = parse_u16(p);
-                    bad |= p.is_none();
-                    p
-                }
-            });
-        }
-    })?;
+    let params = c.params(|n, v| bad |= !via_param(&mut via, n, v))?;
     if bad {
         return None;
     }
@@ -264,6 +249,25 @@ pub(crate) fn via_parm<'a>(c: &mut Cur<'a>) -> Option<Via<'a>> {
     }
     via.raw = &c.b[start..end];
     Some(via)
+}
+
+/// Records one Via parameter (RFC 3261 §20.42 `branch`, `received`;
+/// RFC 3581 `rport`) in `via`; a later one of the same name overrides.
+/// `false` when its value is missing or not a port where one is required.
+fn via_param<'a>(via: &mut Via<'a>, n: &'a [u8], v: Option<&'a [u8]>) -> bool {
+    if eq_lit(n, b"branch") {
+        via.branch = v;
+        v.is_some()
+    } else if eq_lit(n, b"received") {
+        via.received = v;
+        v.is_some()
+    } else if eq_lit(n, b"rport") {
+        let port = v.map(parse_u16);
+        via.rport = Some(port.flatten());
+        port != Some(None)
+    } else {
+        true
+    }
 }
 
 /// Checks a URI written inside `<>` or as a bare `addr-spec`: a scheme
@@ -314,12 +318,14 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
     let uri = if angle {
         // One pass: the run of URI characters must end at `>`.
         c.i += 1;
+        // Found as: the first `>`, with only URI characters before it
+        // (`>` is not one, so the run cannot end later): two vector scans.
         let rest = c.b.get(c.i..).unwrap_or(&[]);
-        let n = uri_run(rest);
-        if rest.get(n) != Some(&b'>') {
+        let n = find_byte(b'>', rest)?;
+        let u = &rest[..n];
+        if !all_bytes(u, uri_byte) {
             return None;
         }
-        let u = &rest[..n];
         scheme_len(u)?;
         c.i += n + 1;
         u
@@ -333,7 +339,7 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
     let mut end = c.i;
     let mut tag = None;
     let params = c.params(|n, v| {
-        if tag.is_none() && eq_ic(n, b"tag") {
+        if tag.is_none() && eq_lit(n, b"tag") {
             tag = Some(v.unwrap_or(&[]));
         }
     })?;
@@ -352,8 +358,145 @@ pub(crate) fn name_addr<'a>(c: &mut Cur<'a>) -> Option<NameAddr<'a>> {
     })
 }
 
+/// The usual From/To shapes in one pass, without the general cursor
+/// machinery: `<uri>` or `"display" <uri>` (no escapes, at most one SP
+/// before `<`), then `;name` / `;name=value` parameters with no LWS or
+/// quoted values, up to the end of the value. `None` sends the caller to
+/// [`name_addr`], which gives the same result on every value this accepts
+/// (the unit test `fast_name_addr_agrees` and the proptests check it).
+fn fast_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
+    let (display, lt) = match v.first()? {
+        b'<' => (None, 0),
+        b'"' => {
+            let q = 1 + find_byte(b'"', v.get(1..)?)?;
+            let d = &v[1..q];
+            if find_byte(b'\\', d).is_some() {
+                return None;
+            }
+            let lt = if v.get(q + 1) == Some(&b' ') {
+                q + 2
+            } else {
+                q + 1
+            };
+            if v.get(lt) != Some(&b'<') {
+                return None;
+            }
+            (Some(d), lt)
+        }
+        _ => return None,
+    };
+    let rest = v.get(lt + 1..)?;
+    let n = find_byte(b'>', rest)?;
+    let uri = &rest[..n];
+    if !all_bytes(uri, uri_byte) {
+        return None;
+    }
+    scheme_len(uri)?;
+    let params = v.get(lt + 1 + n + 1..)?;
+    // The first `tag` parameter, with its value if it has one.
+    let mut first_tag = None;
+    if !fast_params(params, |name, value| {
+        if first_tag.is_none() && eq_lit(name, b"tag") {
+            first_tag = Some(value);
+        }
+    }) {
+        return None;
+    }
+    // `;tag` without a value is malformed (`name_addr` rejects it).
+    let tag = match first_tag {
+        None => None,
+        Some(t) => Some(t?),
+    };
+    Some(NameAddr {
+        display,
+        uri,
+        tag,
+        params,
+        raw: v,
+    })
+}
+
+/// The usual parameter list of [`fast_name_addr`] and [`fast_via`]:
+/// `*( ";" token [ "=" gen-value ] )` with no LWS, no quoted value and no
+/// `,`, filling the whole of `p`. Calls `f(name, value)` for each, in
+/// order, as [`Cur::params`] does; `false` means "not this shape" (the
+/// caller falls back to the general parser).
+#[inline]
+fn fast_params<'a>(p: &'a [u8], mut f: impl FnMut(&'a [u8], Option<&'a [u8]>)) -> bool {
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] != b';' {
+            return false;
+        }
+        let q = &p[i + 1..];
+        let nl = token_run(q);
+        if nl == 0 {
+            return false;
+        }
+        let (value, used) = match q.get(nl) {
+            None | Some(b';') => (None, nl),
+            Some(b'=') => {
+                let vl = gen_value_run(&q[nl + 1..]);
+                if vl == 0 || !matches!(q.get(nl + 1 + vl), None | Some(b';')) {
+                    return false;
+                }
+                (Some(&q[nl + 1..nl + 1 + vl]), nl + 1 + vl)
+            }
+            _ => return false,
+        };
+        f(&q[..nl], value);
+        i += 1 + used;
+    }
+    true
+}
+
+/// The usual top Via in one pass: `SIP/2.0/transport SP host[:port]`
+/// (no IPv6 reference, no inner LWS) and [`fast_params`], filling the whole
+/// value (one via-parm on the line). `None` sends the caller to the general
+/// [`List`] of [`via_parm`], which gives the same result on every value
+/// this accepts (unit test `fast_via_agrees`).
+pub(crate) fn fast_via(v: &[u8]) -> Option<Via<'_>> {
+    if !v.get(..8).is_some_and(|p| eq_lit(p, b"sip/2.0/")) {
+        return None;
+    }
+    let t = &v[8..];
+    let tl = token_run(t);
+    if tl == 0 || t.get(tl) != Some(&b' ') {
+        return None;
+    }
+    let transport = &t[..tl];
+    let h = &t[tl + 1..];
+    let hl = run_host(h);
+    if hl == 0 {
+        return None;
+    }
+    let host = &h[..hl];
+    let mut rest = &h[hl..];
+    let mut port = None;
+    if rest.first() == Some(&b':') {
+        let d = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        port = Some(parse_u16(&rest[1..1 + d])?);
+        rest = &rest[1 + d..];
+    }
+    let mut via = Via {
+        transport,
+        host,
+        port,
+        branch: None,
+        received: None,
+        rport: None,
+        raw: v,
+    };
+    let mut bad = false;
+    let ok = fast_params(rest, |n, val| bad |= !via_param(&mut via, n, val));
+    if !ok || bad { None } else { Some(via) }
+}
+
 /// Parses a whole single-valued name-addr header (From, To).
 pub(crate) fn single_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
+    if let Some(na) = fast_name_addr(v) {
+        return Some(na);
+    }
     let mut c = Cur::new(v);
     let na = name_addr(&mut c)?;
     c.lws();
@@ -363,6 +506,25 @@ pub(crate) fn single_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
 /// Parses `CSeq = 1*DIGIT LWS Method` with the number below 2**31
 /// (RFC 3261 §8.1.1.5; RFC 4475 "scalar02").
 pub(crate) fn cseq(v: &[u8]) -> Option<CSeq<'_>> {
+    // Usual form first: `DIGITS SP token` with nothing around (the scanner
+    // trims the value). Anything else takes the general path below, which
+    // gives the same answer on this form.
+    let d = v
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(v.len());
+    if d > 0
+        && v.get(d) == Some(&b' ')
+        && let Some(m) = v.get(d + 1..)
+        && !m.is_empty()
+        && token_run(m) == m.len()
+        && let Some(n) = parse_dec(&v[..d], (1 << 31) - 1)
+    {
+        return Some(CSeq {
+            seq: n as u32,
+            method: Method::from_bytes(m),
+        });
+    }
     let mut c = Cur::new(v);
     c.lws();
     let n = parse_dec(c.take(|b| b.is_ascii_digit()), (1 << 31) - 1)?;
@@ -553,6 +715,101 @@ mod tests {
         ] {
             assert!(single_name_addr(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    /// Checks a fast path against the general parser: the first `usual`
+    /// seeds must take the fast path; then every seed, each byte of it
+    /// replaced by or preceded by each of `tricky`, and every prefix of
+    /// it: wherever `fast` answers, `slow` must give the same answer, and
+    /// `fast` must answer often enough for the test to mean something.
+    /// Answers are compared as their `Debug` text (every field, so equal
+    /// text means equal values), which keeps the borrows out of the types.
+    fn fast_path_agrees(
+        seeds: &[&[u8]],
+        usual: usize,
+        tricky: &[u8],
+        fast: impl Fn(&[u8]) -> Option<String>,
+        slow: impl Fn(&[u8]) -> Option<String>,
+    ) {
+        for seed in &seeds[..usual] {
+            assert!(fast(seed).is_some(), "{:?}", String::from_utf8_lossy(seed));
+        }
+        let mut n_fast = 0;
+        for seed in seeds {
+            let mut inputs = vec![seed.to_vec()];
+            for i in 0..seed.len() {
+                for &b in tricky {
+                    let mut v = seed.to_vec();
+                    v[i] = b;
+                    inputs.push(v.clone());
+                    v.insert(i, b);
+                    inputs.push(v);
+                }
+                inputs.push(seed[..i].to_vec());
+            }
+            for v in &inputs {
+                if let Some(f) = fast(v) {
+                    n_fast += 1;
+                    assert_eq!(Some(f), slow(v), "{:?}", String::from_utf8_lossy(v));
+                }
+            }
+        }
+        assert!(n_fast > 100, "{n_fast}");
+    }
+
+    /// The From/To fast path agrees with the general parser.
+    #[test]
+    fn fast_name_addr_agrees() {
+        let seeds: &[&[u8]] = &[
+            b"\"Alice\" <sip:alice@atlanta.example.com>;tag=9fxced76sl",
+            b"<sip:u000001@example.com>;tag=456248",
+            b"<sip:u000001@example.com>",
+            b"\"Bob\"<sips:bob@[2001:db8::1]:5061;transport=tcp>;x;tag=a.b-c;TAG=z",
+            b"\"\" <tel:+1234>;lr;tag=1",
+            b"<sip:a@b>;tag",
+            b"<sip:a@b>;x=1;tag=",
+            b"<sip:a@b>;;tag=1",
+        ];
+        fast_path_agrees(
+            seeds,
+            5,
+            b" \"\\<>;=,\r?\x80",
+            |v| fast_name_addr(v).map(|na| format!("{na:?}")),
+            |v| {
+                let mut c = Cur::new(v);
+                let na = name_addr(&mut c)?;
+                c.lws();
+                c.at_end().then(|| format!("{na:?}"))
+            },
+        );
+    }
+
+    /// The top-Via fast path agrees with the general parser as `parse`
+    /// uses it (the first element of the line).
+    #[test]
+    fn fast_via_agrees() {
+        let seeds: &[&[u8]] = &[
+            b"SIP/2.0/UDP proxy.atlanta.example.com:5060;branch=z9hG4bK2d4790.1",
+            b"SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bK74bf9;received=192.0.2.101;rport=5060",
+            b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport",
+            b"sip/2.0/tcp host;branch=a;branch=b;received=x;rport=7",
+            b"SIP/2.0/UDP h",
+            b"SIP/2.0/UDP h:1",
+            b"SIP/2.0/UDP h;rport=x",
+            b"SIP/2.0/UDP h;branch",
+        ];
+        fast_path_agrees(
+            seeds,
+            6,
+            b" /:;=,\r[\t9\x80",
+            |v| fast_via(v).map(|via| format!("{via:?}")),
+            |v| {
+                List::new(v, via_parm)
+                    .next()
+                    .flatten()
+                    .map(|via| format!("{via:?}"))
+            },
+        );
     }
 
     #[test]
