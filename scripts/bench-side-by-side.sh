@@ -50,6 +50,7 @@
 #               asks for its sockets; the kernel caps both at net.core.rmem_max
 #               unless SO_RCVBUFFORCE works, which sipstorm tries first)
 #   KAMAILIO_CHILDREN  Kamailio UDP workers (default 4)
+#   SIPSTORM_FLAGS  extra `sipstorm run` flags, e.g. "--batch-window 1ms"
 #   SIPSTORM    sipstorm binary (default: cargo build --release, then
 #               $CARGO_TARGET_DIR/release/sipstorm or target/release/sipstorm)
 # Needs sipp, kamailio, kamcmd, python3; installs them (scripts/install-test-
@@ -183,7 +184,7 @@ gen() {
     [ "$scenario" = register ] && extra=(--users "$SIPP_DIR/users.csv")
     measure "$DIR/gen" $((SECS + 90)) "$DIR" "$BIN" run --target "127.0.0.1:$TARGET_PORT" \
       --scenario "$scenario" --rate "$RATE" --count "$N" --duration "$((SECS + 5))s" \
-      --workers "$WORKERS" --local-ip 127.0.0.1 "${extra[@]}" --quiet --out "$DIR/sipstorm"
+      --workers "$WORKERS" --local-ip 127.0.0.1 "${extra[@]}" ${SIPSTORM_FLAGS:-} --quiet --out "$DIR/sipstorm"
   else
     local sc=(-sn uac -d 0)
     [ "$scenario" = register ] && sc=(-sf "$SIPP_DIR/register.xml" -inf "$SIPP_DIR/users.csv")
@@ -252,7 +253,7 @@ bench_register() {
   grep -m1 'model name' /proc/cpuinfo
   echo "kernel: $(uname -srvm)"
   echo "load average before: $(loadavg)"
-  echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers $WORKERS"
+  echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers $WORKERS ${SIPSTORM_FLAGS:-}"
   echo "sipp: $({ sipp -v 2>&1 || true; } | grep -m1 -o 'SIPp v[^ ]*'), -buff_size $SIPP_BUFF (UAC and UAS)"
   echo "net.core.rmem_max: $(cat /proc/sys/net/core/rmem_max), wmem_max: $(cat /proc/sys/net/core/wmem_max)"
   echo "kamailio: $(kamailio -v 2>&1 | head -n1), $KAMAILIO_CHILDREN UDP workers"

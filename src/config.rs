@@ -100,6 +100,9 @@ pub struct RunValues {
     pub backend: Option<String>,
     pub drain: Option<String>,
     pub pacing_resolution: Option<String>,
+    /// How long a worker may hold received datagrams back to handle them
+    /// in one wake-up (0 to 1ms).
+    pub batch_window: Option<String>,
     pub t1: Option<String>,
     pub t2: Option<String>,
     pub t4: Option<String>,
@@ -291,6 +294,7 @@ impl RunValues {
             backend,
             drain,
             pacing_resolution,
+            batch_window,
             t1,
             t2,
             t4,
@@ -388,6 +392,11 @@ pub struct RunConfig {
     /// Tick of the open-loop schedule: attempts are started (and intended)
     /// at tick boundaries, one wake-up per tick instead of per attempt.
     pub pacing_resolution: Duration,
+    /// See `transport::Worker::batch_window`: longer saves wake-ups (CPU
+    /// per call), but a reply the client sends in reaction to a response
+    /// (the REGISTER after a 401, an ACK) leaves up to this much later,
+    /// which multi-round-trip latencies such as RRD then include.
+    pub batch_window: Duration,
     pub timers: TimerValues,
     pub expires: u32,
     pub seed: u64,
@@ -606,6 +615,11 @@ impl RunConfig {
             .unwrap_or(Duration::from_secs(10).max(timers.t1 * 64 + Duration::from_secs(1)));
         let pacing_resolution = dur("--pacing-resolution", v.pacing_resolution.as_deref())?
             .unwrap_or(DEFAULT_PACING_RESOLUTION);
+        let batch_window = dur("--batch-window", v.batch_window.as_deref())?
+            .unwrap_or(crate::transport::DEFAULT_BATCH_WINDOW);
+        if batch_window > Duration::from_millis(1) {
+            return Err(invalid("--batch-window", "must be at most 1ms"));
+        }
         if pacing_resolution > Duration::from_secs(1) {
             return Err(invalid("--pacing-resolution", "must be at most 1s"));
         }
@@ -659,6 +673,7 @@ impl RunConfig {
             backend,
             drain,
             pacing_resolution,
+            batch_window,
             timers,
             expires: v.expires.unwrap_or(3600),
             seed: v.seed.unwrap_or(0x5EED_5EED),
@@ -686,6 +701,7 @@ impl RunConfig {
             "segment": self.segment.map(|s| format!("{}/{}", s.index, s.count)),
             "drain_s": self.drain.as_secs_f64(),
             "pacing_resolution_ms": self.pacing_resolution.as_secs_f64() * 1e3,
+            "batch_window_us": self.batch_window.as_secs_f64() * 1e6,
             "timers_ms": {"t1": self.timers.t1.as_millis() as u64, "t2": self.timers.t2.as_millis() as u64, "t4": self.timers.t4.as_millis() as u64},
             "expires": self.expires,
             "seed": self.seed,
@@ -834,6 +850,10 @@ mod tests {
             (vals(|v| v.transport = Some("sctp".into())), "--transport"),
             (vals(|v| v.backend = Some("kqueue".into())), "--backend"),
             (vals(|v| v.ring = Some("soon".into())), "--ring"),
+            (
+                vals(|v| v.batch_window = Some("2ms".into())),
+                "--batch-window",
+            ),
             (vals(|v| v.mix = Some(mix("call=0"))), "--mix"),
             (vals(|v| v.mix = Some(mix("call"))), "--mix"),
             (vals(|v| v.mix = Some(mix("call=x"))), "--mix"),

@@ -134,6 +134,12 @@ struct RunArgs {
     /// (default 1ms; 0 = exact intended times, one wake-up per attempt).
     #[arg(long)]
     pacing_resolution: Option<String>,
+    /// How long the loop may hold received datagrams to handle them in one
+    /// wake-up (default 100us, at most 1ms): longer costs less CPU per call
+    /// but delays replies to responses (e.g. the REGISTER after a 401, so
+    /// RRD) by up to that much. Arrival times stay exact (kernel stamps).
+    #[arg(long)]
+    batch_window: Option<String>,
     /// RFC 3261 T1 (default 500ms).
     #[arg(long)]
     t1: Option<String>,
@@ -179,6 +185,7 @@ impl RunArgs {
             backend: self.backend,
             drain: self.drain,
             pacing_resolution: self.pacing_resolution,
+            batch_window: self.batch_window,
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,

@@ -317,13 +317,12 @@ impl<C: LoadClient> ClientWorker<C> {
         }
     }
 
-    /// Let the loop hold received datagrams back this long to handle them
-    /// in one turn: a load generator already starts attempts on pacing
-    /// ticks, so waking once per tick instead of once per datagram saves
-    /// most of its wake-ups, while kernel arrival stamps keep latencies
-    /// exact. Kept between the default and 1 ms.
+    /// Let the loop hold received datagrams back up to this long to handle
+    /// them in one turn (`--batch-window`, at most 1 ms): fewer wake-ups per
+    /// call; kernel arrival stamps keep measured arrival times exact, but
+    /// replies to responses leave up to this much later.
     pub fn with_batch_window(mut self, window: Duration) -> Self {
-        self.batch_window = window.clamp(transport::DEFAULT_BATCH_WINDOW, Duration::from_millis(1));
+        self.batch_window = window.min(Duration::from_millis(1));
         self
     }
 
@@ -681,6 +680,8 @@ pub struct Fleet {
     pub quiet: bool,
     /// Tick of the open-loop schedule (see `Pacer::with_resolution`).
     pub pacing_resolution: Duration,
+    /// See [`Worker::batch_window`].
+    pub batch_window: Duration,
     /// Load stages instead of a constant rate.
     pub stages: Option<Arc<crate::schedule::Stages>>,
 }
@@ -760,7 +761,7 @@ where
                     stop,
                     fleet.drain,
                 )
-                .with_batch_window(fleet.pacing_resolution);
+                .with_batch_window(fleet.batch_window);
                 let r = transport::run_loop(fleet.backend, &sock, &mut w);
                 if r.is_err() {
                     // Make sure the aggregator is not left waiting.
@@ -1636,6 +1637,7 @@ pub fn run_command(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         drain: cfg.drain,
         quiet: cfg.quiet,
         pacing_resolution: cfg.pacing_resolution,
+        batch_window: cfg.batch_window,
         stages: cfg.stages.clone(),
     };
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), cfg.workers);
@@ -1880,6 +1882,7 @@ mod tests {
             drain: Duration::from_secs(2),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            batch_window: transport::DEFAULT_BATCH_WINDOW,
             stages: None,
         };
         let client_stop = StopFlag::new();
@@ -1953,6 +1956,7 @@ mod tests {
             drain: Duration::from_secs(10),
             quiet: true,
             pacing_resolution: Duration::ZERO,
+            batch_window: transport::DEFAULT_BATCH_WINDOW,
             stages: None,
         };
         let client_stop = StopFlag::new();
@@ -2020,6 +2024,7 @@ mod tests {
                 drain: Duration::from_secs(2),
                 quiet: true,
                 pacing_resolution: Duration::ZERO,
+                batch_window: transport::DEFAULT_BATCH_WINDOW,
                 stages: None,
             };
             let make = move |_, _, _| PingClient {
