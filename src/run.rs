@@ -1854,9 +1854,19 @@ mod tests {
         fn record(&mut self, _: (), _: &mut WorkerStats) {}
     }
 
-    fn fleet_vs_echo(backend: Backend, workers: usize) {
-        let stop = StopFlag::new();
-        let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    /// `n` echo server workers on one loopback port, their address and the
+    /// receiver of their statistics.
+    #[allow(clippy::type_complexity)]
+    fn echo_servers(
+        backend: Backend,
+        n: usize,
+        stop: &StopFlag,
+    ) -> (
+        Vec<std::thread::JoinHandle<Result<IoCounters, TransportError>>>,
+        SocketAddr,
+        Receiver<WorkerMsg>,
+    ) {
+        let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), n).unwrap();
         let (stx, srx) = bounded(16);
         let servers = spawn_servers(
             socks,
@@ -1868,15 +1878,19 @@ mod tests {
             0,
         )
         .unwrap();
-        let agg = std::thread::spawn(move || aggregate(srx, 2, SystemTime::now(), 0.0, true));
-        let fleet = Fleet {
+        (servers, addr, srx)
+    }
+
+    /// A quiet loopback fleet with test defaults; callers set the load.
+    fn test_fleet(backend: Backend, workers: usize) -> Fleet {
+        Fleet {
             workers,
             local_ip: "127.0.0.1".parse().unwrap(),
             backend,
-            rate: Some(2000.0),
+            rate: None,
             concurrency: None,
-            count: Some(300),
-            duration: Some(Duration::from_secs(5)),
+            count: None,
+            duration: None,
             hold: Hold::Fixed(Duration::ZERO),
             seed: 1,
             drain: Duration::from_secs(2),
@@ -1884,6 +1898,20 @@ mod tests {
             pacing_resolution: Duration::ZERO,
             batch_window: transport::DEFAULT_BATCH_WINDOW,
             stages: None,
+        }
+    }
+
+    fn fleet_vs_echo(backend: Backend, workers: usize) {
+        let stop = StopFlag::new();
+        let (servers, addr, srx) = echo_servers(backend, 2, &stop);
+        let agg = std::thread::spawn(move || aggregate(srx, 2, SystemTime::now(), 0.0, true));
+        let fleet = Fleet {
+            rate: Some(2000.0),
+            concurrency: None,
+            count: Some(300),
+            duration: Some(Duration::from_secs(5)),
+            drain: Duration::from_secs(2),
+            ..test_fleet(backend, workers)
         };
         let client_stop = StopFlag::new();
         let r = run_clients(
@@ -1931,33 +1959,14 @@ mod tests {
     #[test]
     fn stop_flag_now_ends_a_long_run_quickly() {
         let stop = StopFlag::new();
-        let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-        let (stx, srx) = bounded(16);
-        let servers = spawn_servers(
-            socks,
-            Backend::Epoll,
-            |_, _| Echo::default(),
-            Instant::now(),
-            stx,
-            stop.clone(),
-            0,
-        )
-        .unwrap();
+        let (servers, addr, srx) = echo_servers(Backend::Epoll, 1, &stop);
         let fleet = Fleet {
-            workers: 1,
-            local_ip: "127.0.0.1".parse().unwrap(),
-            backend: Backend::Epoll,
             rate: Some(100.0),
             concurrency: None,
             count: None,
             duration: Some(Duration::from_secs(60)),
-            hold: Hold::Fixed(Duration::ZERO),
-            seed: 1,
             drain: Duration::from_secs(10),
-            quiet: true,
-            pacing_resolution: Duration::ZERO,
-            batch_window: transport::DEFAULT_BATCH_WINDOW,
-            stages: None,
+            ..test_fleet(Backend::Epoll, 1)
         };
         let client_stop = StopFlag::new();
         let s2 = client_stop.clone();
@@ -1999,33 +2008,14 @@ mod tests {
                 continue;
             }
             let stop = StopFlag::new();
-            let (socks, addr) = bind_server_sockets("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-            let (stx, srx) = bounded(16);
-            let servers = spawn_servers(
-                socks,
-                backend,
-                |_, _| Echo::default(),
-                Instant::now(),
-                stx,
-                stop.clone(),
-                0,
-            )
-            .unwrap();
+            let (servers, addr, srx) = echo_servers(backend, 1, &stop);
             let fleet = Fleet {
-                workers: 1,
-                local_ip: "127.0.0.1".parse().unwrap(),
-                backend,
                 rate: None,
                 concurrency: Some(512),
                 count: None,
                 duration: Some(Duration::from_secs(3)),
-                hold: Hold::Fixed(Duration::ZERO),
-                seed: 1,
                 drain: Duration::from_secs(2),
-                quiet: true,
-                pacing_resolution: Duration::ZERO,
-                batch_window: transport::DEFAULT_BATCH_WINDOW,
-                stages: None,
+                ..test_fleet(backend, 1)
             };
             let make = move |_, _, _| PingClient {
                 target: addr,
