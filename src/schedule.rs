@@ -50,8 +50,8 @@ impl WeightedCycle {
         best
     }
 
-    /// Take the part [`Self::peek`] returned.
-    pub fn take(&mut self) {
+    /// Take the part [`Self::peek`] returned, and return it.
+    pub fn take(&mut self) -> usize {
         let pick = self.peek();
         for (c, w) in self.current.iter_mut().zip(&self.weights) {
             *c += w;
@@ -59,6 +59,7 @@ impl WeightedCycle {
         if let Some(c) = self.current.get_mut(pick) {
             *c -= self.total;
         }
+        pick
     }
 }
 
@@ -415,13 +416,7 @@ mod tests {
         for weights in [vec![1u32], vec![1, 3], vec![3, 1, 1], vec![5, 2, 7]] {
             let total: u32 = weights.iter().sum();
             let mut c = WeightedCycle::new(&weights);
-            let picks: Vec<usize> = (0..total * 20)
-                .map(|_| {
-                    let p = c.peek();
-                    c.take();
-                    p
-                })
-                .collect();
+            let picks: Vec<usize> = (0..total * 20).map(|_| c.take()).collect();
             for window in picks.chunks(total as usize) {
                 for (i, w) in weights.iter().enumerate() {
                     let n = window.iter().filter(|&&p| p == i).count();
@@ -434,13 +429,7 @@ mod tests {
         }
         // Spread, not runs: 1:1 alternates.
         let mut c = WeightedCycle::new(&[1, 1]);
-        let seq: Vec<usize> = (0..6)
-            .map(|_| {
-                let p = c.peek();
-                c.take();
-                p
-            })
-            .collect();
+        let seq: Vec<usize> = (0..6).map(|_| c.take()).collect();
         assert_eq!(seq, [0, 1, 0, 1, 0, 1]);
     }
 
