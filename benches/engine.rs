@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+use sipstorm::flow::Flow;
 use sipstorm::engine::{
     ClientConfig, Endpoint, Event, Outcome, SansIo, Scenario, ServerConfig, UserSource,
 };
@@ -62,6 +63,7 @@ fn endpoints(scenario: Scenario, now: Instant) -> (Endpoint, Endpoint) {
 /// Deliver everything both ways until both are quiet; returns finished attempts.
 fn pump(c: &mut Endpoint, s: &mut Endpoint, now: Instant, buf: &mut Vec<u8>) -> usize {
     let (ca, sa): (SocketAddr, SocketAddr) = (CADDR.parse().unwrap(), SADDR.parse().unwrap());
+    let (ca, sa) = (Flow::udp(ca), Flow::udp(sa));
     let mut done = 0;
     loop {
         let mut moved = false;

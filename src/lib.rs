@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod dist;
 pub mod engine;
+pub mod flow;
 pub mod profile;
 pub mod report;
 pub mod run;

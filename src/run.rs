@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::engine::SansIo;
+use crate::flow::Flow;
 use crate::schedule::{Hold, Pace, Pacer, Rng};
 use crate::stats::{Aggregate, Counter, Snapshot, WorkerStats};
 use crate::transport::{self, Backend, IoCounters, SocketOptions, Tick, TransportError, Worker};
@@ -52,7 +53,7 @@ pub trait LoadClient: SansIo {
     fn shutdown(&mut self, now: Instant);
     /// The transport could not deliver to `dest` (ICMP unreachable): end
     /// the attempts waiting on it as transport errors (RFC 3261 §17.1.4).
-    fn transport_error(&mut self, _now: Instant, _dest: SocketAddr) {}
+    fn transport_error(&mut self, _now: Instant, _dest: Flow) {}
     /// The drain deadline passed: end every attempt still in flight as
     /// timed out, so each attempt is counted succeeded or failed.
     fn abandon(&mut self, _now: Instant) {}
@@ -345,7 +346,7 @@ impl<C: LoadClient> ClientWorker<C> {
 }
 
 impl<C: LoadClient> Worker for ClientWorker<C> {
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         self.client.handle(now, from, data);
     }
 
@@ -435,11 +436,11 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         Tick::Continue(wake)
     }
 
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.client.poll_transmit(buf)
     }
 
-    fn unreachable(&mut self, now: Instant, dest: SocketAddr, _errno: i32) {
+    fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
         self.client.transport_error(now, dest);
     }
 }
@@ -476,7 +477,7 @@ impl<S: LoadServer> ServerWorker<S> {
 }
 
 impl<S: LoadServer> Worker for ServerWorker<S> {
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         self.server.handle(now, from, data);
     }
 
@@ -502,7 +503,7 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
         ))
     }
 
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.server.poll_transmit(buf)
     }
 }
@@ -1010,13 +1011,13 @@ fn flush_engine_counters(
 
 impl SansIo for EngineClient {
     type Event = Event;
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         self.ep.handle(now, from, data);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.ep.poll_transmit(buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1053,7 +1054,7 @@ impl LoadClient for EngineClient {
     fn shutdown(&mut self, now: Instant) {
         self.ep.shutdown(now);
     }
-    fn transport_error(&mut self, now: Instant, dest: SocketAddr) {
+    fn transport_error(&mut self, now: Instant, dest: Flow) {
         self.ep.transport_error(now, dest);
     }
     fn abandon(&mut self, now: Instant) {
@@ -1224,7 +1225,7 @@ impl EngineServer {
 
 impl SansIo for EngineServer {
     type Event = Event;
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         if let Some(g) = &mut self.throttle
             && g.intercept(now, from, data)
         {
@@ -1235,7 +1236,7 @@ impl SansIo for EngineServer {
     fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         if let Some(to) = self.throttle.as_mut().and_then(|g| g.poll_transmit(buf)) {
             return Some(to);
         }
@@ -1805,7 +1806,7 @@ mod tests {
 
     impl SansIo for PingClient {
         type Event = (Instant, Instant, Instant);
-        fn handle(&mut self, now: Instant, _from: SocketAddr, data: &[u8]) {
+        fn handle(&mut self, now: Instant, _from: Flow, data: &[u8]) {
             let id = std::str::from_utf8(data)
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok());
@@ -1814,11 +1815,11 @@ mod tests {
             }
         }
         fn handle_timeout(&mut self, _now: Instant) {}
-        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
             let id = self.out.pop_front()?;
             buf.clear();
             buf.extend_from_slice(id.to_string().as_bytes());
-            Some(self.target)
+            Some(Flow::udp(self.target))
         }
         fn poll_timeout(&self) -> Option<Instant> {
             None

@@ -15,6 +15,7 @@ use sipstorm::engine::sim::{NetConfig, Sim};
 use sipstorm::engine::{
     ClientConfig, Endpoint, Event, Outcome, SansIo, Scenario, ServerConfig, UserSource,
 };
+use sipstorm::flow::Flow;
 use sipstorm::sip;
 
 const C: &str = "10.0.0.1:5060";
@@ -335,7 +336,7 @@ fn mutations_injected_mid_flow_never_panic_or_leak() {
                     .start_attempt(now, now, Duration::from_millis(200));
             }
             for (node, from) in [(c, addr(S)), (s, addr(C))] {
-                sim.ep(node).handle(now, from, &m);
+                sim.ep(node).handle(now, Flow::udp(from), &m);
             }
             for node in [c, s] {
                 sim.flush(node);
@@ -378,7 +379,7 @@ fn register(branch: u32, cseq: u32, user: &str, extra: &str, contacts: &str) -> 
 
 /// Send one request to the server endpoint, return its responses.
 fn ask(srv: &mut Endpoint, now: Instant, req: &[u8]) -> Vec<Vec<u8>> {
-    srv.handle(now, addr(C), req);
+    srv.handle(now, Flow::udp(addr(C)), req);
     let mut out = Vec::new();
     let mut b = Vec::new();
     while srv.poll_transmit(&mut b).is_some() {
@@ -631,12 +632,12 @@ fn transport_error_ends_waiting_attempts_at_once() {
         assert!(started > 0 && outcomes(&sim, c).is_empty(), "{sc:?}");
         let now = sim.now;
         assert_eq!(
-            sim.ep(c).transport_error(now, addr("10.0.0.9:5060")),
+            sim.ep(c).transport_error(now, Flow::udp(addr("10.0.0.9:5060"))),
             0,
             "{sc:?}: another destination"
         );
         assert_eq!(sim.ep(c).in_flight() as u32, started, "{sc:?}");
-        let ended = sim.ep(c).transport_error(now, srv);
+        let ended = sim.ep(c).transport_error(now, Flow::udp(srv));
         sim.flush(c);
         assert_eq!(ended as u32, started, "{sc:?}");
         assert_eq!(sim.ep(c).in_flight(), 0, "{sc:?}");
@@ -650,7 +651,7 @@ fn transport_error_ends_waiting_attempts_at_once() {
         assert_eq!((st.sessions, st.transactions), (0, 0), "{sc:?} {st:?}");
         // A second report finds nothing; the cancelled timers report
         // nothing more and drain from the wheel.
-        assert_eq!(sim.ep(c).transport_error(now, srv), 0, "{sc:?}");
+        assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)), 0, "{sc:?}");
         let st = settle(&mut sim, c);
         assert_eq!(
             outcomes(&sim, c).len() as u32,
@@ -687,7 +688,7 @@ fn transport_error_ends_ringing_and_byeing_calls() {
     sim.run_for(Duration::from_millis(300));
     assert_eq!(sim.ep(c).in_flight() as u32, started);
     let now = sim.now;
-    assert_eq!(sim.ep(c).transport_error(now, srv) as u32, started);
+    assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)) as u32, started);
     sim.flush(c);
     let o = outcomes(&sim, c);
     assert_eq!(o.len() as u32, started);
@@ -705,14 +706,14 @@ fn transport_error_ends_ringing_and_byeing_calls() {
     sim.run_for(Duration::from_millis(200));
     // In hold: no transaction to fail.
     let now = sim.now;
-    assert_eq!(sim.ep(c).transport_error(now, srv), 0);
+    assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)), 0);
     assert_eq!(sim.ep(c).in_flight() as u32, started);
     gone.set(true);
     sim.run_for(Duration::from_secs(2));
     // Every BYE is out and unanswered.
     assert!(outcomes(&sim, c).is_empty());
     let now = sim.now;
-    assert_eq!(sim.ep(c).transport_error(now, srv) as u32, started);
+    assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)) as u32, started);
     sim.flush(c);
     let o = outcomes(&sim, c);
     assert_eq!(o.len() as u32, started);

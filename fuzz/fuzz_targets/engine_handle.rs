@@ -48,7 +48,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     while ep.poll_transmit(&mut buf).is_some() {}
     for dt in [1u64, 2] {
         let now = t0 + Duration::from_millis(dt);
-        ep.handle(now, from, dgram);
+        ep.handle(now, sipstorm::flow::Flow::udp(from), dgram);
         while ep.poll_transmit(&mut buf).is_some() {}
         while ep.poll_event().is_some() {}
     }

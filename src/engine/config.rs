@@ -402,6 +402,8 @@ pub struct ClientConfig {
     pub target: SocketAddr,
     /// This worker's own address, written into Via and Contact.
     pub local: SocketAddr,
+    /// How requests reach the target (Via transport token, reliability).
+    pub transport: crate::flow::TransportKind,
     /// Users and passwords.
     pub users: Arc<UserSource>,
     /// This worker uses users `user_offset + k·user_stride` (k = 0, 1, …) so
@@ -447,6 +449,7 @@ impl ClientConfig {
             scenario,
             target,
             local,
+            transport: crate::flow::TransportKind::Udp,
             users: Arc::new(
                 UserSource::pattern("u{000000..000999}", "pw-{user}")
                     .unwrap_or_else(|_| UserSource::list(vec![("u0".into(), "pw-u0".into())])),
@@ -465,6 +468,14 @@ impl ClientConfig {
             digest_algorithms: Vec::new(),
             digest_qop: crate::auth::Qop::Auth,
         }
+    }
+}
+
+impl ClientConfig {
+    /// Where out-of-dialog requests go: the target over the configured
+    /// transport, on whatever connection the transport picks.
+    pub fn target_flow(&self) -> crate::flow::Flow {
+        crate::flow::Flow::new(self.transport, self.target, crate::flow::ConnId::ANY)
     }
 }
 

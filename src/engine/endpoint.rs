@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+
+use crate::flow::Flow;
 use std::time::{Duration, Instant};
 
 use super::SansIo;
@@ -58,7 +60,7 @@ pub(super) struct Txn {
     pub state: TxState,
     pub method: Option<MethodKind>,
     pub key: u64,
-    pub dest: Option<SocketAddr>,
+    pub dest: Option<Flow>,
     pub msg: Vec<u8>,
     pub interval_ms: u64,
     pub sent_ns: u64,
@@ -139,7 +141,7 @@ pub(super) struct Sess {
     pub bye_ns: u64,
     pub phase_ns: u64,
     pub hold: Duration,
-    pub dest: Option<SocketAddr>,
+    pub dest: Option<Flow>,
     pub buf: Vec<u8>,
     pub ruri: Span,
     pub to_uri: Span,
@@ -355,7 +357,7 @@ pub struct Endpoint {
     pub(super) aors: Slab<Aor>,
     pub(super) aor_map: Map,
     pub(super) mint: Option<NonceMint>,
-    pub(super) txq: VecDeque<(SocketAddr, Vec<u8>)>,
+    pub(super) txq: VecDeque<(Flow, Vec<u8>)>,
     pub(super) pool: Vec<Vec<u8>>,
     pub(super) events: VecDeque<Event>,
     pub(super) counters: Counters,
@@ -593,7 +595,8 @@ impl Endpoint {
         r.next_u64()
     }
     /// Key of a peer (source address and port) for per-peer accounting.
-    pub(super) fn peer_key(&self, a: SocketAddr) -> u64 {
+    pub(super) fn peer_key(&self, flow: Flow) -> u64 {
+        let a = flow.peer;
         let ip = match a.ip() {
             IpAddr::V4(v) => u128::from(u32::from(v)),
             IpAddr::V6(v) => u128::from(v),
@@ -644,7 +647,7 @@ impl Endpoint {
     }
     /// Queue a datagram built in a pooled buffer.
     #[inline]
-    pub(super) fn send(&mut self, dest: SocketAddr, b: Vec<u8>) {
+    pub(super) fn send(&mut self, dest: Flow, b: Vec<u8>) {
         self.counters.sent += 1;
         self.txq.push_back((dest, b));
     }
@@ -759,7 +762,7 @@ impl Endpoint {
         kind: TxKind,
         method: MethodKind,
         key: u64,
-        dest: SocketAddr,
+        dest: Flow,
         owner: u32,
         msg: Vec<u8>,
     ) -> (u32, u32) {
@@ -864,13 +867,13 @@ impl Endpoint {
     /// its destination, so every such transaction towards `dest` fails.
     /// Server transactions and attempts not waiting on a transaction (calls
     /// in hold) are left alone. Returns how many transactions ended.
-    pub fn transport_error(&mut self, now: Instant, dest: SocketAddr) -> usize {
+    pub fn transport_error(&mut self, now: Instant, dest: Flow) -> usize {
         let doomed: Vec<(u32, u32)> = self
             .txns
             .live_indices()
             .filter(|&ti| {
                 self.txns.get(ti).is_some_and(|t| {
-                    t.dest == Some(dest)
+                    t.dest.is_some_and(|d| d.peer == dest.peer && d.transport == dest.transport)
                         && matches!(
                             (t.kind, t.state),
                             (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)
@@ -994,7 +997,7 @@ impl Endpoint {
 
     // ---- entry points ---------------------------------------------------
 
-    fn on_message(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn on_message(&mut self, now: Instant, from: Flow, data: &[u8]) {
         let msg = match sip::parse(data) {
             Ok(m) => m,
             Err(e) => {
@@ -1012,7 +1015,7 @@ impl Endpoint {
 
     /// A response: match the client transaction (§17.1.3), or a dialog for
     /// a retransmitted 2xx, or an absorber record.
-    fn on_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+    fn on_response(&mut self, now: Instant, from: Flow, msg: &Message<'_>) {
         if self.sc.is_some() && self.proxy_response(msg) {
             return;
         }
@@ -1170,7 +1173,7 @@ pub(super) fn branch_text(id: u64) -> [u8; 23] {
 
 /// Next hop for a SIP URI whose host is an IP literal (the engine does no
 /// DNS); the port defaults to 5060.
-pub(super) fn hop_of(uri: &[u8]) -> Option<SocketAddr> {
+pub(super) fn hop_of(uri: &[u8]) -> Option<Flow> {
     let u = sip::parse_uri(strip_angle(uri))?;
     let host = u.host;
     let host = host
@@ -1178,7 +1181,7 @@ pub(super) fn hop_of(uri: &[u8]) -> Option<SocketAddr> {
         .and_then(|h| h.strip_suffix(b"]"))
         .unwrap_or(host);
     let ip: IpAddr = std::str::from_utf8(host).ok()?.parse().ok()?;
-    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+    Some(Flow::udp(SocketAddr::new(ip, u.port.unwrap_or(5060))))
 }
 
 /// The URI inside `<...>` (name-addr form), or the input.
@@ -1192,7 +1195,7 @@ pub(super) fn strip_angle(v: &[u8]) -> &[u8] {
 impl SansIo for Endpoint {
     type Event = Event;
 
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         self.counters.received += 1;
         self.on_message(now, from, data);
     }
@@ -1216,7 +1219,7 @@ impl SansIo for Endpoint {
         self.absorb_sweep(now);
     }
 
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         let (dest, mut b) = self.txq.pop_front()?;
         std::mem::swap(buf, &mut b);
         self.put_buf(b);

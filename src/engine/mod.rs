@@ -34,8 +34,9 @@
 //! proxy `mixed` goes through when the target is the built-in server).
 //! [`sim`] steps endpoints over a simulated lossy network in virtual time.
 
-use std::net::SocketAddr;
 use std::time::Instant;
+
+use crate::flow::Flow;
 
 /// The contract between a sans-IO protocol endpoint and the I/O loop that
 /// drives it (io_uring worker, epoll fallback, or a virtual-time simulation).
@@ -47,15 +48,16 @@ pub trait SansIo {
     /// What the endpoint reports to its driver (metrics, outcomes).
     type Event;
 
-    /// One datagram received from `from` at time `now`.
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
+    /// One message received on `from` at time `now` (a whole datagram, or
+    /// one framed message of a stream connection).
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]);
 
     /// Fire every timer whose deadline is at or before `now`.
     fn handle_timeout(&mut self, now: Instant);
 
-    /// Write the next datagram to send into `buf` (cleared by the callee) and
-    /// return its destination, or `None` when nothing is queued.
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+    /// Write the next message to send into `buf` (cleared by the callee) and
+    /// return the flow it goes on, or `None` when nothing is queued.
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow>;
 
     /// The earliest pending timer deadline, if any.
     fn poll_timeout(&self) -> Option<Instant>;

@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::endpoint::{Endpoint, hop_of};
+use crate::flow::Flow;
 use super::util::{hex16, mix};
 use crate::sip::{self, Builder, Message};
 
@@ -20,7 +21,7 @@ fn eq_ic(a: &[u8], b: &[u8]) -> bool {
 impl Endpoint {
     /// Where to forward `msg`, if it is for a user bound here and the
     /// binding is not this endpoint itself.
-    pub(super) fn proxy_target(&self, msg: &Message<'_>) -> Option<(Vec<u8>, SocketAddr)> {
+    pub(super) fn proxy_target(&self, msg: &Message<'_>) -> Option<(Vec<u8>, Flow)> {
         if self.aor_map.is_empty() || !self.sc.as_ref().is_some_and(|s| s.proxy) {
             return None;
         }
@@ -36,14 +37,14 @@ impl Endpoint {
         }
         let hop = hop_of(contact)?;
         let local = self.sc.as_ref()?.local;
-        if hop == local {
+        if hop.peer == local {
             return None;
         }
         Some((contact.to_vec(), hop))
     }
 
     /// Forward a request (§16.6 steps 1, 3, 8; §16.11 branch).
-    pub(super) fn proxy_request(&mut self, msg: &Message<'_>, contact: &[u8], hop: SocketAddr) {
+    pub(super) fn proxy_request(&mut self, msg: &Message<'_>, contact: &[u8], hop: Flow) {
         let Some(method) = msg.method() else { return };
         let mf = msg.max_forwards().unwrap_or(70);
         let inbound = msg.top_via().and_then(|v| v.branch).unwrap_or(b"");
@@ -143,7 +144,7 @@ impl Endpoint {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
         self.counters.proxied += 1;
-        self.send(SocketAddr::new(ip, port), out);
+        self.send(Flow::udp(SocketAddr::new(ip, port)), out);
         true
     }
 }

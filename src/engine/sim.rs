@@ -205,7 +205,7 @@ impl Sim {
                 self.buf = buf;
                 break;
             };
-            self.schedule(from, dest, buf.clone());
+            self.schedule(from, dest.peer, buf.clone());
             self.buf = buf;
         }
         let node = &mut self.nodes[i];
@@ -258,7 +258,7 @@ impl Sim {
             let now = self.now;
             let out = match &mut self.nodes[j].peer {
                 Peer::Engine(e) => {
-                    e.handle(now, from, &data);
+                    e.handle(now, crate::flow::Flow::udp(from), &data);
                     Vec::new()
                 }
                 Peer::Script(s) => s(from, &data),

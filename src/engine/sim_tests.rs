@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::sim::{NetConfig, Sim};
 use super::*;
 use crate::dist::Delay;
+use crate::flow::Flow;
 use crate::sip;
 
 fn addr(s: &str) -> SocketAddr {
@@ -144,7 +145,7 @@ fn register_with_digest() {
     assert_eq!(sz.bindings, 3);
     let b = p.sim.ep(p.s).bindings_of(b"u000");
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].1, Some(addr(C)));
+    assert_eq!(b[0].1, Some(Flow::udp(addr(C))));
     p.assert_clean();
 }
 
@@ -597,7 +598,7 @@ fn bad_requests_get_errors_without_disturbing_calls() {
     let srv = p.s;
     let now = p.sim.now;
     for i in inputs {
-        p.sim.ep(srv).handle(now, bad, &i);
+        p.sim.ep(srv).handle(now, Flow::udp(bad), &i);
     }
     p.run(Duration::from_secs(3));
     let r = replies.borrow().clone();
@@ -936,7 +937,7 @@ fn mutated_messages_never_panic() {
         let mut c = Endpoint::client(ccfg(Scenario::Call), t0);
         let mut s = Endpoint::server(scfg(), t0);
         for ep in [&mut c, &mut s] {
-            ep.handle(t0, addr("10.0.0.8:5060"), &m);
+            ep.handle(t0, Flow::udp(addr("10.0.0.8:5060")), &m);
             let mut buf = Vec::new();
             while ep.poll_transmit(&mut buf).is_some() {}
             ep.handle_timeout(t0 + Duration::from_secs(100));
@@ -1086,8 +1087,8 @@ fn proxy_forwards_to_binding_and_refuses_max_forwards_zero() {
     let now = p.sim.now;
     let srv = p.s;
     p.sim.trace.clear();
-    p.sim.ep(srv).handle(now, other, &inv("INFO", 0));
-    p.sim.ep(srv).handle(now, other, &inv("OPTIONS", 5));
+    p.sim.ep(srv).handle(now, Flow::udp(other), &inv("INFO", 0));
+    p.sim.ep(srv).handle(now, Flow::udp(other), &inv("OPTIONS", 5));
     p.run(Duration::from_millis(100));
     // The MF 0 one is refused; the other is forwarded to the binding with MF 4,
     // answered by the client's UAS side, and the answer comes back through us.

@@ -16,7 +16,6 @@
 //! attempt and always pass, so one attempt is one token whatever the
 //! scenario.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -113,7 +112,7 @@ impl Throttle {
 #[derive(Debug)]
 pub struct Gate {
     throttle: Throttle,
-    pending: Vec<(SocketAddr, Vec<u8>)>,
+    pending: Vec<(crate::flow::Flow, Vec<u8>)>,
 }
 
 impl Gate {
@@ -126,7 +125,7 @@ impl Gate {
 
     /// `true`: the datagram was refused (a 503 is queued for `from`) and
     /// must not reach the engine.
-    pub fn intercept(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
+    pub fn intercept(&mut self, now: Instant, from: crate::flow::Flow, data: &[u8]) -> bool {
         let mut out = Vec::new();
         if self.throttle.check(now, data, &mut out).is_some() {
             self.pending.push((from, out));
@@ -136,7 +135,7 @@ impl Gate {
     }
 
     /// A queued 503, before anything the engine has to send.
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<crate::flow::Flow> {
         let (to, out) = self.pending.pop()?;
         *buf = out;
         Some(to)

@@ -3,7 +3,6 @@
 //! them. Requests are built with `sip::Builder` into pooled buffers from
 //! per-endpoint constant fragments and the compact session state.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::config::Scenario;
@@ -15,6 +14,7 @@ use super::endpoint::{
 use super::event::{Event, MethodKind, Outcome};
 use super::util::{dec, hex16, mix};
 use crate::auth;
+use crate::flow::Flow;
 use crate::sip::{self, Builder, Contact, Message, Method};
 
 /// Which request `build_req` writes.
@@ -417,7 +417,7 @@ impl Endpoint {
         let cancel = self.cc.as_ref().map_or(0.0, |c| c.cancel_ratio);
         let cancel = self.rng.chance(cancel);
         let (target, ring_timeout) = match &self.cc {
-            Some(c) => (c.target, c.ring_timeout),
+            Some(c) => (c.target_flow(), c.ring_timeout),
             None => return,
         };
         // Request-URI = To URI = sip:callee@domain.
@@ -516,7 +516,7 @@ impl Endpoint {
         method: MethodKind,
         branch: u64,
         cseq: u32,
-        dest: SocketAddr,
+        dest: Flow,
     ) -> (u32, u32) {
         let msg = self.build_req(si, req, branch, cseq);
         let key = self.ckey(&branch_text(branch), method);
@@ -585,7 +585,7 @@ impl Endpoint {
     pub(super) fn uac_invite_2xx(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Flow,
         si: u32,
         msg: &Message<'_>,
     ) {
@@ -659,7 +659,7 @@ impl Endpoint {
 
     /// A 2xx to an INVITE whose transaction is gone: a retransmission
     /// (the UAS did not get our ACK), so ACK again (§13.2.2.4).
-    pub(super) fn on_stray_2xx(&mut self, _now: Instant, _from: SocketAddr, msg: &Message<'_>) {
+    pub(super) fn on_stray_2xx(&mut self, _now: Instant, _from: Flow, msg: &Message<'_>) {
         let (Some(cid), Some(tag)) = (msg.call_id(), msg.from().and_then(|f| f.tag)) else {
             self.counters.unexpected += 1;
             return;
@@ -888,7 +888,7 @@ impl Endpoint {
 
     fn send_register(&mut self, now: Instant, si: u32, expires: u32) {
         let branch = self.new_id();
-        let Some(dest) = self.cc.as_ref().map(|c| c.target) else {
+        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
             return;
         };
         let Some(s) = self.sess.get_mut(si) else {
@@ -1068,7 +1068,7 @@ impl Endpoint {
         let tag = self.new_id();
         let branch = self.new_id();
         let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let Some(dest) = self.cc.as_ref().map(|c| c.target) else {
+        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
             return;
         };
         let (ins, ints) = (self.ns(now), self.ns(intended));

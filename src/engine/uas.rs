@@ -3,7 +3,6 @@
 //! to OPTIONS and to requests that must be refused (400, 405, 481, 483,
 //! 501, 505), and the server INVITE transaction (§17.2.1 with RFC 6026).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint::{
@@ -12,6 +11,7 @@ use super::endpoint::{
 };
 use super::event::MethodKind;
 use super::util::{dec, hex16, mix};
+use crate::flow::Flow;
 use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck};
 use crate::sip::{self, Builder, Contact, Message, Method, ParseError, reason_phrase};
 
@@ -34,7 +34,7 @@ impl Endpoint {
     pub(super) fn on_unparseable(
         &mut self,
         _now: Instant,
-        from: SocketAddr,
+        from: Flow,
         data: &[u8],
         e: ParseError,
     ) {
@@ -110,7 +110,7 @@ impl Endpoint {
     #[allow(clippy::too_many_arguments)]
     fn respond(
         &mut self,
-        to: SocketAddr,
+        to: Flow,
         req: &Message<'_>,
         code: u16,
         reason: &[u8],
@@ -134,7 +134,7 @@ impl Endpoint {
     /// Like `respond` without keeping a copy.
     fn reply(
         &mut self,
-        to: SocketAddr,
+        to: Flow,
         req: &Message<'_>,
         code: u16,
         tag: Option<&[u8]>,
@@ -151,7 +151,7 @@ impl Endpoint {
     }
 
     /// Every request: ACK and retransmissions first, then by method.
-    pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+    pub(super) fn on_request(&mut self, now: Instant, from: Flow, msg: &Message<'_>) {
         let (Some(method), Some(via)) = (msg.method(), msg.top_via()) else {
             self.counters.unexpected += 1;
             return;
@@ -239,7 +239,7 @@ impl Endpoint {
 
     // ---- INVITE server transaction -------------------------------------
 
-    fn server_invite_txn(&mut self, now: Instant, from: SocketAddr, key: u64, owner: u32) -> u32 {
+    fn server_invite_txn(&mut self, now: Instant, from: Flow, key: u64, owner: u32) -> u32 {
         let owner_gen = self.sess.generation(owner);
         let t1 = self.t.t1.as_millis() as u64;
         let sent = self.ns(now);
@@ -321,7 +321,7 @@ impl Endpoint {
         out
     }
 
-    fn uas_invite(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, key: u64) {
+    fn uas_invite(&mut self, now: Instant, from: Flow, msg: &Message<'_>, key: u64) {
         let Some(call_id) = msg.call_id() else { return };
         if let Some(tag) = msg.to().and_then(|t| t.tag) {
             // A re-INVITE (e.g. hold): accept it in the existing dialog.
@@ -553,7 +553,7 @@ impl Endpoint {
         }
     }
 
-    fn uas_bye(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, key: u64) {
+    fn uas_bye(&mut self, now: Instant, from: Flow, msg: &Message<'_>, key: u64) {
         let dk = match (msg.call_id(), msg.to().and_then(|t| t.tag)) {
             (Some(c), Some(t)) => Some(self.dkey(c, t)),
             _ => None,
@@ -586,7 +586,7 @@ impl Endpoint {
     fn uas_cancel(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Flow,
         msg: &Message<'_>,
         via: &sip::Via<'_>,
         key: u64,
@@ -715,7 +715,7 @@ impl Endpoint {
     fn uas_register(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Flow,
         msg: &Message<'_>,
         key: u64,
         authed: bool,
@@ -920,7 +920,7 @@ impl Endpoint {
 
     /// Registrar lookup for tests and the proxy path: the bound Contact URIs
     /// of `user`, with their next hops.
-    pub fn bindings_of(&self, user: &[u8]) -> Vec<(Vec<u8>, Option<SocketAddr>)> {
+    pub fn bindings_of(&self, user: &[u8]) -> Vec<(Vec<u8>, Option<Flow>)> {
         let Some(&ai) = self.aor_map.get(&self.h(user)) else {
             return Vec::new();
         };

@@ -14,6 +14,8 @@ use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::flow::Flow;
+
 use super::{CONTROL_LEN, IoCounters, Tick, TransportError, Worker};
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
@@ -111,7 +113,7 @@ impl SendBatch {
             let Some(dst) = worker.poll_transmit(&mut self.bufs[i]) else {
                 return false;
             };
-            self.namelens[i] = super::sockaddr_from(dst, &mut self.names[i]);
+            self.namelens[i] = super::sockaddr_from(dst.peer, &mut self.names[i]);
             self.len += 1;
         }
         true
@@ -316,7 +318,7 @@ fn receive<W: Worker>(
             io.datagrams_received += 1;
             io.bytes_received += len as u64;
             let at = rx.clock.arrival(&rx.controls[i][..clen]);
-            worker.handle(at, from, &rx.bufs[i][..len]);
+            worker.handle(at, Flow::udp(from), &rx.bufs[i][..len]);
         }
         if n < BATCH {
             break;

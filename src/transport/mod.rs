@@ -32,6 +32,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::flow::Flow;
+
 pub mod epoll;
 pub mod testing;
 pub mod uring;
@@ -55,16 +57,17 @@ pub const MAX_DATAGRAM: usize = 4096 - 128;
 
 /// What the loop tells the worker, and the worker tells the loop.
 pub trait Worker {
-    /// One datagram received from `from` at time `now`.
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
+    /// One message received on `from` at time `now`.
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]);
 
     /// Once per loop turn, after the received datagrams: fire timers, start
     /// attempts that are due, drain events into statistics. `io` are the
     /// loop's own counters so far.
     fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick;
 
-    /// The next datagram to send, written into `buf` (cleared by the callee).
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+    /// The next message to send, written into `buf` (cleared by the callee),
+    /// and the flow it goes on.
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow>;
 
     /// How long a wait may hold back received datagrams to handle them in
     /// one turn (io_uring `min_wait`). Longer saves wake-ups (CPU per
@@ -82,7 +85,7 @@ pub trait Worker {
     /// transport informs its user of a failure in sending; §17.1.4: the
     /// client transaction then informs the TU and terminates. Called during
     /// the receive phase of a turn, before `tick`. Default: ignored.
-    fn unreachable(&mut self, _now: Instant, _dest: SocketAddr, _errno: i32) {}
+    fn unreachable(&mut self, _now: Instant, _dest: Flow, _errno: i32) {}
 }
 
 /// The worker's answer to a loop turn.
@@ -550,7 +553,7 @@ pub(crate) fn drain_error_queue<W: Worker>(
         let raw = unsafe { std::slice::from_raw_parts((&raw const name).cast::<u8>(), nlen) };
         if let (Some(errno), Some(dest)) = (icmp_errno(&control[..clen]), sockaddr_to(raw)) {
             io.icmp_errors += 1;
-            worker.unreachable(now, dest, errno);
+            worker.unreachable(now, Flow::udp(dest), errno);
         }
     }
     read

@@ -10,24 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::SansIo;
+use crate::flow::Flow;
 
 use super::{IoCounters, Tick, Worker};
 
 /// Echoes every datagram back to its sender.
 #[derive(Debug, Default)]
 pub struct Echo {
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    queue: VecDeque<(Flow, Vec<u8>)>,
     /// Datagrams echoed so far.
     pub echoed: u64,
 }
 
 impl SansIo for Echo {
     type Event = ();
-    fn handle(&mut self, _now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, _now: Instant, from: Flow, data: &[u8]) {
         self.queue.push_back((from, data.to_vec()));
     }
     fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         let (to, data) = self.queue.pop_front()?;
         buf.clear();
         buf.extend_from_slice(&data);
@@ -86,7 +87,7 @@ impl Pinger {
 
 impl SansIo for Pinger {
     type Event = u64;
-    fn handle(&mut self, _now: Instant, _from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, _now: Instant, _from: Flow, data: &[u8]) {
         let seq = std::str::from_utf8(data)
             .ok()
             .and_then(|s| s.strip_prefix("ping "))
@@ -102,7 +103,7 @@ impl SansIo for Pinger {
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         let now = self.now;
         if self.sent >= self.total || now < self.next_send {
             return None;
@@ -112,7 +113,7 @@ impl SansIo for Pinger {
         self.sent += 1;
         self.next_send += self.interval;
         self.last_send = Some(now);
-        Some(self.target)
+        Some(Flow::udp(self.target))
     }
     fn poll_timeout(&self) -> Option<Instant> {
         (self.sent < self.total).then_some(self.next_send)
@@ -156,7 +157,7 @@ impl<E: SansIo, F: FnMut(&E, Instant) -> bool> Driven<E, F> {
 }
 
 impl<E: SansIo, F: FnMut(&E, Instant) -> bool> Worker for Driven<E, F> {
-    fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
         self.endpoint.handle(now, from, data);
     }
     fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick {
@@ -172,7 +173,7 @@ impl<E: SansIo, F: FnMut(&E, Instant) -> bool> Worker for Driven<E, F> {
         }
         Tick::Continue(self.endpoint.poll_timeout())
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.endpoint.poll_transmit(buf)
     }
 }
@@ -291,7 +292,7 @@ mod tests {
     }
 
     impl Worker for Bouncer {
-        fn handle(&mut self, _now: Instant, _from: SocketAddr, _data: &[u8]) {}
+        fn handle(&mut self, _now: Instant, _from: Flow, _data: &[u8]) {}
         fn tick(&mut self, now: Instant, _io: &IoCounters) -> Tick {
             if (self.plan.is_empty() && self.reports.len() >= self.want) || now >= self.deadline {
                 return Tick::Stop;
@@ -300,7 +301,7 @@ mod tests {
             // Paced: one turn every 2 ms, so errors also arrive while idle.
             Tick::Continue(Some(now + Duration::from_millis(2)))
         }
-        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
             if self.budget == 0 {
                 return None;
             }
@@ -308,10 +309,10 @@ mod tests {
             self.budget -= 1;
             buf.clear();
             buf.extend_from_slice(b"OPTIONS sip:x SIP/2.0\r\n\r\n");
-            Some(to)
+            Some(Flow::udp(to))
         }
-        fn unreachable(&mut self, _now: Instant, dest: SocketAddr, errno: i32) {
-            self.reports.push((dest, errno));
+        fn unreachable(&mut self, _now: Instant, dest: Flow, errno: i32) {
+            self.reports.push((dest.peer, errno));
         }
     }
 

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use io_uring::types::{BufRingEntry, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use crate::flow::Flow;
+
 use super::{CONTROL_LEN, IoCounters, Tick, TransportError, Worker};
 
 /// Buffer group id of the receive ring (one ring per io_uring instance).
@@ -374,7 +376,7 @@ impl Loop {
                             self.io.datagrams_received += 1;
                             self.io.bytes_received += payload.len() as u64;
                             let at = self.clock.arrival(out.control_data());
-                            worker.handle(at, from, payload);
+                            worker.handle(at, Flow::udp(from), payload);
                         }
                     }
                 }
@@ -423,7 +425,7 @@ impl Loop {
                 self.free.push(idx);
                 return Ok(false);
             };
-            let namelen = super::sockaddr_from(dst, &mut slot.addr);
+            let namelen = super::sockaddr_from(dst.peer, &mut slot.addr);
             slot.iov = libc::iovec {
                 iov_base: slot.buf.as_mut_ptr().cast(),
                 iov_len: slot.buf.len(),
@@ -544,11 +546,11 @@ pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, 
 struct Discard<'a, W>(&'a mut W);
 
 impl<W: Worker> Worker for Discard<'_, W> {
-    fn handle(&mut self, _now: Instant, _from: std::net::SocketAddr, _data: &[u8]) {}
+    fn handle(&mut self, _now: Instant, _from: Flow, _data: &[u8]) {}
     fn tick(&mut self, _now: Instant, _io: &IoCounters) -> Tick {
         Tick::Stop
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<std::net::SocketAddr> {
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.0.poll_transmit(buf)
     }
 }
