@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use sipstorm::flow::Flow;
 use sipstorm::engine::{
     ClientConfig, Endpoint, Event, Outcome, SansIo, Scenario, ServerConfig, UserSource,
 };
+use sipstorm::flow::Flow;
 
 struct Counting;
 

@@ -5,7 +5,7 @@
 //! can print it in one line and exit with code 2.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -308,36 +308,6 @@ impl RunValues {
         );
         self
     }
-
-    /// Read a profile: a path as given, or a name under `profiles/`.
-    pub fn load_profile(path: &Path) -> Result<RunValues, ConfigError> {
-        let candidates = [
-            path.to_path_buf(),
-            Path::new("profiles").join(path),
-            Path::new("profiles").join(path).with_extension("toml"),
-        ];
-        let found =
-            candidates
-                .iter()
-                .find(|p| p.is_file())
-                .ok_or_else(|| ConfigError::Profile {
-                    path: path.display().to_string(),
-                    problem: "no such file (looked as given and under profiles/)".into(),
-                })?;
-        let text = std::fs::read_to_string(found).map_err(|e| ConfigError::Profile {
-            path: found.display().to_string(),
-            problem: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Profile {
-            path: found.display().to_string(),
-            problem: e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string(),
-        })
-    }
 }
 
 /// RFC 3261 §17 timer base values.
@@ -419,6 +389,20 @@ pub const DEFAULT_PASSWORD_PATTERN: &str = "pw-{user}";
 /// Default tick of the open-loop schedule (SIPp and wrk2 pace at
 /// millisecond granularity too).
 pub const DEFAULT_PACING_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// What is wrong with a user or password pattern, without echoing the
+/// pattern: a password pattern is the rule for every password, so error
+/// messages must not print it.
+pub fn describe_pattern_error(e: &crate::engine::ConfigError) -> &'static str {
+    use crate::engine::ConfigError as E;
+    match e {
+        E::Unclosed(_) => "'{' without a matching '}'",
+        E::BadRange(_) => "bad range, expected {START..END} such as {000000..099999}",
+        E::TwoRanges(_) => "only one {START..END} range is allowed",
+        E::UnknownPlaceholder(_) => "unknown placeholder, only {user} and {index} are known",
+        E::Empty => "the user list is empty",
+    }
+}
 
 /// Worker count when `--workers` is absent: one per core.
 pub fn default_workers() -> usize {

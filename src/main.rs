@@ -226,6 +226,13 @@ struct SearchArgs {
     max_steps: u32,
 }
 
+/// The process's stop flag, with SIGINT/SIGTERM installed (once).
+fn signals() -> Result<run::StopFlag, run::RunError> {
+    let stop = run::StopFlag::new();
+    stop.install_signals()?;
+    Ok(stop)
+}
+
 fn search_cmd(a: SearchArgs) -> ExitCode {
     let mut v = match a.run.values() {
         Ok(v) => v,
@@ -264,7 +271,11 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!("results/search-{secs}-{}", cfg.scenario.name()))
     });
-    match sipstorm::search::search(&cfg, &opts, &out) {
+    let stop = match signals() {
+        Ok(s) => s,
+        Err(e) => return fatal(&e),
+    };
+    match sipstorm::search::search(&cfg, &opts, &out, &stop) {
         Ok(r) => {
             {
                 use std::io::Write as _;
@@ -358,7 +369,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
-            match run::run_command(&cfg) {
+            let stop = match signals() {
+                Ok(s) => s,
+                Err(e) => return fatal(&e),
+            };
+            match run::run_command(&cfg, &stop) {
                 Ok(outcome) => ExitCode::from(if outcome.all_ok { 0 } else { EXIT_FAILED }),
                 Err(e) => fatal(&e),
             }
@@ -383,7 +398,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
-            match run::serve_command(&cfg) {
+            let stop = match signals() {
+                Ok(s) => s,
+                Err(e) => return fatal(&e),
+            };
+            match run::serve_command(&cfg, &stop) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fatal(&e),
             }

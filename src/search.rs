@@ -257,15 +257,9 @@ pub fn search(
     base: &RunConfig,
     opts: &SearchOptions,
     out: &Path,
+    stop: &run::StopFlag,
 ) -> Result<SearchResult, SearchError> {
     opts.validate()?;
-    // Each step's run drains on SIGINT/SIGTERM; this flag then ends the
-    // search after that step instead of starting the next one.
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone())
-            .map_err(|e| SearchError::Run(RunError::Signals(e)))?;
-    }
     let mut s = Searcher::new(opts);
     let mut steps: Vec<Step> = Vec::new();
     let mut note = None;
@@ -286,7 +280,7 @@ pub fn search(
             opts.step_duration
         );
         let cpu0 = run::process_usage();
-        let outcome = run::run_command(&cfg)?;
+        let outcome = run::run_command(&cfg, stop)?;
         let cpu1 = run::process_usage();
         let report = read_json(&dir.join("report.json"))?;
         let (attempted, failed) = failures_of(&report);
@@ -314,7 +308,7 @@ pub fn search(
         );
         let limited = generator_limited(&step, cfg.workers, opts.step_duration);
         steps.push(step);
-        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        if stop.stopping() {
             say!("sipstorm search: interrupted; reporting the steps so far");
             // The interrupted step ran short: it proves nothing.
             if let Some(last) = steps.last_mut() {

@@ -177,6 +177,14 @@ impl Slot {
     /// Number of slots (two per metric).
     pub const COUNT: usize = Metric::COUNT * 2;
 
+    /// The slot of `metric` measured from the actual send.
+    pub const fn service(metric: Metric) -> Slot {
+        Slot {
+            metric,
+            corrected: false,
+        }
+    }
+
     /// Every slot in report order: `rrd`, `rrd_co`, `srd`, `srd_co`, ...
     pub fn all() -> impl Iterator<Item = Slot> {
         Metric::ALL.into_iter().flat_map(|metric| {
@@ -707,14 +715,6 @@ pub fn add_histogram(
     Ok(())
 }
 
-fn offered(per_s: f64) -> String {
-    if per_s > 0.0 {
-        format!("{per_s:>9.1}/s")
-    } else {
-        "closed loop".to_string()
-    }
-}
-
 /// How many seconds behind the newest one a second stays open for late
 /// snapshots before it is summarised and compressed.
 const OPEN_WINDOW: u64 = 3;
@@ -747,7 +747,7 @@ impl fmt::Debug for Aggregate {
 /// The second a snapshot taken `t` after the start belongs to. Workers send
 /// at about `k` seconds; half a second of slack puts a snapshot taken a bit
 /// early or a bit late into the same second `k-1`.
-fn second_of(t: Duration) -> u64 {
+pub fn second_of(t: Duration) -> u64 {
     let s = t.as_secs_f64() - 0.5;
     if s <= 0.0 { 0 } else { s.floor() as u64 }
 }
@@ -945,77 +945,34 @@ impl Aggregate {
         out
     }
 
-    /// The most recent second every worker has reported for, as a live
-    /// view: (second index, counters, latency per slot).
-    fn latest_complete(&self) -> Option<(u64, &OpenSecond)> {
-        let workers = self.workers.len();
-        let mut iter = self.open.iter().rev();
-        let (&k, newest) = iter.next()?;
-        if newest.contributors >= workers {
-            return Some((k, newest));
+    /// Second `index` as it stands now, open or sealed: its counters and
+    /// a latency summary per slot. For live progress; the interval log
+    /// reads [`Self::seconds`].
+    pub fn peek_second(&self, index: u64) -> Option<SecondPeek> {
+        if let Some(open) = self.open.get(&index) {
+            return Some(SecondPeek {
+                counters: open.counters,
+                latency: open
+                    .hist
+                    .iter()
+                    .map(|(slot, h)| (*slot, IntervalLatency::of(h)))
+                    .collect(),
+            });
         }
-        match iter.next() {
-            Some((&k2, prev)) => Some((k2, prev)),
-            None => Some((k, newest)),
-        }
+        self.sealed.get(&index).map(|s| SecondPeek {
+            counters: s.counters,
+            latency: s.latency.clone(),
+        })
     }
+}
 
-    /// One line of live progress (`offered_per_s` <= 0 means closed loop): elapsed time, offered vs achieved rate,
-    /// attempts in flight, p50/p99 of the main latency over the last
-    /// complete second, failures and retransmissions so far.
-    pub fn progress_line(&self, offered_per_s: f64, in_flight: u64) -> String {
-        let mut line = format!("{:>6.1}s", self.elapsed.as_secs_f64());
-        match self.latest_complete() {
-            Some((_, sec)) => {
-                line.push_str(&format!(
-                    "  offered {}  achieved {:>9.1}/s",
-                    offered(offered_per_s),
-                    sec.counters.attempts() as f64
-                ));
-                line.push_str(&format!("  in flight {in_flight:>7}"));
-                let main = [
-                    Metric::Srd,
-                    Metric::Rrd,
-                    Metric::OptionsRtt,
-                    Metric::Answer,
-                    Metric::RegisterRtt,
-                    Metric::InviteRtt,
-                ]
-                .into_iter()
-                .find_map(|m| {
-                    sec.hist
-                        .get(&Slot {
-                            metric: m,
-                            corrected: false,
-                        })
-                        .filter(|h| !h.is_empty())
-                        .map(|h| (m, h))
-                });
-                if let Some((m, h)) = main {
-                    line.push_str(&format!(
-                        "  {} p50 {:.2}ms p99 {:.2}ms",
-                        m.name(),
-                        h.value_at_quantile(0.5) as f64 / 1000.0,
-                        h.value_at_quantile(0.99) as f64 / 1000.0
-                    ));
-                }
-            }
-            None => {
-                line.push_str(&format!(
-                    "  offered {}  achieved       0.0/s  in flight {in_flight:>7}",
-                    offered(offered_per_s)
-                ));
-            }
-        }
-        line.push_str(&format!(
-            "  ok {}  failed {} (timeouts {})  retrans {}",
-            self.counters.successes(),
-            self.counters.failures(),
-            self.counters.timeouts(),
-            self.counters.get(Counter::Retransmitted)
-        ));
-        line
-    }
+/// What [`Aggregate::peek_second`] shows of one second.
+#[derive(Debug, Clone, Default)]
+pub struct SecondPeek {
+    /// Counter deltas in the second, all workers.
+    pub counters: Counters,
+    /// Latency summary per slot with samples.
+    pub latency: BTreeMap<Slot, IntervalLatency>,
 }
 
 #[cfg(test)]
@@ -1140,11 +1097,10 @@ mod tests {
         });
         assert_eq!(h.len(), 6);
         assert_eq!(agg.responses_by_code()[&200], 6);
-        let line = agg.progress_line(20.0, 3);
-        println!("{line}");
-        println!("{}", agg.progress_line(0.0, 3));
-        assert!(line.contains("achieved"), "{line}");
-        assert!(line.contains("rrd p50"), "{line}");
+        let peek = agg.peek_second(0).unwrap();
+        assert_eq!(peek.counters.get(Counter::RegisterAttempted), 20);
+        assert_eq!(peek.latency[&Slot::service(Metric::Rrd)].count, 2);
+        assert!(agg.peek_second(99).is_none());
     }
 
     #[test]

@@ -632,7 +632,8 @@ fn transport_error_ends_waiting_attempts_at_once() {
         assert!(started > 0 && outcomes(&sim, c).is_empty(), "{sc:?}");
         let now = sim.now;
         assert_eq!(
-            sim.ep(c).transport_error(now, Flow::udp(addr("10.0.0.9:5060"))),
+            sim.ep(c)
+                .transport_error(now, Flow::udp(addr("10.0.0.9:5060"))),
             0,
             "{sc:?}: another destination"
         );
@@ -688,7 +689,10 @@ fn transport_error_ends_ringing_and_byeing_calls() {
     sim.run_for(Duration::from_millis(300));
     assert_eq!(sim.ep(c).in_flight() as u32, started);
     let now = sim.now;
-    assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)) as u32, started);
+    assert_eq!(
+        sim.ep(c).transport_error(now, Flow::udp(srv)) as u32,
+        started
+    );
     sim.flush(c);
     let o = outcomes(&sim, c);
     assert_eq!(o.len() as u32, started);
@@ -713,7 +717,10 @@ fn transport_error_ends_ringing_and_byeing_calls() {
     // Every BYE is out and unanswered.
     assert!(outcomes(&sim, c).is_empty());
     let now = sim.now;
-    assert_eq!(sim.ep(c).transport_error(now, Flow::udp(srv)) as u32, started);
+    assert_eq!(
+        sim.ep(c).transport_error(now, Flow::udp(srv)) as u32,
+        started
+    );
     sim.flush(c);
     let o = outcomes(&sim, c);
     assert_eq!(o.len() as u32, started);

@@ -873,7 +873,8 @@ impl Endpoint {
             .live_indices()
             .filter(|&ti| {
                 self.txns.get(ti).is_some_and(|t| {
-                    t.dest.is_some_and(|d| d.peer == dest.peer && d.transport == dest.transport)
+                    t.dest
+                        .is_some_and(|d| d.peer == dest.peer && d.transport == dest.transport)
                         && matches!(
                             (t.kind, t.state),
                             (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)

@@ -10,8 +10,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::endpoint::{Endpoint, hop_of};
-use crate::flow::Flow;
 use super::util::{hex16, mix};
+use crate::flow::Flow;
 use crate::sip::{self, Builder, Message};
 
 fn eq_ic(a: &[u8], b: &[u8]) -> bool {

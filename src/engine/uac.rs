@@ -582,13 +582,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn uac_invite_2xx(
-        &mut self,
-        now: Instant,
-        from: Flow,
-        si: u32,
-        msg: &Message<'_>,
-    ) {
+    pub(super) fn uac_invite_2xx(&mut self, now: Instant, from: Flow, si: u32, msg: &Message<'_>) {
         let ns = self.ns(now);
         let Some(s) = self.sess.get_mut(si) else {
             return;

@@ -11,8 +11,8 @@ use super::endpoint::{
 };
 use super::event::MethodKind;
 use super::util::{dec, hex16, mix};
-use crate::flow::Flow;
 use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck};
+use crate::flow::Flow;
 use crate::sip::{self, Builder, Contact, Message, Method, ParseError, reason_phrase};
 
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
@@ -31,13 +31,7 @@ impl Endpoint {
     /// a request survives to address a response (a Via at least), answer 505
     /// for a foreign SIP-Version and 400 naming the problem otherwise;
     /// responses and hopeless garbage are only counted.
-    pub(super) fn on_unparseable(
-        &mut self,
-        _now: Instant,
-        from: Flow,
-        data: &[u8],
-        e: ParseError,
-    ) {
+    pub(super) fn on_unparseable(&mut self, _now: Instant, from: Flow, data: &[u8], e: ParseError) {
         let (code, reason): (u16, &[u8]) = match e {
             ParseError::BadVersion => (505, b"Version Not Supported"),
             ParseError::Empty

@@ -1,73 +1,25 @@
-//! Load pacing: intended start times (open loop), concurrency caps and
-//! load stages.
-//!
-//! Open loop follows wrk2: attempt `i` of the whole run is *intended* to
-//! start at `t0 + i/rate`, whatever happened before. A worker that falls
-//! behind (a stall, a full concurrency cap) starts the late attempts as soon
-//! as it can, one per loop turn's worth of due times, and hands each its
-//! intended instant so latency can be measured from when the attempt should
-//! have started (the coordinated-omission correction). It never moves the
-//! schedule to "catch up" by redefining time.
+//! The per-worker pacer: intended start times, caps, counts and the end
+//! of the load.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Hold times are [`Delay`] distributions; durations and the generator are
-/// shared with the engine's ring delays (see [`crate::dist`]).
-pub use crate::dist::{Delay as Hold, DistError as ScheduleError, Rng, parse_duration};
-
-/// Picks the part of a weighted mix each attempt belongs to: smooth weighted
-/// round-robin (nginx's upstream balancer), so every window of
-/// `sum(weights)` consecutive picks holds each part exactly `weight` times,
-/// spread out rather than in runs, with no randomness to disturb a
-/// comparison between two builds.
-#[derive(Debug, Clone)]
-pub struct WeightedCycle {
-    weights: Vec<i64>,
-    current: Vec<i64>,
-    total: i64,
-}
-
-impl WeightedCycle {
-    /// A cycle over `weights` (each at least 1; zero weights never win).
-    pub fn new(weights: &[u32]) -> Self {
-        let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
-        WeightedCycle {
-            current: vec![0; weights.len()],
-            total: weights.iter().sum(),
-            weights,
-        }
-    }
-
-    /// The part the next attempt belongs to, without taking it: an attempt
-    /// that cannot start (no free user) must not shift the proportions.
-    pub fn peek(&self) -> usize {
-        let mut best = 0;
-        for i in 1..self.weights.len() {
-            if self.current[i] + self.weights[i] > self.current[best] + self.weights[best] {
-                best = i;
-            }
-        }
-        best
-    }
-
-    /// Take the part [`Self::peek`] returned, and return it.
-    pub fn take(&mut self) -> usize {
-        let pick = self.peek();
-        for (c, w) in self.current.iter_mut().zip(&self.weights) {
-            *c += w;
-        }
-        if let Some(c) = self.current.get_mut(pick) {
-            *c -= self.total;
-        }
-        pick
-    }
-}
+use super::{Load, Schedule, Share, Stages};
 
 /// How long after `--duration` a late worker may still start attempts that
 /// were intended inside it.
 pub const LATE_GRACE: Duration = Duration::from_secs(1);
 
 /// When a worker starts its next attempt.
+///
+/// The schedule is delivered in ticks of [`Schedule::resolution`] (zero =
+/// exact times). Waking up once per attempt costs a timer and a context
+/// switch each; at thousands of attempts per second that is most of a
+/// generator's CPU. With ticks, a worker wakes once per tick and starts the
+/// attempts of that tick together, each *intended* at the tick, so a
+/// generator that keeps up shows no correction and one that falls behind is
+/// still measured from when it should have started. Bursts are bounded to
+/// one tick's share of the rate.
 ///
 /// Worker `w` of `n` owns global attempts `w, w+n, w+2n, ...`; with a total
 /// rate `r` attempt `i` is intended at `t0 + i/r`, so the workers' schedules
@@ -90,7 +42,7 @@ pub struct Pacer {
     /// Tick of the schedule in nanoseconds (0 or 1: exact).
     resolution_ns: u64,
     /// Stages instead of a constant rate: (stages, worker, workers).
-    stages: Option<(std::sync::Arc<Stages>, u64, u64)>,
+    stages: Option<(Arc<Stages>, u64, u64)>,
     /// Nanoseconds between two attempts of the whole run (constant rate).
     slot_ns: Option<f64>,
     /// Intended start of the last attempt handed out.
@@ -111,60 +63,40 @@ pub enum Pace {
 }
 
 impl Pacer {
-    /// `rate` and `count` are the run's totals; this worker's share is
-    /// derived from `worker` of `workers`.
-    pub fn new(
-        t0: Instant,
-        rate: Option<f64>,
-        concurrency: Option<u64>,
-        count: Option<u64>,
-        duration: Option<Duration>,
-        worker: usize,
-        workers: usize,
-    ) -> Pacer {
-        let n = workers.max(1) as u64;
-        let w = (worker as u64).min(n - 1);
-        let period_ns = rate
-            .filter(|r| *r > 0.0 && r.is_finite())
-            .map(|r| 1e9 * n as f64 / r);
-        let phase_ns = rate
-            .filter(|r| *r > 0.0 && r.is_finite())
-            .map_or(0.0, |r| 1e9 * w as f64 / r);
-        let limit = count.map(|c| c / n + u64::from(w < c % n));
-        // The concurrency cap is the run's total: each worker takes its share.
-        let concurrency = concurrency.map(|c| (c / n + u64::from(w < c % n)).max(1));
+    /// Worker `worker`'s pacer for `schedule` (the instance's totals): it
+    /// takes every `worker.parts`-th attempt of the instance, its share of
+    /// the count and of the concurrency cap (at least one slot).
+    pub fn new(t0: Instant, schedule: &Schedule, worker: Share) -> Pacer {
+        let n = worker.parts as u64;
+        let w = worker.index as u64;
+        let (rate, stages) = match &schedule.load {
+            Load::Open { rate, .. } => (Some(*rate), None),
+            Load::Stages { stages, .. } => (Some(stages.mean_rate()), Some(stages.clone())),
+            Load::Closed { .. } => (None, None),
+        };
+        let rate = rate.filter(|r| *r > 0.0 && r.is_finite());
+        let period_ns = rate.map(|r| 1e9 * n as f64 / r);
+        let phase_ns = rate.map_or(0.0, |r| 1e9 * w as f64 / r);
+        let mut end = schedule.duration.map(|d| t0 + d);
+        if let Some(st) = &stages {
+            // The run ends with the last stage at the latest.
+            let last = t0 + st.duration();
+            end = Some(end.map_or(last, |e| e.min(last)));
+        }
         Pacer {
             t0,
             period_ns,
             phase_ns,
-            concurrency,
-            limit,
-            end: duration.map(|d| t0 + d),
+            concurrency: schedule.load.cap().map(|c| worker.count(c).max(1)),
+            limit: schedule.count.map(|c| worker.count(c)),
+            end,
             started: 0,
             stopped: false,
-            resolution_ns: 0,
-            stages: None,
+            resolution_ns: u64::try_from(schedule.resolution.as_nanos()).unwrap_or(u64::MAX),
+            stages: stages.map(|st| (st, w, n)),
             slot_ns: period_ns.map(|p| p / n as f64),
             last_intended: None,
         }
-    }
-
-    /// Pace by `stages` (the run's totals) instead of a constant rate;
-    /// worker `worker` of `workers` takes every `workers`-th attempt. The
-    /// run ends with the last stage at the latest.
-    pub fn with_stages(
-        mut self,
-        stages: std::sync::Arc<Stages>,
-        worker: usize,
-        workers: usize,
-    ) -> Pacer {
-        let n = workers.max(1) as u64;
-        let w = (worker as u64).min(n - 1);
-        let end = self.t0 + stages.duration();
-        self.end = Some(self.end.map_or(end, |e| e.min(end)));
-        self.period_ns = Some(1e9 * n as f64 / stages.mean_rate());
-        self.stages = Some((stages, w, n));
-        self
     }
 
     /// Attempts started so far.
@@ -217,20 +149,6 @@ impl Pacer {
         Some(self.t0 + Duration::from_nanos(ns))
     }
 
-    /// Deliver the schedule in ticks of `resolution` (0 = exact times).
-    ///
-    /// Waking up once per attempt costs a timer and a context switch each;
-    /// at thousands of attempts per second that is most of a generator's
-    /// CPU. With ticks, a worker wakes once per tick and starts the attempts
-    /// of that tick together, each *intended* at the tick, so a generator
-    /// that keeps up shows no correction and one that falls behind is still
-    /// measured from when it should have started. Bursts are bounded to one
-    /// tick's share of the rate.
-    pub fn with_resolution(mut self, resolution: Duration) -> Pacer {
-        self.resolution_ns = u64::try_from(resolution.as_nanos()).unwrap_or(u64::MAX);
-        self
-    }
-
     /// What to do at `now` with `in_flight` attempts running. Call
     /// repeatedly until it returns something other than `Start`; each
     /// `Start` counts as started.
@@ -245,12 +163,6 @@ impl Pacer {
         };
         if self.concurrency.is_some_and(|c| in_flight >= c) {
             return Pace::WaitForSlot;
-        }
-        if self.period_ns.is_none() && self.concurrency.is_none() {
-            // Neither rate nor cap: one attempt at a time (closed loop of 1).
-            if in_flight >= 1 {
-                return Pace::WaitForSlot;
-            }
         }
         self.started += 1;
         self.last_intended = Some(intended);
@@ -284,106 +196,50 @@ impl Pacer {
     }
 }
 
-/// k6-style load stages: each stage ramps the attempt rate linearly from
-/// the previous stage's end rate (0 before the first) to its own `rate`
-/// over its `duration`; two stages with the same rate make a plateau.
-///
-/// The open-loop rule stays wrk2's: attempt `i` of the whole run is
-/// intended at the instant where the cumulative number of attempts
-/// ∫rate·dt reaches `i`, whatever happened before.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stages {
-    /// (start s, length s, rate at start, rate at end, attempts before).
-    parts: Vec<(f64, f64, f64, f64, f64)>,
-    total: f64,
-    length: f64,
-}
-
-impl Stages {
-    /// `(duration, target rate)` per stage; rates must be finite and not
-    /// negative, durations above zero, and some attempt must be due.
-    pub fn new(stages: &[(Duration, f64)]) -> Result<Stages, &'static str> {
-        let mut parts = Vec::with_capacity(stages.len());
-        let (mut t, mut prev, mut cum) = (0.0, 0.0, 0.0);
-        for &(d, r) in stages {
-            if !(r.is_finite() && r >= 0.0) {
-                return Err("a stage rate must be a number of attempts per second, 0 or more");
-            }
-            let len = d.as_secs_f64();
-            if len <= 0.0 {
-                return Err("a stage duration must be above zero");
-            }
-            parts.push((t, len, prev, r, cum));
-            cum += (prev + r) / 2.0 * len;
-            t += len;
-            prev = r;
-        }
-        if cum < 1.0 {
-            return Err("the stages start no attempt (every rate is 0)");
-        }
-        Ok(Stages {
-            parts,
-            total: cum,
-            length: t,
-        })
-    }
-
-    /// Length of all stages together.
-    pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.length)
-    }
-
-    /// Attempts over all stages.
-    pub fn total(&self) -> f64 {
-        self.total
-    }
-
-    /// Average rate over all stages (the report's offered rate).
-    pub fn mean_rate(&self) -> f64 {
-        self.total / self.length
-    }
-
-    /// The same shape at `factor` times the rate (a segment's share).
-    pub fn scaled(&self, factor: f64) -> Stages {
-        Stages {
-            parts: self
-                .parts
-                .iter()
-                .map(|&(t, l, a, b, c)| (t, l, a * factor, b * factor, c * factor))
-                .collect(),
-            total: self.total * factor,
-            length: self.length,
-        }
-    }
-
-    /// Seconds after the start at which attempt `i` is intended; `None`
-    /// past the last stage.
-    pub fn time_of(&self, i: f64) -> Option<f64> {
-        if !(0.0..=self.total).contains(&i) {
-            return None;
-        }
-        let &(t0, len, r0, r1, before) = self
-            .parts
-            .iter()
-            .rev()
-            .find(|p| p.4 <= i && (p.2 > 0.0 || p.3 > 0.0))?;
-        let x = i - before;
-        // Solve r0·t + a·t²/2 = x for t in [0, len].
-        let a = (r1 - r0) / len;
-        let t = if a.abs() < 1e-12 {
-            x / r0
-        } else {
-            (-r0 + (r0 * r0 + 2.0 * a * x).max(0.0).sqrt()) / a
-        };
-        (t.is_finite() && t <= len).then_some(t0 + t.max(0.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::Rng;
     use super::*;
+    use crate::schedule::{Hold, Rng};
     use proptest::prelude::*;
+
+    /// A pacer for worker `w` of `n` with the old positional shape, so the
+    /// tables below stay readable.
+    fn pacer(
+        t0: Instant,
+        rate: Option<f64>,
+        cap: Option<u64>,
+        count: Option<u64>,
+        duration: Option<Duration>,
+        w: usize,
+        n: usize,
+    ) -> Pacer {
+        paced(t0, rate, cap, count, duration, Duration::ZERO, w, n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn paced(
+        t0: Instant,
+        rate: Option<f64>,
+        cap: Option<u64>,
+        count: Option<u64>,
+        duration: Option<Duration>,
+        resolution: Duration,
+        w: usize,
+        n: usize,
+    ) -> Pacer {
+        let load = match (rate, cap) {
+            (Some(rate), cap) => Load::Open { rate, cap },
+            (None, Some(concurrency)) => Load::Closed { concurrency },
+            (None, None) => Load::Closed { concurrency: 1 },
+        };
+        let s = Schedule {
+            load,
+            count,
+            duration,
+            resolution,
+        };
+        Pacer::new(t0, &s, Share::new(w, n))
+    }
 
     #[test]
     fn load_end_spans_n_slots_whichever_worker_started_last() {
@@ -392,7 +248,7 @@ mod tests {
         // 20 attempts over 2 workers: attempt i intended at t0 + i/100.
         let ends: Vec<Instant> = (0..2)
             .map(|w| {
-                let mut p = Pacer::new(t0, Some(rate), None, Some(20), None, w, 2);
+                let mut p = pacer(t0, Some(rate), None, Some(20), None, w, 2);
                 let late = t0 + Duration::from_secs(1);
                 while let Pace::Start(_) = p.poll(late, 0) {}
                 // Asked right at the last intended start, the end is one slot on.
@@ -402,41 +258,19 @@ mod tests {
         let end = ends.into_iter().max().unwrap();
         assert_eq!(end - t0, Duration::from_millis(200));
         // A worker that ran behind ends when it finished starting.
-        let mut p = Pacer::new(t0, Some(rate), None, Some(5), None, 0, 1);
+        let mut p = pacer(t0, Some(rate), None, Some(5), None, 0, 1);
         let late = t0 + Duration::from_secs(3);
         while let Pace::Start(_) = p.poll(late, 0) {}
         assert_eq!(p.load_end(late), late);
         // Closed loop: now.
-        let p = Pacer::new(t0, None, Some(4), Some(5), None, 0, 1);
+        let p = pacer(t0, None, Some(4), Some(5), None, 0, 1);
         assert_eq!(p.load_end(late), late);
-    }
-
-    #[test]
-    fn weighted_cycle_is_exact_in_every_window() {
-        for weights in [vec![1u32], vec![1, 3], vec![3, 1, 1], vec![5, 2, 7]] {
-            let total: u32 = weights.iter().sum();
-            let mut c = WeightedCycle::new(&weights);
-            let picks: Vec<usize> = (0..total * 20).map(|_| c.take()).collect();
-            for window in picks.chunks(total as usize) {
-                for (i, w) in weights.iter().enumerate() {
-                    let n = window.iter().filter(|&&p| p == i).count();
-                    assert_eq!(n, *w as usize, "{weights:?}: {window:?}");
-                }
-            }
-            // Peeking alone never advances the cycle.
-            let p = c.peek();
-            assert_eq!(c.peek(), p);
-        }
-        // Spread, not runs: 1:1 alternates.
-        let mut c = WeightedCycle::new(&[1, 1]);
-        let seq: Vec<usize> = (0..6).map(|_| c.take()).collect();
-        assert_eq!(seq, [0, 1, 0, 1, 0, 1]);
     }
 
     #[test]
     fn open_loop_paces_on_intended_times_without_bursting_the_schedule() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(t0, Some(1000.0), None, None, None, 0, 1);
+        let mut p = pacer(t0, Some(1000.0), None, None, None, 0, 1);
         // At t0 exactly one attempt is due.
         assert_eq!(p.poll(t0, 0), Pace::Start(t0));
         assert_eq!(
@@ -461,7 +295,7 @@ mod tests {
         let t0 = Instant::now();
         let mut all = vec![];
         for w in 0..3 {
-            let mut p = Pacer::new(t0, Some(300.0), None, Some(10), None, w, 3);
+            let mut p = pacer(t0, Some(300.0), None, Some(10), None, w, 3);
             let end = t0 + Duration::from_secs(1);
             while let Pace::Start(t) = p.poll(end, 0) {
                 all.push(t - t0);
@@ -481,7 +315,7 @@ mod tests {
     #[test]
     fn closed_loop_respects_the_cap() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(t0, None, Some(4), Some(6), None, 0, 1);
+        let mut p = pacer(t0, None, Some(4), Some(6), None, 0, 1);
         for _ in 0..4 {
             assert!(matches!(p.poll(t0, p.started()), Pace::Start(_)));
         }
@@ -496,7 +330,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis(1);
         // 10,000/s in 1 ms ticks: 10 attempts intended at each tick.
-        let mut p = Pacer::new(t0, Some(10_000.0), None, Some(30), None, 0, 1).with_resolution(ms);
+        let mut p = paced(t0, Some(10_000.0), None, Some(30), None, ms, 0, 1);
         let mut starts = vec![];
         let end = t0 + Duration::from_secs(1);
         while let Pace::Start(t) = p.poll(end, 0) {
@@ -507,7 +341,7 @@ mod tests {
         assert!(starts[1..11].iter().all(|t| *t == t0 + ms), "{starts:?}");
         assert!(starts[11..21].iter().all(|t| *t == t0 + 2 * ms));
         // Before the tick nothing is due; at the tick all of it is.
-        let mut p = Pacer::new(t0, Some(10_000.0), None, None, None, 0, 1).with_resolution(ms);
+        let mut p = paced(t0, Some(10_000.0), None, None, None, ms, 0, 1);
         assert_eq!(p.poll(t0, 0), Pace::Start(t0));
         assert_eq!(p.poll(t0 + ms / 2, 0), Pace::WaitUntil(t0 + ms));
     }
@@ -515,7 +349,7 @@ mod tests {
     #[test]
     fn unstart_keeps_the_intended_time() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(t0, Some(10.0), None, Some(2), None, 0, 1);
+        let mut p = pacer(t0, Some(10.0), None, Some(2), None, 0, 1);
         assert_eq!(p.poll(t0, 0), Pace::Start(t0));
         p.unstart();
         let later = t0 + Duration::from_millis(50);
@@ -526,7 +360,7 @@ mod tests {
     #[test]
     fn duration_ends_the_schedule() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(
+        let mut p = pacer(
             t0,
             Some(100.0),
             None,
@@ -543,7 +377,7 @@ mod tests {
             n, 0,
             "nothing starts once the duration and its grace are over"
         );
-        let mut p = Pacer::new(
+        let mut p = pacer(
             t0,
             Some(100.0),
             None,
@@ -559,16 +393,16 @@ mod tests {
         assert_eq!(p.poll(t0 + Duration::from_millis(49), 0), Pace::Done);
         // A worker that wakes late still starts what was intended inside
         // the duration, with the intended times.
-        let mut p = Pacer::new(
+        let mut p = paced(
             t0,
             Some(100.0),
             None,
             None,
             Some(Duration::from_millis(50)),
+            Duration::from_millis(1),
             0,
             1,
-        )
-        .with_resolution(Duration::from_millis(1));
+        );
         let mut late = vec![];
         while let Pace::Start(t) = p.poll(t0 + Duration::from_millis(500), 0) {
             late.push(t - t0);
@@ -582,7 +416,7 @@ mod tests {
         fn count_shares_add_up(count in 0u64..100_000, workers in 1usize..64) {
             let t0 = Instant::now();
             let total: u64 = (0..workers)
-                .map(|w| Pacer::new(t0, Some(1e6), None, Some(count), None, w, workers).limit.unwrap_or(0))
+                .map(|w| pacer(t0, Some(1e6), None, Some(count), None, w, workers).limit.unwrap_or(0))
                 .sum();
             prop_assert_eq!(total, count);
         }

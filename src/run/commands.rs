@@ -1,0 +1,386 @@
+//! The commands: `run` (plan, embedded target, fleet, report, exit
+//! decision), `serve`, and the report commands.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::bounded;
+
+use super::RunError;
+use super::fleet::{self, Binding, ServerHandle};
+use super::plan::RunPlan;
+use super::progress::{self, View};
+use super::sip_driver::{EngineClient, EngineServer, engine_scenario, engine_timers};
+use super::stop::StopFlag;
+use super::worker::WorkerMsg;
+use crate::config::{RunConfig, ScenarioKind, ServeConfig};
+use crate::engine::{self, Endpoint};
+use crate::stats::Counter;
+use crate::transport::{self, Backend};
+
+/// What `run` ends with.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Every attempt succeeded and every threshold held (exit code 0).
+    pub all_ok: bool,
+    /// Where the report went.
+    pub out: PathBuf,
+    /// Failed threshold messages.
+    pub failed_thresholds: Vec<String>,
+}
+
+/// Resolve the backend once for the process, printing the fallback note.
+fn resolve_backend(b: Backend) -> Result<Backend, RunError> {
+    let (backend, note) = b.resolve()?;
+    if let Some(note) = note {
+        say!("sipstorm: {note}");
+    }
+    Ok(backend)
+}
+
+/// Default report directory: `results/<YYYYmmdd-HHMMSS>-<scenario>/`.
+fn default_out(started: SystemTime, scenario: ScenarioKind) -> PathBuf {
+    let stamp: String = crate::report::format_rfc3339(started)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect::<String>()
+        .replace('T', "-");
+    Path::new("results").join(format!("{stamp}-{}", scenario.name()))
+}
+
+/// The engine settings of one `serve` worker listening on `local`.
+fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerConfig, RunError> {
+    let passwords = engine::UserSource::any(&cfg.password_pattern).map_err(|e| {
+        // The pattern is a rule for passwords: never echo it.
+        RunError::Usage(format!(
+            "--password-pattern: {}",
+            crate::config::describe_pattern_error(&e)
+        ))
+    })?;
+    Ok(engine::ServerConfig {
+        local,
+        realm: cfg.realm.clone(),
+        auth: cfg.auth,
+        passwords: Arc::new(passwords),
+        ring: cfg.ring,
+        algorithm: cfg.algorithm,
+        qop_auth_int: cfg.qop == crate::auth::Qop::AuthInt,
+        busy_ratio: cfg.busy_ratio,
+        no_answer_ratio: cfg.no_answer_ratio,
+        seed: cfg.seed,
+        ..engine::ServerConfig::default()
+    })
+}
+
+/// A running set of server workers with their progress thread.
+struct Servers {
+    /// Every worker's own address (all equal with [`Binding::Shared`]).
+    addrs: Vec<SocketAddr>,
+    handles: Vec<ServerHandle>,
+    agg: JoinHandle<progress::Collected>,
+    stop: StopFlag,
+}
+
+impl Servers {
+    /// Start `cfg.workers` server workers that stop when `stop` (or its
+    /// parent) says so.
+    fn start(
+        cfg: &ServeConfig,
+        backend: Backend,
+        binding: Binding,
+        stop: StopFlag,
+    ) -> Result<Servers, RunError> {
+        let socks = fleet::bind_sockets(cfg.listen, cfg.workers, binding)?;
+        let addrs = fleet::local_addrs(&socks)?;
+        // Validate once before spawning.
+        server_config(cfg, addrs[0])?;
+        let n = socks.len();
+        let (tx, rx) = bounded::<WorkerMsg>(n * 8 + 8);
+        let print = !cfg.quiet;
+        let agg = std::thread::Builder::new()
+            .name("sipstorm-serve-progress".into())
+            .spawn(move || progress::collect(rx, n, SystemTime::now(), View::Server, print))
+            .map_err(RunError::Thread)?;
+        let cfg2 = cfg.clone();
+        let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
+        let make = move |i: usize, local: SocketAddr| {
+            let mut sc = server_config(&cfg2, local).unwrap_or_default();
+            sc.seed = cfg2.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9);
+            EngineServer::new(Endpoint::server(sc, Instant::now())).with_throttle(throttle.clone())
+        };
+        let handles = fleet::spawn_servers(socks, backend, make, tx, stop.clone())?;
+        Ok(Servers {
+            addrs,
+            handles,
+            agg,
+            stop,
+        })
+    }
+
+    fn stop(self) -> Result<(), RunError> {
+        self.stop.set(StopFlag::DRAIN);
+        let r = fleet::join_servers(self.handles);
+        let _ = self.agg.join();
+        r
+    }
+}
+
+/// `sipstorm serve`: run the built-in target until `stop` (SIGINT/SIGTERM).
+pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError> {
+    let backend = resolve_backend(cfg.backend)?;
+    let servers = Servers::start(cfg, backend, Binding::Shared, stop.child())?;
+    say!(
+        "sipstorm serve: listening on udp {} with {} worker(s), {} backend, auth {}",
+        servers.addrs[0],
+        cfg.workers,
+        backend,
+        if cfg.auth { "on" } else { "off" }
+    );
+    while !stop.stopping() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    servers.stop()?;
+    say!("\nsipstorm serve: stopped");
+    Ok(())
+}
+
+/// The users this instance calls with: its segment's block of a users file,
+/// or the generated pattern.
+fn user_source(cfg: &RunConfig) -> Result<engine::UserSource, RunError> {
+    match &cfg.users {
+        Some(file) => {
+            let range = cfg
+                .segment
+                .unwrap_or(crate::segment::Segment::WHOLE)
+                .user_range(file.users.len());
+            let list = file.users[range]
+                .iter()
+                .map(|u| (u.name.clone(), u.password.expose().to_string()))
+                .collect::<Vec<_>>();
+            if list.is_empty() {
+                return Err(RunError::Usage("--users: this segment has no users".into()));
+            }
+            Ok(engine::UserSource::list(list))
+        }
+        None => {
+            engine::UserSource::pattern(&cfg.user_pattern, &cfg.password_pattern).map_err(|e| {
+                RunError::Usage(format!(
+                    "--user-pattern/--password-pattern: {}",
+                    crate::config::describe_pattern_error(&e)
+                ))
+            })
+        }
+    }
+}
+
+/// The embedded target of a run without `--target`: one server worker per
+/// client worker on loopback ports of their own (client worker i talks to
+/// server worker i), offering what the client prefers.
+fn start_embedded(
+    cfg: &RunConfig,
+    plan: &RunPlan,
+    backend: Backend,
+    stop: &StopFlag,
+) -> Result<Servers, RunError> {
+    let sc = ServeConfig {
+        listen: SocketAddr::new(cfg.local_ip, 0),
+        workers: plan.workers,
+        realm: "sipstorm".into(),
+        auth: true,
+        password_pattern: cfg.password_pattern.clone(),
+        ring: cfg.ring,
+        algorithm: cfg
+            .digest
+            .algorithms
+            .first()
+            .copied()
+            .unwrap_or(crate::auth::Algorithm::Md5),
+        qop: cfg.digest.qop,
+        busy_ratio: 0.0,
+        no_answer_ratio: 0.0,
+        backend,
+        quiet: true,
+        seed: cfg.seed ^ 0xC0FFEE,
+        max_rate: None,
+    };
+    Servers::start(&sc, backend, Binding::Distinct, stop.child())
+}
+
+/// `sipstorm run`: drive load, write the report, decide the exit code.
+/// `stop` is the process's signal flag.
+pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunError> {
+    // Everything a user can get wrong is checked before the first socket.
+    for t in &cfg.thresholds {
+        crate::report::Threshold::parse(t)
+            .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
+    }
+    let users = Arc::new(user_source(cfg)?);
+    let plan = RunPlan::resolve(cfg);
+    let backend = resolve_backend(cfg.backend)?;
+    // This run's own flag: a failing worker stops this run, not the process.
+    let run_stop = stop.child();
+    let embedded = match cfg.target {
+        Some(_) => None,
+        None => Some(start_embedded(cfg, &plan, backend, &run_stop)?),
+    };
+    let targets: Vec<SocketAddr> = match (&embedded, cfg.target) {
+        (Some(s), _) => s.addrs.clone(),
+        (None, Some(t)) => vec![t],
+        (None, None) => return Err(RunError::Usage("--target is required".into())),
+    };
+    if let Some(s) = &embedded
+        && !cfg.quiet
+    {
+        say!(
+            "sipstorm: embedded server on udp {}; {} {}",
+            s.addrs[0],
+            cfg.scenario.name(),
+            plan.describe()
+        );
+    }
+    // Generated users: segment s of N and worker i of W use the users
+    // s + N·(i + W·k), disjoint across segments and workers. A users file
+    // was already cut to this segment's block.
+    let (seg_index, seg_count) = match cfg.users {
+        None => (plan.segment.index, plan.segment.parts),
+        Some(_) => (0, 1),
+    };
+    let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), plan.workers);
+    let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
+    let (ring, digest, mix) = (cfg.ring, cfg.digest.clone(), cfg.mix.clone());
+    let make = move |i: usize, local: SocketAddr, now: Instant| {
+        let target = targets[i % targets.len()];
+        let mut cc = engine::ClientConfig::new(engine_scenario(scenario), target, local);
+        cc.users = users.clone();
+        cc.user_offset = seg_index + seg_count * i;
+        cc.user_stride = seg_count * workers;
+        cc.cancel_ratio = cancel_ratio;
+        cc.expires = expires;
+        cc.timers = timers;
+        cc.seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        cc.answer_ring = ring;
+        cc.digest_algorithms = digest.algorithms.clone();
+        cc.digest_qop = digest.qop;
+        let cc_seed = cc.seed;
+        EngineClient::new(Endpoint::client(cc, now), scenario).with_mix(mix.clone(), cc_seed)
+    };
+    let result = fleet::run_clients(cfg, &plan, backend, &run_stop, make);
+    let server_result = embedded.map(Servers::stop);
+    let r = result?;
+    if let Some(Err(e)) = server_result {
+        return Err(e);
+    }
+    let out = cfg
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(r.started_at, cfg.scenario));
+    let mut info = crate::report::RunInfo::new(
+        cfg.scenario.name(),
+        plan.offered_rate(),
+        cfg.to_json(),
+        r.started_at,
+        r.elapsed,
+    );
+    info.load_duration = Some(r.load_elapsed);
+    info.process = process_usage();
+    let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
+        .map_err(|e| RunError::Report(e.to_string()))?;
+    // A closed stdout (`| head`, a gone reader) must not kill the run:
+    // the report is already on disk and the exit code still matters.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        crate::report::render_summary(&report)
+    );
+    let failed_thresholds = crate::report::check_thresholds(&report, &cfg.thresholds)
+        .map_err(|e| RunError::Usage(format!("--threshold: {e}")))?;
+    for f in &failed_thresholds {
+        say!("sipstorm: threshold failed: {f}");
+    }
+    let interrupted = stop.stopping();
+    let c = r.collected.aggregate.counters();
+    let attempts = c.attempts();
+    let failures = c.failures();
+    let unfinished = attempts.saturating_sub(
+        c.get(Counter::RegisterSucceeded)
+            + c.get(Counter::CallCompleted)
+            + c.get(Counter::CallCancelled)
+            + c.get(Counter::OptionsSucceeded)
+            + failures
+            + c.get(Counter::CallRedirected),
+    );
+    if unfinished > 0 && !interrupted {
+        say!(
+            "sipstorm: {unfinished} attempt(s) had no outcome when the drain limit ({:?}) ended the run; \
+             --drain extends it (a silent target times out only after 64*T1 = {:?})",
+            cfg.drain,
+            cfg.timers.t1 * 64
+        );
+    }
+    if r.refused > 0 {
+        say!(
+            "sipstorm: {} start(s) waited for a free user; more users (--user-pattern, --users) would keep the schedule",
+            r.refused
+        );
+    }
+    say!("sipstorm: report written to {}", out.display());
+    Ok(RunOutcome {
+        all_ok: failures == 0
+            && (unfinished == 0 || interrupted)
+            && failed_thresholds.is_empty()
+            && attempts > 0,
+        out,
+        failed_thresholds,
+    })
+}
+
+fn report_err(e: crate::report::ReportError) -> RunError {
+    if e.is_usage() {
+        RunError::Usage(e.to_string())
+    } else {
+        RunError::Report(e.to_string())
+    }
+}
+
+/// `sipstorm report DIR`.
+pub fn report_command(dir: &Path) -> Result<bool, RunError> {
+    crate::report::render_dir(dir).map_err(report_err)?;
+    say!("sipstorm: re-rendered {}", dir.display());
+    Ok(true)
+}
+
+/// `sipstorm compare BASE NEW`: prints the table; false when a threshold failed.
+pub fn compare_command(base: &Path, new: &Path, thresholds: &[String]) -> Result<bool, RunError> {
+    let o = crate::report::compare(base, new, thresholds).map_err(report_err)?;
+    let _ = writeln!(std::io::stdout().lock(), "{}", o.table);
+    for f in &o.failed {
+        say!("sipstorm: threshold failed: {f}");
+    }
+    Ok(o.failed.is_empty())
+}
+
+/// `sipstorm merge OUT IN...`.
+pub fn merge_command(out: &Path, inputs: &[PathBuf]) -> Result<bool, RunError> {
+    let r = crate::report::merge(out, inputs).map_err(report_err)?;
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        crate::report::render_summary(&r)
+    );
+    Ok(true)
+}
+
+/// This process's CPU time and peak RSS, as the report records them.
+pub fn process_usage() -> crate::report::ProcessUsage {
+    let u = transport::resource_usage();
+    crate::report::ProcessUsage {
+        cpu_user_s: u.user_s,
+        cpu_sys_s: u.sys_s,
+        max_rss_kib: u.max_rss_kib,
+    }
+}

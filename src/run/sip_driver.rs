@@ -1,0 +1,464 @@
+//! The SIP engine behind the worker traits: [`EngineClient`] and
+//! [`EngineServer`] turn the engine's events and cumulative counters into
+//! statistics (the RFC 6076 metrics, counters, responses by code).
+
+use std::time::{Duration, Instant};
+
+use super::worker::{LoadClient, LoadServer};
+use crate::config::ScenarioKind;
+use crate::engine::{self, Endpoint, Event, MethodKind, Outcome, SansIo};
+use crate::flow::Flow;
+use crate::schedule::Rng;
+use crate::stats::{Counter, Method, Metric, WorkerStats};
+
+/// Codes of final responses, as the engine counts them (index = code).
+const CODES: usize = 700;
+
+/// The engine's UAC endpoint with the bookkeeping that turns its events and
+/// cumulative counters into statistics.
+pub struct EngineClient {
+    ep: Endpoint,
+    scenario: ScenarioKind,
+    /// A weighted mix (`scenario` is `Mix`): its parts, the cycle choosing
+    /// among them and the generator of per-part holds.
+    mix: Option<MixPlan>,
+    /// The counter of the attempt started last (see `attempt_counter`).
+    last_counter: Counter,
+    /// Engine counters at the previous flush.
+    last: Box<engine::Counters>,
+    /// Final responses this interval already counted from events, by code,
+    /// so the counter deltas add only the rest (challenges, BYE answers).
+    attributed: Box<[u64; CODES]>,
+}
+
+impl std::fmt::Debug for EngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClient")
+            .field("scenario", &self.scenario)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a weighted mix as one worker runs them.
+#[derive(Debug)]
+struct MixPlan {
+    parts: Vec<crate::config::MixEntry>,
+    cycle: crate::schedule::WeightedCycle,
+    rng: Rng,
+}
+
+/// What starting an attempt of a (non-mix) scenario counts.
+fn attempted_counter(s: ScenarioKind) -> Counter {
+    match s {
+        ScenarioKind::Register => Counter::RegisterAttempted,
+        ScenarioKind::Options => Counter::OptionsAttempted,
+        ScenarioKind::Call | ScenarioKind::Mixed | ScenarioKind::Mix => Counter::CallAttempted,
+    }
+}
+
+impl EngineClient {
+    pub fn new(ep: Endpoint, scenario: ScenarioKind) -> Self {
+        EngineClient {
+            ep,
+            scenario,
+            mix: None,
+            last_counter: attempted_counter(scenario),
+            last: Box::default(),
+            attributed: Box::new([0; CODES]),
+        }
+    }
+
+    /// Run a weighted mix: each attempt is one of `parts`, chosen by weight
+    /// (exact proportions, see [`crate::schedule::WeightedCycle`]).
+    pub fn with_mix(mut self, parts: Vec<crate::config::MixEntry>, seed: u64) -> Self {
+        if !parts.is_empty() {
+            let weights: Vec<u32> = parts.iter().map(|p| p.weight).collect();
+            self.mix = Some(MixPlan {
+                cycle: crate::schedule::WeightedCycle::new(&weights),
+                parts,
+                rng: Rng::new(seed ^ 0x6d69_7870_6c61_6e00),
+            });
+        }
+        self
+    }
+
+    /// Counts the end of a one-transaction attempt (register, options) and
+    /// records its latency from the actual send and from the intended start.
+    fn transaction_done(
+        &mut self,
+        stats: &mut WorkerStats,
+        kind: &AttemptKind,
+        outcome: Outcome,
+        (intended, started, finished): (Instant, Instant, Instant),
+    ) {
+        match outcome {
+            Outcome::Success => {
+                stats.count(kind.succeeded, 1);
+                stats.record(
+                    kind.metric,
+                    since(finished, started),
+                    since(finished, intended),
+                );
+                self.response(stats, kind.method, 200);
+            }
+            Outcome::Failed(code) => {
+                stats.count(kind.failed, 1);
+                self.response(stats, kind.method, code);
+            }
+            Outcome::Timeout => stats.count(kind.timed_out, 1),
+            Outcome::TransportError | Outcome::Cancelled => stats.count(kind.failed, 1),
+        }
+    }
+
+    fn response(&mut self, stats: &mut WorkerStats, method: Method, code: u16) {
+        stats.response(method, code);
+        if let Some(a) = self.attributed.get_mut(usize::from(code)) {
+            *a += 1;
+        }
+    }
+}
+
+/// The counters, metric and method of one kind of single-transaction attempt.
+struct AttemptKind {
+    succeeded: Counter,
+    failed: Counter,
+    timed_out: Counter,
+    metric: Metric,
+    method: Method,
+}
+
+const REGISTER_KIND: AttemptKind = AttemptKind {
+    succeeded: Counter::RegisterSucceeded,
+    failed: Counter::RegisterFailed,
+    timed_out: Counter::RegisterTimedOut,
+    metric: Metric::Rrd,
+    method: Method::Register,
+};
+
+const OPTIONS_KIND: AttemptKind = AttemptKind {
+    succeeded: Counter::OptionsSucceeded,
+    failed: Counter::OptionsFailed,
+    timed_out: Counter::OptionsTimedOut,
+    metric: Metric::OptionsRtt,
+    method: Method::Options,
+};
+
+fn since(later: Instant, earlier: Instant) -> Duration {
+    later.saturating_duration_since(earlier)
+}
+
+/// The engine's cumulative message counters folded into statistics as
+/// deltas since the previous flush: one fold for client and server.
+fn fold_messages(now: &engine::Counters, last: &engine::Counters, stats: &mut WorkerStats) {
+    let pairs = [
+        (Counter::MsgSent, now.sent, last.sent),
+        (Counter::MsgReceived, now.received, last.received),
+        (
+            Counter::Retransmitted,
+            now.retransmitted,
+            last.retransmitted,
+        ),
+        (
+            Counter::RetransmissionsReceived,
+            now.duplicates,
+            last.duplicates,
+        ),
+        (Counter::Unparseable, now.unparseable, last.unparseable),
+        (Counter::Unexpected, now.unexpected, last.unexpected),
+    ];
+    for (counter, now, last) in pairs {
+        stats.count(counter, now.saturating_sub(last));
+    }
+}
+
+/// Add the engine's cumulative counters to `stats` as deltas since `last`;
+/// responses not yet attributed to a method by events go to `rest`.
+fn flush_engine_counters(
+    now: &engine::Counters,
+    last: &mut engine::Counters,
+    attributed: &mut [u64; CODES],
+    rest: Method,
+    stats: &mut WorkerStats,
+) {
+    fold_messages(now, last, stats);
+    for (code, seen) in attributed.iter_mut().enumerate().skip(100) {
+        let delta = now.responses[code].saturating_sub(last.responses[code]);
+        let extra = delta.saturating_sub(*seen);
+        if extra > 0
+            && let Ok(c) = u16::try_from(code)
+        {
+            for _ in 0..extra.min(1_000_000) {
+                stats.response(rest, c);
+            }
+        }
+        *seen = 0;
+    }
+    last.clone_from(now);
+}
+
+impl SansIo for EngineClient {
+    type Event = Event;
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
+        self.ep.handle(now, from, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
+        self.ep.poll_transmit(buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        self.ep.poll_event()
+    }
+}
+
+impl LoadClient for EngineClient {
+    fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
+        let Some(plan) = &mut self.mix else {
+            return self.ep.start_attempt(now, intended, hold);
+        };
+        let Some(part) = plan.parts.get(plan.cycle.peek()) else {
+            return false;
+        };
+        let hold = part.hold.map_or(hold, |h| h.sample(&mut plan.rng));
+        let kind = part.scenario;
+        if !self
+            .ep
+            .start_attempt_as(engine_scenario(kind), now, intended, hold)
+        {
+            return false;
+        }
+        plan.cycle.take();
+        self.last_counter = attempted_counter(kind);
+        true
+    }
+    fn in_flight(&self) -> u64 {
+        self.ep.in_flight() as u64
+    }
+    fn shutdown(&mut self, now: Instant) {
+        self.ep.shutdown(now);
+    }
+    fn transport_error(&mut self, now: Instant, dest: Flow) {
+        self.ep.transport_error(now, dest);
+    }
+    fn abandon(&mut self, now: Instant) {
+        self.ep.abandon(now);
+    }
+    fn attempt_counter(&self) -> Counter {
+        self.last_counter
+    }
+
+    /// The event → statistics mapping. Service time runs from the actual
+    /// first send, corrected time from the intended start (wrk2's
+    /// coordinated-omission correction). RFC 6076: RRD §4.1 first REGISTER →
+    /// final 200 (challenge included); SRD §4.2 INVITE → first 18x or 200;
+    /// SDD §4.3 BYE → its final response; session duration §4.5 200 → BYE.
+    fn record(&mut self, event: Event, stats: &mut WorkerStats) {
+        // In `mixed` the engine registers its users by itself (attempt
+        // starts count calls), so those registrations count as attempted
+        // when they end.
+        if matches!(event, Event::RegisterDone { .. }) && self.scenario == ScenarioKind::Mixed {
+            stats.count(Counter::RegisterAttempted, 1);
+        }
+        match event {
+            Event::RegisterDone {
+                intended,
+                started,
+                finished,
+                outcome,
+            } => self.transaction_done(
+                stats,
+                &REGISTER_KIND,
+                outcome,
+                (intended, started, finished),
+            ),
+            Event::Unregistered { .. } => {}
+            Event::CallSetup {
+                intended,
+                invite_sent,
+                first_provisional_or_200,
+            } => {
+                stats.record(
+                    Metric::Srd,
+                    since(first_provisional_or_200, invite_sent),
+                    since(first_provisional_or_200, intended),
+                );
+            }
+            Event::CallAnswered {
+                intended,
+                invite_sent,
+                answered,
+            } => {
+                stats.count(Counter::CallEstablished, 1);
+                stats.record(
+                    Metric::Answer,
+                    since(answered, invite_sent),
+                    since(answered, intended),
+                );
+                self.response(stats, Method::Invite, 200);
+            }
+            Event::CallDone {
+                outcome,
+                bye_sent,
+                bye_done,
+                answered,
+                ..
+            } => {
+                match outcome {
+                    Outcome::Success => stats.count(Counter::CallCompleted, 1),
+                    Outcome::Failed(code) => {
+                        stats.count(
+                            if (300..400).contains(&code) {
+                                Counter::CallRedirected
+                            } else {
+                                Counter::CallFailed
+                            },
+                            1,
+                        );
+                        if answered.is_none() {
+                            self.response(stats, Method::Invite, code);
+                        }
+                    }
+                    Outcome::Timeout => stats.count(Counter::CallTimedOut, 1),
+                    Outcome::TransportError => stats.count(Counter::CallFailed, 1),
+                    Outcome::Cancelled => {
+                        stats.count(Counter::CallCancelled, 1);
+                        if answered.is_none() {
+                            self.response(stats, Method::Invite, 487);
+                        }
+                    }
+                }
+                if let (Some(s), Some(d)) = (bye_sent, bye_done) {
+                    stats.record(Metric::Sdd, since(d, s), since(d, s));
+                }
+                if let (Some(a), Some(s)) = (answered, bye_sent) {
+                    stats.record(Metric::SessionDuration, since(s, a), since(s, a));
+                }
+            }
+            Event::OptionsDone {
+                intended,
+                started,
+                finished,
+                outcome,
+            } => {
+                self.transaction_done(stats, &OPTIONS_KIND, outcome, (intended, started, finished))
+            }
+            Event::TransactionRtt { method, rtt } => {
+                let m = match method {
+                    MethodKind::Register => Some(Metric::RegisterRtt),
+                    MethodKind::Invite => Some(Metric::InviteRtt),
+                    MethodKind::Bye => Some(Metric::ByeRtt),
+                    _ => None,
+                };
+                if let Some(m) = m {
+                    stats.record(m, rtt, rtt);
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn flush_counters(&mut self, stats: &mut WorkerStats) {
+        let rest = match self.scenario {
+            ScenarioKind::Register => Method::Register,
+            ScenarioKind::Options => Method::Options,
+            ScenarioKind::Call | ScenarioKind::Mixed | ScenarioKind::Mix => Method::Other,
+        };
+        flush_engine_counters(
+            self.ep.counters(),
+            &mut self.last,
+            &mut self.attributed,
+            rest,
+            stats,
+        );
+    }
+}
+
+/// The engine's UAS/registrar endpoint for `serve`.
+pub struct EngineServer {
+    ep: Endpoint,
+    last: Box<engine::Counters>,
+    /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
+    throttle: Option<engine::throttle::Gate>,
+}
+
+impl std::fmt::Debug for EngineServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineServer").finish_non_exhaustive()
+    }
+}
+
+impl EngineServer {
+    pub fn new(ep: Endpoint) -> Self {
+        EngineServer {
+            ep,
+            last: Box::default(),
+            throttle: None,
+        }
+    }
+
+    /// Answer new attempts beyond the shared limit with 503.
+    pub fn with_throttle(mut self, t: Option<engine::throttle::Throttle>) -> Self {
+        self.throttle = t.map(engine::throttle::Gate::new);
+        self
+    }
+}
+
+impl SansIo for EngineServer {
+    type Event = Event;
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
+        if let Some(g) = &mut self.throttle
+            && g.intercept(now, from, data)
+        {
+            return;
+        }
+        self.ep.handle(now, from, data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
+        if let Some(to) = self.throttle.as_mut().and_then(|g| g.poll_transmit(buf)) {
+            return Some(to);
+        }
+        self.ep.poll_transmit(buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        self.ep.poll_event()
+    }
+}
+
+impl LoadServer for EngineServer {
+    fn record(&mut self, _event: Event, _stats: &mut WorkerStats) {}
+    fn flush_counters(&mut self, stats: &mut WorkerStats) {
+        let now = self.ep.counters();
+        fold_messages(now, &self.last, stats);
+        (*self.last).clone_from(now);
+    }
+}
+
+pub(super) fn engine_scenario(s: ScenarioKind) -> engine::Scenario {
+    match s {
+        ScenarioKind::Register => engine::Scenario::Register,
+        ScenarioKind::Call => engine::Scenario::Call,
+        ScenarioKind::Options => engine::Scenario::Options,
+        ScenarioKind::Mixed => engine::Scenario::Mixed,
+        // Never handed to the engine: a mix starts its parts' scenarios.
+        ScenarioKind::Mix => engine::Scenario::Call,
+    }
+}
+
+pub(super) fn engine_timers(t: &crate::config::TimerValues) -> engine::Timers {
+    engine::Timers {
+        t1: t.t1,
+        t2: t.t2,
+        t4: t.t4,
+    }
+}

@@ -1,0 +1,448 @@
+//! The worker loop's side of a run: what a load-generating or serving
+//! endpoint must offer ([`LoadClient`], [`LoadServer`]), and the transport
+//! [`Worker`]s that drive them ([`ClientWorker`]: pacer, hold times,
+//! phases of load, drain and shutdown; [`ServerWorker`]), each sending an
+//! interval snapshot of its statistics once a second.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::stop::StopFlag;
+use crate::engine::SansIo;
+use crate::flow::Flow;
+use crate::schedule::{Hold, Pace, Pacer, Rng};
+use crate::stats::{Counter, Snapshot, WorkerStats};
+use crate::transport::{IoCounters, Tick, Worker};
+
+/// A load-generating endpoint as the worker loop sees it: the engine's
+/// client (or a test client) behind the sans-IO contract plus attempt
+/// control.
+pub trait LoadClient: SansIo {
+    /// Start one attempt at `now` that was intended at `intended`; `hold` is
+    /// how long to hold a call (or keep a registration). False if the
+    /// endpoint cannot start one (no free user, resource cap).
+    fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool;
+    /// Attempts started and not finished.
+    fn in_flight(&self) -> u64;
+    /// Wind down: end calls in hold (BYE), unregister, stop retrying.
+    fn shutdown(&mut self, now: Instant);
+    /// The transport could not deliver to `dest` (ICMP unreachable): end
+    /// the attempts waiting on it as transport errors (RFC 3261 §17.1.4).
+    fn transport_error(&mut self, _now: Instant, _dest: Flow) {}
+    /// The drain deadline passed: end every attempt still in flight as
+    /// timed out, so each attempt is counted succeeded or failed.
+    fn abandon(&mut self, _now: Instant) {}
+    /// Map one event to statistics (the RFC 6076 metrics, counters,
+    /// responses).
+    fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// The counter the attempt just started increments (`call.attempted`,
+    /// ...; in a mix it depends on the part chosen).
+    fn attempt_counter(&self) -> Counter;
+    /// Move cumulative endpoint counters (messages, retransmissions,
+    /// responses) into `stats` as deltas; called before every snapshot.
+    fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
+}
+
+/// A serving endpoint (the built-in target).
+pub trait LoadServer: SansIo {
+    /// Map one event to statistics.
+    fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// As [`LoadClient::flush_counters`].
+    fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
+}
+
+/// What a worker sends to the aggregator.
+#[derive(Debug)]
+pub struct WorkerMsg {
+    pub worker: usize,
+    pub snapshot: Snapshot,
+    /// Time since the run started.
+    pub t: Duration,
+    pub in_flight: u64,
+    /// Cumulative loop counters of this worker.
+    pub io: IoCounters,
+    /// Last message of this worker.
+    pub last: bool,
+}
+
+/// How often workers send snapshots.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+/// After shutdown, how long calls being torn down (BYE, unregister) may take.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Drain limit after a first SIGINT/SIGTERM.
+pub const SIGNAL_DRAIN: Duration = Duration::from_secs(3);
+/// Most attempts started in one loop turn, so that a worker that fell far
+/// behind still receives between starts.
+const MAX_STARTS_PER_TURN: usize = 256;
+/// When the endpoint refuses to start an attempt (every user busy), retry
+/// after this long.
+const REFUSED_RETRY: Duration = Duration::from_millis(1);
+
+/// Snapshot plumbing shared by client and server workers: take an interval
+/// once a second, send it without blocking, keep it if the channel is full.
+struct Reporter {
+    worker: usize,
+    t0: Instant,
+    next: Instant,
+    tx: Sender<WorkerMsg>,
+    pending: Vec<WorkerMsg>,
+    last_io: IoCounters,
+}
+
+impl Reporter {
+    fn new(worker: usize, t0: Instant, tx: Sender<WorkerMsg>) -> Reporter {
+        Reporter {
+            worker,
+            t0,
+            next: t0 + INTERVAL,
+            tx,
+            pending: Vec::new(),
+            last_io: IoCounters::default(),
+        }
+    }
+
+    /// Move the loop's counters into the statistics as deltas.
+    fn fold_io(&mut self, stats: &mut WorkerStats, io: &IoCounters) {
+        stats.count(
+            Counter::KernelDrops,
+            io.kernel_drops.saturating_sub(self.last_io.kernel_drops),
+        );
+        stats.count(
+            Counter::TransportError,
+            (io.send_errors + io.truncated + io.icmp_errors).saturating_sub(
+                self.last_io.send_errors + self.last_io.truncated + self.last_io.icmp_errors,
+            ),
+        );
+        self.last_io = *io;
+    }
+
+    fn maybe_send(
+        &mut self,
+        now: Instant,
+        stats: &mut WorkerStats,
+        io: &IoCounters,
+        in_flight: u64,
+    ) {
+        if now < self.next {
+            return;
+        }
+        while self.next <= now {
+            self.next += INTERVAL;
+        }
+        self.fold_io(stats, io);
+        let msg = WorkerMsg {
+            worker: self.worker,
+            snapshot: stats.take_interval(),
+            t: now.saturating_duration_since(self.t0),
+            in_flight,
+            io: *io,
+            last: false,
+        };
+        self.pending.push(msg);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            let msg = self.pending.remove(0);
+            match self.tx.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.pending.insert(0, m);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The final snapshot, sent blocking (the aggregator is draining).
+    fn finish(&mut self, now: Instant, stats: &mut WorkerStats, io: &IoCounters, in_flight: u64) {
+        self.fold_io(stats, io);
+        let msg = WorkerMsg {
+            worker: self.worker,
+            snapshot: stats.take_interval(),
+            t: now.saturating_duration_since(self.t0),
+            in_flight,
+            io: *io,
+            last: true,
+        };
+        for m in self.pending.drain(..).chain(std::iter::once(msg)) {
+            let _ = self.tx.send(m);
+        }
+    }
+}
+
+/// Phases of a client worker's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Starting attempts as the pacer says.
+    Load,
+    /// No more starts; in-flight attempts may finish until the deadline.
+    Drain(Instant),
+    /// `shutdown` was called; teardown may take until the deadline.
+    Shutdown(Instant),
+}
+
+/// One client worker: endpoint, pacer, hold distribution, statistics.
+pub struct ClientWorker<C: LoadClient> {
+    pub client: C,
+    pacer: Pacer,
+    hold: Hold,
+    rng: Rng,
+    stats: WorkerStats,
+    reporter: Reporter,
+    stop: StopFlag,
+    drain: Duration,
+    phase: Phase,
+    /// Times the endpoint deferred a start because every user was busy.
+    pub refused: u64,
+    /// When the load phase ended (see [`Pacer::load_end`]): the achieved
+    /// rate is attempts over the load phase, not over the drain that follows.
+    pub load_end: Option<Instant>,
+    /// See [`Worker::batch_window`].
+    batch_window: Duration,
+}
+
+impl<C: LoadClient> std::fmt::Debug for ClientWorker<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientWorker")
+            .field("pacer", &self.pacer)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every client worker of one run shares.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSettings {
+    /// Hold time of each attempt (calls; registrations with a lifetime).
+    pub hold: Hold,
+    /// Seed of the hold-time draws (each worker mixes in its index).
+    pub seed: u64,
+    /// How long attempts in flight may finish after the last start.
+    pub drain: Duration,
+    /// How long the loop may hold received datagrams back to handle them in
+    /// one turn (`--batch-window`, at most 1 ms): fewer wake-ups per call;
+    /// kernel arrival stamps keep measured arrival times exact, but replies
+    /// to responses leave up to this much later.
+    pub batch_window: Duration,
+}
+
+impl<C: LoadClient> ClientWorker<C> {
+    pub fn new(
+        worker: usize,
+        client: C,
+        pacer: Pacer,
+        settings: ClientSettings,
+        t0: Instant,
+        tx: Sender<WorkerMsg>,
+        stop: StopFlag,
+    ) -> Self {
+        ClientWorker {
+            client,
+            pacer,
+            hold: settings.hold,
+            rng: Rng::new(settings.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            stats: WorkerStats::new(),
+            reporter: Reporter::new(worker, t0, tx),
+            stop,
+            drain: settings.drain,
+            phase: Phase::Load,
+            refused: 0,
+            load_end: None,
+            batch_window: settings.batch_window.min(Duration::from_millis(1)),
+        }
+    }
+
+    /// The run's loop hit a fatal error: send what was measured so the
+    /// aggregator is not left waiting.
+    pub fn abort(&mut self, now: Instant) {
+        self.reporter
+            .finish(now, &mut self.stats, &IoCounters::default(), 0);
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.client.poll_event() {
+            self.client.record(ev, &mut self.stats);
+        }
+    }
+
+    fn finish(&mut self, now: Instant, io: &IoCounters) -> Tick {
+        // Whatever is still in flight (drain shorter than 64·T1, a second
+        // signal) ends as timed out: every attempt is counted (issue 8).
+        self.client.abandon(now);
+        self.drain_events();
+        self.client.flush_counters(&mut self.stats);
+        self.reporter
+            .finish(now, &mut self.stats, io, self.client.in_flight());
+        Tick::Stop
+    }
+}
+
+impl<C: LoadClient> Worker for ClientWorker<C> {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
+        self.client.handle(now, from, data);
+    }
+
+    fn batch_window(&self) -> Duration {
+        self.batch_window
+    }
+
+    fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick {
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.client.handle_timeout(now);
+        }
+        let level = self.stop.level();
+        if level >= StopFlag::NOW {
+            return self.finish(now, io);
+        }
+        if level >= StopFlag::DRAIN && self.phase == Phase::Load {
+            self.pacer.stop();
+            self.phase = Phase::Drain(now + self.drain.min(SIGNAL_DRAIN));
+            self.load_end = Some(now);
+        }
+        let mut wake = self.client.poll_timeout();
+        let mut soon = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if self.phase == Phase::Load {
+            let mut started = 0;
+            loop {
+                match self.pacer.poll(now, self.client.in_flight()) {
+                    Pace::Start(intended) => {
+                        let hold = self.hold.sample(&mut self.rng);
+                        if self.client.start_attempt(now, intended, hold) {
+                            self.stats.count(self.client.attempt_counter(), 1);
+                        } else {
+                            // No free user (or the endpoint is winding
+                            // down): the attempt stays due and is retried
+                            // shortly, keeping its intended time.
+                            self.pacer.unstart();
+                            self.refused += 1;
+                            soon(now + REFUSED_RETRY);
+                            break;
+                        }
+                        started += 1;
+                        if started >= MAX_STARTS_PER_TURN {
+                            soon(now);
+                            break;
+                        }
+                    }
+                    Pace::WaitUntil(t) => {
+                        soon(t);
+                        break;
+                    }
+                    Pace::WaitForSlot => break,
+                    Pace::Done => {
+                        self.phase = Phase::Drain(now + self.drain);
+                        self.load_end = Some(self.pacer.load_end(now));
+                        break;
+                    }
+                }
+            }
+        }
+        self.drain_events();
+        let in_flight = self.client.in_flight();
+        match self.phase {
+            Phase::Load => {}
+            Phase::Drain(deadline) => {
+                if in_flight == 0 {
+                    return self.finish(now, io);
+                }
+                if now >= deadline {
+                    self.client.shutdown(now);
+                    self.drain_events();
+                    self.phase = Phase::Shutdown(now + SHUTDOWN_GRACE);
+                }
+                soon(deadline.max(now));
+            }
+            Phase::Shutdown(deadline) => {
+                if in_flight == 0 || now >= deadline {
+                    return self.finish(now, io);
+                }
+                soon(deadline);
+            }
+        }
+        if now >= self.reporter.next {
+            self.client.flush_counters(&mut self.stats);
+            self.reporter
+                .maybe_send(now, &mut self.stats, io, in_flight);
+        }
+        soon(self.reporter.next);
+        Tick::Continue(wake)
+    }
+
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
+        self.client.poll_transmit(buf)
+    }
+
+    fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
+        self.client.transport_error(now, dest);
+    }
+}
+
+/// One server worker: endpoint and statistics, until the stop flag.
+pub struct ServerWorker<S: LoadServer> {
+    pub server: S,
+    stats: WorkerStats,
+    reporter: Reporter,
+    stop: StopFlag,
+}
+
+impl<S: LoadServer> std::fmt::Debug for ServerWorker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerWorker").finish_non_exhaustive()
+    }
+}
+
+impl<S: LoadServer> ServerWorker<S> {
+    pub fn new(
+        worker: usize,
+        server: S,
+        t0: Instant,
+        tx: Sender<WorkerMsg>,
+        stop: StopFlag,
+    ) -> Self {
+        ServerWorker {
+            server,
+            stats: WorkerStats::new(),
+            reporter: Reporter::new(worker, t0, tx),
+            stop,
+        }
+    }
+}
+
+impl<S: LoadServer> Worker for ServerWorker<S> {
+    fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
+        self.server.handle(now, from, data);
+    }
+
+    fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick {
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        while let Some(ev) = self.server.poll_event() {
+            self.server.record(ev, &mut self.stats);
+        }
+        if self.stop.level() >= StopFlag::DRAIN {
+            self.server.flush_counters(&mut self.stats);
+            self.reporter.finish(now, &mut self.stats, io, 0);
+            return Tick::Stop;
+        }
+        if now >= self.reporter.next {
+            self.server.flush_counters(&mut self.stats);
+            self.reporter.maybe_send(now, &mut self.stats, io, 0);
+        }
+        let next = self.reporter.next;
+        Tick::Continue(Some(
+            self.server.poll_timeout().map_or(next, |t| t.min(next)),
+        ))
+    }
+
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
+        self.server.poll_transmit(buf)
+    }
+}
