@@ -70,13 +70,18 @@ mod config;
 mod endpoint;
 mod event;
 mod proxy;
+mod state;
 pub mod throttle;
+mod timers;
+mod txn;
 mod uac;
 mod uas;
 pub mod util;
 pub mod wheel;
+mod wire;
 
-pub use endpoint::{Endpoint, StateSizes};
+pub use endpoint::Endpoint;
+pub use state::StateSizes;
 
 pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
 pub use event::{Counters, Event, MethodKind, Outcome};

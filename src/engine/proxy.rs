@@ -9,9 +9,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::endpoint::{Endpoint, hop_of};
-use crate::flow::Flow;
+use super::endpoint::Endpoint;
 use super::util::{hex16, mix};
+use super::wire::hop_of;
+use crate::flow::Flow;
 use crate::sip::{self, Builder, Message};
 
 fn eq_ic(a: &[u8], b: &[u8]) -> bool {

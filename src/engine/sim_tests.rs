@@ -1088,7 +1088,9 @@ fn proxy_forwards_to_binding_and_refuses_max_forwards_zero() {
     let srv = p.s;
     p.sim.trace.clear();
     p.sim.ep(srv).handle(now, Flow::udp(other), &inv("INFO", 0));
-    p.sim.ep(srv).handle(now, Flow::udp(other), &inv("OPTIONS", 5));
+    p.sim
+        .ep(srv)
+        .handle(now, Flow::udp(other), &inv("OPTIONS", 5));
     p.run(Duration::from_millis(100));
     // The MF 0 one is refused; the other is forwarded to the binding with MF 4,
     // answered by the client's UAS side, and the answer comes back through us.

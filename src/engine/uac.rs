@@ -6,13 +6,15 @@
 use std::time::{Duration, Instant};
 
 use super::config::Scenario;
-use super::endpoint::{
-    Endpoint, F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED, F_SETUP,
-    F_TIMED_OUT, Kind, MixedUser, NONE, Pending, St, TxKind, branch_text, hop_of, later,
-    strip_angle, tk,
-};
+use super::endpoint::{Endpoint, MixedUser, Pending};
 use super::event::{Event, MethodKind, Outcome};
+use super::state::{
+    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_LAST_AUTH, F_PROV, F_REPORTED, F_SETUP,
+    F_TIMED_OUT, Kind, NONE, Span, St, TxKind,
+};
+use super::timers::{later, tk};
 use super::util::{dec, hex16, mix};
+use super::wire::{branch_text, hop_of, strip_angle};
 use crate::auth;
 use crate::flow::Flow;
 use crate::sip::{self, Builder, Contact, Message, Method};
@@ -582,13 +584,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn uac_invite_2xx(
-        &mut self,
-        now: Instant,
-        from: Flow,
-        si: u32,
-        msg: &Message<'_>,
-    ) {
+    pub(super) fn uac_invite_2xx(&mut self, now: Instant, from: Flow, si: u32, msg: &Message<'_>) {
         let ns = self.ns(now);
         let Some(s) = self.sess.get_mut(si) else {
             return;
@@ -617,9 +613,9 @@ impl Endpoint {
             }
             let len = s.buf.len() - start;
             s.routes = if len <= u16::MAX as usize && s.buf.len() <= u16::MAX as usize {
-                super::endpoint::Span(start as u16, len as u16)
+                Span(start as u16, len as u16)
             } else {
-                super::endpoint::Span(0, 0)
+                Span(0, 0)
             };
         }
         let first_hop = if rr.is_empty() {
@@ -1179,7 +1175,7 @@ pub(super) fn pick_challenge<'m>(
     best.map(|(_, v)| v)
 }
 
-impl super::endpoint::Sess {
+impl super::state::Sess {
     /// Keep the challenge to answer and count the retry it causes: the next
     /// request carries credentials for it with a fresh nonce count and the
     /// next CSeq (RFC 3261 §22.2, §8.1.3.5).

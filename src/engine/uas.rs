@@ -5,14 +5,14 @@
 
 use std::time::Instant;
 
-use super::endpoint::{
-    Aor, Endpoint, Kind, Life, NONE, St, TxKind, TxState, Txn, hop_of, later, method_kind,
-    strip_angle, tk,
-};
+use super::endpoint::Endpoint;
 use super::event::MethodKind;
+use super::state::{Aor, Kind, NONE, Span, St, TxState};
+use super::timers::{Life, later, tk};
 use super::util::{dec, hex16, mix};
-use crate::flow::Flow;
+use super::wire::{hop_of, method_kind, strip_angle};
 use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck};
+use crate::flow::Flow;
 use crate::sip::{self, Builder, Contact, Message, Method, ParseError, reason_phrase};
 
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
@@ -31,13 +31,7 @@ impl Endpoint {
     /// a request survives to address a response (a Via at least), answer 505
     /// for a foreign SIP-Version and 400 naming the problem otherwise;
     /// responses and hopeless garbage are only counted.
-    pub(super) fn on_unparseable(
-        &mut self,
-        _now: Instant,
-        from: Flow,
-        data: &[u8],
-        e: ParseError,
-    ) {
+    pub(super) fn on_unparseable(&mut self, _now: Instant, from: Flow, data: &[u8], e: ParseError) {
         let (code, reason): (u16, &[u8]) = match e {
             ParseError::BadVersion => (505, b"Version Not Supported"),
             ParseError::Empty
@@ -237,60 +231,6 @@ impl Endpoint {
         }
     }
 
-    // ---- INVITE server transaction -------------------------------------
-
-    fn server_invite_txn(&mut self, now: Instant, from: Flow, key: u64, owner: u32) -> u32 {
-        let owner_gen = self.sess.generation(owner);
-        let t1 = self.t.t1.as_millis() as u64;
-        let sent = self.ns(now);
-        let (ti, _, t) = self.txns.insert();
-        *t = Txn {
-            kind: TxKind::ServerInvite,
-            state: TxState::Proceeding,
-            method: Some(MethodKind::Invite),
-            key,
-            dest: Some(from),
-            msg: std::mem::take(&mut t.msg),
-            interval_ms: t1,
-            sent_ns: sent,
-            retransmitted: false,
-            owner,
-            owner_gen,
-            tm_rtx: super::wheel::TimerId::NONE,
-            tm_to: super::wheel::TimerId::NONE,
-        };
-        t.msg.clear();
-        self.stx.insert(key, ti);
-        ti
-    }
-
-    /// Send a response on the INVITE server transaction and keep it for
-    /// retransmission. Finals start Timer G and H (non-2xx, Completed) or the
-    /// 2xx retransmission and Timer L (RFC 6026 Accepted).
-    fn txn_respond(&mut self, now: Instant, ti: u32, msg: Vec<u8>, code: u16) {
-        let Some(t) = self.txns.get_mut(ti) else {
-            self.put_buf(msg);
-            return;
-        };
-        t.msg.clear();
-        t.msg.extend_from_slice(&msg);
-        let dest = t.dest;
-        if code >= 200 {
-            t.state = if code < 300 {
-                TxState::Accepted
-            } else {
-                TxState::Completed
-            };
-            let (t1, t64) = (self.t.t1, self.t.t64());
-            self.arm_txn(now, t1, tk::TX_RTX, ti);
-            self.arm_txn(now, t64, tk::TX_TIMEOUT, ti);
-        }
-        match dest {
-            Some(d) => self.send(d, msg),
-            None => self.put_buf(msg),
-        }
-    }
-
     fn build_resp(
         &mut self,
         req: &Message<'_>,
@@ -484,7 +424,7 @@ impl Endpoint {
                 buf
             };
             s.buf.clear();
-            s.invite = super::endpoint::Span(0, 0);
+            s.invite = Span(0, 0);
         }
         if code != 200 {
             // The transaction lives on (Completed) to absorb the ACK.

@@ -1,0 +1,420 @@
+//! The transaction layer of RFC 3261 §17: client transactions (§17.1)
+//! with their retransmission and timeout timers, response matching
+//! (§17.1.3), the server INVITE transaction (§17.2.1 with RFC 6026) and
+//! its responses, and the absorber records that replace waiting states
+//! (Completed of client INVITE and of server non-INVITE, Confirmed of
+//! server INVITE).
+
+use std::time::{Duration, Instant};
+
+use super::endpoint::Endpoint;
+use super::event::{Event, MethodKind, Outcome};
+use super::state::{Kind, St, TxKind, TxState, Txn};
+use super::timers::{Life, later, tk};
+use super::util::hex16;
+use super::wheel::TimerId;
+use super::wire::method_kind;
+use crate::flow::Flow;
+use crate::sip::Message;
+
+/// Absorber code marking a client INVITE that got a non-2xx: a
+/// retransmission of that response is ACKed again.
+pub(super) const REACK: u16 = 0x8000;
+
+impl Endpoint {
+    /// Start a client transaction with the request in `msg` (consumed):
+    /// stores a copy, sends it, arms Timer A/E at T1 and B/F at 64·T1.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn client_txn(
+        &mut self,
+        now: Instant,
+        kind: TxKind,
+        method: MethodKind,
+        key: u64,
+        dest: Flow,
+        owner: u32,
+        msg: Vec<u8>,
+    ) -> (u32, u32) {
+        let owner_gen = self.sess.generation(owner);
+        let sent_ns = self.ns(now);
+        let (ti, g, t) = self.txns.insert();
+        t.kind = kind;
+        t.state = if kind == TxKind::ClientInvite {
+            TxState::Calling
+        } else {
+            TxState::Trying
+        };
+        t.method = Some(method);
+        t.key = key;
+        t.dest = Some(dest);
+        t.msg.clear();
+        t.msg.extend_from_slice(&msg);
+        t.interval_ms = self.t.t1.as_millis() as u64;
+        t.sent_ns = sent_ns;
+        t.retransmitted = false;
+        t.owner = owner;
+        t.owner_gen = owner_gen;
+        t.tm_rtx = TimerId::NONE;
+        t.tm_to = TimerId::NONE;
+        self.ctx.insert(key, ti);
+        self.send(dest, msg);
+        let t1 = self.t.t1;
+        let t64 = self.t.t64();
+        self.arm_txn(now, t1, tk::TX_RTX, ti);
+        self.arm_txn(now, t64, tk::TX_TIMEOUT, ti);
+        (ti, g)
+    }
+
+    /// Free a transaction and its map entry.
+    pub(super) fn txn_free(&mut self, ti: u32) {
+        if let Some(t) = self.txns.get(ti) {
+            let key = t.key;
+            let map = if t.kind == TxKind::ServerInvite {
+                &mut self.stx
+            } else {
+                &mut self.ctx
+            };
+            if map.get(&key) == Some(&ti) {
+                map.remove(&key);
+            }
+            let (a, b) = (t.tm_rtx, t.tm_to);
+            self.wheel.cancel(a);
+            self.wheel.cancel(b);
+            self.txns.remove(ti);
+        }
+    }
+
+    pub(super) fn txn_retransmit(&mut self, now: Instant, ti: u32) {
+        let t2 = self.t.t2.as_millis() as u64;
+        let Some(t) = self.txns.get_mut(ti) else {
+            return;
+        };
+        let next = match (t.kind, t.state) {
+            // Timer A: doubles without cap (§17.1.1.2).
+            (TxKind::ClientInvite, TxState::Calling) => t.interval_ms * 2,
+            // Timer E: doubles up to T2 in Trying, stays T2 in Proceeding (§17.1.2.2).
+            (TxKind::ClientNonInvite, TxState::Trying) => (t.interval_ms * 2).min(t2),
+            (TxKind::ClientNonInvite, TxState::Proceeding) => t2,
+            // Timer G (§17.2.1) and the 2xx retransmission of §13.3.1.4.
+            (TxKind::ServerInvite, TxState::Completed | TxState::Accepted) => {
+                (t.interval_ms * 2).min(t2)
+            }
+            _ => return,
+        };
+        t.interval_ms = next;
+        t.retransmitted = true;
+        self.send_txn_copy(ti, true);
+        self.arm_txn(now, Duration::from_millis(next), tk::TX_RTX, ti);
+    }
+
+    /// Terminate client transaction `ti` without a final response and tell
+    /// its TU why: Timer B/F ([`Outcome::Timeout`], §17.1.1.2, §17.1.2.2)
+    /// or a transport failure ([`Outcome::TransportError`], §17.1.4). The
+    /// one teardown for both.
+    pub(super) fn client_txn_fail(&mut self, now: Instant, ti: u32, outcome: Outcome) {
+        let Some(t) = self.txns.get(ti) else { return };
+        let (owner, owner_gen) = (t.owner, t.owner_gen);
+        self.txn_free(ti);
+        if self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some() {
+            self.on_txn_failed(now, owner, ti, outcome);
+        }
+    }
+
+    /// The transport could not deliver to `dest`: an ICMP port, host or
+    /// network unreachable came back for a datagram sent there.
+    ///
+    /// RFC 3261 §18.4: the transport informs its user of a failure in
+    /// sending; §17.1.4: the client transaction then informs the TU and
+    /// terminates at once (§8.1.3.1 treats it like a 503; for the load
+    /// generator it is its own failure reason). Every client transaction
+    /// whose next hop is `dest` and that still waits for a final response
+    /// ends now with [`Outcome::TransportError`] through the same teardown
+    /// as Timer B/F: INVITEs in Calling or Proceeding (nothing listens
+    /// where the final response would come from), non-INVITEs in Trying or
+    /// Proceeding. Their attempts end with one `*Done` event each and their
+    /// state is freed. ICMP errors do not say which datagram bounced beyond
+    /// its destination, so every such transaction towards `dest` fails.
+    /// Server transactions and attempts not waiting on a transaction (calls
+    /// in hold) are left alone. Returns how many transactions ended.
+    pub fn transport_error(&mut self, now: Instant, dest: Flow) -> usize {
+        let doomed: Vec<(u32, u32)> = self
+            .txns
+            .live_indices()
+            .filter(|&ti| {
+                self.txns.get(ti).is_some_and(|t| {
+                    t.dest
+                        .is_some_and(|d| d.peer == dest.peer && d.transport == dest.transport)
+                        && matches!(
+                            (t.kind, t.state),
+                            (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)
+                                | (
+                                    TxKind::ClientNonInvite,
+                                    TxState::Trying | TxState::Proceeding
+                                )
+                        )
+                })
+            })
+            .map(|ti| (ti, self.txns.generation(ti)))
+            .collect();
+        let mut ended = 0;
+        for (ti, g) in doomed {
+            // An earlier failure may have freed this one with its session
+            // (a CANCEL's failure ends the call and its INVITE).
+            if self.txns.generation(ti) == g && self.txns.get(ti).is_some() {
+                self.client_txn_fail(now, ti, Outcome::TransportError);
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    pub(super) fn txn_timeout(&mut self, now: Instant, ti: u32) {
+        let Some(t) = self.txns.get(ti) else { return };
+        let (kind, state, owner, owner_gen) = (t.kind, t.state, t.owner, t.owner_gen);
+        match (kind, state) {
+            // Timer B: only while Calling; Proceeding waits for the TU.
+            (TxKind::ClientInvite, TxState::Calling)
+            | (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding) => {
+                self.counters.timeouts += 1;
+                self.client_txn_fail(now, ti, Outcome::Timeout);
+            }
+            // Timer H (no ACK for a non-2xx) and Timer L (RFC 6026, no ACK for a 2xx).
+            (TxKind::ServerInvite, TxState::Completed | TxState::Accepted) => {
+                self.counters.ack_timeouts += 1;
+                self.txn_free(ti);
+                if state == TxState::Accepted
+                    && self.sess.generation(owner) == owner_gen
+                    && self.sess.get(owner).is_some_and(|s| s.st == St::Answered)
+                {
+                    self.sess_free(owner);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Remember a finished non-INVITE transaction for a while (Timer J on
+    /// the server: retransmitted requests get the same final response
+    /// rebuilt from the retransmission; Timer K on the client: retransmitted
+    /// responses are absorbed). One map entry and one FIFO slot, no buffer.
+    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life) {
+        let (life, fifo) = match life {
+            Life::J => (self.t.t64(), &mut self.fifo_j),
+            Life::K => (self.t.t4, &mut self.fifo_k),
+            Life::D => (self.t.timer_d(), &mut self.fifo_d),
+        };
+        let exp = later(now, life)
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64;
+        fifo.push_back((exp, key));
+        self.absorb.insert(key, code);
+    }
+
+    pub(super) fn absorb_sweep(&mut self, now: Instant) {
+        let n = self.ns(now);
+        for fifo in [&mut self.fifo_j, &mut self.fifo_k, &mut self.fifo_d] {
+            while let Some(&(exp, key)) = fifo.front() {
+                if exp > n {
+                    break;
+                }
+                fifo.pop_front();
+                self.absorb.remove(&key);
+            }
+        }
+    }
+
+    /// A response: match the client transaction (§17.1.3), or a dialog for
+    /// a retransmitted 2xx, or an absorber record.
+    pub(super) fn on_response(&mut self, now: Instant, from: Flow, msg: &Message<'_>) {
+        if self.sc.is_some() && self.proxy_response(msg) {
+            return;
+        }
+        let (Some(code), Some(via), Some(cseq)) = (msg.status(), msg.top_via(), msg.cseq()) else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        let m = method_kind(&cseq.method);
+        let key = self.ckey(via.branch.unwrap_or(b""), m);
+        let Some(&ti) = self.ctx.get(&key) else {
+            if m == MethodKind::Invite && (200..300).contains(&code) {
+                self.on_stray_2xx(now, from, msg);
+            } else if let Some(&rec) = self.absorb.get(&key) {
+                self.counters.duplicates += 1;
+                if rec & REACK != 0 && code >= 300 {
+                    let ack = self.build_ack_from_response(msg);
+                    self.send(from, ack);
+                }
+            } else if via.host == &self.k.local_host[..]
+                && via.port.unwrap_or(5060) == self.k.local_port
+                && via.branch.is_some_and(is_our_branch)
+            {
+                // A retransmission of a response to one of our finished
+                // non-INVITE transactions (Timer K absorbs it).
+                self.counters.duplicates += 1;
+            } else {
+                self.counters.unexpected += 1;
+            }
+            return;
+        };
+        // A broken or hostile server may echo our branch with another
+        // dialog's Call-ID (§8.1.3.3: the response's Call-ID is the
+        // request's). Matching on branch alone (§17.1.3) would then end the
+        // wrong call; count it unexpected instead.
+        if let Some(t) = self.txns.get(ti)
+            && self.sess.generation(t.owner) == t.owner_gen
+            && let Some(s) = self.sess.get(t.owner)
+            && matches!(s.kind, Kind::UacCall | Kind::UacReg | Kind::UacOptions)
+            && msg.call_id() != Some(&hex16(s.call_id)[..])
+        {
+            self.counters.unexpected += 1;
+            return;
+        }
+        let Some(t) = self.txns.get_mut(ti) else {
+            return;
+        };
+        if (200..700).contains(&code)
+            && !matches!(t.state, TxState::Completed)
+            && let Some(c) = self.counters.responses.get_mut(code as usize)
+        {
+            *c += 1;
+        }
+        let (kind, state, owner, owner_gen, sent_ns, rtx) = (
+            t.kind,
+            t.state,
+            t.owner,
+            t.owner_gen,
+            t.sent_ns,
+            t.retransmitted,
+        );
+        let owner_ok = self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some();
+        if code >= 200 && self.rtt_events && !rtx && state != TxState::Completed {
+            let rtt = Duration::from_nanos(self.ns(now).saturating_sub(sent_ns));
+            self.emit(Event::TransactionRtt { method: m, rtt });
+        }
+        match kind {
+            TxKind::ClientInvite => {
+                if code < 200 {
+                    if state == TxState::Calling
+                        && let Some(t) = self.txns.get_mut(ti)
+                    {
+                        // Timers A and B stop; the TU's ring guard bounds Proceeding.
+                        t.state = TxState::Proceeding;
+                        let (a, b) = (t.tm_rtx, t.tm_to);
+                        self.wheel.cancel(a);
+                        self.wheel.cancel(b);
+                    }
+                    if matches!(state, TxState::Calling | TxState::Proceeding) && owner_ok {
+                        self.uac_invite_provisional(now, owner, code, msg);
+                    }
+                } else if code < 300 {
+                    // §17.1.1.2: a 2xx terminates the transaction; the TU ACKs.
+                    self.txn_free(ti);
+                    if owner_ok {
+                        self.uac_invite_2xx(now, from, owner, msg);
+                    }
+                } else {
+                    // §17.1.1.3: ACK inside the transaction. The Completed
+                    // state (Timer D) shrinks to an absorber record: a
+                    // retransmitted final response is ACKed again from it.
+                    let ack = self.build_ack_failure(ti, owner, msg);
+                    let dest = self.txns.get(ti).and_then(|t| t.dest).unwrap_or(from);
+                    self.send(dest, ack);
+                    self.txn_free(ti);
+                    self.absorb_add(now, key, REACK | code, Life::D);
+                    if owner_ok {
+                        self.uac_invite_failure(now, owner, code, msg);
+                    }
+                }
+            }
+            TxKind::ClientNonInvite => {
+                if code < 200 {
+                    if let Some(t) = self.txns.get_mut(ti)
+                        && t.state == TxState::Trying
+                    {
+                        t.state = TxState::Proceeding;
+                    }
+                } else {
+                    // Completed (Timer K) needs no state here: a late
+                    // retransmission of this response finds no transaction
+                    // and, carrying our Via, is counted as a duplicate.
+                    self.txn_free(ti);
+                    if owner_ok {
+                        self.uac_final(now, owner, ti, m, code, msg);
+                    }
+                }
+            }
+            TxKind::ServerInvite => {
+                self.counters.unexpected += 1;
+            }
+        }
+    }
+
+    pub(super) fn server_invite_txn(
+        &mut self,
+        now: Instant,
+        from: Flow,
+        key: u64,
+        owner: u32,
+    ) -> u32 {
+        let owner_gen = self.sess.generation(owner);
+        let t1 = self.t.t1.as_millis() as u64;
+        let sent = self.ns(now);
+        let (ti, _, t) = self.txns.insert();
+        *t = Txn {
+            kind: TxKind::ServerInvite,
+            state: TxState::Proceeding,
+            method: Some(MethodKind::Invite),
+            key,
+            dest: Some(from),
+            msg: std::mem::take(&mut t.msg),
+            interval_ms: t1,
+            sent_ns: sent,
+            retransmitted: false,
+            owner,
+            owner_gen,
+            tm_rtx: super::wheel::TimerId::NONE,
+            tm_to: super::wheel::TimerId::NONE,
+        };
+        t.msg.clear();
+        self.stx.insert(key, ti);
+        ti
+    }
+
+    /// Send a response on the INVITE server transaction and keep it for
+    /// retransmission. Finals start Timer G and H (non-2xx, Completed) or the
+    /// 2xx retransmission and Timer L (RFC 6026 Accepted).
+    pub(super) fn txn_respond(&mut self, now: Instant, ti: u32, msg: Vec<u8>, code: u16) {
+        let Some(t) = self.txns.get_mut(ti) else {
+            self.put_buf(msg);
+            return;
+        };
+        t.msg.clear();
+        t.msg.extend_from_slice(&msg);
+        let dest = t.dest;
+        if code >= 200 {
+            t.state = if code < 300 {
+                TxState::Accepted
+            } else {
+                TxState::Completed
+            };
+            let (t1, t64) = (self.t.t1, self.t.t64());
+            self.arm_txn(now, t1, tk::TX_RTX, ti);
+            self.arm_txn(now, t64, tk::TX_TIMEOUT, ti);
+        }
+        match dest {
+            Some(d) => self.send(d, msg),
+            None => self.put_buf(msg),
+        }
+    }
+}
+
+/// Whether `b` has the shape of a branch this engine generates
+/// (`z9hG4bK` + 16 lowercase hex digits, see `build_req`): only such a
+/// branch with our Via can be a late duplicate; any other is unexpected.
+fn is_our_branch(b: &[u8]) -> bool {
+    b.len() == 23
+        && b.starts_with(b"z9hG4bK")
+        && b[7..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
