@@ -13,6 +13,7 @@ use super::SansIo;
 use super::config::{ClientConfig, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
 use super::state::{Aor, Map, Sess, StateSizes, Txn};
+use super::uac::{MixedUser, Pending};
 use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, mix};
 use super::wheel::Wheel;
 use super::wire::{Consts, default_sdp, hostport};
@@ -36,24 +37,6 @@ pub(super) struct Answer {
     pub auth_register: bool,
     pub auth_invite: bool,
     pub registrar: bool,
-}
-
-/// Per-user state of mixed mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum MixedUser {
-    #[default]
-    Unregistered,
-    Registering,
-    Registered,
-}
-
-/// A mixed-mode call waiting for its users' registrations.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pending {
-    pub intended: Instant,
-    pub hold: Duration,
-    pub caller: u32,
-    pub callee: u32,
 }
 
 /// One worker's SIP engine; see the module documentation of [`super`].

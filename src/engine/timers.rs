@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::endpoint::Endpoint;
+use super::state::Kind;
 use super::wheel::TimerId;
 
 /// Timer kinds packed into wheel payloads.
@@ -114,6 +115,17 @@ impl Endpoint {
                 }
                 self.sess_timer(now, kind, idx);
             }
+        }
+    }
+
+    /// A session timer fired: the flow the session belongs to handles it.
+    fn sess_timer(&mut self, now: Instant, kind: u8, si: u32) {
+        let Some(s) = self.sess.get(si) else { return };
+        match s.kind {
+            Kind::UacCall => self.call_timer(now, kind, si),
+            Kind::UacReg => self.register_timer(now, kind, si),
+            Kind::UasCall => self.uas_timer(now, kind, si),
+            Kind::UacOptions | Kind::Free => {}
         }
     }
 }

@@ -1,0 +1,417 @@
+//! UAC calls: INVITE with SDP, provisional responses, 2xx → ACK with the
+//! dialog's route set (§12.1.2, §13.2.2.4), hold, BYE (§15); CANCEL after a
+//! provisional (§9.1); 407 re-INVITE with credentials; 3xx following the
+//! Contact; re-ACK of a retransmitted 2xx.
+
+use std::time::{Duration, Instant};
+
+use super::super::endpoint::Endpoint;
+use super::super::event::{Event, MethodKind, Outcome};
+use super::super::state::{
+    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, F_SETUP, F_TIMED_OUT, Kind, NONE, Span, St,
+};
+use super::super::timers::{later, tk};
+use super::super::util::{hex16, mix};
+use super::super::wire::{hop_of, strip_angle};
+use super::Req;
+use super::pick_challenge;
+use crate::flow::Flow;
+use crate::sip::{Contact, Message};
+
+/// Callee of a new call.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Callee {
+    /// `ClientConfig::callee`.
+    Fixed,
+    /// Global user index.
+    User(u32),
+}
+
+impl Endpoint {
+    pub(super) fn start_call(
+        &mut self,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+        caller: u32,
+        callee: Callee,
+    ) {
+        let call_id = self.new_id();
+        let tag = self.new_id();
+        let key = self.dkey(&hex16(call_id), &hex16(tag));
+        let cancel = self.cc.as_ref().map_or(0.0, |c| c.cancel_ratio);
+        let cancel = self.rng.chance(cancel);
+        let (target, ring_timeout) = match &self.cc {
+            Some(c) => (c.target_flow(), c.ring_timeout),
+            None => return,
+        };
+        // Request-URI = To URI = sip:callee@domain.
+        self.s1.clear();
+        self.s1.extend_from_slice(b"sip:");
+        match (callee, &self.cc) {
+            (Callee::Fixed, Some(c)) => self
+                .s1
+                .extend_from_slice(c.callee.as_deref().unwrap_or("service").as_bytes()),
+            (Callee::User(u), Some(c)) => c.users.write_name(u as usize, &mut self.s1),
+            _ => {}
+        }
+        self.s1.push(b'@');
+        self.s1.extend_from_slice(&self.k.domain);
+        let (ins, ints) = (self.ns(now), self.ns(intended));
+        let si = self.sess_new(Kind::UacCall);
+        let uri = std::mem::take(&mut self.s1);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.key = key;
+            s.call_id = call_id;
+            s.tag = tag;
+            s.user = caller;
+            s.peer = match callee {
+                Callee::User(u) => u,
+                Callee::Fixed => NONE,
+            };
+            s.cseq = 1;
+            s.st = St::Inviting;
+            s.intended_ns = ints;
+            s.started_ns = ins;
+            s.hold = hold;
+            s.dest = Some(target);
+            if cancel {
+                s.flags |= F_CANCEL_WANTED;
+            }
+            s.ruri = s.put(&uri);
+            s.to_uri = s.ruri;
+        }
+        self.s1 = uri;
+        self.dlg.insert(key, si);
+        self.attempts += 1;
+        self.send_invite(now, si);
+        self.arm_sess(later(now, ring_timeout), tk::S_GUARD, si);
+    }
+
+    fn send_invite(&mut self, now: Instant, si: u32) {
+        let branch = self.new_id();
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        s.inv_branch = branch;
+        s.inv_cseq = s.cseq;
+        if !s.chal.is_empty() {
+            s.nc += 1;
+        }
+        let (cseq, dest) = (s.cseq, s.dest);
+        let Some(dest) = dest else { return };
+        let (ti, g) =
+            self.send_request(now, si, Req::Invite, MethodKind::Invite, branch, cseq, dest);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.txn = ti;
+            s.txn_gen = g;
+        }
+    }
+
+    /// CANCEL (§9.1): only after a provisional response, same branch and
+    /// CSeq number as the INVITE, its own non-INVITE transaction.
+    pub(super) fn send_cancel(&mut self, now: Instant, si: u32) {
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        if s.st != St::Inviting || s.flags & F_PROV == 0 || s.flags & F_CANCEL_SENT != 0 {
+            return;
+        }
+        s.flags |= F_CANCEL_SENT;
+        let (branch, cseq, dest) = (s.inv_branch, s.inv_cseq, s.dest);
+        let Some(dest) = dest else { return };
+        let (ti, _) =
+            self.send_request(now, si, Req::Cancel, MethodKind::Cancel, branch, cseq, dest);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.cancel_txn = ti;
+        }
+        let guard = self.t.t64();
+        self.arm_sess(later(now, guard), tk::S_CANCEL_GUARD, si);
+    }
+
+    pub(super) fn send_bye(&mut self, now: Instant, si: u32) {
+        let branch = self.new_id();
+        let bye_ns = self.ns(now);
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        s.cseq += 1;
+        s.st = St::Byeing;
+        s.bye_ns = bye_ns;
+        let (cseq, dest) = (s.cseq, s.dest);
+        let Some(dest) = dest else { return };
+        self.send_request(now, si, Req::Bye, MethodKind::Bye, branch, cseq, dest);
+    }
+
+    fn send_ack_2xx(&mut self, si: u32) {
+        let Some(s) = self.sess.get(si) else { return };
+        // The same branch for every retransmission of this ACK.
+        let (branch, cseq, dest) = (mix(s.call_id, u64::from(s.inv_cseq)), s.inv_cseq, s.dest);
+        let Some(dest) = dest else { return };
+        let msg = self.build_req(si, Req::Ack2xx, branch, cseq);
+        self.send(dest, msg);
+    }
+
+    pub(in crate::engine) fn uac_invite_provisional(
+        &mut self,
+        now: Instant,
+        si: u32,
+        code: u16,
+        _msg: &Message<'_>,
+    ) {
+        let ns = self.ns(now);
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        if s.kind != Kind::UacCall || s.st != St::Inviting {
+            return;
+        }
+        s.flags |= F_PROV;
+        // RFC 6076 §4.2: SRD ends at the first 18x (100 Trying does not count).
+        if code > 100 && s.flags & F_SETUP == 0 {
+            s.flags |= F_SETUP;
+            let (i, st) = (s.intended_ns, s.started_ns);
+            self.emit(Event::CallSetup {
+                intended: self.at(i),
+                invite_sent: self.at(st),
+                first_provisional_or_200: self.at(ns),
+            });
+        }
+        let Some(s) = self.sess.get(si) else { return };
+        if s.flags & (F_CANCEL_WANTED | F_TIMED_OUT) != 0 && s.flags & F_CANCEL_SENT == 0 {
+            self.send_cancel(now, si);
+        }
+    }
+
+    pub(in crate::engine) fn uac_invite_2xx(
+        &mut self,
+        now: Instant,
+        from: Flow,
+        si: u32,
+        msg: &Message<'_>,
+    ) {
+        let ns = self.ns(now);
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        if s.kind != Kind::UacCall || s.st != St::Inviting {
+            return;
+        }
+        // Dialog state from the 2xx (§12.1.2): remote tag, remote target
+        // (Contact), route set (Record-Route reversed).
+        let rtag = msg.to().and_then(|t| t.tag).unwrap_or(b"");
+        s.rtag = s.put(rtag);
+        let target = msg.contacts().find_map(|c| match c {
+            Contact::Addr { addr, .. } => Some(addr.uri),
+            Contact::Star => None,
+        });
+        let target = target.unwrap_or(b"");
+        s.target = s.put(strip_angle(target));
+        let rr: Vec<&[u8]> = msg.record_routes().map(|r| r.raw).collect();
+        if !rr.is_empty() {
+            let start = s.buf.len();
+            for (i, r) in rr.iter().rev().enumerate() {
+                if i > 0 {
+                    s.buf.push(b',');
+                }
+                s.buf.extend_from_slice(r);
+            }
+            let len = s.buf.len() - start;
+            s.routes = if len <= u16::MAX as usize && s.buf.len() <= u16::MAX as usize {
+                Span(start as u16, len as u16)
+            } else {
+                Span(0, 0)
+            };
+        }
+        let first_hop = if rr.is_empty() {
+            hop_of(s.get(s.target))
+        } else {
+            rr.last().and_then(|r| hop_of(r))
+        };
+        s.dest = Some(first_hop.unwrap_or(from));
+        s.answered_ns = ns;
+        s.flags |= F_ANSWERED;
+        s.txn = NONE;
+        s.st = St::Confirmed;
+        let setup = s.flags & F_SETUP == 0;
+        s.flags |= F_SETUP;
+        let crossed = s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 || self.shutting;
+        let (i, st, hold) = (s.intended_ns, s.started_ns, s.hold);
+        self.send_ack_2xx(si);
+        if setup {
+            self.emit(Event::CallSetup {
+                intended: self.at(i),
+                invite_sent: self.at(st),
+                first_provisional_or_200: now,
+            });
+        }
+        self.emit(Event::CallAnswered {
+            intended: self.at(i),
+            invite_sent: self.at(st),
+            answered: now,
+        });
+        if crossed || hold.is_zero() {
+            // A 200 that crossed our CANCEL: ACK it, then BYE (§9.1).
+            self.send_bye(now, si);
+        } else {
+            self.arm_sess(later(now, hold), tk::S_HOLD, si);
+        }
+    }
+
+    /// A 2xx to an INVITE whose transaction is gone: a retransmission
+    /// (the UAS did not get our ACK), so ACK again (§13.2.2.4).
+    pub(in crate::engine) fn on_stray_2xx(
+        &mut self,
+        _now: Instant,
+        _from: Flow,
+        msg: &Message<'_>,
+    ) {
+        let (Some(cid), Some(tag)) = (msg.call_id(), msg.from().and_then(|f| f.tag)) else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        let key = self.dkey(cid, tag);
+        match self.dlg.get(&key).copied() {
+            Some(si) if self.sess.get(si).is_some_and(|s| s.flags & F_ANSWERED != 0) => {
+                self.counters.duplicates += 1;
+                self.send_ack_2xx(si);
+            }
+            _ => self.counters.unexpected += 1,
+        }
+    }
+
+    pub(in crate::engine) fn uac_invite_failure(
+        &mut self,
+        now: Instant,
+        si: u32,
+        code: u16,
+        msg: &Message<'_>,
+    ) {
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        if s.kind != Kind::UacCall || s.st != St::Inviting {
+            return;
+        }
+        s.txn = NONE;
+        let cancelled = s.flags & F_CANCEL_SENT != 0;
+        let timed_out = s.flags & F_TIMED_OUT != 0;
+        if (code == 401 || code == 407)
+            && s.auth_tries == 0
+            && !cancelled
+            && !self.shutting
+            && let Some(ch) = pick_challenge(self.cc.as_ref(), msg, code == 407)
+        {
+            s.take_challenge(ch, code == 407);
+            s.flags &= !F_PROV;
+            self.send_invite(now, si);
+            return;
+        }
+        if (300..400).contains(&code) && s.redirects < 3 && !cancelled && !self.shutting {
+            let contact = msg.contacts().find_map(|c| match c {
+                Contact::Addr { addr, .. } => Some(addr.uri),
+                Contact::Star => None,
+            });
+            if let Some(uri) = contact {
+                let uri = strip_angle(uri);
+                match hop_of(uri) {
+                    Some(dest) => {
+                        s.ruri = s.put(uri);
+                        s.dest = Some(dest);
+                        s.redirects += 1;
+                        s.cseq += 1;
+                        s.flags &= !F_PROV;
+                        self.send_invite(now, si);
+                        return;
+                    }
+                    None => {
+                        self.call_done(now, si, Outcome::TransportError, None);
+                        return;
+                    }
+                }
+            }
+        }
+        let outcome = if timed_out {
+            Outcome::Timeout
+        } else if cancelled && code == 487 {
+            Outcome::Cancelled
+        } else {
+            Outcome::Failed(code)
+        };
+        self.call_done(now, si, outcome, None);
+    }
+
+    /// One call attempt ends: exactly one `CallDone`, state freed.
+    pub(super) fn call_done(
+        &mut self,
+        now: Instant,
+        si: u32,
+        outcome: Outcome,
+        bye_done: Option<Instant>,
+    ) {
+        let Some(s) = self.sess.get(si) else { return };
+        let opt = |ns: u64| (ns != 0).then(|| self.epoch + Duration::from_nanos(ns));
+        let ev = Event::CallDone {
+            intended: self.at(s.intended_ns),
+            started: self.at(s.started_ns),
+            outcome,
+            bye_sent: opt(s.bye_ns),
+            bye_done,
+            answered: (s.flags & F_ANSWERED != 0).then(|| self.at(s.answered_ns)),
+        };
+        let _ = now;
+        self.emit(ev);
+        self.sess_free(si);
+        self.attempts = self.attempts.saturating_sub(1);
+    }
+
+    /// The far end sent BYE on an established call.
+    pub(in crate::engine) fn remote_bye(&mut self, now: Instant, si: u32) {
+        self.call_done(now, si, Outcome::Success, None);
+    }
+
+    /// Final response to our BYE: the call ends (a 2xx is a success unless
+    /// the call was cancelled or timed out on the way).
+    pub(super) fn bye_final(&mut self, now: Instant, si: u32, code: u16) {
+        let Some(s) = self.sess.get(si) else { return };
+        let outcome = if s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 {
+            if s.flags & F_TIMED_OUT != 0 {
+                Outcome::Timeout
+            } else {
+                Outcome::Cancelled
+            }
+        } else if (200..300).contains(&code) {
+            Outcome::Success
+        } else {
+            Outcome::Failed(code)
+        };
+        self.call_done(now, si, outcome, Some(now));
+    }
+
+    /// Timers of a UAC call: hold time over (BYE), ring guard, CANCEL guard.
+    pub(in crate::engine) fn call_timer(&mut self, now: Instant, kind: u8, si: u32) {
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        match (s.st, kind) {
+            (St::Confirmed, tk::S_HOLD) => self.send_bye(now, si),
+            (St::Inviting, tk::S_GUARD) => {
+                // Rang too long: cancel (after a provisional) and report a timeout.
+                s.flags |= F_TIMED_OUT;
+                if s.flags & F_PROV != 0 {
+                    self.send_cancel(now, si);
+                }
+            }
+            (St::Inviting, tk::S_CANCEL_GUARD) => {
+                // §9.1: no final response 64·T1 after CANCEL: give up.
+                let o = if s.flags & F_TIMED_OUT != 0 {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Cancelled
+                };
+                self.call_done(now, si, o, None);
+            }
+            _ => {}
+        }
+    }
+}

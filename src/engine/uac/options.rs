@@ -1,0 +1,59 @@
+//! OPTIONS ping (RFC 3261 §11) out of dialog: the lightest health probe.
+
+use std::time::Instant;
+
+use super::super::endpoint::Endpoint;
+use super::super::event::{Event, MethodKind, Outcome};
+use super::super::state::{Kind, St};
+use super::super::util::hex16;
+use super::Req;
+
+impl Endpoint {
+    pub(super) fn start_options(&mut self, now: Instant, intended: Instant, user: u32) {
+        let call_id = self.new_id();
+        let tag = self.new_id();
+        let branch = self.new_id();
+        let key = self.dkey(&hex16(call_id), &hex16(tag));
+        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
+            return;
+        };
+        let (ins, ints) = (self.ns(now), self.ns(intended));
+        let si = self.sess_new(Kind::UacOptions);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.key = key;
+            s.call_id = call_id;
+            s.tag = tag;
+            s.user = user;
+            s.cseq = 1;
+            s.intended_ns = ints;
+            s.started_ns = ins;
+            s.st = St::Pinging;
+        }
+        self.dlg.insert(key, si);
+        self.attempts += 1;
+        self.send_request(now, si, Req::Options, MethodKind::Options, branch, 1, dest);
+    }
+
+    pub(super) fn options_done(&mut self, now: Instant, si: u32, outcome: Outcome) {
+        let Some(s) = self.sess.get(si) else { return };
+        let (i, st) = (s.intended_ns, s.started_ns);
+        self.emit(Event::OptionsDone {
+            intended: self.at(i),
+            started: self.at(st),
+            finished: now,
+            outcome,
+        });
+        self.sess_free(si);
+        self.attempts = self.attempts.saturating_sub(1);
+    }
+
+    /// Final response to the ping: any 2xx is a success.
+    pub(super) fn options_final(&mut self, now: Instant, si: u32, code: u16) {
+        let outcome = if (200..300).contains(&code) {
+            Outcome::Success
+        } else {
+            Outcome::Failed(code)
+        };
+        self.options_done(now, si, outcome);
+    }
+}

@@ -1,0 +1,269 @@
+//! UAC registration (RFC 3261 §10.2): REGISTER, 401/407 with digest
+//! (`stale=true` re-challenge, RFC 7616 §3.3), 423 with Min-Expires
+//! (§10.2.8), refresh before expiry, unregister (`Expires: 0`).
+
+use std::time::{Duration, Instant};
+
+use super::super::endpoint::Endpoint;
+use super::super::event::{Event, MethodKind, Outcome};
+use super::super::state::{F_LAST_AUTH, F_REPORTED, Kind, St};
+use super::super::timers::{later, tk};
+use super::super::util::hex16;
+use super::{MixedUser, Req, pick_challenge};
+use crate::auth;
+use crate::sip::{Contact, Message};
+
+impl Endpoint {
+    /// A `register` scenario attempt: the next user not already in a
+    /// registration (a user stays in one at a time); false when every
+    /// user is busy.
+    pub(super) fn start_register_attempt(
+        &mut self,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+    ) -> bool {
+        let n = self.n_local();
+        if self.reg_busy.len() != n {
+            self.reg_busy.resize(n, false);
+        }
+        for _ in 0..n {
+            let Some(k) = self.next_user() else {
+                return false;
+            };
+            if !self.reg_busy.get(k).copied().unwrap_or(true) {
+                self.reg_busy[k] = true;
+                let g = self.global_user(k);
+                self.start_reg(now, intended, hold, g, false);
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(super) fn start_reg(
+        &mut self,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+        user: u32,
+        mixed: bool,
+    ) {
+        let call_id = self.new_id();
+        let tag = self.new_id();
+        let key = self.dkey(&hex16(call_id), &hex16(tag));
+        let expires = self.cc.as_ref().map_or(3600, |c| c.expires);
+        let (ins, ints) = (self.ns(now), self.ns(intended));
+        let si = self.sess_new(Kind::UacReg);
+        if let Some(s) = self.sess.get_mut(si) {
+            s.key = key;
+            s.call_id = call_id;
+            s.tag = tag;
+            s.user = user;
+            s.cseq = 1;
+            s.expires = expires;
+            s.intended_ns = ints;
+            s.started_ns = ins;
+            s.hold = hold;
+            s.mixed = mixed;
+            s.st = St::Registering;
+        }
+        self.dlg.insert(key, si);
+        if !mixed {
+            self.attempts += 1;
+        }
+        self.send_register(now, si, expires);
+    }
+
+    pub(super) fn send_register(&mut self, now: Instant, si: u32, expires: u32) {
+        let branch = self.new_id();
+        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
+            return;
+        };
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        if s.chal.is_empty() {
+            s.flags &= !F_LAST_AUTH;
+        } else {
+            s.nc += 1;
+            s.flags |= F_LAST_AUTH;
+        }
+        let cseq = s.cseq;
+        self.send_request(
+            now,
+            si,
+            Req::Register(expires),
+            MethodKind::Register,
+            branch,
+            cseq,
+            dest,
+        );
+    }
+
+    pub(super) fn unregister(&mut self, now: Instant, si: u32) {
+        let ns = self.ns(now);
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        s.st = St::Unregistering;
+        s.phase_ns = ns;
+        s.cseq += 1;
+        self.send_register(now, si, 0);
+    }
+
+    pub(super) fn reg_response(&mut self, now: Instant, si: u32, code: u16, msg: &Message<'_>) {
+        let shutting = self.shutting;
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        let unreg = s.st == St::Unregistering;
+        if (200..300).contains(&code) {
+            if unreg {
+                let (i, p) = (s.intended_ns, s.phase_ns);
+                self.emit(Event::Unregistered {
+                    intended: self.at(i),
+                    started: self.at(p),
+                    finished: now,
+                    outcome: Outcome::Success,
+                });
+                self.reg_end(now, si, None);
+                return;
+            }
+            // Granted lifetime: our Contact's expires, else Expires, else asked.
+            let granted = msg
+                .contacts()
+                .find_map(|c| match c {
+                    Contact::Addr { expires, .. } => expires,
+                    Contact::Star => None,
+                })
+                .or(msg.expires())
+                .unwrap_or(s.expires);
+            s.auth_tries = 0;
+            s.retries = 0;
+            let first = s.flags & F_REPORTED == 0;
+            s.flags |= F_REPORTED;
+            s.st = St::Registered;
+            let (i, st, hold, mixed, user) = (s.intended_ns, s.started_ns, s.hold, s.mixed, s.user);
+            if first {
+                self.emit(Event::RegisterDone {
+                    intended: self.at(i),
+                    started: self.at(st),
+                    finished: now,
+                    outcome: Outcome::Success,
+                });
+            }
+            if mixed {
+                let k = self.local_user(user);
+                if let Some(m) = self.mixed.get_mut(k) {
+                    *m = MixedUser::Registered;
+                }
+                self.kick_pending(now);
+            }
+            if !mixed && hold.is_zero() {
+                self.reg_end(now, si, None);
+                return;
+            }
+            if shutting {
+                self.unregister(now, si);
+                return;
+            }
+            // Refresh at 80% of the granted lifetime (at least 1 s ahead).
+            let refresh =
+                Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
+            self.arm_sess(later(now, refresh), tk::S_REFRESH, si);
+            if first && !mixed {
+                let end = later(self.at(st), hold);
+                self.arm_sess(end.max(now), tk::S_HOLD, si);
+            }
+            return;
+        }
+        if (code == 401 || code == 407) && s.auth_tries < 3 {
+            let ch = pick_challenge(self.cc.as_ref(), msg, code == 407);
+            let retry = match ch.map(auth::parse_challenge) {
+                // Retry when we sent no credentials, or they were right but
+                // the nonce went stale (RFC 7616 §3.3).
+                Some(Ok(c)) => s.flags & F_LAST_AUTH == 0 || c.stale,
+                _ => false,
+            };
+            if retry && let Some(ch) = ch {
+                s.take_challenge(ch, code == 407);
+                let e = if unreg { 0 } else { s.expires };
+                self.send_register(now, si, e);
+                return;
+            }
+        }
+        if code == 423 && s.retries < 2 && !unreg {
+            // §10.2.8: retry with at least Min-Expires.
+            if let Some(min) = msg.min_expires() {
+                s.expires = s.expires.max(min);
+                s.retries += 1;
+                s.cseq += 1;
+                let e = s.expires;
+                self.send_register(now, si, e);
+                return;
+            }
+        }
+        self.reg_fail(now, si, Outcome::Failed(code));
+    }
+
+    pub(super) fn reg_fail(&mut self, now: Instant, si: u32, outcome: Outcome) {
+        let Some(s) = self.sess.get(si) else { return };
+        let (i, st, p) = (s.intended_ns, s.started_ns, s.phase_ns);
+        if s.st == St::Unregistering {
+            self.emit(Event::Unregistered {
+                intended: self.at(i),
+                started: self.at(p),
+                finished: now,
+                outcome,
+            });
+        } else if s.flags & F_REPORTED == 0 {
+            self.emit(Event::RegisterDone {
+                intended: self.at(i),
+                started: self.at(st),
+                finished: now,
+                outcome,
+            });
+        } else {
+            self.counters.refresh_failed += 1;
+        }
+        self.reg_end(now, si, Some(outcome));
+    }
+
+    fn reg_end(&mut self, now: Instant, si: u32, failed: Option<Outcome>) {
+        let Some(s) = self.sess.get(si) else { return };
+        let (mixed, user) = (s.mixed, s.user);
+        self.sess_free(si);
+        let k = self.local_user(user);
+        if mixed {
+            if let Some(m) = self.mixed.get_mut(k) {
+                *m = MixedUser::Unregistered;
+            }
+            if let Some(o) = failed {
+                self.fail_pending(now, user, o);
+            }
+        } else {
+            self.attempts = self.attempts.saturating_sub(1);
+            if let Some(b) = self.reg_busy.get_mut(k) {
+                *b = false;
+            }
+        }
+    }
+
+    /// Timers of a registration: hold over (unregister), refresh due.
+    pub(in crate::engine) fn register_timer(&mut self, now: Instant, kind: u8, si: u32) {
+        let Some(s) = self.sess.get_mut(si) else {
+            return;
+        };
+        match (s.st, kind) {
+            (St::Registered, tk::S_HOLD) => self.unregister(now, si),
+            (St::Registered, tk::S_REFRESH) => {
+                s.cseq += 1;
+                s.st = St::Registering;
+                let e = s.expires;
+                self.send_register(now, si, e);
+            }
+            _ => {}
+        }
+    }
+}
