@@ -118,6 +118,19 @@ impl Endpoint {
         }
     }
 
+    /// (Re)arm the expiry timer of a registrar binding set.
+    pub(super) fn arm_aor(&mut self, at: Instant, ai: u32) {
+        let g = self.aors.generation(ai);
+        let Some(old) = self.aors.get(ai).map(|a| a.tm) else {
+            return;
+        };
+        self.wheel.cancel(old);
+        let id = self.arm(at, tk::AOR_EXPIRE, ai, g);
+        if let Some(a) = self.aors.get_mut(ai) {
+            a.tm = id;
+        }
+    }
+
     /// A session timer fired: the flow the session belongs to handles it.
     fn sess_timer(&mut self, now: Instant, kind: u8, si: u32) {
         let Some(s) = self.sess.get(si) else { return };

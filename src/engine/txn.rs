@@ -406,6 +406,32 @@ impl Endpoint {
             None => self.put_buf(msg),
         }
     }
+
+    /// An ACK at the server INVITE transaction layer (§17.2.1): the ACK for
+    /// a non-2xx final moves Completed to Confirmed, a retransmitted one is
+    /// absorbed in Confirmed. Returns false when no transaction takes it:
+    /// the ACK of a 2xx is a transaction of its own, for the dialog
+    /// (§13.3.1.4).
+    pub(super) fn server_txn_ack(&mut self, now: Instant, key: u64) -> bool {
+        if self.absorb.contains_key(&key) {
+            // Confirmed (Timer I): retransmitted ACKs are absorbed.
+            self.counters.duplicates += 1;
+            return true;
+        }
+        if let Some(&ti) = self.stx.get(&key)
+            && self
+                .txns
+                .get(ti)
+                .is_some_and(|t| t.state == TxState::Completed)
+        {
+            // §17.2.1: Confirmed; the state shrinks to an absorber record
+            // for T4 (Timer I) instead of keeping the response buffer.
+            self.txn_free(ti);
+            self.absorb_add(now, key, 0, Life::K);
+            return true;
+        }
+        false
+    }
 }
 
 /// Whether `b` has the shape of a branch this engine generates

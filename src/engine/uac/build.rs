@@ -5,12 +5,12 @@
 
 use std::time::Instant;
 
-use super::super::endpoint::Endpoint;
-use super::super::event::MethodKind;
-use super::super::state::TxKind;
-use super::super::util::{dec, hex16};
-use super::super::wire::branch_text;
 use crate::auth;
+use crate::engine::endpoint::Endpoint;
+use crate::engine::event::MethodKind;
+use crate::engine::state::TxKind;
+use crate::engine::util::{dec, hex16};
+use crate::engine::wire::branch_text;
 use crate::flow::Flow;
 use crate::sip::{self, Builder, Message, Method};
 

@@ -5,16 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::endpoint::Endpoint;
-use super::super::event::{Event, MethodKind, Outcome};
-use super::super::state::{
-    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, F_SETUP, F_TIMED_OUT, Kind, NONE, Span, St,
-};
-use super::super::timers::{later, tk};
-use super::super::util::{hex16, mix};
-use super::super::wire::{hop_of, strip_angle};
 use super::Req;
 use super::pick_challenge;
+use crate::engine::endpoint::Endpoint;
+use crate::engine::event::{Event, MethodKind, Outcome};
+use crate::engine::state::{
+    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, F_SETUP, F_TIMED_OUT, Kind, NONE, Span, St,
+};
+use crate::engine::timers::{later, tk};
+use crate::engine::util::{hex16, mix};
+use crate::engine::wire::{hop_of, strip_angle};
 use crate::flow::Flow;
 use crate::sip::{Contact, Message};
 

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::endpoint::Endpoint;
-use super::super::event::{Event, Outcome};
 use super::call::Callee;
+use crate::engine::endpoint::Endpoint;
+use crate::engine::event::{Event, Outcome};
 
 /// Per-user state of mixed mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,11 +2,11 @@
 
 use std::time::Instant;
 
-use super::super::endpoint::Endpoint;
-use super::super::event::{Event, MethodKind, Outcome};
-use super::super::state::{Kind, St};
-use super::super::util::hex16;
 use super::Req;
+use crate::engine::endpoint::Endpoint;
+use crate::engine::event::{Event, MethodKind, Outcome};
+use crate::engine::state::{Kind, St};
+use crate::engine::util::hex16;
 
 impl Endpoint {
     pub(super) fn start_options(&mut self, now: Instant, intended: Instant, user: u32) {

@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::endpoint::Endpoint;
-use super::super::event::{Event, MethodKind, Outcome};
-use super::super::state::{F_LAST_AUTH, F_REPORTED, Kind, St};
-use super::super::timers::{later, tk};
-use super::super::util::hex16;
 use super::{MixedUser, Req, pick_challenge};
 use crate::auth;
+use crate::engine::endpoint::Endpoint;
+use crate::engine::event::{Event, MethodKind, Outcome};
+use crate::engine::state::{F_LAST_AUTH, F_REPORTED, Kind, St};
+use crate::engine::timers::{later, tk};
+use crate::engine::util::hex16;
 use crate::sip::{Contact, Message};
 
 impl Endpoint {
