@@ -6,17 +6,17 @@
 //! `txn` the transactions of RFC 3261 §17, `uac` and `uas` the flows.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::SansIo;
 use super::config::{ClientConfig, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
-use super::state::{Aor, Map, Sess, StateSizes, Txn};
+use super::state::{Absorbers, Aor, IndexByKey, Sess, StateSizes, Txn};
 use super::uac::{MixedUser, Pending};
 use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, mix};
 use super::wheel::Wheel;
-use super::wire::{Consts, default_sdp, hostport};
+use super::wire::{Wire, hostport};
 use crate::auth::NonceMint;
 use crate::flow::Flow;
 use crate::sip;
@@ -25,60 +25,115 @@ use crate::sip;
 /// cap the oldest are forgotten and their clients re-challenged.
 const NC_GUARD_CAP: usize = 1 << 20;
 
+/// What an endpoint is configured as.
+#[derive(Debug)]
+pub(super) enum Role {
+    /// A load generator (`sipstorm run`): its UAC flows, and in mixed mode
+    /// also the answering UAS its users' calls reach.
+    Client(ClientConfig),
+    /// The built-in target (`sipstorm serve`): registrar with digest
+    /// authentication, stateless proxy, answering UAS.
+    Server(ServerConfig),
+}
+
+impl Role {
+    #[inline]
+    pub(super) fn client(&self) -> Option<&ClientConfig> {
+        match self {
+            Role::Client(c) => Some(c),
+            Role::Server(_) => None,
+        }
+    }
+    #[inline]
+    pub(super) fn server(&self) -> Option<&ServerConfig> {
+        match self {
+            Role::Server(c) => Some(c),
+            Role::Client(_) => None,
+        }
+    }
+}
+
 /// UAS behaviour shared by `serve` and the answering side of mixed mode.
 #[derive(Debug, Clone)]
-pub(super) struct Answer {
+pub(super) struct AnswerPolicy {
     /// Delay before the 200 (100 and 180 go at once), drawn per call.
     pub ring: crate::dist::Delay,
+    /// Fraction of calls answered 486 Busy Here.
     pub busy: f64,
+    /// Fraction of calls never answered (480 after `no_answer_timeout`).
     pub no_answer: f64,
     pub no_answer_timeout: Duration,
+    /// The longest a call is kept without BYE.
     pub max_call: Duration,
     pub auth_register: bool,
     pub auth_invite: bool,
+    /// Act as registrar (REGISTER is answered 405 otherwise).
     pub registrar: bool,
+}
+
+/// Reused buffers for values assembled while building or checking one
+/// message, so doing so allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// A user name (From/To/Contact user, digest username) or a URI built
+    /// around one.
+    pub name: Vec<u8>,
+    /// A user's password.
+    pub password: Vec<u8>,
+    /// A header value: `Authorization`, a challenge, the registrar's
+    /// Contact list.
+    pub header: Vec<u8>,
 }
 
 /// One worker's SIP engine; see the module documentation of [`super`].
 #[derive(Debug)]
 pub struct Endpoint {
-    pub(super) cc: Option<ClientConfig>,
-    pub(super) sc: Option<ServerConfig>,
-    pub(super) ans: Answer,
-    pub(super) t: Timers,
+    pub(super) role: Role,
+    pub(super) answer: AnswerPolicy,
+    pub(super) timers: Timers,
+    /// Time zero of this endpoint's nanosecond timestamps.
     pub(super) epoch: Instant,
     pub(super) rng: Rng,
+    /// Identifiers (Call-ID, tags, branches) are a hash of seed and counter.
     pub(super) id_seed: u64,
-    pub(super) id_ctr: u64,
-    pub(super) hseed: u64,
+    pub(super) id_counter: u64,
+    /// Seed of every map key's hash (so a peer cannot aim at one bucket).
+    pub(super) hash_seed: u64,
     pub(super) wheel: Wheel,
-    pub(super) fired: Vec<u64>,
+    /// Reused buffer of the payloads the wheel fired.
+    pub(super) fired_timers: Vec<u64>,
     pub(super) txns: Slab<Txn>,
-    pub(super) ctx: Map,
-    pub(super) stx: Map,
-    pub(super) sess: Slab<Sess>,
-    pub(super) dlg: Map,
-    pub(super) absorb: HashMap<u64, u16, IdHash>,
-    pub(super) fifo_j: VecDeque<(u64, u64)>,
-    pub(super) fifo_k: VecDeque<(u64, u64)>,
-    pub(super) fifo_d: VecDeque<(u64, u64)>,
+    /// Client transactions by branch + method (§17.1.3).
+    pub(super) client_txns: IndexByKey,
+    /// Server INVITE transactions by branch + sent-by + method (§17.2.3).
+    pub(super) server_txns: IndexByKey,
+    pub(super) sessions: Slab<Sess>,
+    /// Sessions by Call-ID + local tag.
+    pub(super) dialogs: IndexByKey,
+    pub(super) absorbers: Absorbers,
     pub(super) aors: Slab<Aor>,
-    pub(super) aor_map: Map,
-    pub(super) mint: Option<NonceMint>,
-    pub(super) txq: VecDeque<(Flow, Vec<u8>)>,
-    pub(super) pool: Vec<Vec<u8>>,
+    /// Registrar binding sets by the hash of their user.
+    pub(super) aor_map: IndexByKey,
+    /// Mints and checks digest nonces (server only).
+    pub(super) nonce_mint: Option<NonceMint>,
+    /// Messages to send, in order, each in a pooled buffer.
+    pub(super) outbox: VecDeque<(Flow, Vec<u8>)>,
+    pub(super) buf_pool: Vec<Vec<u8>>,
     pub(super) events: VecDeque<Event>,
     pub(super) counters: Counters,
-    pub(super) k: Consts,
-    pub(super) s1: Vec<u8>,
-    pub(super) s2: Vec<u8>,
-    pub(super) s3: Vec<u8>,
-    pub(super) attempts: usize,
-    pub(super) shutting: bool,
-    pub(super) next_user: usize,
-    pub(super) reg_busy: Vec<bool>,
-    pub(super) mixed: Vec<MixedUser>,
-    pub(super) pending: Vec<Pending>,
+    pub(super) wire: Wire,
+    pub(super) scratch: Scratch,
+    /// Attempts started and not finished.
+    pub(super) live_attempts: usize,
+    pub(super) shutting_down: bool,
+    /// Round-robin position over this worker's users (`next_user`).
+    pub(super) user_cursor: usize,
+    /// Per local user: in a registration attempt now.
+    pub(super) user_registering: Vec<bool>,
+    /// Per local user: registration state of mixed mode.
+    pub(super) mixed_users: Vec<MixedUser>,
+    /// Mixed-mode calls waiting for their users' registrations.
+    pub(super) pending_calls: Vec<Pending>,
     pub(super) rtt_events: bool,
     /// Highest digest `nc` seen per nonce (server only; replay guard).
     pub(super) nc_guard: NcGuard,
@@ -87,90 +142,48 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn base(
-        local: SocketAddr,
-        t: Timers,
-        seed: u64,
-        ans: Answer,
-        now: Instant,
-        domain: Vec<u8>,
-        sdp: &[u8],
-    ) -> Self {
+    fn new(role: Role, wire: Wire, answer: AnswerPolicy, now: Instant) -> Self {
+        let (timers, seed) = match &role {
+            Role::Client(c) => (c.timers, c.seed),
+            Role::Server(c) => (c.timers, c.seed),
+        };
         let mut rng = Rng::new(seed ^ 0x5151_7a7a);
-        let local_hp = hostport(&local);
-        let mut via_pre = b"SIP/2.0/UDP ".to_vec();
-        via_pre.extend_from_slice(&local_hp);
-        via_pre.extend_from_slice(b";rport;branch=z9hG4bK");
-        let mut contact_self = b"<sip:".to_vec();
-        contact_self.extend_from_slice(&local_hp);
-        contact_self.push(b'>');
-        let mut domain_uri = b"sip:".to_vec();
-        domain_uri.extend_from_slice(&domain);
-        let sdp_offer = if sdp.is_empty() {
-            default_sdp(&local, true)
-        } else {
-            sdp.to_vec()
-        };
-        let sdp_answer = if sdp.is_empty() {
-            default_sdp(&local, false)
-        } else {
-            sdp.to_vec()
-        };
         // Mix in our address too, so workers given the same seed still
         // generate distinct Call-IDs, tags and branches.
-        let id_seed = rng.next_u64() ^ hash_bytes(0x1d5e_ed00, &local_hp);
-        let hseed = rng.next_u64();
+        let id_seed = rng.next_u64() ^ hash_bytes(0x1d5e_ed00, &wire.hostport);
+        let hash_seed = rng.next_u64();
         Endpoint {
-            cc: None,
-            sc: None,
-            ans,
-            t,
+            role,
+            answer,
+            timers,
             epoch: now,
             rng,
             id_seed,
-            id_ctr: 0,
-            hseed,
+            id_counter: 0,
+            hash_seed,
             wheel: Wheel::new(now),
-            fired: Vec::new(),
+            fired_timers: Vec::new(),
             txns: Slab::default(),
-            ctx: Map::default(),
-            stx: Map::default(),
-            sess: Slab::default(),
-            dlg: Map::default(),
-            absorb: HashMap::default(),
-            fifo_j: VecDeque::new(),
-            fifo_k: VecDeque::new(),
-            fifo_d: VecDeque::new(),
+            client_txns: IndexByKey::default(),
+            server_txns: IndexByKey::default(),
+            sessions: Slab::default(),
+            dialogs: IndexByKey::default(),
+            absorbers: Absorbers::default(),
             aors: Slab::default(),
-            aor_map: Map::default(),
-            mint: None,
-            txq: VecDeque::new(),
-            pool: Vec::new(),
+            aor_map: IndexByKey::default(),
+            nonce_mint: None,
+            outbox: VecDeque::new(),
+            buf_pool: Vec::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
-            k: Consts {
-                via_pre,
-                local: local_hp,
-                domain,
-                contact_self,
-                sdp_offer,
-                sdp_answer,
-                domain_uri,
-                local_host: match local {
-                    SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
-                    SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
-                },
-                local_port: local.port(),
-            },
-            s1: Vec::new(),
-            s2: Vec::new(),
-            s3: Vec::new(),
-            attempts: 0,
-            shutting: false,
-            next_user: 0,
-            reg_busy: Vec::new(),
-            mixed: Vec::new(),
-            pending: Vec::new(),
+            wire,
+            scratch: Scratch::default(),
+            live_attempts: 0,
+            shutting_down: false,
+            user_cursor: 0,
+            user_registering: Vec::new(),
+            mixed_users: Vec::new(),
+            pending_calls: Vec::new(),
             rtt_events: false,
             nc_guard: NcGuard::new(NC_GUARD_CAP),
             peer_calls: HashMap::default(),
@@ -184,7 +197,7 @@ impl Endpoint {
         } else {
             cfg.domain.clone().into_bytes()
         };
-        let ans = Answer {
+        let answer = AnswerPolicy {
             ring: cfg.answer_ring,
             busy: 0.0,
             no_answer: 0.0,
@@ -194,16 +207,15 @@ impl Endpoint {
             auth_invite: false,
             registrar: false,
         };
-        let mut e = Self::base(cfg.local, cfg.timers, cfg.seed, ans, now, domain, &cfg.sdp);
-        // Per-user state (`reg_busy`, `mixed`) is sized by the first attempt
-        // of the scenario that needs it (a mix may start any of them).
-        e.cc = Some(cfg);
-        e
+        let wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        // Per-user state (`user_registering`, `mixed_users`) is sized by the
+        // first attempt of the scenario that needs it (a mix may start any).
+        Self::new(Role::Client(cfg), wire, answer, now)
     }
 
     /// The built-in target: registrar with digest authentication and answering UAS.
     pub fn server(cfg: ServerConfig, now: Instant) -> Self {
-        let ans = Answer {
+        let answer = AnswerPolicy {
             ring: cfg.ring,
             busy: cfg.busy_ratio,
             no_answer: cfg.no_answer_ratio,
@@ -214,14 +226,15 @@ impl Endpoint {
             registrar: true,
         };
         let domain = hostport(&cfg.local);
-        let mut e = Self::base(cfg.local, cfg.timers, cfg.seed, ans, now, domain, &cfg.sdp);
         let mut secret = [0u8; 32];
         let mut r = Rng::new(cfg.nonce_seed);
         for c in secret.chunks_mut(8) {
             c.copy_from_slice(&r.next_u64().to_le_bytes());
         }
-        e.mint = Some(NonceMint::with_stream(secret, cfg.seed as u8));
-        e.sc = Some(cfg);
+        let mint = NonceMint::with_stream(secret, cfg.seed as u8);
+        let wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        let mut e = Self::new(Role::Server(cfg), wire, answer, now);
+        e.nonce_mint = Some(mint);
         e
     }
 
@@ -234,10 +247,10 @@ impl Endpoint {
     /// Attempts started by `start_attempt` and not finished yet (plus
     /// mixed-mode registrations still unregistering after `shutdown`).
     pub fn in_flight(&self) -> usize {
-        let mut n = self.attempts + self.pending.len();
-        if self.shutting {
+        let mut n = self.live_attempts + self.pending_calls.len();
+        if self.shutting_down {
             n += self
-                .mixed
+                .mixed_users
                 .iter()
                 .filter(|u| **u != MixedUser::Unregistered)
                 .count();
@@ -253,10 +266,10 @@ impl Endpoint {
     /// Sizes of the live state (leak checks, memory accounting).
     pub fn state_sizes(&self) -> StateSizes {
         let sess_bytes: usize = self
-            .sess
+            .sessions
             .live_indices()
-            .filter_map(|i| self.sess.get(i))
-            .map(|s| s.buf.capacity() + s.chal.capacity())
+            .filter_map(|i| self.sessions.get(i))
+            .map(|s| s.buf.capacity() + s.challenge.capacity())
             .sum();
         let txn_bytes: usize = self
             .txns
@@ -266,18 +279,21 @@ impl Endpoint {
             .sum();
         let map_entry = 8 + 4 + 4 + 1;
         StateSizes {
-            sessions: self.sess.len(),
+            sessions: self.sessions.len(),
             transactions: self.txns.len(),
-            absorbers: self.absorb.len(),
+            absorbers: self.absorbers.codes.len(),
             bindings: self.aors.len(),
             timers: self.wheel.len(),
-            queued: self.txq.len(),
-            approx_bytes: self.sess.capacity() * (std::mem::size_of::<Sess>() + 8)
+            queued: self.outbox.len(),
+            approx_bytes: self.sessions.capacity() * (std::mem::size_of::<Sess>() + 8)
                 + self.txns.capacity() * (std::mem::size_of::<Txn>() + 8)
                 + sess_bytes
                 + txn_bytes
-                + (self.dlg.capacity() + self.ctx.capacity() + self.stx.capacity()) * map_entry
-                + self.absorb.capacity() * (8 + 2 + 1)
+                + (self.dialogs.capacity()
+                    + self.client_txns.capacity()
+                    + self.server_txns.capacity())
+                    * map_entry
+                + self.absorbers.codes.capacity() * (8 + 2 + 1)
                 + self.wheel.heap_bytes()
                 + self.nc_guard.heap_bytes()
                 + self.peer_calls.capacity() * (8 + 4 + 1),
@@ -287,19 +303,19 @@ impl Endpoint {
     // ---- time and identifiers -------------------------------------------
 
     #[inline]
-    pub(super) fn ns(&self, now: Instant) -> u64 {
+    pub(super) fn to_ns(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_nanos() as u64
     }
     #[inline]
-    pub(super) fn at(&self, ns: u64) -> Instant {
+    pub(super) fn to_instant(&self, ns: u64) -> Instant {
         self.epoch + Duration::from_nanos(ns)
     }
     /// A fresh 64-bit identifier (Call-ID, tag, branch, cnonce): the
     /// splitmix of a per-endpoint seed and a counter, unique per endpoint.
     #[inline]
     pub(super) fn new_id(&mut self) -> u64 {
-        self.id_ctr += 1;
-        let mut r = Rng::new(self.id_seed ^ self.id_ctr.wrapping_mul(0xd134_2543_de82_ef95));
+        self.id_counter += 1;
+        let mut r = Rng::new(self.id_seed ^ self.id_counter.wrapping_mul(0xd134_2543_de82_ef95));
         r.next_u64()
     }
     /// Key of a peer (source address and port) for per-peer accounting.
@@ -309,34 +325,34 @@ impl Endpoint {
             IpAddr::V4(v) => u128::from(u32::from(v)),
             IpAddr::V6(v) => u128::from(v),
         };
-        mix(self.h(&ip.to_le_bytes()), u64::from(a.port()) | 1 << 32)
+        mix(self.hash(&ip.to_le_bytes()), u64::from(a.port()) | 1 << 32)
     }
     #[inline]
-    pub(super) fn h(&self, b: &[u8]) -> u64 {
-        hash_bytes(self.hseed, b)
+    pub(super) fn hash(&self, b: &[u8]) -> u64 {
+        hash_bytes(self.hash_seed, b)
     }
     /// Dialog key: Call-ID and local tag (RFC 3261 §12: the dialog ID is
     /// Call-ID + local tag + remote tag; the remote tag adds nothing when
     /// our tags are unique, and leaving it out lets early state match).
     #[inline]
-    pub(super) fn dkey(&self, call_id: &[u8], local_tag: &[u8]) -> u64 {
-        mix(self.h(call_id), self.h(local_tag))
+    pub(super) fn dialog_key(&self, call_id: &[u8], local_tag: &[u8]) -> u64 {
+        mix(self.hash(call_id), self.hash(local_tag))
     }
     /// Client transaction key (§17.1.3): branch + CSeq method.
     #[inline]
-    pub(super) fn ckey(&self, branch: &[u8], m: MethodKind) -> u64 {
-        mix(self.h(branch), m as u64)
+    pub(super) fn client_txn_key(&self, branch: &[u8], m: MethodKind) -> u64 {
+        mix(self.hash(branch), m as u64)
     }
     /// Server transaction key (§17.2.3): branch + sent-by + method, with
     /// ACK folded into INVITE.
-    pub(super) fn skey(&self, via: &sip::Via<'_>, m: MethodKind) -> u64 {
+    pub(super) fn server_txn_key(&self, via: &sip::Via<'_>, m: MethodKind) -> u64 {
         let class = if m == MethodKind::Ack {
             MethodKind::Invite
         } else {
             m
         };
-        let b = self.h(via.branch.unwrap_or(b""));
-        let sb = self.h(via.host) ^ u64::from(via.port.unwrap_or(5060));
+        let b = self.hash(via.branch.unwrap_or(b""));
+        let sb = self.hash(via.host) ^ u64::from(via.port.unwrap_or(5060));
         mix(mix(b, sb), class as u64)
     }
 
@@ -344,20 +360,22 @@ impl Endpoint {
 
     #[inline]
     pub(super) fn take_buf(&mut self) -> Vec<u8> {
-        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(1024))
+        self.buf_pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(1024))
     }
     #[inline]
     pub(super) fn put_buf(&mut self, mut b: Vec<u8>) {
-        if self.pool.len() < 4096 {
+        if self.buf_pool.len() < 4096 {
             b.clear();
-            self.pool.push(b);
+            self.buf_pool.push(b);
         }
     }
     /// Queue a datagram built in a pooled buffer.
     #[inline]
     pub(super) fn send(&mut self, dest: Flow, b: Vec<u8>) {
         self.counters.sent += 1;
-        self.txq.push_back((dest, b));
+        self.outbox.push_back((dest, b));
     }
     /// Queue a copy of a transaction's stored message.
     pub(super) fn send_txn_copy(&mut self, ti: u32, retransmit: bool) {
@@ -392,10 +410,7 @@ impl Endpoint {
         }
     }
 
-    // ---- timers ---------------------------------------------------------
-}
-
-impl Endpoint {
+    /// Every message received: parse, then the request or response path.
     fn on_message(&mut self, now: Instant, from: Flow, data: &[u8]) {
         let msg = match sip::parse(data) {
             Ok(m) => m,
@@ -425,23 +440,23 @@ impl SansIo for Endpoint {
         // Fired timers may arm new ones already due (after a long pause);
         // a few rounds catch up without looping forever.
         for _ in 0..8 {
-            let mut fired = std::mem::take(&mut self.fired);
+            let mut fired = std::mem::take(&mut self.fired_timers);
             fired.clear();
             self.wheel.advance(now, &mut fired);
             if fired.is_empty() {
-                self.fired = fired;
+                self.fired_timers = fired;
                 break;
             }
             for &v in &fired {
                 self.dispatch_timer(now, v);
             }
-            self.fired = fired;
+            self.fired_timers = fired;
         }
         self.absorb_sweep(now);
     }
 
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
-        let (dest, mut b) = self.txq.pop_front()?;
+        let (dest, mut b) = self.outbox.pop_front()?;
         std::mem::swap(buf, &mut b);
         self.put_buf(b);
         Some(dest)
@@ -449,9 +464,9 @@ impl SansIo for Endpoint {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.wheel.next_deadline();
-        for fifo in [&self.fifo_j, &self.fifo_k, &self.fifo_d] {
+        for fifo in &self.absorbers.expiry {
             if let Some(&(exp, _)) = fifo.front() {
-                let a = self.at(exp);
+                let a = self.to_instant(exp);
                 t = Some(t.map_or(a, |x| x.min(a)));
             }
         }

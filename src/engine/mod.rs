@@ -76,8 +76,8 @@ mod timers;
 mod txn;
 mod uac;
 mod uas;
-pub mod util;
-pub mod wheel;
+pub(crate) mod util;
+pub(crate) mod wheel;
 mod wire;
 
 pub use endpoint::Endpoint;

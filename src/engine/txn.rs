@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::Endpoint;
 use super::event::{Event, MethodKind, Outcome};
-use super::state::{Kind, St, TxKind, TxState, Txn};
-use super::timers::{Life, later, tk};
+use super::state::{Absorbers, REACK, SessKind, SessState, TxKind, TxState, Txn};
+use super::timers::{Life, TimerKind, later};
 use super::util::hex16;
 use super::wheel::TimerId;
 use super::wire::method_kind;
 use crate::flow::Flow;
 use crate::sip::Message;
-
-/// Absorber code marking a client INVITE that got a non-2xx: a
-/// retransmission of that response is ACKed again.
-pub(super) const REACK: u16 = 0x8000;
 
 impl Endpoint {
     /// Start a client transaction with the request in `msg` (consumed):
@@ -35,8 +31,8 @@ impl Endpoint {
         owner: u32,
         msg: Vec<u8>,
     ) -> (u32, u32) {
-        let owner_gen = self.sess.generation(owner);
-        let sent_ns = self.ns(now);
+        let owner_gen = self.sessions.generation(owner);
+        let sent_ns = self.to_ns(now);
         let (ti, g, t) = self.txns.insert();
         t.kind = kind;
         t.state = if kind == TxKind::ClientInvite {
@@ -49,19 +45,19 @@ impl Endpoint {
         t.dest = Some(dest);
         t.msg.clear();
         t.msg.extend_from_slice(&msg);
-        t.interval_ms = self.t.t1.as_millis() as u64;
+        t.interval_ms = self.timers.t1.as_millis() as u64;
         t.sent_ns = sent_ns;
         t.retransmitted = false;
         t.owner = owner;
         t.owner_gen = owner_gen;
-        t.tm_rtx = TimerId::NONE;
-        t.tm_to = TimerId::NONE;
-        self.ctx.insert(key, ti);
+        t.retransmit_timer = TimerId::NONE;
+        t.timeout_timer = TimerId::NONE;
+        self.client_txns.insert(key, ti);
         self.send(dest, msg);
-        let t1 = self.t.t1;
-        let t64 = self.t.t64();
-        self.arm_txn(now, t1, tk::TX_RTX, ti);
-        self.arm_txn(now, t64, tk::TX_TIMEOUT, ti);
+        let t1 = self.timers.t1;
+        let t64 = self.timers.t64();
+        self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+        self.arm_txn(now, t64, TimerKind::TxnTimeout, ti);
         (ti, g)
     }
 
@@ -70,14 +66,14 @@ impl Endpoint {
         if let Some(t) = self.txns.get(ti) {
             let key = t.key;
             let map = if t.kind == TxKind::ServerInvite {
-                &mut self.stx
+                &mut self.server_txns
             } else {
-                &mut self.ctx
+                &mut self.client_txns
             };
             if map.get(&key) == Some(&ti) {
                 map.remove(&key);
             }
-            let (a, b) = (t.tm_rtx, t.tm_to);
+            let (a, b) = (t.retransmit_timer, t.timeout_timer);
             self.wheel.cancel(a);
             self.wheel.cancel(b);
             self.txns.remove(ti);
@@ -85,7 +81,7 @@ impl Endpoint {
     }
 
     pub(super) fn txn_retransmit(&mut self, now: Instant, ti: u32) {
-        let t2 = self.t.t2.as_millis() as u64;
+        let t2 = self.timers.t2.as_millis() as u64;
         let Some(t) = self.txns.get_mut(ti) else {
             return;
         };
@@ -104,7 +100,12 @@ impl Endpoint {
         t.interval_ms = next;
         t.retransmitted = true;
         self.send_txn_copy(ti, true);
-        self.arm_txn(now, Duration::from_millis(next), tk::TX_RTX, ti);
+        self.arm_txn(
+            now,
+            Duration::from_millis(next),
+            TimerKind::TxnRetransmit,
+            ti,
+        );
     }
 
     /// Terminate client transaction `ti` without a final response and tell
@@ -115,7 +116,7 @@ impl Endpoint {
         let Some(t) = self.txns.get(ti) else { return };
         let (owner, owner_gen) = (t.owner, t.owner_gen);
         self.txn_free(ti);
-        if self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some() {
+        if self.sessions.generation(owner) == owner_gen && self.sessions.get(owner).is_some() {
             self.on_txn_failed(now, owner, ti, outcome);
         }
     }
@@ -183,8 +184,11 @@ impl Endpoint {
                 self.counters.ack_timeouts += 1;
                 self.txn_free(ti);
                 if state == TxState::Accepted
-                    && self.sess.generation(owner) == owner_gen
-                    && self.sess.get(owner).is_some_and(|s| s.st == St::Answered)
+                    && self.sessions.generation(owner) == owner_gen
+                    && self
+                        .sessions
+                        .get(owner)
+                        .is_some_and(|s| s.state == SessState::Answered)
                 {
                     self.sess_free(owner);
                 }
@@ -193,32 +197,36 @@ impl Endpoint {
         }
     }
 
-    /// Remember a finished non-INVITE transaction for a while (Timer J on
-    /// the server: retransmitted requests get the same final response
-    /// rebuilt from the retransmission; Timer K on the client: retransmitted
-    /// responses are absorbed). One map entry and one FIFO slot, no buffer.
+    /// Remember a finished transaction for the lifetime of its waiting
+    /// state, as an absorber record (one map entry and one FIFO slot, no
+    /// buffer): Timer J of a server non-INVITE (§17.2.2: a retransmitted
+    /// request gets the same final response, rebuilt from itself), Timer I
+    /// of a server INVITE (§17.2.1: retransmitted ACKs are absorbed), Timer
+    /// D of a client INVITE (§17.1.1.2: a retransmitted non-2xx is ACKed
+    /// again). A client non-INVITE's Completed state (Timer K) needs no
+    /// record, see [`Self::on_response`].
     pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life) {
-        let (life, fifo) = match life {
-            Life::J => (self.t.t64(), &mut self.fifo_j),
-            Life::K => (self.t.t4, &mut self.fifo_k),
-            Life::D => (self.t.timer_d(), &mut self.fifo_d),
+        let lasts = match life {
+            Life::J => self.timers.t64(),
+            Life::I => self.timers.t4,
+            Life::D => self.timers.timer_d(),
         };
-        let exp = later(now, life)
-            .saturating_duration_since(self.epoch)
-            .as_nanos() as u64;
-        fifo.push_back((exp, key));
-        self.absorb.insert(key, code);
+        let expiry = self.to_ns(later(now, lasts));
+        self.absorbers.expiry[life as usize].push_back((expiry, key));
+        self.absorbers.codes.insert(key, code);
     }
 
+    /// Forget absorber records whose lifetime is over.
     pub(super) fn absorb_sweep(&mut self, now: Instant) {
-        let n = self.ns(now);
-        for fifo in [&mut self.fifo_j, &mut self.fifo_k, &mut self.fifo_d] {
+        let n = self.to_ns(now);
+        let Absorbers { codes, expiry } = &mut self.absorbers;
+        for fifo in expiry {
             while let Some(&(exp, key)) = fifo.front() {
                 if exp > n {
                     break;
                 }
                 fifo.pop_front();
-                self.absorb.remove(&key);
+                codes.remove(&key);
             }
         }
     }
@@ -226,7 +234,7 @@ impl Endpoint {
     /// A response: match the client transaction (§17.1.3), or a dialog for
     /// a retransmitted 2xx, or an absorber record.
     pub(super) fn on_response(&mut self, now: Instant, from: Flow, msg: &Message<'_>) {
-        if self.sc.is_some() && self.proxy_response(msg) {
+        if self.role.server().is_some() && self.proxy_response(msg) {
             return;
         }
         let (Some(code), Some(via), Some(cseq)) = (msg.status(), msg.top_via(), msg.cseq()) else {
@@ -234,18 +242,18 @@ impl Endpoint {
             return;
         };
         let m = method_kind(&cseq.method);
-        let key = self.ckey(via.branch.unwrap_or(b""), m);
-        let Some(&ti) = self.ctx.get(&key) else {
+        let key = self.client_txn_key(via.branch.unwrap_or(b""), m);
+        let Some(&ti) = self.client_txns.get(&key) else {
             if m == MethodKind::Invite && (200..300).contains(&code) {
                 self.on_stray_2xx(now, from, msg);
-            } else if let Some(&rec) = self.absorb.get(&key) {
+            } else if let Some(&rec) = self.absorbers.codes.get(&key) {
                 self.counters.duplicates += 1;
                 if rec & REACK != 0 && code >= 300 {
                     let ack = self.build_ack_from_response(msg);
                     self.send(from, ack);
                 }
-            } else if via.host == &self.k.local_host[..]
-                && via.port.unwrap_or(5060) == self.k.local_port
+            } else if via.host == &self.wire.via_host[..]
+                && via.port.unwrap_or(5060) == self.wire.via_port
                 && via.branch.is_some_and(is_our_branch)
             {
                 // A retransmission of a response to one of our finished
@@ -261,9 +269,12 @@ impl Endpoint {
         // request's). Matching on branch alone (§17.1.3) would then end the
         // wrong call; count it unexpected instead.
         if let Some(t) = self.txns.get(ti)
-            && self.sess.generation(t.owner) == t.owner_gen
-            && let Some(s) = self.sess.get(t.owner)
-            && matches!(s.kind, Kind::UacCall | Kind::UacReg | Kind::UacOptions)
+            && self.sessions.generation(t.owner) == t.owner_gen
+            && let Some(s) = self.sessions.get(t.owner)
+            && matches!(
+                s.kind,
+                SessKind::UacCall | SessKind::UacReg | SessKind::UacOptions
+            )
             && msg.call_id() != Some(&hex16(s.call_id)[..])
         {
             self.counters.unexpected += 1;
@@ -286,9 +297,10 @@ impl Endpoint {
             t.sent_ns,
             t.retransmitted,
         );
-        let owner_ok = self.sess.generation(owner) == owner_gen && self.sess.get(owner).is_some();
+        let owner_ok =
+            self.sessions.generation(owner) == owner_gen && self.sessions.get(owner).is_some();
         if code >= 200 && self.rtt_events && !rtx && state != TxState::Completed {
-            let rtt = Duration::from_nanos(self.ns(now).saturating_sub(sent_ns));
+            let rtt = Duration::from_nanos(self.to_ns(now).saturating_sub(sent_ns));
             self.emit(Event::TransactionRtt { method: m, rtt });
         }
         match kind {
@@ -299,7 +311,7 @@ impl Endpoint {
                     {
                         // Timers A and B stop; the TU's ring guard bounds Proceeding.
                         t.state = TxState::Proceeding;
-                        let (a, b) = (t.tm_rtx, t.tm_to);
+                        let (a, b) = (t.retransmit_timer, t.timeout_timer);
                         self.wheel.cancel(a);
                         self.wheel.cancel(b);
                     }
@@ -356,9 +368,9 @@ impl Endpoint {
         key: u64,
         owner: u32,
     ) -> u32 {
-        let owner_gen = self.sess.generation(owner);
-        let t1 = self.t.t1.as_millis() as u64;
-        let sent = self.ns(now);
+        let owner_gen = self.sessions.generation(owner);
+        let t1 = self.timers.t1.as_millis() as u64;
+        let sent = self.to_ns(now);
         let (ti, _, t) = self.txns.insert();
         *t = Txn {
             kind: TxKind::ServerInvite,
@@ -372,11 +384,11 @@ impl Endpoint {
             retransmitted: false,
             owner,
             owner_gen,
-            tm_rtx: super::wheel::TimerId::NONE,
-            tm_to: super::wheel::TimerId::NONE,
+            retransmit_timer: super::wheel::TimerId::NONE,
+            timeout_timer: super::wheel::TimerId::NONE,
         };
         t.msg.clear();
-        self.stx.insert(key, ti);
+        self.server_txns.insert(key, ti);
         ti
     }
 
@@ -397,9 +409,9 @@ impl Endpoint {
             } else {
                 TxState::Completed
             };
-            let (t1, t64) = (self.t.t1, self.t.t64());
-            self.arm_txn(now, t1, tk::TX_RTX, ti);
-            self.arm_txn(now, t64, tk::TX_TIMEOUT, ti);
+            let (t1, t64) = (self.timers.t1, self.timers.t64());
+            self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+            self.arm_txn(now, t64, TimerKind::TxnTimeout, ti);
         }
         match dest {
             Some(d) => self.send(d, msg),
@@ -413,12 +425,12 @@ impl Endpoint {
     /// the ACK of a 2xx is a transaction of its own, for the dialog
     /// (§13.3.1.4).
     pub(super) fn server_txn_ack(&mut self, now: Instant, key: u64) -> bool {
-        if self.absorb.contains_key(&key) {
+        if self.absorbers.codes.contains_key(&key) {
             // Confirmed (Timer I): retransmitted ACKs are absorbed.
             self.counters.duplicates += 1;
             return true;
         }
-        if let Some(&ti) = self.stx.get(&key)
+        if let Some(&ti) = self.server_txns.get(&key)
             && self
                 .txns
                 .get(ti)
@@ -427,7 +439,7 @@ impl Endpoint {
             // §17.2.1: Confirmed; the state shrinks to an absorber record
             // for T4 (Timer I) instead of keeping the response buffer.
             self.txn_free(ti);
-            self.absorb_add(now, key, 0, Life::K);
+            self.absorb_add(now, key, 0, Life::I);
             return true;
         }
         false

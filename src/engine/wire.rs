@@ -11,24 +11,65 @@ use crate::sip::{self, Method};
 
 /// Per-endpoint constant header fragments, built once.
 #[derive(Debug, Default)]
-pub(super) struct Consts {
-    /// `SIP/2.0/UDP host:port;branch=z9hG4bK`
-    pub via_pre: Vec<u8>,
-    /// `;rport`
-    pub local: Vec<u8>,
+pub(super) struct Wire {
+    /// `SIP/2.0/UDP host:port;rport;branch=z9hG4bK`: our Via up to the
+    /// branch's 16 hex digits.
+    pub via_prefix: Vec<u8>,
+    /// Our `host:port` (IPv6 in brackets): Contact URIs, our Via's sent-by.
+    pub hostport: Vec<u8>,
+    /// Our host as written in Via (IPv6 in brackets) and our port, to
+    /// recognise our own Via in a response.
+    pub via_host: Vec<u8>,
+    pub via_port: u16,
+    /// Host of AORs and Request-URIs (`--domain`, default the target).
     pub domain: Vec<u8>,
-    /// `<sip:host:port>` (UAS Contact)
+    /// `sip:` + domain: REGISTER and OPTIONS Request-URI.
+    pub domain_uri: Vec<u8>,
+    /// `<sip:host:port>`: the UAS Contact.
     pub contact_self: Vec<u8>,
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
-    pub domain_uri: Vec<u8>,
-    /// Our host as written in Via (IPv6 in brackets) and port.
-    pub local_host: Vec<u8>,
-    pub local_port: u16,
+}
+
+impl Wire {
+    /// The fragments of an endpoint at `local` serving `domain`; an empty
+    /// `sdp` means the built-in offer and answer.
+    pub(super) fn new(local: SocketAddr, domain: Vec<u8>, sdp: &[u8]) -> Wire {
+        let hostport = hostport(&local);
+        let mut via_prefix = b"SIP/2.0/UDP ".to_vec();
+        via_prefix.extend_from_slice(&hostport);
+        via_prefix.extend_from_slice(b";rport;branch=z9hG4bK");
+        let mut contact_self = b"<sip:".to_vec();
+        contact_self.extend_from_slice(&hostport);
+        contact_self.push(b'>');
+        let mut domain_uri = b"sip:".to_vec();
+        domain_uri.extend_from_slice(&domain);
+        let body = |offer| {
+            if sdp.is_empty() {
+                default_sdp(&local, offer)
+            } else {
+                sdp.to_vec()
+            }
+        };
+        Wire {
+            via_prefix,
+            via_host: match local {
+                SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
+                SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
+            },
+            via_port: local.port(),
+            hostport,
+            domain,
+            domain_uri,
+            contact_self,
+            sdp_offer: body(true),
+            sdp_answer: body(false),
+        }
+    }
 }
 
 /// Built-in SDP bodies: one PCMU audio stream (RFC 4566, RFC 3264).
-pub(super) fn default_sdp(local: &SocketAddr, offer: bool) -> Vec<u8> {
+fn default_sdp(local: &SocketAddr, offer: bool) -> Vec<u8> {
     let ip = local.ip();
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let id = if offer { 1001 } else { 2002 };
@@ -40,6 +81,7 @@ pub(super) fn default_sdp(local: &SocketAddr, offer: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `ip:port`, or `[ip]:port` for IPv6.
 pub(super) fn hostport(a: &SocketAddr) -> Vec<u8> {
     match a {
         SocketAddr::V4(v) => format!("{}:{}", v.ip(), v.port()).into_bytes(),
@@ -47,7 +89,7 @@ pub(super) fn hostport(a: &SocketAddr) -> Vec<u8> {
     }
 }
 
-/// Map a codec method to the engine's compact kind.
+/// IndexByKey a codec method to the engine's compact kind.
 pub(super) fn method_kind(m: &Method<'_>) -> MethodKind {
     match m {
         Method::Invite => MethodKind::Invite,

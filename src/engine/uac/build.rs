@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::auth;
-use crate::engine::endpoint::Endpoint;
+use crate::engine::endpoint::{Endpoint, Scratch};
 use crate::engine::event::MethodKind;
 use crate::engine::state::TxKind;
 use crate::engine::util::{dec, hex16};
@@ -29,27 +29,33 @@ impl Endpoint {
     /// Write request `req` of session `si` into a pooled buffer.
     pub(super) fn build_req(&mut self, si: u32, req: Req, branch: u64, cseq: u32) -> Vec<u8> {
         let mut out = self.take_buf();
-        let needs_auth = self.sess.get(si).is_some_and(|s| !s.chal.is_empty());
+        let needs_auth = self
+            .sessions
+            .get(si)
+            .is_some_and(|s| !s.challenge.is_empty());
         let cnonce = if needs_auth {
             hex16(self.new_id())
         } else {
             [b'0'; 16]
         };
         let Endpoint {
-            sess,
-            cc,
-            k,
-            s1,
-            s2,
-            s3,
+            sessions,
+            role,
+            wire,
+            scratch,
             ..
         } = self;
-        let (Some(s), Some(cc)) = (sess.get(si), cc.as_ref()) else {
+        let Scratch {
+            name,
+            password,
+            header,
+        } = scratch;
+        let (Some(s), Some(cfg)) = (sessions.get(si), role.client()) else {
             return out;
         };
         // Our user's name.
-        s1.clear();
-        cc.users.write_name(s.user as usize, s1);
+        name.clear();
+        cfg.users.write_name(s.user as usize, name);
         let (method, mname): (Method<'_>, &[u8]) = match req {
             Req::Invite => (Method::Invite, b"INVITE"),
             Req::Cancel => (Method::Cancel, b"CANCEL"),
@@ -59,9 +65,9 @@ impl Endpoint {
             Req::Options => (Method::Options, b"OPTIONS"),
         };
         let ruri: &[u8] = match req {
-            Req::Invite | Req::Cancel => s.get(s.ruri),
+            Req::Invite | Req::Cancel => s.get(s.request_uri),
             Req::Ack2xx | Req::Bye => s.get(s.target),
-            Req::Register(_) | Req::Options => &k.domain_uri,
+            Req::Register(_) | Req::Options => &wire.domain_uri,
         };
         let bh = hex16(branch);
         let th = hex16(s.tag);
@@ -69,66 +75,82 @@ impl Endpoint {
         let mut nb = [0u8; 20];
         let cs = dec(u64::from(cseq), &mut nb);
         let mut b = Builder::request(&mut out, &method, ruri);
-        b.header_parts(b"Via", &[&k.via_pre, &bh]);
+        b.header_parts(b"Via", &[&wire.via_prefix, &bh]);
         b.header(b"Max-Forwards", b"70");
         if matches!(req, Req::Ack2xx | Req::Bye) && s.routes.1 > 0 {
             b.header(b"Route", s.get(s.routes));
         }
-        b.header_parts(b"From", &[b"<sip:", s1, b"@", &k.domain, b">;tag=", &th]);
+        b.header_parts(
+            b"From",
+            &[b"<sip:", name, b"@", &wire.domain, b">;tag=", &th],
+        );
         match req {
             Req::Invite | Req::Cancel => {
                 b.header_parts(b"To", &[b"<", s.get(s.to_uri), b">"]);
             }
             Req::Ack2xx | Req::Bye => {
-                b.header_parts(b"To", &[b"<", s.get(s.to_uri), b">;tag=", s.get(s.rtag)]);
+                b.header_parts(
+                    b"To",
+                    &[b"<", s.get(s.to_uri), b">;tag=", s.get(s.remote_tag)],
+                );
             }
             Req::Register(_) => {
-                b.header_parts(b"To", &[b"<sip:", s1, b"@", &k.domain, b">"]);
+                b.header_parts(b"To", &[b"<sip:", name, b"@", &wire.domain, b">"]);
             }
             Req::Options => {
-                b.header_parts(b"To", &[b"<", &k.domain_uri, b">"]);
+                b.header_parts(b"To", &[b"<", &wire.domain_uri, b">"]);
             }
         }
         b.header(b"Call-ID", &ch);
         b.header_parts(b"CSeq", &[cs, b" ", mname]);
         if matches!(req, Req::Invite | Req::Register(_)) {
-            b.header_parts(b"Contact", &[b"<sip:", s1, b"@", &k.local, b">"]);
+            b.header_parts(b"Contact", &[b"<sip:", name, b"@", &wire.hostport, b">"]);
         }
         if let Req::Register(e) = req {
             b.header_u32(b"Expires", e);
         }
         if matches!(req, Req::Invite | Req::Register(_))
-            && !s.chal.is_empty()
-            && let Ok(mut chal) = auth::parse_challenge(&s.chal)
+            && !s.challenge.is_empty()
+            && let Ok(mut chal) = auth::parse_challenge(&s.challenge)
         {
             // `chosen_qop` prefers auth; a client configured for auth-int
             // answers with it whenever it is offered.
-            if cc.digest_qop == auth::Qop::AuthInt && chal.qop_auth_int {
+            if cfg.digest_qop == auth::Qop::AuthInt && chal.qop_auth_int {
                 chal.qop_auth = false;
             }
-            s2.clear();
-            cc.users.write_password(s.user as usize, s2);
-            let ha1 = auth::Ha1::from_challenge(&chal, s1, s2);
-            s3.clear();
+            password.clear();
+            cfg.users.write_password(s.user as usize, password);
+            let ha1 = auth::Ha1::from_challenge(&chal, name, password);
+            header.clear();
             let body: &[u8] = if req == Req::Invite {
-                &k.sdp_offer
+                &wire.sdp_offer
             } else {
                 b""
             };
-            if auth::write_authorization(s3, &chal, s1, &ha1, mname, ruri, body, s.nc, &cnonce)
-                .is_ok()
+            if auth::write_authorization(
+                header,
+                &chal,
+                name,
+                &ha1,
+                mname,
+                ruri,
+                body,
+                s.nonce_count,
+                &cnonce,
+            )
+            .is_ok()
             {
-                let name: &[u8] = if s.chal_proxy {
+                let name: &[u8] = if s.challenge_is_proxy {
                     b"Proxy-Authorization"
                 } else {
                     b"Authorization"
                 };
-                b.header(name, s3);
+                b.header(name, header);
             }
         }
         b.header(b"User-Agent", b"sipstorm");
         if req == Req::Invite {
-            b.finish(Some(b"application/sdp"), &k.sdp_offer);
+            b.finish(Some(b"application/sdp"), &wire.sdp_offer);
         } else {
             b.finish(None, b"");
         }
@@ -212,7 +234,7 @@ impl Endpoint {
         dest: Flow,
     ) -> (u32, u32) {
         let msg = self.build_req(si, req, branch, cseq);
-        let key = self.ckey(&branch_text(branch), method);
+        let key = self.client_txn_key(&branch_text(branch), method);
         let kind = if method == MethodKind::Invite {
             TxKind::ClientInvite
         } else {

@@ -10,9 +10,10 @@ use super::pick_challenge;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
 use crate::engine::state::{
-    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, F_SETUP, F_TIMED_OUT, Kind, NONE, Span, St,
+    F_ANSWERED, F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, F_SETUP, F_TIMED_OUT, NONE, SessKind,
+    SessState, Span,
 };
-use crate::engine::timers::{later, tk};
+use crate::engine::timers::{TimerKind, later};
 use crate::engine::util::{hex16, mix};
 use crate::engine::wire::{hop_of, strip_angle};
 use crate::flow::Flow;
@@ -38,39 +39,36 @@ impl Endpoint {
     ) {
         let call_id = self.new_id();
         let tag = self.new_id();
-        let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let cancel = self.cc.as_ref().map_or(0.0, |c| c.cancel_ratio);
+        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
+        let cancel = self.role.client().map_or(0.0, |c| c.cancel_ratio);
         let cancel = self.rng.chance(cancel);
-        let (target, ring_timeout) = match &self.cc {
+        let (target, ring_timeout) = match self.role.client() {
             Some(c) => (c.target_flow(), c.ring_timeout),
             None => return,
         };
         // Request-URI = To URI = sip:callee@domain.
-        self.s1.clear();
-        self.s1.extend_from_slice(b"sip:");
-        match (callee, &self.cc) {
+        self.scratch.name.clear();
+        self.scratch.name.extend_from_slice(b"sip:");
+        match (callee, self.role.client()) {
             (Callee::Fixed, Some(c)) => self
-                .s1
+                .scratch
+                .name
                 .extend_from_slice(c.callee.as_deref().unwrap_or("service").as_bytes()),
-            (Callee::User(u), Some(c)) => c.users.write_name(u as usize, &mut self.s1),
+            (Callee::User(u), Some(c)) => c.users.write_name(u as usize, &mut self.scratch.name),
             _ => {}
         }
-        self.s1.push(b'@');
-        self.s1.extend_from_slice(&self.k.domain);
-        let (ins, ints) = (self.ns(now), self.ns(intended));
-        let si = self.sess_new(Kind::UacCall);
-        let uri = std::mem::take(&mut self.s1);
-        if let Some(s) = self.sess.get_mut(si) {
+        self.scratch.name.push(b'@');
+        self.scratch.name.extend_from_slice(&self.wire.domain);
+        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
+        let si = self.sess_new(SessKind::UacCall);
+        let uri = std::mem::take(&mut self.scratch.name);
+        if let Some(s) = self.sessions.get_mut(si) {
             s.key = key;
             s.call_id = call_id;
             s.tag = tag;
             s.user = caller;
-            s.peer = match callee {
-                Callee::User(u) => u,
-                Callee::Fixed => NONE,
-            };
             s.cseq = 1;
-            s.st = St::Inviting;
+            s.state = SessState::Inviting;
             s.intended_ns = ints;
             s.started_ns = ins;
             s.hold = hold;
@@ -78,31 +76,31 @@ impl Endpoint {
             if cancel {
                 s.flags |= F_CANCEL_WANTED;
             }
-            s.ruri = s.put(&uri);
-            s.to_uri = s.ruri;
+            s.request_uri = s.put(&uri);
+            s.to_uri = s.request_uri;
         }
-        self.s1 = uri;
-        self.dlg.insert(key, si);
-        self.attempts += 1;
+        self.scratch.name = uri;
+        self.dialogs.insert(key, si);
+        self.live_attempts += 1;
         self.send_invite(now, si);
-        self.arm_sess(later(now, ring_timeout), tk::S_GUARD, si);
+        self.arm_sess(later(now, ring_timeout), TimerKind::RingGuard, si);
     }
 
     fn send_invite(&mut self, now: Instant, si: u32) {
         let branch = self.new_id();
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
         s.inv_branch = branch;
         s.inv_cseq = s.cseq;
-        if !s.chal.is_empty() {
-            s.nc += 1;
+        if !s.challenge.is_empty() {
+            s.nonce_count += 1;
         }
         let (cseq, dest) = (s.cseq, s.dest);
         let Some(dest) = dest else { return };
         let (ti, g) =
             self.send_request(now, si, Req::Invite, MethodKind::Invite, branch, cseq, dest);
-        if let Some(s) = self.sess.get_mut(si) {
+        if let Some(s) = self.sessions.get_mut(si) {
             s.txn = ti;
             s.txn_gen = g;
         }
@@ -111,10 +109,10 @@ impl Endpoint {
     /// CANCEL (§9.1): only after a provisional response, same branch and
     /// CSeq number as the INVITE, its own non-INVITE transaction.
     pub(super) fn send_cancel(&mut self, now: Instant, si: u32) {
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        if s.st != St::Inviting || s.flags & F_PROV == 0 || s.flags & F_CANCEL_SENT != 0 {
+        if s.state != SessState::Inviting || s.flags & F_PROV == 0 || s.flags & F_CANCEL_SENT != 0 {
             return;
         }
         s.flags |= F_CANCEL_SENT;
@@ -122,21 +120,21 @@ impl Endpoint {
         let Some(dest) = dest else { return };
         let (ti, _) =
             self.send_request(now, si, Req::Cancel, MethodKind::Cancel, branch, cseq, dest);
-        if let Some(s) = self.sess.get_mut(si) {
+        if let Some(s) = self.sessions.get_mut(si) {
             s.cancel_txn = ti;
         }
-        let guard = self.t.t64();
-        self.arm_sess(later(now, guard), tk::S_CANCEL_GUARD, si);
+        let guard = self.timers.t64();
+        self.arm_sess(later(now, guard), TimerKind::CancelGuard, si);
     }
 
     pub(super) fn send_bye(&mut self, now: Instant, si: u32) {
         let branch = self.new_id();
-        let bye_ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else {
+        let bye_ns = self.to_ns(now);
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
         s.cseq += 1;
-        s.st = St::Byeing;
+        s.state = SessState::Byeing;
         s.bye_ns = bye_ns;
         let (cseq, dest) = (s.cseq, s.dest);
         let Some(dest) = dest else { return };
@@ -144,7 +142,9 @@ impl Endpoint {
     }
 
     fn send_ack_2xx(&mut self, si: u32) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         // The same branch for every retransmission of this ACK.
         let (branch, cseq, dest) = (mix(s.call_id, u64::from(s.inv_cseq)), s.inv_cseq, s.dest);
         let Some(dest) = dest else { return };
@@ -159,11 +159,11 @@ impl Endpoint {
         code: u16,
         _msg: &Message<'_>,
     ) {
-        let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else {
+        let ns = self.to_ns(now);
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        if s.kind != Kind::UacCall || s.st != St::Inviting {
+        if s.kind != SessKind::UacCall || s.state != SessState::Inviting {
             return;
         }
         s.flags |= F_PROV;
@@ -172,12 +172,14 @@ impl Endpoint {
             s.flags |= F_SETUP;
             let (i, st) = (s.intended_ns, s.started_ns);
             self.emit(Event::CallSetup {
-                intended: self.at(i),
-                invite_sent: self.at(st),
-                first_provisional_or_200: self.at(ns),
+                intended: self.to_instant(i),
+                invite_sent: self.to_instant(st),
+                first_provisional_or_200: self.to_instant(ns),
             });
         }
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         if s.flags & (F_CANCEL_WANTED | F_TIMED_OUT) != 0 && s.flags & F_CANCEL_SENT == 0 {
             self.send_cancel(now, si);
         }
@@ -190,17 +192,17 @@ impl Endpoint {
         si: u32,
         msg: &Message<'_>,
     ) {
-        let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else {
+        let ns = self.to_ns(now);
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        if s.kind != Kind::UacCall || s.st != St::Inviting {
+        if s.kind != SessKind::UacCall || s.state != SessState::Inviting {
             return;
         }
         // Dialog state from the 2xx (§12.1.2): remote tag, remote target
         // (Contact), route set (Record-Route reversed).
         let rtag = msg.to().and_then(|t| t.tag).unwrap_or(b"");
-        s.rtag = s.put(rtag);
+        s.remote_tag = s.put(rtag);
         let target = msg.contacts().find_map(|c| match c {
             Contact::Addr { addr, .. } => Some(addr.uri),
             Contact::Star => None,
@@ -232,29 +234,29 @@ impl Endpoint {
         s.answered_ns = ns;
         s.flags |= F_ANSWERED;
         s.txn = NONE;
-        s.st = St::Confirmed;
+        s.state = SessState::Confirmed;
         let setup = s.flags & F_SETUP == 0;
         s.flags |= F_SETUP;
-        let crossed = s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 || self.shutting;
+        let crossed = s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 || self.shutting_down;
         let (i, st, hold) = (s.intended_ns, s.started_ns, s.hold);
         self.send_ack_2xx(si);
         if setup {
             self.emit(Event::CallSetup {
-                intended: self.at(i),
-                invite_sent: self.at(st),
+                intended: self.to_instant(i),
+                invite_sent: self.to_instant(st),
                 first_provisional_or_200: now,
             });
         }
         self.emit(Event::CallAnswered {
-            intended: self.at(i),
-            invite_sent: self.at(st),
+            intended: self.to_instant(i),
+            invite_sent: self.to_instant(st),
             answered: now,
         });
         if crossed || hold.is_zero() {
             // A 200 that crossed our CANCEL: ACK it, then BYE (§9.1).
             self.send_bye(now, si);
         } else {
-            self.arm_sess(later(now, hold), tk::S_HOLD, si);
+            self.arm_sess(later(now, hold), TimerKind::Hold, si);
         }
     }
 
@@ -270,9 +272,14 @@ impl Endpoint {
             self.counters.unexpected += 1;
             return;
         };
-        let key = self.dkey(cid, tag);
-        match self.dlg.get(&key).copied() {
-            Some(si) if self.sess.get(si).is_some_and(|s| s.flags & F_ANSWERED != 0) => {
+        let key = self.dialog_key(cid, tag);
+        match self.dialogs.get(&key).copied() {
+            Some(si)
+                if self
+                    .sessions
+                    .get(si)
+                    .is_some_and(|s| s.flags & F_ANSWERED != 0) =>
+            {
                 self.counters.duplicates += 1;
                 self.send_ack_2xx(si);
             }
@@ -287,10 +294,10 @@ impl Endpoint {
         code: u16,
         msg: &Message<'_>,
     ) {
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        if s.kind != Kind::UacCall || s.st != St::Inviting {
+        if s.kind != SessKind::UacCall || s.state != SessState::Inviting {
             return;
         }
         s.txn = NONE;
@@ -299,15 +306,15 @@ impl Endpoint {
         if (code == 401 || code == 407)
             && s.auth_tries == 0
             && !cancelled
-            && !self.shutting
-            && let Some(ch) = pick_challenge(self.cc.as_ref(), msg, code == 407)
+            && !self.shutting_down
+            && let Some(ch) = pick_challenge(self.role.client(), msg, code == 407)
         {
             s.take_challenge(ch, code == 407);
             s.flags &= !F_PROV;
             self.send_invite(now, si);
             return;
         }
-        if (300..400).contains(&code) && s.redirects < 3 && !cancelled && !self.shutting {
+        if (300..400).contains(&code) && s.redirects < 3 && !cancelled && !self.shutting_down {
             let contact = msg.contacts().find_map(|c| match c {
                 Contact::Addr { addr, .. } => Some(addr.uri),
                 Contact::Star => None,
@@ -316,7 +323,7 @@ impl Endpoint {
                 let uri = strip_angle(uri);
                 match hop_of(uri) {
                     Some(dest) => {
-                        s.ruri = s.put(uri);
+                        s.request_uri = s.put(uri);
                         s.dest = Some(dest);
                         s.redirects += 1;
                         s.cseq += 1;
@@ -349,20 +356,22 @@ impl Endpoint {
         outcome: Outcome,
         bye_done: Option<Instant>,
     ) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         let opt = |ns: u64| (ns != 0).then(|| self.epoch + Duration::from_nanos(ns));
         let ev = Event::CallDone {
-            intended: self.at(s.intended_ns),
-            started: self.at(s.started_ns),
+            intended: self.to_instant(s.intended_ns),
+            started: self.to_instant(s.started_ns),
             outcome,
             bye_sent: opt(s.bye_ns),
             bye_done,
-            answered: (s.flags & F_ANSWERED != 0).then(|| self.at(s.answered_ns)),
+            answered: (s.flags & F_ANSWERED != 0).then(|| self.to_instant(s.answered_ns)),
         };
         let _ = now;
         self.emit(ev);
         self.sess_free(si);
-        self.attempts = self.attempts.saturating_sub(1);
+        self.live_attempts = self.live_attempts.saturating_sub(1);
     }
 
     /// The far end sent BYE on an established call.
@@ -373,7 +382,9 @@ impl Endpoint {
     /// Final response to our BYE: the call ends (a 2xx is a success unless
     /// the call was cancelled or timed out on the way).
     pub(super) fn bye_final(&mut self, now: Instant, si: u32, code: u16) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         let outcome = if s.flags & (F_CANCEL_SENT | F_TIMED_OUT) != 0 {
             if s.flags & F_TIMED_OUT != 0 {
                 Outcome::Timeout
@@ -389,20 +400,20 @@ impl Endpoint {
     }
 
     /// Timers of a UAC call: hold time over (BYE), ring guard, CANCEL guard.
-    pub(in crate::engine) fn call_timer(&mut self, now: Instant, kind: u8, si: u32) {
-        let Some(s) = self.sess.get_mut(si) else {
+    pub(in crate::engine) fn call_timer(&mut self, now: Instant, kind: TimerKind, si: u32) {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        match (s.st, kind) {
-            (St::Confirmed, tk::S_HOLD) => self.send_bye(now, si),
-            (St::Inviting, tk::S_GUARD) => {
+        match (s.state, kind) {
+            (SessState::Confirmed, TimerKind::Hold) => self.send_bye(now, si),
+            (SessState::Inviting, TimerKind::RingGuard) => {
                 // Rang too long: cancel (after a provisional) and report a timeout.
                 s.flags |= F_TIMED_OUT;
                 if s.flags & F_PROV != 0 {
                     self.send_cancel(now, si);
                 }
             }
-            (St::Inviting, tk::S_CANCEL_GUARD) => {
+            (SessState::Inviting, TimerKind::CancelGuard) => {
                 // §9.1: no final response 64·T1 after CANCEL: give up.
                 let o = if s.flags & F_TIMED_OUT != 0 {
                     Outcome::Timeout

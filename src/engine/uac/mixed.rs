@@ -34,20 +34,20 @@ impl Endpoint {
         let Some(k) = self.next_user() else {
             return false;
         };
-        if self.mixed.len() != n {
-            self.mixed.resize(n, MixedUser::Unregistered);
+        if self.mixed_users.len() != n {
+            self.mixed_users.resize(n, MixedUser::Unregistered);
         }
         let kc = (k + 1) % n;
         let (gc, gd) = (self.global_user(k), self.global_user(kc));
-        self.pending.push(Pending {
+        self.pending_calls.push(Pending {
             intended,
             hold,
             caller: gc,
             callee: gd,
         });
         for kk in [k, kc] {
-            if self.mixed.get(kk) == Some(&MixedUser::Unregistered) {
-                self.mixed[kk] = MixedUser::Registering;
+            if self.mixed_users.get(kk) == Some(&MixedUser::Unregistered) {
+                self.mixed_users[kk] = MixedUser::Registering;
                 let g = self.global_user(kk);
                 self.start_reg(now, intended, Duration::ZERO, g, true);
             }
@@ -57,16 +57,16 @@ impl Endpoint {
     }
 
     fn registered(&self, g: u32) -> bool {
-        self.mixed.get(self.local_user(g)) == Some(&MixedUser::Registered)
+        self.mixed_users.get(self.local_user(g)) == Some(&MixedUser::Registered)
     }
 
     /// Place every waiting mixed call whose two users are registered.
     pub(super) fn kick_pending(&mut self, now: Instant) {
         let mut i = 0;
-        while i < self.pending.len() {
-            let p = self.pending[i];
+        while i < self.pending_calls.len() {
+            let p = self.pending_calls[i];
             if self.registered(p.caller) && self.registered(p.callee) {
-                self.pending.swap_remove(i);
+                self.pending_calls.swap_remove(i);
                 self.start_call(now, p.intended, p.hold, p.caller, Callee::User(p.callee));
             } else {
                 i += 1;
@@ -77,10 +77,10 @@ impl Endpoint {
     /// A mixed registration failed: calls waiting for that user fail with it.
     pub(super) fn fail_pending(&mut self, now: Instant, user: u32, o: Outcome) {
         let mut i = 0;
-        while i < self.pending.len() {
-            let p = self.pending[i];
+        while i < self.pending_calls.len() {
+            let p = self.pending_calls[i];
             if p.caller == user || p.callee == user {
-                self.pending.swap_remove(i);
+                self.pending_calls.swap_remove(i);
                 self.emit(Event::CallDone {
                     intended: p.intended,
                     started: now,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::config::{ClientConfig, Scenario};
 use super::endpoint::Endpoint;
 use super::event::{Event, MethodKind, Outcome};
-use super::state::{F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, Kind, Sess, St};
+use super::state::{F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, Sess, SessKind, SessState};
 use crate::auth;
 use crate::sip::Message;
 
@@ -29,20 +29,26 @@ impl Endpoint {
     /// This worker's `k`-th user as an index into the whole user list
     /// (workers and segments take disjoint strides of it).
     fn global_user(&self, k: usize) -> u32 {
-        let Some(cc) = &self.cc else { return 0 };
-        (cc.user_offset + k * cc.user_stride.max(1)) as u32
+        let Some(cfg) = self.role.client() else {
+            return 0;
+        };
+        (cfg.user_offset + k * cfg.user_stride.max(1)) as u32
     }
     /// The inverse of [`Self::global_user`].
     fn local_user(&self, g: u32) -> usize {
-        let Some(cc) = &self.cc else { return 0 };
-        (g as usize).saturating_sub(cc.user_offset) / cc.user_stride.max(1)
+        let Some(cfg) = self.role.client() else {
+            return 0;
+        };
+        (g as usize).saturating_sub(cfg.user_offset) / cfg.user_stride.max(1)
     }
     /// How many users this worker owns.
     fn n_local(&self) -> usize {
-        let Some(cc) = &self.cc else { return 0 };
-        let n = cc.users.len().min(1 << 22);
-        if cc.user_offset < n {
-            (n - cc.user_offset).div_ceil(cc.user_stride.max(1))
+        let Some(cfg) = self.role.client() else {
+            return 0;
+        };
+        let n = cfg.users.len().min(1 << 22);
+        if cfg.user_offset < n {
+            (n - cfg.user_offset).div_ceil(cfg.user_stride.max(1))
         } else {
             0
         }
@@ -56,8 +62,8 @@ impl Endpoint {
         if n == 0 {
             return None;
         }
-        let k = self.next_user % n;
-        self.next_user = self.next_user.wrapping_add(1);
+        let k = self.user_cursor % n;
+        self.user_cursor = self.user_cursor.wrapping_add(1);
         Some(k)
     }
 
@@ -68,8 +74,10 @@ impl Endpoint {
     /// Returns false when nothing can start (shutting down, server endpoint,
     /// every user of a register scenario busy).
     pub fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
-        let Some(cc) = &self.cc else { return false };
-        self.start_attempt_as(cc.scenario, now, intended, hold)
+        let Some(cfg) = self.role.client() else {
+            return false;
+        };
+        self.start_attempt_as(cfg.scenario, now, intended, hold)
     }
 
     /// [`Self::start_attempt`] of a given scenario rather than the
@@ -83,12 +91,14 @@ impl Endpoint {
         intended: Instant,
         hold: Duration,
     ) -> bool {
-        if self.shutting {
+        if self.shutting_down {
             return false;
         }
-        let Some(cc) = &self.cc else { return false };
-        let fixed_callee = cc.callee.is_some();
-        let n_all = cc.users.len().min(1 << 22);
+        let Some(cfg) = self.role.client() else {
+            return false;
+        };
+        let fixed_callee = cfg.callee.is_some();
+        let n_all = cfg.users.len().min(1 << 22);
         match scenario {
             Scenario::Register => self.start_register_attempt(now, intended, hold),
             Scenario::Call => {
@@ -118,11 +128,11 @@ impl Endpoint {
     /// Everything else finishes by its own timers, so `in_flight()` reaches
     /// zero within about 64·T1.
     pub fn shutdown(&mut self, now: Instant) {
-        if self.shutting {
+        if self.shutting_down {
             return;
         }
-        self.shutting = true;
-        let pend = std::mem::take(&mut self.pending);
+        self.shutting_down = true;
+        let pend = std::mem::take(&mut self.pending_calls);
         for p in pend {
             let at = now;
             self.emit(Event::CallDone {
@@ -134,22 +144,24 @@ impl Endpoint {
                 answered: None,
             });
         }
-        let live: Vec<u32> = self.sess.live_indices().collect();
+        let live: Vec<u32> = self.sessions.live_indices().collect();
         for si in live {
-            let Some(s) = self.sess.get(si) else { continue };
-            match (s.kind, s.st) {
-                (Kind::UacCall, St::Confirmed) => self.send_bye(now, si),
-                (Kind::UacCall, St::Inviting) => {
+            let Some(s) = self.sessions.get(si) else {
+                continue;
+            };
+            match (s.kind, s.state) {
+                (SessKind::UacCall, SessState::Confirmed) => self.send_bye(now, si),
+                (SessKind::UacCall, SessState::Inviting) => {
                     let prov = s.flags & F_PROV != 0;
                     let sent = s.flags & F_CANCEL_SENT != 0;
-                    if let Some(s) = self.sess.get_mut(si) {
+                    if let Some(s) = self.sessions.get_mut(si) {
                         s.flags |= F_CANCEL_WANTED;
                     }
                     if prov && !sent {
                         self.send_cancel(now, si);
                     }
                 }
-                (Kind::UacReg, St::Registered) if s.mixed || !s.hold.is_zero() => {
+                (SessKind::UacReg, SessState::Registered) if s.mixed || !s.hold.is_zero() => {
                     self.unregister(now, si)
                 }
                 _ => {}
@@ -167,14 +179,16 @@ impl Endpoint {
     /// `RegisterDone` was reported). Implies [`Endpoint::shutdown`].
     pub fn abandon(&mut self, now: Instant) {
         self.shutdown(now);
-        let live: Vec<u32> = self.sess.live_indices().collect();
+        let live: Vec<u32> = self.sessions.live_indices().collect();
         for si in live {
-            let Some(s) = self.sess.get(si) else { continue };
-            match (s.kind, s.st) {
-                (Kind::UacCall, _) => self.call_done(now, si, Outcome::Timeout, None),
-                (Kind::UacReg, St::Registered) => {}
-                (Kind::UacReg, _) => self.reg_fail(now, si, Outcome::Timeout),
-                (Kind::UacOptions, _) => self.options_done(now, si, Outcome::Timeout),
+            let Some(s) = self.sessions.get(si) else {
+                continue;
+            };
+            match (s.kind, s.state) {
+                (SessKind::UacCall, _) => self.call_done(now, si, Outcome::Timeout, None),
+                (SessKind::UacReg, SessState::Registered) => {}
+                (SessKind::UacReg, _) => self.reg_fail(now, si, Outcome::Timeout),
+                (SessKind::UacOptions, _) => self.options_done(now, si, Outcome::Timeout),
                 _ => {}
             }
         }
@@ -190,11 +204,13 @@ impl Endpoint {
         code: u16,
         msg: &Message<'_>,
     ) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         match (s.kind, m) {
-            (Kind::UacCall, MethodKind::Bye) => self.bye_final(now, si, code),
-            (Kind::UacReg, MethodKind::Register) => self.reg_response(now, si, code, msg),
-            (Kind::UacOptions, MethodKind::Options) => self.options_final(now, si, code),
+            (SessKind::UacCall, MethodKind::Bye) => self.bye_final(now, si, code),
+            (SessKind::UacReg, MethodKind::Register) => self.reg_response(now, si, code, msg),
+            (SessKind::UacOptions, MethodKind::Options) => self.options_final(now, si, code),
             _ => {}
         }
     }
@@ -205,14 +221,18 @@ impl Endpoint {
     /// could not deliver ends the call (the INVITE cannot be answered
     /// either).
     pub(super) fn on_txn_failed(&mut self, now: Instant, si: u32, ti: u32, outcome: Outcome) {
-        let Some(s) = self.sess.get(si) else { return };
-        match (s.kind, s.st) {
-            (Kind::UacCall, St::Inviting) if s.txn == ti || outcome == Outcome::TransportError => {
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
+        match (s.kind, s.state) {
+            (SessKind::UacCall, SessState::Inviting)
+                if s.txn == ti || outcome == Outcome::TransportError =>
+            {
                 self.call_done(now, si, outcome, None)
             }
-            (Kind::UacCall, St::Byeing) => self.call_done(now, si, outcome, None),
-            (Kind::UacReg, _) => self.reg_fail(now, si, outcome),
-            (Kind::UacOptions, _) => self.options_done(now, si, outcome),
+            (SessKind::UacCall, SessState::Byeing) => self.call_done(now, si, outcome, None),
+            (SessKind::UacReg, _) => self.reg_fail(now, si, outcome),
+            (SessKind::UacOptions, _) => self.options_done(now, si, outcome),
             _ => {}
         }
     }
@@ -224,7 +244,7 @@ impl Endpoint {
 /// preferences the best-ranked acceptable one wins; none acceptable means
 /// the attempt fails with the 401/407.
 pub(super) fn pick_challenge<'m>(
-    cc: Option<&ClientConfig>,
+    client: Option<&ClientConfig>,
     msg: &Message<'m>,
     proxy: bool,
 ) -> Option<&'m [u8]> {
@@ -233,7 +253,7 @@ pub(super) fn pick_challenge<'m>(
     } else {
         b"WWW-Authenticate"
     };
-    let prefs = cc.map_or(&[][..], |c| &c.digest_algorithms[..]);
+    let prefs = client.map_or(&[][..], |c| &c.digest_algorithms[..]);
     let mut best: Option<(usize, &'m [u8])> = None;
     for value in msg.headers(name) {
         let Ok(ch) = auth::parse_challenge(value) else {
@@ -259,10 +279,10 @@ impl Sess {
     /// request carries credentials for it with a fresh nonce count and the
     /// next CSeq (RFC 3261 §22.2, §8.1.3.5).
     fn take_challenge(&mut self, ch: &[u8], proxy: bool) {
-        self.chal.clear();
-        self.chal.extend_from_slice(ch);
-        self.chal_proxy = proxy;
-        self.nc = 0;
+        self.challenge.clear();
+        self.challenge.extend_from_slice(ch);
+        self.challenge_is_proxy = proxy;
+        self.nonce_count = 0;
         self.auth_tries += 1;
         self.cseq += 1;
     }

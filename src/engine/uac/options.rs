@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::Req;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
-use crate::engine::state::{Kind, St};
+use crate::engine::state::{SessKind, SessState};
 use crate::engine::util::hex16;
 
 impl Endpoint {
@@ -13,13 +13,13 @@ impl Endpoint {
         let call_id = self.new_id();
         let tag = self.new_id();
         let branch = self.new_id();
-        let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
+        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
+        let Some(dest) = self.role.client().map(|c| c.target_flow()) else {
             return;
         };
-        let (ins, ints) = (self.ns(now), self.ns(intended));
-        let si = self.sess_new(Kind::UacOptions);
-        if let Some(s) = self.sess.get_mut(si) {
+        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
+        let si = self.sess_new(SessKind::UacOptions);
+        if let Some(s) = self.sessions.get_mut(si) {
             s.key = key;
             s.call_id = call_id;
             s.tag = tag;
@@ -27,24 +27,26 @@ impl Endpoint {
             s.cseq = 1;
             s.intended_ns = ints;
             s.started_ns = ins;
-            s.st = St::Pinging;
+            s.state = SessState::Pinging;
         }
-        self.dlg.insert(key, si);
-        self.attempts += 1;
+        self.dialogs.insert(key, si);
+        self.live_attempts += 1;
         self.send_request(now, si, Req::Options, MethodKind::Options, branch, 1, dest);
     }
 
     pub(super) fn options_done(&mut self, now: Instant, si: u32, outcome: Outcome) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         let (i, st) = (s.intended_ns, s.started_ns);
         self.emit(Event::OptionsDone {
-            intended: self.at(i),
-            started: self.at(st),
+            intended: self.to_instant(i),
+            started: self.to_instant(st),
             finished: now,
             outcome,
         });
         self.sess_free(si);
-        self.attempts = self.attempts.saturating_sub(1);
+        self.live_attempts = self.live_attempts.saturating_sub(1);
     }
 
     /// Final response to the ping: any 2xx is a success.

@@ -8,8 +8,8 @@ use super::{MixedUser, Req, pick_challenge};
 use crate::auth;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
-use crate::engine::state::{F_LAST_AUTH, F_REPORTED, Kind, St};
-use crate::engine::timers::{later, tk};
+use crate::engine::state::{F_LAST_AUTH, F_REPORTED, SessKind, SessState};
+use crate::engine::timers::{TimerKind, later};
 use crate::engine::util::hex16;
 use crate::sip::{Contact, Message};
 
@@ -24,15 +24,15 @@ impl Endpoint {
         hold: Duration,
     ) -> bool {
         let n = self.n_local();
-        if self.reg_busy.len() != n {
-            self.reg_busy.resize(n, false);
+        if self.user_registering.len() != n {
+            self.user_registering.resize(n, false);
         }
         for _ in 0..n {
             let Some(k) = self.next_user() else {
                 return false;
             };
-            if !self.reg_busy.get(k).copied().unwrap_or(true) {
-                self.reg_busy[k] = true;
+            if !self.user_registering.get(k).copied().unwrap_or(true) {
+                self.user_registering[k] = true;
                 let g = self.global_user(k);
                 self.start_reg(now, intended, hold, g, false);
                 return true;
@@ -51,11 +51,11 @@ impl Endpoint {
     ) {
         let call_id = self.new_id();
         let tag = self.new_id();
-        let key = self.dkey(&hex16(call_id), &hex16(tag));
-        let expires = self.cc.as_ref().map_or(3600, |c| c.expires);
-        let (ins, ints) = (self.ns(now), self.ns(intended));
-        let si = self.sess_new(Kind::UacReg);
-        if let Some(s) = self.sess.get_mut(si) {
+        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
+        let expires = self.role.client().map_or(3600, |c| c.expires);
+        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
+        let si = self.sess_new(SessKind::UacReg);
+        if let Some(s) = self.sessions.get_mut(si) {
             s.key = key;
             s.call_id = call_id;
             s.tag = tag;
@@ -66,27 +66,27 @@ impl Endpoint {
             s.started_ns = ins;
             s.hold = hold;
             s.mixed = mixed;
-            s.st = St::Registering;
+            s.state = SessState::Registering;
         }
-        self.dlg.insert(key, si);
+        self.dialogs.insert(key, si);
         if !mixed {
-            self.attempts += 1;
+            self.live_attempts += 1;
         }
         self.send_register(now, si, expires);
     }
 
     pub(super) fn send_register(&mut self, now: Instant, si: u32, expires: u32) {
         let branch = self.new_id();
-        let Some(dest) = self.cc.as_ref().map(|c| c.target_flow()) else {
+        let Some(dest) = self.role.client().map(|c| c.target_flow()) else {
             return;
         };
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        if s.chal.is_empty() {
+        if s.challenge.is_empty() {
             s.flags &= !F_LAST_AUTH;
         } else {
-            s.nc += 1;
+            s.nonce_count += 1;
             s.flags |= F_LAST_AUTH;
         }
         let cseq = s.cseq;
@@ -102,28 +102,28 @@ impl Endpoint {
     }
 
     pub(super) fn unregister(&mut self, now: Instant, si: u32) {
-        let ns = self.ns(now);
-        let Some(s) = self.sess.get_mut(si) else {
+        let ns = self.to_ns(now);
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        s.st = St::Unregistering;
+        s.state = SessState::Unregistering;
         s.phase_ns = ns;
         s.cseq += 1;
         self.send_register(now, si, 0);
     }
 
     pub(super) fn reg_response(&mut self, now: Instant, si: u32, code: u16, msg: &Message<'_>) {
-        let shutting = self.shutting;
-        let Some(s) = self.sess.get_mut(si) else {
+        let shutting = self.shutting_down;
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        let unreg = s.st == St::Unregistering;
+        let unreg = s.state == SessState::Unregistering;
         if (200..300).contains(&code) {
             if unreg {
                 let (i, p) = (s.intended_ns, s.phase_ns);
                 self.emit(Event::Unregistered {
-                    intended: self.at(i),
-                    started: self.at(p),
+                    intended: self.to_instant(i),
+                    started: self.to_instant(p),
                     finished: now,
                     outcome: Outcome::Success,
                 });
@@ -143,19 +143,19 @@ impl Endpoint {
             s.retries = 0;
             let first = s.flags & F_REPORTED == 0;
             s.flags |= F_REPORTED;
-            s.st = St::Registered;
+            s.state = SessState::Registered;
             let (i, st, hold, mixed, user) = (s.intended_ns, s.started_ns, s.hold, s.mixed, s.user);
             if first {
                 self.emit(Event::RegisterDone {
-                    intended: self.at(i),
-                    started: self.at(st),
+                    intended: self.to_instant(i),
+                    started: self.to_instant(st),
                     finished: now,
                     outcome: Outcome::Success,
                 });
             }
             if mixed {
                 let k = self.local_user(user);
-                if let Some(m) = self.mixed.get_mut(k) {
+                if let Some(m) = self.mixed_users.get_mut(k) {
                     *m = MixedUser::Registered;
                 }
                 self.kick_pending(now);
@@ -171,15 +171,15 @@ impl Endpoint {
             // Refresh at 80% of the granted lifetime (at least 1 s ahead).
             let refresh =
                 Duration::from_millis(u64::from(granted.max(1)) * 800).max(Duration::from_secs(1));
-            self.arm_sess(later(now, refresh), tk::S_REFRESH, si);
+            self.arm_sess(later(now, refresh), TimerKind::Refresh, si);
             if first && !mixed {
-                let end = later(self.at(st), hold);
-                self.arm_sess(end.max(now), tk::S_HOLD, si);
+                let end = later(self.to_instant(st), hold);
+                self.arm_sess(end.max(now), TimerKind::Hold, si);
             }
             return;
         }
         if (code == 401 || code == 407) && s.auth_tries < 3 {
-            let ch = pick_challenge(self.cc.as_ref(), msg, code == 407);
+            let ch = pick_challenge(self.role.client(), msg, code == 407);
             let retry = match ch.map(auth::parse_challenge) {
                 // Retry when we sent no credentials, or they were right but
                 // the nonce went stale (RFC 7616 §3.3).
@@ -208,19 +208,21 @@ impl Endpoint {
     }
 
     pub(super) fn reg_fail(&mut self, now: Instant, si: u32, outcome: Outcome) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         let (i, st, p) = (s.intended_ns, s.started_ns, s.phase_ns);
-        if s.st == St::Unregistering {
+        if s.state == SessState::Unregistering {
             self.emit(Event::Unregistered {
-                intended: self.at(i),
-                started: self.at(p),
+                intended: self.to_instant(i),
+                started: self.to_instant(p),
                 finished: now,
                 outcome,
             });
         } else if s.flags & F_REPORTED == 0 {
             self.emit(Event::RegisterDone {
-                intended: self.at(i),
-                started: self.at(st),
+                intended: self.to_instant(i),
+                started: self.to_instant(st),
                 finished: now,
                 outcome,
             });
@@ -231,35 +233,37 @@ impl Endpoint {
     }
 
     fn reg_end(&mut self, now: Instant, si: u32, failed: Option<Outcome>) {
-        let Some(s) = self.sess.get(si) else { return };
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
         let (mixed, user) = (s.mixed, s.user);
         self.sess_free(si);
         let k = self.local_user(user);
         if mixed {
-            if let Some(m) = self.mixed.get_mut(k) {
+            if let Some(m) = self.mixed_users.get_mut(k) {
                 *m = MixedUser::Unregistered;
             }
             if let Some(o) = failed {
                 self.fail_pending(now, user, o);
             }
         } else {
-            self.attempts = self.attempts.saturating_sub(1);
-            if let Some(b) = self.reg_busy.get_mut(k) {
+            self.live_attempts = self.live_attempts.saturating_sub(1);
+            if let Some(b) = self.user_registering.get_mut(k) {
                 *b = false;
             }
         }
     }
 
     /// Timers of a registration: hold over (unregister), refresh due.
-    pub(in crate::engine) fn register_timer(&mut self, now: Instant, kind: u8, si: u32) {
-        let Some(s) = self.sess.get_mut(si) else {
+    pub(in crate::engine) fn register_timer(&mut self, now: Instant, kind: TimerKind, si: u32) {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        match (s.st, kind) {
-            (St::Registered, tk::S_HOLD) => self.unregister(now, si),
-            (St::Registered, tk::S_REFRESH) => {
+        match (s.state, kind) {
+            (SessState::Registered, TimerKind::Hold) => self.unregister(now, si),
+            (SessState::Registered, TimerKind::Refresh) => {
                 s.cseq += 1;
-                s.st = St::Registering;
+                s.state = SessState::Registering;
                 let e = s.expires;
                 self.send_register(now, si, e);
             }

@@ -25,13 +25,13 @@ impl Endpoint {
     pub(super) fn write_challenge(&mut self, now: Instant, stale: bool, out: &mut Vec<u8>) {
         let now_s = self.now_s(now);
         let mut nonce = [0u8; NONCE_LEN];
-        let (Some(mint), Some(sc)) = (self.mint.as_mut(), self.sc.as_ref()) else {
+        let (Some(mint), Some(cfg)) = (self.nonce_mint.as_mut(), self.role.server()) else {
             return;
         };
         let n = mint.mint(now_s, &mut nonce);
-        let mut ch = Challenge::new(sc.realm.as_bytes(), n, sc.algorithm);
-        ch.qop_auth = !sc.qop_auth_int;
-        ch.qop_auth_int = sc.qop_auth_int;
+        let mut ch = Challenge::new(cfg.realm.as_bytes(), n, cfg.algorithm);
+        ch.qop_auth = !cfg.qop_auth_int;
+        ch.qop_auth_int = cfg.qop_auth_int;
         ch.stale = stale;
         auth::write_challenge(out, &ch);
     }
@@ -57,32 +57,39 @@ impl Endpoint {
             return AuthResult::Challenge { stale: false };
         };
         let now_s = self.now_s(now);
-        let nonce_key = self.h(cr.nonce);
+        let nonce_key = self.hash(cr.nonce);
         let Endpoint {
-            sc,
-            mint,
-            s1,
-            s2,
+            role,
+            nonce_mint,
+            scratch,
             nc_guard,
             ..
         } = self;
-        let (Some(sc), Some(mint)) = (sc.as_ref(), mint.as_ref()) else {
+        let (Some(cfg), Some(mint)) = (role.server(), nonce_mint.as_ref()) else {
             return AuthResult::Forbidden;
         };
-        if !auth::wire_eq(cr.realm, sc.realm.as_bytes()) {
+        if !auth::wire_eq(cr.realm, cfg.realm.as_bytes()) {
             return AuthResult::Challenge { stale: false };
         }
-        let fresh = mint.check(cr.nonce, now_s, sc.nonce_lifetime.as_secs());
+        let fresh = mint.check(cr.nonce, now_s, cfg.nonce_lifetime.as_secs());
         if fresh == NonceCheck::Invalid {
             return AuthResult::Challenge { stale: false };
         }
-        s1.clear();
-        auth::unescape_into(s1, cr.username);
-        s2.clear();
-        if !sc.passwords.password_of(s1, s2) {
+        scratch.name.clear();
+        auth::unescape_into(&mut scratch.name, cr.username);
+        scratch.password.clear();
+        if !cfg
+            .passwords
+            .password_of(&scratch.name, &mut scratch.password)
+        {
             return AuthResult::NotFound;
         }
-        let ha1 = auth::Ha1::new(cr.algorithm, s1, sc.realm.as_bytes(), s2);
+        let ha1 = auth::Ha1::new(
+            cr.algorithm,
+            &scratch.name,
+            cfg.realm.as_bytes(),
+            &scratch.password,
+        );
         if !auth::verify(&cr, &ha1, method, msg.body()) {
             return AuthResult::Forbidden;
         }
@@ -100,7 +107,7 @@ impl Endpoint {
                 nonce_minted_s(cr.nonce),
                 nc,
                 now_s,
-                sc.nonce_lifetime.as_secs(),
+                cfg.nonce_lifetime.as_secs(),
             ) {
                 return AuthResult::Challenge { stale: true };
             }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::AuthResult;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::MethodKind;
-use crate::engine::state::{Kind, NONE, Span, St, TxState};
-use crate::engine::timers::{Life, later, tk};
+use crate::engine::state::{NONE, SessKind, SessState, Span, TxState};
+use crate::engine::timers::{Life, TimerKind, later};
 use crate::engine::util::hex16;
 use crate::flow::Flow;
 use crate::sip::{self, Message};
@@ -19,8 +19,8 @@ impl Endpoint {
         let Some(call_id) = msg.call_id() else { return };
         if let Some(tag) = msg.to().and_then(|t| t.tag) {
             // A re-INVITE (e.g. hold): accept it in the existing dialog.
-            let dk = self.dkey(call_id, tag);
-            if self.dlg.contains_key(&dk) {
+            let dk = self.dialog_key(call_id, tag);
+            if self.dialogs.contains_key(&dk) {
                 let out = self.build_resp(msg, 200, None, &[], true);
                 self.send(from, out);
             } else {
@@ -29,7 +29,7 @@ impl Endpoint {
             }
             return;
         }
-        if self.ans.auth_invite {
+        if self.answer.auth_invite {
             let r = self.check_auth(now, msg, b"INVITE", true);
             if r != AuthResult::Ok {
                 let ti = self.server_invite_txn(now, from, key, NONE);
@@ -56,14 +56,14 @@ impl Endpoint {
         let ti = self.server_invite_txn(now, from, key, NONE);
         // Drawn before anything else random so a fixed ring (the default)
         // leaves every other draw where it was.
-        let ring = self.ans.ring.sample(&mut self.rng);
+        let ring = self.answer.ring.sample(&mut self.rng);
         if !ring.is_zero() {
             // §17.2.1 wants a 100 only when the TU will not answer within
             // 200 ms; an immediate answer (ring 0, the benchmark case) skips it.
             let trying = self.build_resp(msg, 100, None, &[], false);
             self.txn_respond(now, ti, trying, 100);
         }
-        if self.rng.chance(self.ans.busy) {
+        if self.rng.chance(self.answer.busy) {
             let tag = self.stateless_tag(key);
             let out = self.build_resp(msg, 486, Some(&tag), &[], false);
             self.txn_respond(now, ti, out, 486);
@@ -72,7 +72,10 @@ impl Endpoint {
         // Bound what one peer can make us hold (issue 8): a client that
         // never sends BYE would otherwise keep calls until `max_call`.
         let pk = self.peer_key(from);
-        let cap = self.sc.as_ref().map_or(u32::MAX, |c| c.max_calls_per_peer);
+        let cap = self
+            .role
+            .server()
+            .map_or(u32::MAX, |c| c.max_calls_per_peer);
         if self.peer_calls.get(&pk).is_some_and(|n| *n >= cap) {
             self.counters.rejected += 1;
             let tag = self.stateless_tag(key);
@@ -88,25 +91,25 @@ impl Endpoint {
         }
         let tag = self.new_id();
         let th = hex16(tag);
-        let dk = self.dkey(call_id, &th);
-        let si = self.sess_new(Kind::UasCall);
+        let dk = self.dialog_key(call_id, &th);
+        let si = self.sess_new(SessKind::UasCall);
         *self.peer_calls.entry(pk).or_insert(0) += 1;
-        let no_answer = self.rng.chance(self.ans.no_answer);
+        let no_answer = self.rng.chance(self.answer.no_answer);
         let txn_gen = self.txns.generation(ti);
-        let sess_gen = self.sess.generation(si);
-        if let Some(s) = self.sess.get_mut(si) {
+        let sess_gen = self.sessions.generation(si);
+        if let Some(s) = self.sessions.get_mut(si) {
             s.key = dk;
             s.tag = tag;
             // UAS calls never send an INVITE: the field holds the peer key.
             s.inv_branch = pk;
             s.txn = ti;
             s.txn_gen = txn_gen;
-            s.st = if no_answer {
-                St::NoAnswer
+            s.state = if no_answer {
+                SessState::NoAnswer
             } else if ring.is_zero() {
-                St::Answered
+                SessState::Answered
             } else {
-                St::Ringing
+                SessState::Ringing
             };
             if no_answer || !ring.is_zero() {
                 // Kept to build the 200 / 487 / 480 later.
@@ -117,24 +120,26 @@ impl Endpoint {
             t.owner = si;
             t.owner_gen = sess_gen;
         }
-        self.dlg.insert(dk, si);
+        self.dialogs.insert(dk, si);
         let ringing = self.build_resp(msg, 180, Some(&th), &[], false);
         self.txn_respond(now, ti, ringing, 180);
         if no_answer {
-            let d = self.ans.no_answer_timeout;
-            self.arm_sess(later(now, d), tk::S_GUARD, si);
+            let d = self.answer.no_answer_timeout;
+            self.arm_sess(later(now, d), TimerKind::RingGuard, si);
         } else if ring.is_zero() {
-            self.answer(now, si, ti, msg);
+            self.answer_call(now, si, ti, msg);
         } else {
-            self.arm_sess(later(now, ring), tk::S_RING, si);
+            self.arm_sess(later(now, ring), TimerKind::Ring, si);
         }
     }
 
-    fn answer(&mut self, now: Instant, si: u32, ti: u32, inv: &Message<'_>) {
-        let Some(s) = self.sess.get_mut(si) else {
+    /// Answer a ringing call now: 200 with the SDP answer on its INVITE
+    /// transaction (§13.3.1.4).
+    fn answer_call(&mut self, now: Instant, si: u32, ti: u32, inv: &Message<'_>) {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        s.st = St::Answered;
+        s.state = SessState::Answered;
         let th = hex16(s.tag);
         let ok = self.build_resp(inv, 200, Some(&th), &[], true);
         self.counters.answered += 1;
@@ -144,7 +149,7 @@ impl Endpoint {
     /// A final response to a ringing INVITE from the stored request
     /// (200 after the ring delay, 487 after CANCEL, 480 unanswered).
     fn finish_stored(&mut self, now: Instant, si: u32, code: u16) {
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
         let (ti, tg) = (s.txn, s.txn_gen);
@@ -158,8 +163,8 @@ impl Endpoint {
             && let Ok(inv) = sip::parse(bytes)
         {
             if code == 200 {
-                if let Some(s) = self.sess.get_mut(si) {
-                    s.st = St::Answered;
+                if let Some(s) = self.sessions.get_mut(si) {
+                    s.state = SessState::Answered;
                 }
                 let ok = self.build_resp(&inv, 200, Some(&th), &[], true);
                 self.counters.answered += 1;
@@ -169,7 +174,7 @@ impl Endpoint {
                 self.txn_respond(now, ti, out, code);
             }
         }
-        if let Some(s) = self.sess.get_mut(si) {
+        if let Some(s) = self.sessions.get_mut(si) {
             // The stored INVITE is done with; a call in hold should not keep
             // a kilobyte of buffer capacity around.
             s.buf = if buf.capacity() > 256 {
@@ -182,25 +187,29 @@ impl Endpoint {
         }
         if code != 200 {
             // The transaction lives on (Completed) to absorb the ACK.
-            if let Some(s) = self.sess.get_mut(si) {
+            if let Some(s) = self.sessions.get_mut(si) {
                 s.txn = NONE;
             }
             self.sess_free(si);
         }
     }
 
-    pub(in crate::engine) fn uas_timer(&mut self, now: Instant, kind: u8, si: u32) {
-        let Some(s) = self.sess.get(si) else { return };
-        match (s.st, kind) {
-            (St::Ringing, tk::S_RING) => self.finish_stored(now, si, 200),
-            (St::NoAnswer | St::Ringing, tk::S_GUARD) => self.finish_stored(now, si, 480),
-            (St::Established, tk::S_HOLD) => self.sess_free(si),
+    pub(in crate::engine) fn uas_timer(&mut self, now: Instant, kind: TimerKind, si: u32) {
+        let Some(s) = self.sessions.get(si) else {
+            return;
+        };
+        match (s.state, kind) {
+            (SessState::Ringing, TimerKind::Ring) => self.finish_stored(now, si, 200),
+            (SessState::NoAnswer | SessState::Ringing, TimerKind::RingGuard) => {
+                self.finish_stored(now, si, 480)
+            }
+            (SessState::Established, TimerKind::Hold) => self.sess_free(si),
             _ => {}
         }
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, msg: &Message<'_>, via: &sip::Via<'_>) {
-        let key = self.skey(via, MethodKind::Ack);
+        let key = self.server_txn_key(via, MethodKind::Ack);
         if self.server_txn_ack(now, key) {
             return;
         }
@@ -209,42 +218,42 @@ impl Endpoint {
             self.counters.unexpected += 1;
             return;
         };
-        let dk = self.dkey(cid, tag);
-        let Some(&si) = self.dlg.get(&dk) else {
+        let dk = self.dialog_key(cid, tag);
+        let Some(&si) = self.dialogs.get(&dk) else {
             self.counters.unexpected += 1;
             return;
         };
-        let Some(s) = self.sess.get_mut(si) else {
+        let Some(s) = self.sessions.get_mut(si) else {
             return;
         };
-        match (s.kind, s.st) {
-            (Kind::UasCall, St::Answered) => {
-                s.st = St::Established;
+        match (s.kind, s.state) {
+            (SessKind::UasCall, SessState::Answered) => {
+                s.state = SessState::Established;
                 let (ti, tg) = (s.txn, s.txn_gen);
                 s.txn = NONE;
                 if ti != NONE && self.txns.generation(ti) == tg {
                     self.txn_free(ti);
                 }
-                let max = self.ans.max_call;
-                self.arm_sess(later(now, max), tk::S_HOLD, si);
+                let max = self.answer.max_call;
+                self.arm_sess(later(now, max), TimerKind::Hold, si);
             }
-            (Kind::UasCall, St::Established) => self.counters.duplicates += 1,
+            (SessKind::UasCall, SessState::Established) => self.counters.duplicates += 1,
             _ => self.counters.unexpected += 1,
         }
     }
 
     pub(super) fn uas_bye(&mut self, now: Instant, from: Flow, msg: &Message<'_>, key: u64) {
         let dk = match (msg.call_id(), msg.to().and_then(|t| t.tag)) {
-            (Some(c), Some(t)) => Some(self.dkey(c, t)),
+            (Some(c), Some(t)) => Some(self.dialog_key(c, t)),
             _ => None,
         };
-        let si = dk.and_then(|k| self.dlg.get(&k).copied());
-        let code = match si.and_then(|si| self.sess.get(si).map(|s| (si, s.kind, s.st))) {
-            Some((si, Kind::UasCall, _)) => {
+        let si = dk.and_then(|k| self.dialogs.get(&k).copied());
+        let code = match si.and_then(|si| self.sessions.get(si).map(|s| (si, s.kind, s.state))) {
+            Some((si, SessKind::UasCall, _)) => {
                 self.sess_free(si);
                 200
             }
-            Some((si, Kind::UacCall, St::Confirmed)) => {
+            Some((si, SessKind::UacCall, SessState::Confirmed)) => {
                 // The far end hung up first.
                 self.reply(from, msg, 200, None, &[]);
                 self.absorb_add(now, key, 200, Life::J);
@@ -271,8 +280,8 @@ impl Endpoint {
         via: &sip::Via<'_>,
         key: u64,
     ) {
-        let ikey = self.skey(via, MethodKind::Invite);
-        let Some(&ti) = self.stx.get(&ikey) else {
+        let ikey = self.server_txn_key(via, MethodKind::Invite);
+        let Some(&ti) = self.server_txns.get(&ikey) else {
             let tag = self.stateless_tag(key);
             self.counters.rejected += 1;
             self.reply(from, msg, 481, Some(&tag), &[]);
@@ -283,13 +292,13 @@ impl Endpoint {
             Some(t) => (t.state, t.owner, t.owner_gen),
             None => return,
         };
-        let s_tag = (owner != NONE && self.sess.generation(owner) == og)
-            .then(|| self.sess.get(owner).map(|s| hex16(s.tag)))
+        let s_tag = (owner != NONE && self.sessions.generation(owner) == og)
+            .then(|| self.sessions.get(owner).map(|s| hex16(s.tag)))
             .flatten()
             .unwrap_or_else(|| self.stateless_tag(key));
         self.reply(from, msg, 200, Some(&s_tag), &[]);
         self.absorb_add(now, key, 200, Life::J);
-        if state == TxState::Proceeding && owner != NONE && self.sess.generation(owner) == og {
+        if state == TxState::Proceeding && owner != NONE && self.sessions.generation(owner) == og {
             self.finish_stored(now, owner, 487);
         }
     }

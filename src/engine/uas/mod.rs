@@ -98,7 +98,7 @@ impl Endpoint {
     /// Deterministic To-tag for stateless answers, so a retransmitted
     /// request gets the same tag.
     fn stateless_tag(&self, key: u64) -> [u8; 16] {
-        hex16(mix(key, self.hseed))
+        hex16(mix(key, self.hash_seed))
     }
 
     /// A response built from `req` and queued to `to`; `extra` are extra
@@ -158,9 +158,11 @@ impl Endpoint {
         {
             // Our own transaction (the 407 we sent, its ACK, a retransmission)
             // stays here; so does an INVITE still to be authenticated.
-            let local_txn = self.stx.contains_key(&self.skey(&via, mk));
+            let local_txn = self
+                .server_txns
+                .contains_key(&self.server_txn_key(&via, mk));
             let needs_auth = mk == MethodKind::Invite
-                && self.ans.auth_invite
+                && self.answer.auth_invite
                 && msg.to().and_then(|t| t.tag).is_none()
                 && !local_txn
                 && self.check_auth(now, msg, b"INVITE", true) != AuthResult::Ok;
@@ -174,18 +176,18 @@ impl Endpoint {
             self.on_ack(now, msg, &via);
             return;
         }
-        let key = self.skey(&via, mk);
+        let key = self.server_txn_key(&via, mk);
         if mk == MethodKind::Invite {
-            if let Some(&ti) = self.stx.get(&key) {
+            if let Some(&ti) = self.server_txns.get(&key) {
                 // §17.2.1: a retransmitted INVITE gets the latest response again.
                 self.counters.duplicates += 1;
                 self.send_txn_copy(ti, true);
                 return;
             }
-        } else if let Some(&code) = self.absorb.get(&key) {
+        } else if let Some(&code) = self.absorbers.codes.get(&key) {
             // Timer J: the same final response, rebuilt from the retransmission.
             self.counters.duplicates += 1;
-            if mk == MethodKind::Register && matches!(code, 200 | 423) && self.ans.registrar {
+            if mk == MethodKind::Register && matches!(code, 200 | 423) && self.answer.registrar {
                 // This very transaction was already authenticated: its
                 // credentials must not be checked again (their nonce count
                 // was used, so a second check would answer 401). REGISTER is
@@ -206,7 +208,9 @@ impl Endpoint {
         }
         match method {
             Method::Invite => self.uas_invite(now, from, msg, key),
-            Method::Register if self.ans.registrar => self.uas_register(now, from, msg, key, false),
+            Method::Register if self.answer.registrar => {
+                self.uas_register(now, from, msg, key, false)
+            }
             Method::Bye => self.uas_bye(now, from, msg, key),
             Method::Cancel => self.uas_cancel(now, from, msg, &via, key),
             Method::Options => {
@@ -242,7 +246,7 @@ impl Endpoint {
         sdp: bool,
     ) -> Vec<u8> {
         let mut out = self.take_buf();
-        let Endpoint { k, .. } = self;
+        let Endpoint { wire, .. } = self;
         let mut b = Builder::response_to(&mut out, req, code, reason_phrase(code), tag);
         for (n, v) in extra {
             b.header(n, v);
@@ -252,10 +256,10 @@ impl Endpoint {
             for rr in req.headers(b"Record-Route") {
                 b.header(b"Record-Route", rr);
             }
-            b.header(b"Contact", &k.contact_self);
+            b.header(b"Contact", &wire.contact_self);
         }
         if sdp {
-            b.finish(Some(b"application/sdp"), &k.sdp_answer);
+            b.finish(Some(b"application/sdp"), &wire.sdp_answer);
         } else {
             b.finish(None, b"");
         }

@@ -47,15 +47,15 @@ impl Endpoint {
             );
             return;
         };
-        if self.ans.auth_register && !authed {
+        if self.answer.auth_register && !authed {
             match self.check_auth(now, msg, b"REGISTER", false) {
                 AuthResult::Ok => {}
                 AuthResult::Challenge { stale } => {
-                    let mut hdr = std::mem::take(&mut self.s3);
+                    let mut hdr = std::mem::take(&mut self.scratch.header);
                     hdr.clear();
                     self.write_challenge(now, stale, &mut hdr);
                     self.reply(from, msg, 401, Some(&tag), &[(b"WWW-Authenticate", &hdr)]);
-                    self.s3 = hdr;
+                    self.scratch.header = hdr;
                     return;
                 }
                 AuthResult::Forbidden => {
@@ -71,8 +71,8 @@ impl Endpoint {
             }
         }
         let (min_e, max_e) = self
-            .sc
-            .as_ref()
+            .role
+            .server()
             .map_or((60, 7200), |s| (s.min_expires, s.max_expires));
         let hdr_e = msg.expires();
         // Validate every Contact first (§10.3 steps 6–7), then apply.
@@ -107,8 +107,8 @@ impl Endpoint {
             );
             return;
         }
-        let akey = self.h(user);
-        let now_ns = self.ns(now);
+        let akey = self.hash(user);
+        let now_ns = self.to_ns(now);
         let existing = self.aor_map.get(&akey).copied();
         let ai = match existing {
             Some(ai) => ai,
@@ -118,7 +118,7 @@ impl Endpoint {
                 a.key = akey;
                 a.buf.clear();
                 a.contacts.clear();
-                a.tm = TimerId::NONE;
+                a.expiry_timer = TimerId::NONE;
                 self.aor_map.insert(akey, ai);
                 ai
             }
@@ -150,7 +150,7 @@ impl Endpoint {
             soonest = a.contacts.iter().map(|c| c.2).min().unwrap_or(u64::MAX);
         }
         // 200 with every current binding (§10.3 step 8), one comma-joined Contact.
-        let mut lines = std::mem::take(&mut self.s3);
+        let mut lines = std::mem::take(&mut self.scratch.header);
         lines.clear();
         if let Some(a) = self.aors.get(ai) {
             for (i, (s, l, exp)) in a.contacts.iter().enumerate() {
@@ -173,7 +173,7 @@ impl Endpoint {
         } else {
             self.reply(from, msg, 200, Some(&tag), &[(b"Contact", &lines)]);
         }
-        self.s3 = lines;
+        self.scratch.header = lines;
         if !authed {
             self.absorb_add(now, key, 200, Life::J);
         }
@@ -181,7 +181,7 @@ impl Endpoint {
             if soonest == u64::MAX {
                 self.aor_free(ai);
             } else {
-                let at = self.at(soonest);
+                let at = self.to_instant(soonest);
                 self.arm_aor(at, ai);
             }
         }
@@ -189,7 +189,7 @@ impl Endpoint {
 
     fn aor_free(&mut self, ai: u32) {
         if let Some(a) = self.aors.get(ai) {
-            let (k, tm) = (a.key, a.tm);
+            let (k, tm) = (a.key, a.expiry_timer);
             if self.aor_map.get(&k) == Some(&ai) {
                 self.aor_map.remove(&k);
             }
@@ -201,7 +201,7 @@ impl Endpoint {
     /// A binding's lifetime ran out: drop expired contacts, free the AOR
     /// when none is left.
     pub(in crate::engine) fn aor_expire(&mut self, now: Instant, ai: u32) {
-        let n = self.ns(now);
+        let n = self.to_ns(now);
         let Some(a) = self.aors.get_mut(ai) else {
             return;
         };
@@ -209,7 +209,7 @@ impl Endpoint {
         match a.contacts.iter().map(|c| c.2).min() {
             None => self.aor_free(ai),
             Some(next) => {
-                let at = self.at(next);
+                let at = self.to_instant(next);
                 self.arm_aor(at, ai);
             }
         }
@@ -218,7 +218,7 @@ impl Endpoint {
     /// Registrar lookup for tests and the proxy path: the bound Contact URIs
     /// of `user`, with their next hops.
     pub fn bindings_of(&self, user: &[u8]) -> Vec<(Vec<u8>, Option<Flow>)> {
-        let Some(&ai) = self.aor_map.get(&self.h(user)) else {
+        let Some(&ai) = self.aor_map.get(&self.hash(user)) else {
             return Vec::new();
         };
         let Some(a) = self.aors.get(ai) else {
