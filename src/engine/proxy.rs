@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::endpoint::Endpoint;
 use super::util::{hex16, mix};
 use super::wire::hop_of;
-use crate::flow::Flow;
+use crate::flow::{Flow, TransportKind};
 use crate::sip::{self, Builder, Message};
 
 fn eq_ic(a: &[u8], b: &[u8]) -> bool {
@@ -36,7 +36,9 @@ impl Endpoint {
             // Already rewritten (an in-dialog request aimed at the contact).
             return None;
         }
-        let hop = hop_of(contact)?;
+        // Forwarded over UDP: the response path (`proxy_response`, back
+        // along the Via) is datagram-only too.
+        let hop = hop_of(contact, TransportKind::Udp)?;
         let local = self.role.server()?.local;
         if hop.peer == local {
             return None;
@@ -53,7 +55,8 @@ impl Endpoint {
         let mut out = self.take_buf();
         let Endpoint { wire, .. } = self;
         let mut b = Builder::request(&mut out, &method, contact);
-        b.header_parts(b"Via", &[&wire.via_prefix, b"p", &branch]);
+        let [sip_version, transport, sent_by] = wire.via_prefix(hop.transport);
+        b.header_parts(b"Via", &[sip_version, transport, sent_by, b"p", &branch]);
         let mut ctype = None;
         for (name, value) in msg.all_headers() {
             if eq_ic(name, b"max-forwards") {

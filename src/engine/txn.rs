@@ -19,7 +19,12 @@ use crate::sip::Message;
 
 impl Endpoint {
     /// Start a client transaction with the request in `msg` (consumed):
-    /// stores a copy, sends it, arms Timer A/E at T1 and B/F at 64·T1.
+    /// stores a copy, sends it, arms Timer B/F at 64·T1 and, over an
+    /// unreliable flow only, Timer A/E at T1. RFC 3261 §17.1.1.2: "If an
+    /// unreliable transport is being used, the client transaction MUST start
+    /// timer A"; §17.1.2.2 says the same of Timer E. A reliable transport
+    /// delivers the request or reports a failure (§17.1.4), so nothing is
+    /// retransmitted however late the answer; B and F still bound the wait.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn client_txn(
         &mut self,
@@ -56,7 +61,9 @@ impl Endpoint {
         self.send(dest, msg);
         let t1 = self.timers.t1;
         let t64 = self.timers.t64();
-        self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+        if !dest.is_reliable() {
+            self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+        }
         self.arm_txn(now, t64, TimerKind::TxnTimeout, ti);
         (ti, g)
     }
@@ -205,7 +212,15 @@ impl Endpoint {
     /// D of a client INVITE (§17.1.1.2: a retransmitted non-2xx is ACKed
     /// again). A client non-INVITE's Completed state (Timer K) needs no
     /// record, see [`Self::on_response`].
-    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life) {
+    ///
+    /// `over` is the transaction's flow. On a reliable one all three timers
+    /// are zero ("Timer D ... zero seconds for reliable transports",
+    /// §17.1.1.2; Timer I, §17.2.1; Timer J, §17.2.2): the peer sends no
+    /// retransmissions, so no record is kept at all.
+    pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life, over: Flow) {
+        if over.is_reliable() {
+            return;
+        }
         let lasts = match life {
             Life::J => self.timers.t64(),
             Life::I => self.timers.t4,
@@ -332,7 +347,7 @@ impl Endpoint {
                     let dest = self.txns.get(ti).and_then(|t| t.dest).unwrap_or(from);
                     self.send(dest, ack);
                     self.txn_free(ti);
-                    self.absorb_add(now, key, REACK | code, Life::D);
+                    self.absorb_add(now, key, REACK | code, Life::D, dest);
                     if owner_ok {
                         self.uac_invite_failure(now, owner, code, msg);
                     }
@@ -393,8 +408,18 @@ impl Endpoint {
     }
 
     /// Send a response on the INVITE server transaction and keep it for
-    /// retransmission. Finals start Timer G and H (non-2xx, Completed) or the
-    /// 2xx retransmission and Timer L (RFC 6026 Accepted).
+    /// retransmission. A non-2xx final starts Timer H and, over an
+    /// unreliable flow only, Timer G (Completed, §17.2.1: "If an unreliable
+    /// transport is being used, the server transaction MUST start timer
+    /// G"). A 2xx starts Timer L (RFC 6026 Accepted) and the 2xx
+    /// retransmission on every transport: RFC 3261 §13.3.1.4 has the UAS
+    /// core pass the 2xx to the transport "with an interval that starts at
+    /// T1 seconds and doubles for each retransmission until it reaches T2
+    /// seconds ... until the ACK arrives. This is independent of whatever
+    /// transport protocols are used to send the response", because "the
+    /// response is retransmitted periodically even if the transport at the
+    /// UAS is reliable" to cross UDP hops further on. Over a reliable flow
+    /// it therefore goes again only when the ACK is later than T1.
     pub(super) fn txn_respond(&mut self, now: Instant, ti: u32, msg: Vec<u8>, code: u16) {
         let Some(t) = self.txns.get_mut(ti) else {
             self.put_buf(msg);
@@ -410,7 +435,10 @@ impl Endpoint {
                 TxState::Completed
             };
             let (t1, t64) = (self.timers.t1, self.timers.t64());
-            self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+            let reliable = dest.is_some_and(|d| d.is_reliable());
+            if code < 300 || !reliable {
+                self.arm_txn(now, t1, TimerKind::TxnRetransmit, ti);
+            }
             self.arm_txn(now, t64, TimerKind::TxnTimeout, ti);
         }
         match dest {
@@ -431,15 +459,14 @@ impl Endpoint {
             return true;
         }
         if let Some(&ti) = self.server_txns.get(&key)
-            && self
-                .txns
-                .get(ti)
-                .is_some_and(|t| t.state == TxState::Completed)
+            && let Some(t) = self.txns.get(ti)
+            && t.state == TxState::Completed
+            && let Some(over) = t.dest
         {
             // §17.2.1: Confirmed; the state shrinks to an absorber record
             // for T4 (Timer I) instead of keeping the response buffer.
             self.txn_free(ti);
-            self.absorb_add(now, key, 0, Life::I);
+            self.absorb_add(now, key, 0, Life::I, over);
             return true;
         }
         false

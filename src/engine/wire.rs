@@ -6,15 +6,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::event::MethodKind;
 use super::util::hex16;
-use crate::flow::Flow;
+use crate::flow::{ConnId, Flow, TransportKind};
 use crate::sip::{self, Method};
 
 /// Per-endpoint constant header fragments, built once.
 #[derive(Debug, Default)]
 pub(super) struct Wire {
-    /// `SIP/2.0/UDP host:port;rport;branch=z9hG4bK`: our Via up to the
-    /// branch's 16 hex digits.
-    pub via_prefix: Vec<u8>,
+    /// ` host:port;rport;branch=z9hG4bK`: our Via after its sent-protocol,
+    /// up to the branch's 16 hex digits (see [`Wire::via_prefix`]).
+    pub via_sent_by: Vec<u8>,
     /// Our `host:port` (IPv6 in brackets): Contact URIs, our Via's sent-by.
     pub hostport: Vec<u8>,
     /// Our host as written in Via (IPv6 in brackets) and our port, to
@@ -36,9 +36,9 @@ impl Wire {
     /// `sdp` means the built-in offer and answer.
     pub(super) fn new(local: SocketAddr, domain: Vec<u8>, sdp: &[u8]) -> Wire {
         let hostport = hostport(&local);
-        let mut via_prefix = b"SIP/2.0/UDP ".to_vec();
-        via_prefix.extend_from_slice(&hostport);
-        via_prefix.extend_from_slice(b";rport;branch=z9hG4bK");
+        let mut via_sent_by = b" ".to_vec();
+        via_sent_by.extend_from_slice(&hostport);
+        via_sent_by.extend_from_slice(b";rport;branch=z9hG4bK");
         let mut contact_self = b"<sip:".to_vec();
         contact_self.extend_from_slice(&hostport);
         contact_self.push(b'>');
@@ -52,7 +52,7 @@ impl Wire {
             }
         };
         Wire {
-            via_prefix,
+            via_sent_by,
             via_host: match local {
                 SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
                 SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
@@ -65,6 +65,21 @@ impl Wire {
             sdp_offer: body(true),
             sdp_answer: body(false),
         }
+    }
+}
+
+impl Wire {
+    /// Our Via up to the branch's 16 hex digits, for a request that goes
+    /// over `transport`: the sent-protocol names the transport the message
+    /// is sent on (RFC 3261 §18.1.1, §20.42; `WS`/`WSS` from RFC 7118 §5.1),
+    /// e.g. `SIP/2.0/TCP host:port;rport;branch=z9hG4bK`.
+    #[inline]
+    pub(super) fn via_prefix(&self, transport: TransportKind) -> [&[u8]; 3] {
+        [
+            b"SIP/2.0/",
+            transport.via_token().as_bytes(),
+            &self.via_sent_by,
+        ]
     }
 }
 
@@ -112,8 +127,12 @@ pub(super) fn branch_text(id: u64) -> [u8; 23] {
 }
 
 /// Next hop for a SIP URI whose host is an IP literal (the engine does no
-/// DNS); the port defaults to 5060.
-pub(super) fn hop_of(uri: &[u8]) -> Option<Flow> {
+/// DNS); the port defaults to 5060. The hop goes over `transport`, the
+/// one the dialog or request it serves already uses: an endpoint runs one
+/// transport, so a Contact, Record-Route or 3xx target keeps it (the URI's
+/// `transport` parameter and RFC 3263's UDP default for numeric hosts are
+/// not applied, so a TCP run's BYE does not silently move to UDP).
+pub(super) fn hop_of(uri: &[u8], transport: TransportKind) -> Option<Flow> {
     let u = sip::parse_uri(strip_angle(uri))?;
     let host = u.host;
     let host = host
@@ -121,7 +140,8 @@ pub(super) fn hop_of(uri: &[u8]) -> Option<Flow> {
         .and_then(|h| h.strip_suffix(b"]"))
         .unwrap_or(host);
     let ip: IpAddr = std::str::from_utf8(host).ok()?.parse().ok()?;
-    Some(Flow::udp(SocketAddr::new(ip, u.port.unwrap_or(5060))))
+    let peer = SocketAddr::new(ip, u.port.unwrap_or(5060));
+    Some(Flow::new(transport, peer, ConnId::ANY))
 }
 
 /// The URI inside `<...>` (name-addr form), or the input.

@@ -16,6 +16,7 @@ mod auth;
 mod call;
 mod mixed;
 mod register;
+mod reliable;
 mod robustness;
 mod timers;
 

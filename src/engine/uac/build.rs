@@ -11,7 +11,7 @@ use crate::engine::event::MethodKind;
 use crate::engine::state::TxKind;
 use crate::engine::util::{dec, hex16};
 use crate::engine::wire::branch_text;
-use crate::flow::Flow;
+use crate::flow::{Flow, TransportKind};
 use crate::sip::{self, Builder, Message, Method};
 
 /// Which request `build_req` writes.
@@ -26,8 +26,16 @@ pub(in crate::engine) enum Req {
 }
 
 impl Endpoint {
-    /// Write request `req` of session `si` into a pooled buffer.
-    pub(super) fn build_req(&mut self, si: u32, req: Req, branch: u64, cseq: u32) -> Vec<u8> {
+    /// Write request `req` of session `si` into a pooled buffer; `over` is
+    /// the transport it goes on (the Via's sent-protocol).
+    pub(super) fn build_req(
+        &mut self,
+        si: u32,
+        req: Req,
+        branch: u64,
+        cseq: u32,
+        over: TransportKind,
+    ) -> Vec<u8> {
         let mut out = self.take_buf();
         let needs_auth = self
             .sessions
@@ -75,7 +83,8 @@ impl Endpoint {
         let mut nb = [0u8; 20];
         let cs = dec(u64::from(cseq), &mut nb);
         let mut b = Builder::request(&mut out, &method, ruri);
-        b.header_parts(b"Via", &[&wire.via_prefix, &bh]);
+        let [sip_version, transport, sent_by] = wire.via_prefix(over);
+        b.header_parts(b"Via", &[sip_version, transport, sent_by, &bh]);
         b.header(b"Max-Forwards", b"70");
         if matches!(req, Req::Ack2xx | Req::Bye) && s.routes.1 > 0 {
             b.header(b"Route", s.get(s.routes));
@@ -233,7 +242,7 @@ impl Endpoint {
         cseq: u32,
         dest: Flow,
     ) -> (u32, u32) {
-        let msg = self.build_req(si, req, branch, cseq);
+        let msg = self.build_req(si, req, branch, cseq, dest.transport);
         let key = self.client_txn_key(&branch_text(branch), method);
         let kind = if method == MethodKind::Invite {
             TxKind::ClientInvite

@@ -16,7 +16,7 @@ use crate::engine::state::{
 use crate::engine::timers::{TimerKind, later};
 use crate::engine::util::{hex16, mix};
 use crate::engine::wire::{hop_of, strip_angle};
-use crate::flow::Flow;
+use crate::flow::{Flow, TransportKind};
 use crate::sip::{Contact, Message};
 
 /// Callee of a new call.
@@ -148,7 +148,7 @@ impl Endpoint {
         // The same branch for every retransmission of this ACK.
         let (branch, cseq, dest) = (mix(s.call_id, u64::from(s.inv_cseq)), s.inv_cseq, s.dest);
         let Some(dest) = dest else { return };
-        let msg = self.build_req(si, Req::Ack2xx, branch, cseq);
+        let msg = self.build_req(si, Req::Ack2xx, branch, cseq, dest.transport);
         self.send(dest, msg);
     }
 
@@ -225,10 +225,11 @@ impl Endpoint {
                 Span(0, 0)
             };
         }
+        let transport = s.dest.map_or(from.transport, |d| d.transport);
         let first_hop = if rr.is_empty() {
-            hop_of(s.get(s.target))
+            hop_of(s.get(s.target), transport)
         } else {
-            rr.last().and_then(|r| hop_of(r))
+            rr.last().and_then(|r| hop_of(r, transport))
         };
         s.dest = Some(first_hop.unwrap_or(from));
         s.answered_ns = ns;
@@ -321,7 +322,8 @@ impl Endpoint {
             });
             if let Some(uri) = contact {
                 let uri = strip_angle(uri);
-                match hop_of(uri) {
+                let transport = s.dest.map_or(TransportKind::Udp, |d| d.transport);
+                match hop_of(uri, transport) {
                     Some(dest) => {
                         s.request_uri = s.put(uri);
                         s.dest = Some(dest);

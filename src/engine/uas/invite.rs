@@ -256,7 +256,7 @@ impl Endpoint {
             Some((si, SessKind::UacCall, SessState::Confirmed)) => {
                 // The far end hung up first.
                 self.reply(from, msg, 200, None, &[]);
-                self.absorb_add(now, key, 200, Life::J);
+                self.absorb_add(now, key, 200, Life::J, from);
                 self.remote_bye(now, si);
                 return;
             }
@@ -267,7 +267,7 @@ impl Endpoint {
         };
         let tag = self.stateless_tag(key);
         self.reply(from, msg, code, Some(&tag), &[]);
-        self.absorb_add(now, key, code, Life::J);
+        self.absorb_add(now, key, code, Life::J, from);
     }
 
     /// §9.2: 200 for the CANCEL; if the INVITE has no final response yet,
@@ -285,7 +285,7 @@ impl Endpoint {
             let tag = self.stateless_tag(key);
             self.counters.rejected += 1;
             self.reply(from, msg, 481, Some(&tag), &[]);
-            self.absorb_add(now, key, 481, Life::J);
+            self.absorb_add(now, key, 481, Life::J, from);
             return;
         };
         let (state, owner, og) = match self.txns.get(ti) {
@@ -297,7 +297,7 @@ impl Endpoint {
             .flatten()
             .unwrap_or_else(|| self.stateless_tag(key));
         self.reply(from, msg, 200, Some(&s_tag), &[]);
-        self.absorb_add(now, key, 200, Life::J);
+        self.absorb_add(now, key, 200, Life::J, from);
         if state == TxState::Proceeding && owner != NONE && self.sessions.generation(owner) == og {
             self.finish_stored(now, owner, 487);
         }

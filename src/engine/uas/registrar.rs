@@ -11,7 +11,7 @@ use crate::engine::timers::Life;
 use crate::engine::util::dec;
 use crate::engine::wheel::TimerId;
 use crate::engine::wire::{hop_of, strip_angle};
-use crate::flow::Flow;
+use crate::flow::{Flow, TransportKind};
 use crate::sip::{self, Contact, Message};
 
 impl Endpoint {
@@ -60,12 +60,12 @@ impl Endpoint {
                 }
                 AuthResult::Forbidden => {
                     self.reply(from, msg, 403, Some(&tag), &[]);
-                    self.absorb_add(now, key, 403, Life::J);
+                    self.absorb_add(now, key, 403, Life::J, from);
                     return;
                 }
                 AuthResult::NotFound => {
                     self.reply(from, msg, 404, Some(&tag), &[]);
-                    self.absorb_add(now, key, 404, Life::J);
+                    self.absorb_add(now, key, 404, Life::J, from);
                     return;
                 }
             }
@@ -88,7 +88,7 @@ impl Endpoint {
                         let mut nb = [0u8; 20];
                         let v = dec(u64::from(min_e), &mut nb).to_vec();
                         self.reply(from, msg, 423, Some(&tag), &[(b"Min-Expires", &v)]);
-                        self.absorb_add(now, key, 423, Life::J);
+                        self.absorb_add(now, key, 423, Life::J, from);
                         return;
                     }
                 }
@@ -175,7 +175,7 @@ impl Endpoint {
         }
         self.scratch.header = lines;
         if !authed {
-            self.absorb_add(now, key, 200, Life::J);
+            self.absorb_add(now, key, 200, Life::J, from);
         }
         if ai != NONE {
             if soonest == u64::MAX {
@@ -216,7 +216,7 @@ impl Endpoint {
     }
 
     /// Registrar lookup for tests and the proxy path: the bound Contact URIs
-    /// of `user`, with their next hops.
+    /// of `user`, with their next hops (UDP flows, as the proxy forwards).
     pub fn bindings_of(&self, user: &[u8]) -> Vec<(Vec<u8>, Option<Flow>)> {
         let Some(&ai) = self.aor_map.get(&self.hash(user)) else {
             return Vec::new();
@@ -227,7 +227,7 @@ impl Endpoint {
         a.contacts
             .iter()
             .filter_map(|(s, l, _)| a.buf.get(*s as usize..*s as usize + *l as usize))
-            .map(|u| (u.to_vec(), hop_of(u)))
+            .map(|u| (u.to_vec(), hop_of(u, TransportKind::Udp)))
             .collect()
     }
 }
