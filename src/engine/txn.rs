@@ -87,6 +87,9 @@ impl Endpoint {
         }
     }
 
+    /// The retransmission timer of `ti` fired: send its stored message
+    /// again and re-arm with the next interval. Armed only where the RFC
+    /// retransmits, so over a reliable flow only for a 2xx.
     pub(super) fn txn_retransmit(&mut self, now: Instant, ti: u32) {
         let t2 = self.timers.t2.as_millis() as u64;
         let Some(t) = self.txns.get_mut(ti) else {
@@ -129,7 +132,9 @@ impl Endpoint {
     }
 
     /// The transport could not deliver to `dest`: an ICMP port, host or
-    /// network unreachable came back for a datagram sent there.
+    /// network unreachable came back for a datagram sent there, or a
+    /// connection to it could not be opened or broke. Transactions match
+    /// on peer and transport kind, not on the connection.
     ///
     /// RFC 3261 §18.4: the transport informs its user of a failure in
     /// sending; §17.1.4: the client transaction then informs the TU and
@@ -176,6 +181,8 @@ impl Endpoint {
         ended
     }
 
+    /// The timeout timer of `ti` fired (B, F, H or L, 64·T1 on every
+    /// transport).
     pub(super) fn txn_timeout(&mut self, now: Instant, ti: u32) {
         let Some(t) = self.txns.get(ti) else { return };
         let (kind, state, owner, owner_gen) = (t.kind, t.state, t.owner, t.owner_gen);

@@ -14,7 +14,7 @@ use crate::engine::state::{
     SessState, Span,
 };
 use crate::engine::timers::{TimerKind, later};
-use crate::engine::util::{hex16, mix};
+use crate::engine::util::mix;
 use crate::engine::wire::{hop_of, strip_angle};
 use crate::flow::{Flow, TransportKind};
 use crate::sip::{Contact, Message};
@@ -37,15 +37,11 @@ impl Endpoint {
         caller: u32,
         callee: Callee,
     ) {
-        let call_id = self.new_id();
-        let tag = self.new_id();
-        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
-        let cancel = self.role.client().map_or(0.0, |c| c.cancel_ratio);
-        let cancel = self.rng.chance(cancel);
-        let (target, ring_timeout) = match self.role.client() {
-            Some(c) => (c.target_flow(), c.ring_timeout),
+        let (target, ring_timeout, cancel) = match self.role.client() {
+            Some(c) => (c.target_flow(), c.ring_timeout, c.cancel_ratio),
             None => return,
         };
+        let cancel = self.rng.chance(cancel);
         // Request-URI = To URI = sip:callee@domain.
         self.scratch.name.clear();
         self.scratch.name.extend_from_slice(b"sip:");
@@ -59,18 +55,15 @@ impl Endpoint {
         }
         self.scratch.name.push(b'@');
         self.scratch.name.extend_from_slice(&self.wire.domain);
-        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
-        let si = self.sess_new(SessKind::UacCall);
+        let si = self.uac_session(
+            SessKind::UacCall,
+            SessState::Inviting,
+            caller,
+            now,
+            intended,
+        );
         let uri = std::mem::take(&mut self.scratch.name);
         if let Some(s) = self.sessions.get_mut(si) {
-            s.key = key;
-            s.call_id = call_id;
-            s.tag = tag;
-            s.user = caller;
-            s.cseq = 1;
-            s.state = SessState::Inviting;
-            s.intended_ns = ints;
-            s.started_ns = ins;
             s.hold = hold;
             s.dest = Some(target);
             if cancel {
@@ -80,7 +73,6 @@ impl Endpoint {
             s.to_uri = s.request_uri;
         }
         self.scratch.name = uri;
-        self.dialogs.insert(key, si);
         self.live_attempts += 1;
         self.send_invite(now, si);
         self.arm_sess(later(now, ring_timeout), TimerKind::RingGuard, si);

@@ -11,6 +11,7 @@ use super::config::{ClientConfig, Scenario};
 use super::endpoint::Endpoint;
 use super::event::{Event, MethodKind, Outcome};
 use super::state::{F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, Sess, SessKind, SessState};
+use super::util::hex16;
 use crate::auth;
 use crate::sip::Message;
 
@@ -65,6 +66,36 @@ impl Endpoint {
         let k = self.user_cursor % n;
         self.user_cursor = self.user_cursor.wrapping_add(1);
         Some(k)
+    }
+
+    /// A new UAC session of `kind` in `state` for global user `user`: a
+    /// fresh Call-ID and From tag (RFC 3261 §8.1.1.4, §8.1.1.3), CSeq 1,
+    /// the attempt's start times, and its entry in `dialogs`.
+    fn uac_session(
+        &mut self,
+        kind: SessKind,
+        state: SessState,
+        user: u32,
+        now: Instant,
+        intended: Instant,
+    ) -> u32 {
+        let call_id = self.new_id();
+        let tag = self.new_id();
+        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
+        let (started_ns, intended_ns) = (self.to_ns(now), self.to_ns(intended));
+        let si = self.sess_new(kind);
+        if let Some(s) = self.sessions.get_mut(si) {
+            s.key = key;
+            s.call_id = call_id;
+            s.tag = tag;
+            s.user = user;
+            s.cseq = 1;
+            s.state = state;
+            s.intended_ns = intended_ns;
+            s.started_ns = started_ns;
+        }
+        self.dialogs.insert(key, si);
+        si
     }
 
     /// Start one attempt of the configured scenario: a registration, a call

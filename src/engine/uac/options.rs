@@ -6,30 +6,20 @@ use super::Req;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
 use crate::engine::state::{SessKind, SessState};
-use crate::engine::util::hex16;
 
 impl Endpoint {
     pub(super) fn start_options(&mut self, now: Instant, intended: Instant, user: u32) {
-        let call_id = self.new_id();
-        let tag = self.new_id();
-        let branch = self.new_id();
-        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
         let Some(dest) = self.role.client().map(|c| c.target_flow()) else {
             return;
         };
-        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
-        let si = self.sess_new(SessKind::UacOptions);
-        if let Some(s) = self.sessions.get_mut(si) {
-            s.key = key;
-            s.call_id = call_id;
-            s.tag = tag;
-            s.user = user;
-            s.cseq = 1;
-            s.intended_ns = ints;
-            s.started_ns = ins;
-            s.state = SessState::Pinging;
-        }
-        self.dialogs.insert(key, si);
+        let si = self.uac_session(
+            SessKind::UacOptions,
+            SessState::Pinging,
+            user,
+            now,
+            intended,
+        );
+        let branch = self.new_id();
         self.live_attempts += 1;
         self.send_request(now, si, Req::Options, MethodKind::Options, branch, 1, dest);
     }

@@ -10,7 +10,6 @@ use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
 use crate::engine::state::{F_LAST_AUTH, F_REPORTED, SessKind, SessState};
 use crate::engine::timers::{TimerKind, later};
-use crate::engine::util::hex16;
 use crate::sip::{Contact, Message};
 
 impl Endpoint {
@@ -49,26 +48,19 @@ impl Endpoint {
         user: u32,
         mixed: bool,
     ) {
-        let call_id = self.new_id();
-        let tag = self.new_id();
-        let key = self.dialog_key(&hex16(call_id), &hex16(tag));
         let expires = self.role.client().map_or(3600, |c| c.expires);
-        let (ins, ints) = (self.to_ns(now), self.to_ns(intended));
-        let si = self.sess_new(SessKind::UacReg);
+        let si = self.uac_session(
+            SessKind::UacReg,
+            SessState::Registering,
+            user,
+            now,
+            intended,
+        );
         if let Some(s) = self.sessions.get_mut(si) {
-            s.key = key;
-            s.call_id = call_id;
-            s.tag = tag;
-            s.user = user;
-            s.cseq = 1;
             s.expires = expires;
-            s.intended_ns = ints;
-            s.started_ns = ins;
             s.hold = hold;
             s.mixed = mixed;
-            s.state = SessState::Registering;
         }
-        self.dialogs.insert(key, si);
         if !mixed {
             self.live_attempts += 1;
         }
