@@ -66,9 +66,7 @@ impl Wire {
             sdp_answer: body(false),
         }
     }
-}
 
-impl Wire {
     /// Our Via up to the branch's 16 hex digits, for a request that goes
     /// over `transport`: the sent-protocol names the transport the message
     /// is sent on (RFC 3261 §18.1.1, §20.42; `WS`/`WSS` from RFC 7118 §5.1),
