@@ -303,7 +303,7 @@ fn mutate(m: &[u8], edits: &[(u16, u8)], ins: (u16, u8, u8), del: (u16, u8), cut
 }
 
 /// Mutated real traffic injected into live endpoints mid-flow (extends
-/// `engine::sim_tests::mutated_messages_never_panic`, which feeds fresh
+/// `engine::sim_tests::robustness::mutated_messages_never_panic`, which feeds fresh
 /// endpoints): no panic, and the calls in progress still finish and free.
 #[test]
 fn mutations_injected_mid_flow_never_panic_or_leak() {

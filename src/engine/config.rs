@@ -11,7 +11,9 @@ use super::util::{IdHash, hash_bytes};
 
 /// RFC 3261 §17.1.1.1 timer bases. Every transaction timer derives from them:
 /// A/E/G start at T1 and double (E and G capped at T2), B/F/H/J/L are 64·T1,
-/// I and K are T4, D is max(32 s, 64·T1) on an unreliable transport.
+/// I and K are T4, D is max(32 s, 64·T1) on an unreliable transport. On a
+/// reliable one A, E and G do not run and D, I, J and K are zero (§17.1.1.2,
+/// §17.1.2.2, §17.2.1, §17.2.2); B, F, H and L are still 64·T1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
     /// RTT estimate, default 500 ms.

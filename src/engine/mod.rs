@@ -1,7 +1,7 @@
 //! Sans-IO SIP engine: transactions (RFC 3261 §17), timers, registration and
 //! call flows, UAC and UAS. No sockets and no clock inside: time and bytes
-//! come in, datagrams, timer deadlines and events come out (the quinn-proto
-//! shape).
+//! come in, messages on [`Flow`]s, timer deadlines and events come out (the
+//! quinn-proto shape).
 //!
 //! One [`Endpoint`] per worker holds all of that worker's state:
 //!
@@ -14,25 +14,35 @@
 //!   itself), server INVITE Confirmed (Timer I) and client INVITE Completed
 //!   (Timer D: the ACK is rebuilt from the retransmitted response). Client
 //!   non-INVITE Completed (Timer K) needs nothing: a late response carrying
-//!   our Via is counted as a duplicate.
+//!   our Via is counted as a duplicate. Over a reliable flow (TCP, TLS, WS,
+//!   WSS) no request and no non-2xx response is retransmitted (no Timer A,
+//!   E or G) and no absorber record is kept (D, I, J and K are zero);
+//!   B, F, H and L still run at 64·T1, and a 2xx is retransmitted until its
+//!   ACK on every transport (§13.3.1.4).
 //! - **Sessions** (UAC calls, registrations, pings; UAS calls) in a slab,
 //!   found by a hash of Call-ID + local tag. Identifiers we generate are
 //!   64-bit (`hex16`), so a session stores no strings except the dialog's
 //!   remote tag, target and route set, kept in a per-slot buffer whose
-//!   capacity is reused. `Sess` is 240 bytes.
-//! - **Timers** in a hashed hierarchical wheel ([`wheel::Wheel`], 1 ms ticks,
+//!   capacity is reused. `Sess` is about 260 bytes (at most 320, checked).
+//! - **Timers** in a hashed hierarchical wheel (`wheel::Wheel`, 1 ms ticks,
 //!   1024 + 1024 slots and an overflow heap) with lazy cancellation by
 //!   generation; [`SansIo::poll_timeout`] is the next occupied slot.
 //! - **Output** in a queue of pooled buffers; [`SansIo::poll_transmit`] swaps
 //!   the driver's buffer with ours, so nothing is copied on the way out.
 //!
-//! Flows: `uac.rs` (REGISTER with digest, 401/407, `stale=true`, 423,
-//! refresh, unregister; INVITE/ACK/BYE with route set, 407 re-INVITE,
-//! CANCEL after a provisional, 3xx, re-ACK of retransmitted 2xx; OPTIONS;
-//! mixed mode), `uas.rs` (registrar, answering UAS with ring/busy/no-answer,
-//! CANCEL → 200 + 487, 400/405/481/483/501/505), `proxy.rs` (the stateless
-//! proxy `mixed` goes through when the target is the built-in server).
-//! [`sim`] steps endpoints over a simulated lossy network in virtual time.
+//! Modules by layer: `endpoint` (the struct, its `Role`,
+//! identifiers and keys, buffers and output, the `SansIo` entry points),
+//! `state` (state types), `timers` (timer kinds, arming, dispatch, absorber
+//! lifetimes), `txn` (RFC 3261 §17 transactions), `wire` (constant header
+//! fragments, addresses), then the flows: `uac/` (`build`: requests;
+//! `register`: REGISTER with digest, 401/407, `stale=true`, 423, refresh,
+//! unregister; `call`: INVITE/ACK/BYE with route set, 407 re-INVITE, CANCEL
+//! after a provisional, 3xx, re-ACK of retransmitted 2xx; `options`;
+//! `mixed`), `uas/` (dispatch and stateless answers 400/405/481/483/501/505;
+//! `invite`: answering UAS with ring/busy/no-answer, CANCEL → 200 + 487;
+//! `registrar`; `auth`), `proxy` (the stateless proxy `mixed` goes through
+//! when the target is the built-in server). [`sim`] steps endpoints over a
+//! simulated lossy network in virtual time.
 
 use std::time::Instant;
 
@@ -70,13 +80,18 @@ mod config;
 mod endpoint;
 mod event;
 mod proxy;
+mod state;
 pub mod throttle;
+mod timers;
+mod txn;
 mod uac;
 mod uas;
-pub mod util;
-pub mod wheel;
+pub(crate) mod util;
+pub(crate) mod wheel;
+mod wire;
 
-pub use endpoint::{Endpoint, StateSizes};
+pub use endpoint::Endpoint;
+pub use state::StateSizes;
 
 pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
 pub use event::{Counters, Event, MethodKind, Outcome};

@@ -9,9 +9,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::endpoint::{Endpoint, hop_of};
+use super::endpoint::Endpoint;
 use super::util::{hex16, mix};
-use crate::flow::Flow;
+use super::wire::hop_of;
+use crate::flow::{Flow, TransportKind};
 use crate::sip::{self, Builder, Message};
 
 fn eq_ic(a: &[u8], b: &[u8]) -> bool {
@@ -22,12 +23,12 @@ impl Endpoint {
     /// Where to forward `msg`, if it is for a user bound here and the
     /// binding is not this endpoint itself.
     pub(super) fn proxy_target(&self, msg: &Message<'_>) -> Option<(Vec<u8>, Flow)> {
-        if self.aor_map.is_empty() || !self.sc.as_ref().is_some_and(|s| s.proxy) {
+        if self.aor_map.is_empty() || !self.role.server().is_some_and(|s| s.proxy) {
             return None;
         }
         let uri = msg.uri()?;
         let user = sip::parse_uri(uri)?.user?;
-        let &ai = self.aor_map.get(&self.h(user))?;
+        let &ai = self.aor_map.get(&self.hash(user))?;
         let a = self.aors.get(ai)?;
         let &(s, l, _) = a.contacts.first()?;
         let contact = a.buf.get(s as usize..s as usize + l as usize)?;
@@ -35,8 +36,10 @@ impl Endpoint {
             // Already rewritten (an in-dialog request aimed at the contact).
             return None;
         }
-        let hop = hop_of(contact)?;
-        let local = self.sc.as_ref()?.local;
+        // Forwarded over UDP: the response path (`proxy_response`, back
+        // along the Via) is datagram-only too.
+        let hop = hop_of(contact, TransportKind::Udp)?;
+        let local = self.role.server()?.local;
         if hop.peer == local {
             return None;
         }
@@ -48,11 +51,12 @@ impl Endpoint {
         let Some(method) = msg.method() else { return };
         let mf = msg.max_forwards().unwrap_or(70);
         let inbound = msg.top_via().and_then(|v| v.branch).unwrap_or(b"");
-        let branch = hex16(mix(self.h(inbound), 0x9e0c));
+        let branch = hex16(mix(self.hash(inbound), 0x9e0c));
         let mut out = self.take_buf();
-        let Endpoint { k, .. } = self;
+        let Endpoint { wire, .. } = self;
         let mut b = Builder::request(&mut out, &method, contact);
-        b.header_parts(b"Via", &[&k.via_pre, b"p", &branch]);
+        let [sip_version, transport, sent_by] = wire.via_prefix(hop.transport);
+        b.header_parts(b"Via", &[sip_version, transport, sent_by, b"p", &branch]);
         let mut ctype = None;
         for (name, value) in msg.all_headers() {
             if eq_ic(name, b"max-forwards") {
@@ -77,9 +81,9 @@ impl Endpoint {
     pub(super) fn proxy_response(&mut self, msg: &Message<'_>) -> bool {
         let mut vias = msg.vias();
         let Some(top) = vias.next() else { return false };
-        let local = &self.k.local;
+        let local = &self.wire.hostport;
         let host = &local[..local.len() - port_len(local)];
-        let port = self.sc.as_ref().map(|s| s.local.port());
+        let port = self.role.server().map(|s| s.local.port());
         let ours = top.branch.is_some_and(|b| b.starts_with(b"z9hG4bKp"))
             && top.host == host
             && top.port.or(Some(5060)) == port;

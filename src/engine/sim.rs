@@ -2,6 +2,15 @@
 //! simulated network with latency, jitter (hence reordering), loss and
 //! duplication, with no sockets and no real clock (the quinn-proto `Pair`
 //! idea). Public so benches and other crates' tests can drive engines too.
+//!
+//! Each message goes over the transport kind of the flow its sender put it
+//! on ([`crate::engine::ClientConfig::transport`] picks it for a client; a
+//! server answers on the flow the request came in on). Unreliable flows
+//! (UDP) suffer the configured loss, duplication and jitter; reliable ones
+//! (TCP, TLS, WS, WSS) are lossless and ordered, as a stream connection
+//! is, and the receiver sees the connection's [`ConnId`]. The [`Tap`]
+//! applies to every flow: it models a peer or middlebox that swallows a
+//! message, not the network.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use super::util::Rng;
 use super::{Endpoint, Event, SansIo};
+use crate::flow::{ConnId, Flow, TransportKind};
 
-/// Network conditions.
+/// Network conditions (of unreliable flows; reliable ones only take the
+/// latency).
 #[derive(Debug, Clone, Copy)]
 pub struct NetConfig {
     /// One-way base latency.
@@ -39,7 +50,8 @@ impl Default for NetConfig {
     }
 }
 
-/// A scripted peer: gets each datagram, returns datagrams to send.
+/// A scripted peer: gets each message, returns messages to send (over the
+/// transport the message came on).
 pub type Script = Box<dyn FnMut(SocketAddr, &[u8]) -> Vec<(SocketAddr, Vec<u8>)>>;
 
 /// Decides per datagram (from, to, bytes) whether the network drops it.
@@ -68,8 +80,16 @@ impl fmt::Debug for Node {
     }
 }
 
-/// A datagram trace entry: (sent at, from, to, bytes).
+/// A trace entry: (sent at, from, to, bytes).
 pub type Trace = (Instant, SocketAddr, SocketAddr, Vec<u8>);
+
+/// A message on its way.
+struct Packet {
+    from: SocketAddr,
+    to: SocketAddr,
+    transport: TransportKind,
+    data: Vec<u8>,
+}
 
 /// The simulation.
 pub struct Sim {
@@ -82,8 +102,11 @@ pub struct Sim {
     rng: Rng,
     seq: u64,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    packets: Vec<Option<(SocketAddr, SocketAddr, Vec<u8>)>>,
+    packets: Vec<Option<Packet>>,
     free: Vec<usize>,
+    /// Connections of reliable flows, by the pair of hosts (in either
+    /// order); a connection's [`ConnId`] is its index + 1.
+    conns: Vec<(SocketAddr, SocketAddr)>,
     /// Optional selective dropper (true = drop).
     pub tap: Option<Tap>,
     /// Every datagram put on the wire (before loss), when `trace_on`.
@@ -116,6 +139,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             packets: Vec::new(),
             free: Vec::new(),
+            conns: Vec::new(),
             tap: None,
             trace: Vec::new(),
             trace_on: false,
@@ -155,7 +179,13 @@ impl Sim {
         }
     }
 
-    fn schedule(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+    fn schedule(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        transport: TransportKind,
+        data: Vec<u8>,
+    ) {
         if self.trace_on {
             self.trace.push((self.now, from, to, data.clone()));
         }
@@ -164,31 +194,63 @@ impl Sim {
         {
             return;
         }
-        if self.rng.chance(self.net.loss) {
+        let reliable = transport.is_reliable();
+        if !reliable && self.rng.chance(self.net.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.net.dup) { 2 } else { 1 };
+        let copies = if !reliable && self.rng.chance(self.net.dup) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let jitter = if self.net.jitter.is_zero() {
+            // Reliable flows take no jitter: with the latency alone, and the
+            // sequence number breaking ties, they arrive in order.
+            let jitter = if reliable || self.net.jitter.is_zero() {
                 Duration::ZERO
             } else {
                 self.net.jitter.mul_f64(self.rng.next_f64())
             };
             let at = self.now + self.net.latency + jitter;
-            let pkt = data.clone();
+            let pkt = Packet {
+                from,
+                to,
+                transport,
+                data: data.clone(),
+            };
             let slot = match self.free.pop() {
                 Some(s) => {
-                    self.packets[s] = Some((from, to, pkt));
+                    self.packets[s] = Some(pkt);
                     s
                 }
                 None => {
-                    self.packets.push(Some((from, to, pkt)));
+                    self.packets.push(Some(pkt));
                     self.packets.len() - 1
                 }
             };
             self.seq += 1;
             self.queue.push(Reverse((at, self.seq, slot)));
         }
+    }
+
+    /// The flow a message from `from` to `to` over `transport` arrives on:
+    /// a reliable one names the connection between the two hosts.
+    fn arrival_flow(&mut self, from: SocketAddr, to: SocketAddr, transport: TransportKind) -> Flow {
+        if !transport.is_reliable() {
+            return Flow::new(transport, from, ConnId::ANY);
+        }
+        let i = match self
+            .conns
+            .iter()
+            .position(|&(a, b)| (a, b) == (from, to) || (a, b) == (to, from))
+        {
+            Some(i) => i,
+            None => {
+                self.conns.push((from, to));
+                self.conns.len() - 1
+            }
+        };
+        Flow::new(transport, from, ConnId(i as u32 + 1))
     }
 
     /// Move node `i`'s queued datagrams onto the network and its events
@@ -205,7 +267,7 @@ impl Sim {
                 self.buf = buf;
                 break;
             };
-            self.schedule(from, dest.peer, buf.clone());
+            self.schedule(from, dest.peer, dest.transport, buf.clone());
             self.buf = buf;
         }
         let node = &mut self.nodes[i];
@@ -247,7 +309,13 @@ impl Sim {
                 break;
             }
             self.queue.pop();
-            let Some((from, to, data)) = self.packets.get_mut(slot).and_then(Option::take) else {
+            let Some(Packet {
+                from,
+                to,
+                transport,
+                data,
+            }) = self.packets.get_mut(slot).and_then(Option::take)
+            else {
                 continue;
             };
             self.free.push(slot);
@@ -256,15 +324,16 @@ impl Sim {
                 continue;
             };
             let now = self.now;
+            let flow = self.arrival_flow(from, to, transport);
             let out = match &mut self.nodes[j].peer {
                 Peer::Engine(e) => {
-                    e.handle(now, crate::flow::Flow::udp(from), &data);
+                    e.handle(now, flow, &data);
                     Vec::new()
                 }
                 Peer::Script(s) => s(from, &data),
             };
             for (dest, d) in out {
-                self.schedule(to, dest, d);
+                self.schedule(to, dest, transport, d);
             }
             self.flush(j);
         }

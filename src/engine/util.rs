@@ -5,8 +5,10 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
+/// The 128-bit product of `a` and `b` folded to 64 bits (high XOR low): the
+/// mixing step of wyhash.
 #[inline]
-fn mum(a: u64, b: u64) -> u64 {
+fn fold_mul(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
     (r as u64) ^ ((r >> 64) as u64)
 }
@@ -23,21 +25,21 @@ pub fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        h = mum(h ^ u64::from_le_bytes(w), P1);
+        h = fold_mul(h ^ u64::from_le_bytes(w), P1);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut w = [0u8; 8];
         w[..rest.len()].copy_from_slice(rest);
-        h = mum(h ^ u64::from_le_bytes(w) ^ P0, P1);
+        h = fold_mul(h ^ u64::from_le_bytes(w) ^ P0, P1);
     }
-    mum(h, P0 ^ seed)
+    fold_mul(h, P0 ^ seed)
 }
 
 /// Mix two hashes into one (order matters).
 #[inline]
 pub fn mix(a: u64, b: u64) -> u64 {
-    mum(a ^ P0, b ^ P1)
+    fold_mul(a ^ P0, b ^ P1)
 }
 
 /// A `Hasher` that passes an already well-mixed `u64` key through.
@@ -171,7 +173,7 @@ impl<T: Default> Slab<T> {
     }
 
     /// The live entry at `i` if its generation is still `generation`.
-    #[inline]
+    #[cfg(test)]
     pub fn get_gen_mut(&mut self, i: u32, generation: u32) -> Option<&mut T> {
         match self.entries.get_mut(i as usize) {
             Some(e) if e.live && e.generation == generation => Some(&mut e.val),
@@ -188,11 +190,6 @@ impl<T: Default> Slab<T> {
     /// Number of live entries.
     pub fn len(&self) -> usize {
         self.live
-    }
-
-    /// True when no entry is live.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
     }
 
     /// Slots allocated so far (live or free).
@@ -335,13 +332,9 @@ impl NcGuard {
     }
 
     /// Nonces remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.seen.len()
-    }
-
-    /// Whether no nonce is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
     }
 
     /// Heap bytes held (approximate).

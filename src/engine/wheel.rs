@@ -138,6 +138,7 @@ impl Wheel {
     }
 
     /// True when nothing is scheduled.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -1,0 +1,151 @@
+//! What this endpoint writes on the wire that never changes (header
+//! fragments built once from its address and configuration), and reading
+//! addresses and methods off the wire.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::event::MethodKind;
+use super::util::hex16;
+use crate::flow::{ConnId, Flow, TransportKind};
+use crate::sip::{self, Method};
+
+/// Per-endpoint constant header fragments, built once.
+#[derive(Debug, Default)]
+pub(super) struct Wire {
+    /// ` host:port;rport;branch=z9hG4bK`: our Via after its sent-protocol,
+    /// up to the branch's 16 hex digits (see [`Wire::via_prefix`]).
+    pub via_sent_by: Vec<u8>,
+    /// Our `host:port` (IPv6 in brackets): Contact URIs, our Via's sent-by.
+    pub hostport: Vec<u8>,
+    /// Our host as written in Via (IPv6 in brackets) and our port, to
+    /// recognise our own Via in a response.
+    pub via_host: Vec<u8>,
+    pub via_port: u16,
+    /// Host of AORs and Request-URIs (`--domain`, default the target).
+    pub domain: Vec<u8>,
+    /// `sip:` + domain: REGISTER and OPTIONS Request-URI.
+    pub domain_uri: Vec<u8>,
+    /// `<sip:host:port>`: the UAS Contact.
+    pub contact_self: Vec<u8>,
+    pub sdp_offer: Vec<u8>,
+    pub sdp_answer: Vec<u8>,
+}
+
+impl Wire {
+    /// The fragments of an endpoint at `local` serving `domain`; an empty
+    /// `sdp` means the built-in offer and answer.
+    pub(super) fn new(local: SocketAddr, domain: Vec<u8>, sdp: &[u8]) -> Wire {
+        let hostport = hostport(&local);
+        let mut via_sent_by = b" ".to_vec();
+        via_sent_by.extend_from_slice(&hostport);
+        via_sent_by.extend_from_slice(b";rport;branch=z9hG4bK");
+        let mut contact_self = b"<sip:".to_vec();
+        contact_self.extend_from_slice(&hostport);
+        contact_self.push(b'>');
+        let mut domain_uri = b"sip:".to_vec();
+        domain_uri.extend_from_slice(&domain);
+        let body = |offer| {
+            if sdp.is_empty() {
+                default_sdp(&local, offer)
+            } else {
+                sdp.to_vec()
+            }
+        };
+        Wire {
+            via_sent_by,
+            via_host: match local {
+                SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
+                SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
+            },
+            via_port: local.port(),
+            hostport,
+            domain,
+            domain_uri,
+            contact_self,
+            sdp_offer: body(true),
+            sdp_answer: body(false),
+        }
+    }
+
+    /// Our Via up to the branch's 16 hex digits, for a request that goes
+    /// over `transport`: the sent-protocol names the transport the message
+    /// is sent on (RFC 3261 §18.1.1, §20.42; `WS`/`WSS` from RFC 7118 §5.1),
+    /// e.g. `SIP/2.0/TCP host:port;rport;branch=z9hG4bK`.
+    #[inline]
+    pub(super) fn via_prefix(&self, transport: TransportKind) -> [&[u8]; 3] {
+        [
+            b"SIP/2.0/",
+            transport.via_token().as_bytes(),
+            &self.via_sent_by,
+        ]
+    }
+}
+
+/// Built-in SDP bodies: one PCMU audio stream (RFC 4566, RFC 3264).
+fn default_sdp(local: &SocketAddr, offer: bool) -> Vec<u8> {
+    let ip = local.ip();
+    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let id = if offer { 1001 } else { 2002 };
+    let port = if offer { 40000 } else { 50000 };
+    format!(
+        "v=0\r\no=sipstorm {id} {id} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+    .into_bytes()
+}
+
+/// `ip:port`, or `[ip]:port` for IPv6.
+pub(super) fn hostport(a: &SocketAddr) -> Vec<u8> {
+    match a {
+        SocketAddr::V4(v) => format!("{}:{}", v.ip(), v.port()).into_bytes(),
+        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()).into_bytes(),
+    }
+}
+
+/// IndexByKey a codec method to the engine's compact kind.
+pub(super) fn method_kind(m: &Method<'_>) -> MethodKind {
+    match m {
+        Method::Invite => MethodKind::Invite,
+        Method::Ack => MethodKind::Ack,
+        Method::Bye => MethodKind::Bye,
+        Method::Cancel => MethodKind::Cancel,
+        Method::Register => MethodKind::Register,
+        Method::Options => MethodKind::Options,
+        _ => MethodKind::Other,
+    }
+}
+
+/// `z9hG4bK` + 16 hex digits.
+#[inline]
+pub(super) fn branch_text(id: u64) -> [u8; 23] {
+    let mut b = [0u8; 23];
+    b[..7].copy_from_slice(b"z9hG4bK");
+    b[7..].copy_from_slice(&hex16(id));
+    b
+}
+
+/// Next hop for a SIP URI whose host is an IP literal (the engine does no
+/// DNS); the port defaults to 5060. The hop goes over `transport`, the
+/// one the dialog or request it serves already uses: an endpoint runs one
+/// transport, so a Contact, Record-Route or 3xx target keeps it (the URI's
+/// `transport` parameter and RFC 3263's UDP default for numeric hosts are
+/// not applied, so a TCP run's BYE does not silently move to UDP).
+pub(super) fn hop_of(uri: &[u8], transport: TransportKind) -> Option<Flow> {
+    let u = sip::parse_uri(strip_angle(uri))?;
+    let host = u.host;
+    let host = host
+        .strip_prefix(b"[")
+        .and_then(|h| h.strip_suffix(b"]"))
+        .unwrap_or(host);
+    let ip: IpAddr = std::str::from_utf8(host).ok()?.parse().ok()?;
+    let peer = SocketAddr::new(ip, u.port.unwrap_or(5060));
+    Some(Flow::new(transport, peer, ConnId::ANY))
+}
+
+/// The URI inside `<...>` (name-addr form), or the input.
+pub(super) fn strip_angle(v: &[u8]) -> &[u8] {
+    match (memchr::memchr(b'<', v), memchr::memchr(b'>', v)) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v,
+    }
+}
