@@ -268,7 +268,7 @@ pub struct SocketOptions {
     pub recv_errors: bool,
     /// Set `SO_TIMESTAMPNS`: the kernel stamps every datagram when it
     /// arrives, so latencies are measured from arrival, not from when a
-    /// batched loop turn got to it (see [`RxClock`]).
+    /// batched loop turn got to it (see `RxClock`).
     pub rx_timestamps: bool,
 }
 

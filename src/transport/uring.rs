@@ -4,7 +4,7 @@
 //!   provided-buffer ring (`IORING_REGISTER_PBUF_RING`, ≥ 5.19). Each
 //!   completion carries one datagram in a buffer laid out as
 //!   `io_uring_recvmsg_out | name | control | payload` (see
-//!   [`RECV_BUF_SIZE`]), parsed with [`RecvMsgOut`]. Buffers go back to the
+//!   `RECV_BUF_SIZE`), parsed with [`RecvMsgOut`]. Buffers go back to the
 //!   ring after the worker has seen the datagram; the ring tail is published
 //!   once per turn. When the kernel runs out of buffers it ends the
 //!   multishot (no `IORING_CQE_F_MORE`) and the datagrams wait in the socket
