@@ -1,31 +1,30 @@
-//! The fallback event loop: epoll + `recvmmsg`/`sendmmsg`, for kernels or
-//! sandboxes (seccomp) where io_uring is not allowed. Same turn structure as
-//! the io_uring loop: receive a batch, tick, send a batch, wait with a
-//! nanosecond timeout (`epoll_pwait2`, falling back to `epoll_wait` with
-//! milliseconds rounded up).
+//! The epoll backend of the turn (`super::turn`): epoll +
+//! `recvmmsg`/`sendmmsg`, for kernels or sandboxes (seccomp) where io_uring
+//! is not allowed. It waits with a nanosecond timeout (`epoll_pwait2`,
+//! falling back to `epoll_wait` with milliseconds rounded up); it has no
+//! batch window.
 //!
 //! ICMP errors: `EPOLLERR` (always reported by epoll) or a receive or send
-//! failing with a pending ICMP error marks the error queue for reading at
-//! the next receive phase ([`super::drain_error_queue`]).
+//! failing with a pending ICMP error marks the error queue, which the turn
+//! reads in its next receive phase.
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::flow::Flow;
-
-use super::{CONTROL_LEN, IoCounters, Tick, TransportError, Worker};
+use super::turn::{Book, Inbox, LoopIo, drive};
+use super::{CONTROL_LEN, IoCounters, MAX_DATAGRAM, TransportError, Worker};
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 64;
 /// Receive batches per turn before the worker gets a tick (fairness).
 const MAX_RECV_BATCHES: usize = 16;
-/// Receive buffer per datagram.
-const RECV_BUF: usize = 2048;
-/// Longest the loop waits for the last sends after the worker stopped.
-const FLUSH_LIMIT: Duration = Duration::from_millis(500);
+/// Receive buffer per datagram: exactly the payload limit, so a larger
+/// datagram comes back with `MSG_TRUNC` and is counted truncated, as with
+/// io_uring.
+const RECV_BUF: usize = MAX_DATAGRAM;
 
 struct RecvBatch {
     bufs: Box<[[u8; RECV_BUF]]>,
@@ -33,8 +32,6 @@ struct RecvBatch {
     controls: Box<[[u8; CONTROL_LEN]]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
-    /// Arrival instants from kernel timestamps.
-    clock: super::RxClock,
 }
 
 impl RecvBatch {
@@ -48,7 +45,6 @@ impl RecvBatch {
             iovs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             // SAFETY: as above.
             hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
-            clock: super::RxClock::new(Instant::now()),
         }
     }
 
@@ -84,6 +80,8 @@ struct SendBatch {
     sent: usize,
     /// Entry `sent` already failed once with a pending ICMP error.
     retried: bool,
+    /// The last flush stopped because the socket would block.
+    blocked: bool,
 }
 
 impl SendBatch {
@@ -100,28 +98,30 @@ impl SendBatch {
             len: 0,
             sent: 0,
             retried: false,
+            blocked: false,
         }
     }
 
-    fn fill<W: Worker>(&mut self, worker: &mut W) -> bool {
+    /// The next free entry's buffer; `None` while the batch is full.
+    fn buf(&mut self) -> Option<&mut Vec<u8>> {
         if self.sent == self.len {
             self.sent = 0;
             self.len = 0;
         }
-        while self.len < BATCH {
-            let i = self.len;
-            let Some(dst) = worker.poll_transmit(&mut self.bufs[i]) else {
-                return false;
-            };
-            self.namelens[i] = super::sockaddr_from(dst.peer, &mut self.names[i]);
-            self.len += 1;
-        }
-        true
+        self.bufs.get_mut(self.len)
     }
 
-    /// Send `[sent, len)`; returns Ok(true) when the socket would block.
-    /// Sets `errq` when a send met a pending ICMP error.
-    fn flush(&mut self, fd: RawFd, io: &mut IoCounters, errq: &mut bool) -> io::Result<bool> {
+    /// Take the entry [`SendBatch::buf`] gave out, addressed to `to`.
+    fn push(&mut self, to: SocketAddr) {
+        let i = self.len;
+        self.namelens[i] = super::sockaddr_from(to, &mut self.names[i]);
+        self.len += 1;
+    }
+
+    /// Send `[sent, len)` until done or the socket would block (then
+    /// `blocked`).
+    fn flush(&mut self, fd: RawFd, book: &mut Book) {
+        self.blocked = false;
         while self.sent < self.len {
             for i in self.sent..self.len {
                 self.iovs[i] = libc::iovec {
@@ -142,41 +142,37 @@ impl SendBatch {
             // addresses owned by `self` for the duration of the call.
             let rc = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr().add(self.sent), n, 0) };
             if rc < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(true),
-                    Some(libc::EINTR) => continue,
-                    // An ICMP error pending on the socket (maybe for
-                    // another destination) was returned instead of sending
-                    // the first datagram; reading it cleared it, so send
-                    // that datagram once more. The error itself is read
-                    // from the error queue.
-                    Some(e) if super::is_async_error(e) && !self.retried => {
-                        *errq = true;
-                        self.retried = true;
-                        continue;
+                match io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+                {
+                    libc::EAGAIN => {
+                        self.blocked = true;
+                        return;
                     }
-                    // Refused again, or ENOBUFS and the like: count the
-                    // datagram lost (SIP retransmission takes over).
-                    _ => {
-                        io.send_errors += 1;
-                        self.sent += 1;
-                        self.retried = false;
-                        continue;
+                    libc::EINTR => {}
+                    // The first datagram failed: once more if a pending
+                    // ICMP error refused it, else it is lost.
+                    e => {
+                        if book.send_done(Err(e), self.retried) {
+                            self.retried = true;
+                        } else {
+                            self.sent += 1;
+                            self.retried = false;
+                        }
                     }
                 }
+                continue;
             }
             let n = usize::try_from(rc).unwrap_or(0);
             if n > 0 {
                 self.retried = false;
             }
             for i in self.sent..self.sent + n {
-                io.datagrams_sent += 1;
-                io.bytes_sent += self.bufs[i].len() as u64;
+                book.send_done(Ok(self.bufs[i].len()), false);
             }
             self.sent += n;
         }
-        Ok(false)
     }
 }
 
@@ -188,178 +184,190 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Drive `worker` on `socket` until it returns [`Tick::Stop`].
-pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
-    let err = TransportError::Epoll;
-    let fd = socket.as_raw_fd();
-    // SAFETY: plain syscall; the result is checked and owned below.
-    let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).map_err(err)?;
-    // SAFETY: `ep` is a new descriptor nothing else owns.
-    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: 0,
-    };
-    // SAFETY: `ev` is valid for the call; `fd` is the caller's open socket.
-    cvt(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
-        .map_err(err)?;
-    let mut want_out = false;
-    let mut pwait2 = true;
-
-    let mut rx = RecvBatch::new();
-    let mut tx = SendBatch::new();
-    let mut io = IoCounters::default();
-    let mut events: [libc::epoll_event; 4] = [libc::epoll_event { events: 0, u64: 0 }; 4];
-    // The error queue may hold ICMP errors (EPOLLERR, or a receive or send
-    // returned one).
-    let mut errq = false;
-
-    loop {
-        let now = Instant::now();
-        receive(fd, &mut rx, &mut io, now, worker, &mut errq).map_err(err)?;
-        if std::mem::take(&mut errq) {
-            super::drain_error_queue(fd, now, &mut io, worker);
-        }
-        io.turns += 1;
-        let tick = worker.tick(now, &io);
-        // Send everything queued, batch by batch, until the socket blocks.
-        let blocked = loop {
-            let more = tx.fill(worker);
-            let blocked = tx.flush(fd, &mut io, &mut errq).map_err(err)?;
-            if blocked || !more {
-                break blocked;
-            }
-        };
-        if blocked != want_out {
-            want_out = blocked;
-            ev.events = if blocked {
-                (libc::EPOLLIN | libc::EPOLLOUT) as u32
-            } else {
-                libc::EPOLLIN as u32
-            };
-            // SAFETY: as for EPOLL_CTL_ADD.
-            cvt(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) })
-                .map_err(err)?;
-        }
-        let wake = match tick {
-            Tick::Stop => break,
-            Tick::Continue(w) => w,
-        };
-        let sleep = super::sleep_for(Instant::now(), wake);
-        errq |= wait(ep.as_raw_fd(), &mut events, sleep, &mut pwait2).map_err(err)?;
-    }
-    // Flush what the worker still queued.
-    let deadline = Instant::now() + FLUSH_LIMIT;
-    loop {
-        let more = tx.fill(worker);
-        let blocked = tx.flush(fd, &mut io, &mut errq).map_err(err)?;
-        if (!more && !blocked) || Instant::now() >= deadline {
-            break;
-        }
-        if blocked {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    Ok(io)
+/// Loop state: the socket, its epoll instance and the two batches.
+struct Epoll {
+    fd: RawFd,
+    ep: OwnedFd,
+    /// `EPOLLOUT` is in the interest set (sends are blocked).
+    want_out: bool,
+    /// `epoll_pwait2` is available.
+    pwait2: bool,
+    rx: RecvBatch,
+    tx: SendBatch,
+    events: [libc::epoll_event; 4],
 }
 
-fn receive<W: Worker>(
-    fd: RawFd,
-    rx: &mut RecvBatch,
-    io: &mut IoCounters,
-    now: Instant,
-    worker: &mut W,
-    errq: &mut bool,
-) -> io::Result<()> {
-    rx.clock.turn(now);
-    for _ in 0..MAX_RECV_BATCHES {
-        rx.reset();
-        // SAFETY: every header points at buffers owned by `rx`, valid for
-        // the lengths given, for the duration of the call.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                rx.hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+impl Epoll {
+    fn new(fd: RawFd) -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the result is checked and owned below.
+        let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `ep` is a new descriptor nothing else owns.
+        let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+        let mut lp = Epoll {
+            fd,
+            ep,
+            want_out: false,
+            pwait2: true,
+            rx: RecvBatch::new(),
+            tx: SendBatch::new(),
+            events: [libc::epoll_event { events: 0, u64: 0 }; 4],
+        };
+        lp.interest(libc::EPOLL_CTL_ADD)?;
+        Ok(lp)
+    }
+
+    /// Register (or update) the socket: readable, and writable while sends
+    /// are blocked.
+    fn interest(&mut self, op: libc::c_int) -> io::Result<()> {
+        let events = if self.want_out {
+            libc::EPOLLIN | libc::EPOLLOUT
+        } else {
+            libc::EPOLLIN
+        };
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: 0,
+        };
+        // SAFETY: `ev` is valid for the call; `fd` is the caller's open
+        // socket and `ep` our epoll instance.
+        cvt(unsafe { libc::epoll_ctl(self.ep.as_raw_fd(), op, self.fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Wait for the socket or `sleep`; true when epoll reported `EPOLLERR`
+    /// (the error queue holds something).
+    fn epoll_wait(&mut self, sleep: Duration) -> io::Result<bool> {
+        let ep = self.ep.as_raw_fd();
+        let events = &mut self.events;
+        let rc = if self.pwait2 {
+            let ts = libc::timespec {
+                tv_sec: sleep.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(sleep.subsec_nanos() as i32),
+            };
+            // SAFETY: `events` and `ts` are valid for the call; null sigmask.
+            let rc =
+                unsafe { libc::epoll_pwait2(ep, events.as_mut_ptr(), 4, &ts, std::ptr::null()) };
+            if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.pwait2 = false;
+            }
+            rc
+        } else {
+            let ms = sleep.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: `events` is valid for 4 entries.
+            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 4, ms) }
         };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => Ok(()),
-                // An ICMP error (port unreachable, ...) pending on the
-                // socket: its details are on the error queue.
-                Some(c) if super::is_async_error(c) => {
-                    *errq = true;
-                    Ok(())
-                }
-                _ => Err(e),
-            };
-        }
-        let n = usize::try_from(rc).unwrap_or(0);
-        for i in 0..n {
-            let h = &rx.hdrs[i];
-            let clen = h.msg_hdr.msg_controllen.min(CONTROL_LEN);
-            super::note_drops(io, super::rxq_ovfl(&rx.controls[i][..clen]));
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                io.truncated += 1;
-                continue;
+            if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOSYS)) {
+                return Ok(false);
             }
-            let nlen = (h.msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-            // SAFETY: `names[i]` is initialised for `nlen` bytes (at most its size).
-            let raw =
-                unsafe { std::slice::from_raw_parts((&raw const rx.names[i]).cast::<u8>(), nlen) };
-            let Some(from) = super::sockaddr_to(raw) else {
-                continue;
-            };
-            let len = (h.msg_len as usize).min(RECV_BUF);
-            io.datagrams_received += 1;
-            io.bytes_received += len as u64;
-            let at = rx.clock.arrival(&rx.controls[i][..clen]);
-            worker.handle(at, Flow::udp(from), &rx.bufs[i][..len]);
+            return Err(e);
         }
-        if n < BATCH {
-            break;
-        }
+        let n = usize::try_from(rc).unwrap_or(0).min(events.len());
+        Ok(events[..n]
+            .iter()
+            .any(|e| e.events & libc::EPOLLERR as u32 != 0))
     }
-    Ok(())
 }
 
-/// Wait for the socket or `sleep`; true when epoll reported `EPOLLERR`
-/// (the error queue holds something).
-fn wait(
-    ep: RawFd,
-    events: &mut [libc::epoll_event; 4],
-    sleep: Duration,
-    pwait2: &mut bool,
-) -> io::Result<bool> {
-    let rc = if *pwait2 {
-        let ts = libc::timespec {
-            tv_sec: sleep.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(sleep.subsec_nanos() as i32),
-        };
-        // SAFETY: `events` and `ts` are valid for the call; null sigmask.
-        let rc = unsafe { libc::epoll_pwait2(ep, events.as_mut_ptr(), 4, &ts, std::ptr::null()) };
-        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            *pwait2 = false;
-        }
-        rc
-    } else {
-        let ms = sleep.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `events` is valid for 4 entries.
-        unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 4, ms) }
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOSYS)) {
-            return Ok(false);
-        }
-        return Err(e);
+impl LoopIo for Epoll {
+    fn fd(&self) -> RawFd {
+        self.fd
     }
-    let n = usize::try_from(rc).unwrap_or(0).min(events.len());
-    Ok(events[..n]
-        .iter()
-        .any(|e| e.events & libc::EPOLLERR as u32 != 0))
+
+    /// Up to [`MAX_RECV_BATCHES`] `recvmmsg` calls, each datagram to the
+    /// inbox.
+    fn reap<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+        let rx = &mut self.rx;
+        for _ in 0..MAX_RECV_BATCHES {
+            rx.reset();
+            // SAFETY: every header points at buffers owned by `rx`, valid
+            // for the lengths given, for the duration of the call.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd,
+                    rx.hdrs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => Ok(()),
+                    // An ICMP error (port unreachable, ...) pending on the
+                    // socket: its details are on the error queue.
+                    Some(c) if inbox.book().receive_failed(c) => Ok(()),
+                    _ => Err(e),
+                };
+            }
+            let n = usize::try_from(rc).unwrap_or(0);
+            for i in 0..n {
+                let h = &rx.hdrs[i];
+                let clen = h.msg_hdr.msg_controllen.min(CONTROL_LEN);
+                let nlen =
+                    (h.msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
+                // SAFETY: `names[i]` is initialised for `nlen` bytes (at
+                // most its size).
+                let name = unsafe {
+                    std::slice::from_raw_parts((&raw const rx.names[i]).cast::<u8>(), nlen)
+                };
+                let len = (h.msg_len as usize).min(RECV_BUF);
+                inbox.datagram(
+                    name,
+                    &rx.controls[i][..clen],
+                    &rx.bufs[i][..len],
+                    h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                );
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_buf(&mut self) -> Option<&mut Vec<u8>> {
+        self.tx.buf()
+    }
+
+    /// A full batch goes out at once; a partial one with the next submit
+    /// or wait.
+    fn queue_send(&mut self, to: SocketAddr, book: &mut Book) -> io::Result<()> {
+        self.tx.push(to);
+        if self.tx.len == BATCH {
+            self.tx.flush(self.fd, book);
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, book: &mut Book) -> io::Result<()> {
+        self.tx.flush(self.fd, book);
+        Ok(())
+    }
+
+    /// Send what is queued, watch for writability while the socket is
+    /// full, then wait (no batch window: epoll cannot hold a wake-up back).
+    fn wait(&mut self, timeout: Duration, _window: Duration, book: &mut Book) -> io::Result<()> {
+        self.tx.flush(self.fd, book);
+        if self.tx.blocked != self.want_out {
+            self.want_out = self.tx.blocked;
+            self.interest(libc::EPOLL_CTL_MOD)?;
+        }
+        if self.epoll_wait(timeout)? {
+            book.error_pending();
+        }
+        Ok(())
+    }
+
+    fn sends_pending(&self) -> bool {
+        self.tx.sent < self.tx.len
+    }
+}
+
+/// Drive `worker` on `socket` until it returns [`Tick::Stop`](super::Tick::Stop).
+pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
+    let mut lp = Epoll::new(socket.as_raw_fd()).map_err(TransportError::Epoll)?;
+    drive(&mut lp, worker).map_err(TransportError::Epoll)
 }

@@ -3,8 +3,8 @@
 //!
 //! The transport knows nothing about SIP. It moves datagrams between one UDP
 //! socket and a [`Worker`] — a sans-IO endpoint plus its pacer and statistics
-//! (see `run`) — and tells it what time it is. Both backends drive the same
-//! `Worker` with the same turn structure:
+//! (see `run`) — and tells it what time it is. Both backends run the one
+//! turn in `turn` and only supply the I/O:
 //!
 //! 1. deliver every received datagram (`Worker::handle`),
 //! 2. `Worker::tick(now)`: fire due timers, start due attempts, drain events;
@@ -13,8 +13,10 @@
 //! 4. submit the batch and sleep until a datagram arrives or the wake-up
 //!    instant passes (one `io_uring_enter` per turn with io_uring).
 //!
-//! Kernel receive-queue drops are read from the `SO_RXQ_OVFL` control message
-//! on every datagram and reported in [`IoCounters::kernel_drops`].
+//! Both receive at most [`MAX_DATAGRAM`] bytes of payload and count larger
+//! datagrams as truncated. Kernel receive-queue drops are read from the
+//! `SO_RXQ_OVFL` control message on every datagram and reported in
+//! [`IoCounters::kernel_drops`].
 //!
 //! ICMP errors (port, host or network unreachable) reach an unconnected UDP
 //! socket only through `IP_RECVERR`/`IPV6_RECVERR` and the socket's error
@@ -25,6 +27,11 @@
 //! ("the transport layer SHOULD inform the transport user of a failure in
 //! sending"), so the transaction layer can end at once (§17.1.4) instead of
 //! at Timer B/F.
+//!
+//! Stream transports (TCP, TLS, WebSocket) will live in a per-worker
+//! [`conn::ConnTable`]; the loop carries only UDP yet, and a message on any
+//! other flow is dropped, counted in [`IoCounters::send_errors`] and
+//! reported to [`Worker::unreachable`].
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -34,9 +41,13 @@ use std::time::{Duration, Instant};
 
 use crate::flow::Flow;
 
+pub mod conn;
 pub mod epoll;
 pub mod testing;
+mod turn;
 pub mod uring;
+
+pub use conn::CloseReason;
 
 /// `SO_RXQ_OVFL` (include/uapi/asm-generic/socket.h): ask for a control
 /// message carrying the socket's cumulative count of dropped datagrams.
@@ -50,10 +61,28 @@ pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_micros(100);
 /// Longest a loop sleeps without looking at its stop flag.
 pub const MAX_SLEEP: Duration = Duration::from_millis(50);
 
-/// Largest datagram a worker sends or receives. RFC 3261 §18.1.1 asks for
-/// congestion-controlled transport above ~1300 bytes, so real SIP over UDP
-/// stays far below this; larger datagrams are counted as truncated.
-pub const MAX_DATAGRAM: usize = 4096 - 128;
+/// Largest UDP payload a worker receives: 3,988 bytes. Both backends
+/// count anything larger in [`IoCounters::truncated`] and drop it.
+///
+/// RFC 3261 §18.1.1: a request within 200 bytes of the path MTU, or larger
+/// than 1300 bytes when the path MTU is unknown, MUST go over a
+/// congestion-controlled transport such as TCP. Over UDP a compliant peer
+/// therefore sends requests above 1300 bytes only on a path whose larger
+/// MTU it knows (jumbo frames, loopback), and otherwise only responses
+/// (which go back on the request's transport, §18.2.2). 3,988 is over
+/// three times 1300: room for a large SDP answer, several digest
+/// challenges or a long Record-Route set, and for peers that overshoot the
+/// 1300-byte rule. Bigger messages belong on TCP, not on fragmented datagrams (IPv4
+/// allows up to 65,507 bytes).
+///
+/// Memory: io_uring keeps 2048 provided buffers per worker, each laid out
+/// as `io_uring_recvmsg_out` (16 bytes) + name (28, a `sockaddr_in6`) +
+/// control (64, `CONTROL_LEN`) + payload. With 3,988 bytes of payload
+/// each buffer is exactly one 4 KiB page: 8 MiB per worker, all of it
+/// resident once the ring has cycled, since every buffer gets written.
+/// Each further page per buffer would cost another 8 MiB per worker. epoll
+/// holds 64 payload buffers (250 KiB).
+pub const MAX_DATAGRAM: usize = 3988;
 
 /// What the loop tells the worker, and the worker tells the loop.
 pub trait Worker {
@@ -78,14 +107,25 @@ pub trait Worker {
         DEFAULT_BATCH_WINDOW
     }
 
-    /// The kernel reported that a datagram sent to `dest` could not be
-    /// delivered: an ICMP error read from the socket's error queue.
-    /// `errno` is what the ICMP message maps to (`ECONNREFUSED` for port
-    /// unreachable, `EHOSTUNREACH`, `ENETUNREACH`, ...). RFC 3261 §18.4: the
+    /// A message to `dest` could not be delivered: RFC 3261 §18.4, the
     /// transport informs its user of a failure in sending; §17.1.4: the
-    /// client transaction then informs the TU and terminates. Called during
-    /// the receive phase of a turn, before `tick`. Default: ignored.
+    /// client transaction then informs the TU and terminates.
+    ///
+    /// Either the kernel reported an ICMP error read from the socket's
+    /// error queue (`errno` is what the ICMP message maps to:
+    /// `ECONNREFUSED` for port unreachable, `EHOSTUNREACH`, `ENETUNREACH`,
+    /// ...), or the loop cannot carry `dest`'s transport and dropped the
+    /// message (`EPROTONOSUPPORT`: a stream flow on the UDP-only loop).
+    /// Called during the receive phase of a turn, before `tick`. Default:
+    /// ignored.
     fn unreachable(&mut self, _now: Instant, _dest: Flow, _errno: i32) {}
+
+    /// A connection of this worker closed: `flow` names it (kind, peer and
+    /// its [`ConnId`](crate::flow::ConnId), stale from now on), `reason`
+    /// says why. What was queued on it is lost, and transactions waiting on
+    /// it have failed in sending (§18.4). Only stream transports have
+    /// connections: the UDP loop never calls this. Default: ignored.
+    fn closed(&mut self, _now: Instant, _flow: Flow, _reason: CloseReason) {}
 }
 
 /// The worker's answer to a loop turn.
@@ -228,7 +268,7 @@ pub struct SocketOptions {
     pub recv_errors: bool,
     /// Set `SO_TIMESTAMPNS`: the kernel stamps every datagram when it
     /// arrives, so latencies are measured from arrival, not from when a
-    /// batched loop turn got to it (see [`RxClock`]).
+    /// batched loop turn got to it (see `RxClock`).
     pub rx_timestamps: bool,
 }
 
@@ -490,75 +530,6 @@ pub(crate) fn icmp_errno(control: &[u8]) -> Option<i32> {
     })
 }
 
-/// The error numbers an ICMP error leaves pending on a socket with
-/// `IP_RECVERR` (`sk_err`), which the next receive or send returns in its
-/// place. Seeing one means the error queue has something to read; a send
-/// that failed with one did not go out and is worth one retry (the error
-/// may belong to another destination, and reading it cleared it).
-pub(crate) fn is_async_error(e: i32) -> bool {
-    matches!(
-        e,
-        libc::ECONNREFUSED
-            | libc::EHOSTUNREACH
-            | libc::ENETUNREACH
-            | libc::EHOSTDOWN
-            | libc::ENONET
-            | libc::ENOPROTOOPT
-            | libc::EPROTO
-            | libc::EMSGSIZE
-    )
-}
-
-/// Most error-queue entries read in one call, so a flood of ICMP errors
-/// cannot starve the loop; the rest wait for the next turn (the socket
-/// stays readable for errors, so the loop comes back at once).
-const MAX_ERRQUEUE: usize = 1024;
-
-/// Read the socket's error queue (`recvmsg(MSG_ERRQUEUE)`, never blocks)
-/// and report every ICMP error to the worker with its original
-/// destination (the queued message's `msg_name`). Returns how many entries
-/// were read; an empty queue reads zero. Reading the last entry also
-/// clears the socket's pending error (`sk_err`).
-pub(crate) fn drain_error_queue<W: Worker>(
-    fd: RawFd,
-    now: Instant,
-    io: &mut IoCounters,
-    worker: &mut W,
-) -> usize {
-    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
-    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut control = [0u8; 128];
-    let mut read = 0;
-    while read < MAX_ERRQUEUE {
-        // SAFETY: as above.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&raw mut name).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // No iovec: the bounced payload is not needed (it comes back
-        // truncated, flagged MSG_TRUNC).
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len() as _;
-        // SAFETY: `msg` points at `name` and `control`, both alive and of
-        // the sizes given for the duration of the call.
-        let rc = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-        if rc < 0 {
-            // EAGAIN: the queue is empty; anything else: nothing to read.
-            break;
-        }
-        read += 1;
-        let clen = (msg.msg_controllen as usize).min(control.len());
-        let nlen = (msg.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-        // SAFETY: `name` is initialised (zeroed, then written by the
-        // kernel) for `nlen` bytes, at most its size.
-        let raw = unsafe { std::slice::from_raw_parts((&raw const name).cast::<u8>(), nlen) };
-        if let (Some(errno), Some(dest)) = (icmp_errno(&control[..clen]), sockaddr_to(raw)) {
-            io.icmp_errors += 1;
-            worker.unreachable(now, Flow::udp(dest), errno);
-        }
-    }
-    read
-}
-
 /// Control-area size that fits one `SO_RXQ_OVFL` message (CMSG_SPACE(4) =
 /// 24) and one `SCM_TIMESTAMPNS` (CMSG_SPACE(16) = 32).
 pub(crate) const CONTROL_LEN: usize = 64;
@@ -631,21 +602,6 @@ fn real_now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
-}
-
-/// How long to sleep until `wake`, capped at [`MAX_SLEEP`].
-pub(crate) fn sleep_for(now: Instant, wake: Option<Instant>) -> Duration {
-    match wake {
-        Some(w) => w.saturating_duration_since(now).min(MAX_SLEEP),
-        None => MAX_SLEEP,
-    }
-}
-
-/// Set the drop counter from a cumulative `SO_RXQ_OVFL` value.
-pub(crate) fn note_drops(io: &mut IoCounters, cumulative: Option<u32>) {
-    if let Some(d) = cumulative {
-        io.kernel_drops = io.kernel_drops.max(u64::from(d));
-    }
 }
 
 /// CPU time and peak resident memory of this process.

@@ -181,7 +181,7 @@ impl<E: SansIo, F: FnMut(&E, Instant) -> bool> Worker for Driven<E, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Backend, SocketOptions, bind_udp, run_loop};
+    use crate::transport::{Backend, MAX_DATAGRAM, SocketOptions, bind_udp, run_loop};
 
     /// Echo server on one thread, pinger on this one, both on `backend`.
     fn ping_pong(backend: Backend, total: u64, interval: Duration) {
@@ -241,28 +241,188 @@ mod tests {
         ping_pong(Backend::Epoll, 3000, Duration::ZERO);
     }
 
+    /// Sends one datagram of each size from a plain socket to the loop's
+    /// socket, the next once the loop has accounted for the last one
+    /// (handed it over or counted it truncated), and records what the
+    /// worker got for each: its bytes, or `None` when truncated.
+    struct SizeTable {
+        sender: std::net::UdpSocket,
+        to: SocketAddr,
+        sizes: VecDeque<usize>,
+        waiting: Option<usize>,
+        delivered: Vec<Vec<u8>>,
+        truncated_seen: u64,
+        got: Vec<(usize, Option<Vec<u8>>)>,
+        deadline: Instant,
+    }
+
+    /// The payload of a datagram of `size` bytes (differs by size and
+    /// position).
+    fn pattern(size: usize) -> Vec<u8> {
+        (0..size).map(|i| (i * 31 + size) as u8).collect()
+    }
+
+    impl Worker for SizeTable {
+        fn handle(&mut self, _now: Instant, _from: Flow, data: &[u8]) {
+            self.delivered.push(data.to_vec());
+        }
+        fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick {
+            if let Some(size) = self.waiting {
+                if !self.delivered.is_empty() {
+                    for d in self.delivered.drain(..) {
+                        self.got.push((size, Some(d)));
+                    }
+                    self.waiting = None;
+                } else if io.truncated > self.truncated_seen {
+                    self.truncated_seen = io.truncated;
+                    self.got.push((size, None));
+                    self.waiting = None;
+                }
+            }
+            if now >= self.deadline {
+                return Tick::Stop;
+            }
+            if self.waiting.is_none() {
+                let Some(size) = self.sizes.pop_front() else {
+                    return Tick::Stop;
+                };
+                self.sender.send_to(&pattern(size), self.to).unwrap();
+                self.waiting = Some(size);
+            }
+            Tick::Continue(Some(now + Duration::from_millis(1)))
+        }
+        fn poll_transmit(&mut self, _buf: &mut Vec<u8>) -> Option<Flow> {
+            None
+        }
+    }
+
+    /// Over real loopback sockets, IPv4 and IPv6, both backends deliver the
+    /// same bytes for every size up to [`MAX_DATAGRAM`] and count the same
+    /// larger ones (up to the largest UDP payload) as truncated.
     #[test]
-    fn oversized_datagram_is_counted_truncated() {
+    fn datagram_size_table_is_the_same_on_both_backends() {
+        let l = MAX_DATAGRAM;
+        let sizes = [1, 2, 100, 1300, 1500, l - 1, l, l + 1, 9000, 65_507];
+        let want: Vec<(usize, Option<Vec<u8>>)> = sizes
+            .iter()
+            .map(|&n| (n, (n <= l).then(|| pattern(n))))
+            .collect();
+        let delivered = sizes.iter().filter(|&&n| n <= l);
+        let backends = if Backend::Uring.resolve().is_ok() {
+            vec![Backend::Epoll, Backend::Uring]
+        } else {
+            eprintln!("io_uring unavailable: only the epoll half runs");
+            vec![Backend::Epoll]
+        };
+        for ip in ["127.0.0.1", "::1"] {
+            let Ok(sender) = std::net::UdpSocket::bind((ip, 0)) else {
+                continue; // no IPv6 loopback here
+            };
+            let mut per_backend = Vec::new();
+            for &backend in &backends {
+                let sock = bind_udp((ip, 0).into_addr(), SocketOptions::default()).unwrap();
+                let mut w = SizeTable {
+                    sender: sender.try_clone().unwrap(),
+                    to: sock.local_addr().unwrap(),
+                    sizes: sizes.iter().copied().collect(),
+                    waiting: None,
+                    delivered: Vec::new(),
+                    truncated_seen: 0,
+                    got: Vec::new(),
+                    deadline: Instant::now() + Duration::from_secs(5),
+                };
+                let io = run_loop(backend, &sock, &mut w).unwrap();
+                let tag = format!("{backend} {ip}: {io:?}");
+                let got_sizes: Vec<(usize, Option<usize>)> = w
+                    .got
+                    .iter()
+                    .map(|(n, d)| (*n, d.as_ref().map(Vec::len)))
+                    .collect();
+                assert!(
+                    w.got == want,
+                    "{tag}: got (size, delivered length) {got_sizes:?}"
+                );
+                assert_eq!(io.truncated, 3, "{tag}");
+                assert_eq!(
+                    io.datagrams_received,
+                    delivered.clone().count() as u64,
+                    "{tag}"
+                );
+                assert_eq!(
+                    io.bytes_received,
+                    delivered.clone().sum::<usize>() as u64,
+                    "{tag}"
+                );
+                per_backend.push(w.got);
+            }
+            assert!(per_backend.windows(2).all(|p| p[0] == p[1]), "{ip}");
+        }
+    }
+
+    /// Sends one message a turn from `plan`; records what the loop reports
+    /// undeliverable.
+    struct Mixed {
+        plan: VecDeque<Flow>,
+        reports: Vec<(Flow, i32)>,
+        deadline: Instant,
+    }
+
+    impl Worker for Mixed {
+        fn handle(&mut self, _now: Instant, _from: Flow, _data: &[u8]) {}
+        fn tick(&mut self, now: Instant, _io: &IoCounters) -> Tick {
+            if (self.plan.is_empty() && !self.reports.is_empty()) || now >= self.deadline {
+                return Tick::Stop;
+            }
+            Tick::Continue(Some(now + Duration::from_millis(1)))
+        }
+        fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
+            let flow = self.plan.pop_front()?;
+            buf.clear();
+            buf.extend_from_slice(format!("to {flow}").as_bytes());
+            Some(flow)
+        }
+        fn unreachable(&mut self, _now: Instant, dest: Flow, errno: i32) {
+            self.reports.push((dest, errno));
+        }
+    }
+
+    /// A message on a stream flow never reaches the peer as a datagram on
+    /// the UDP-only loop: it is counted as a send error and reported to
+    /// the worker; the datagrams around it go out.
+    #[test]
+    fn stream_flows_are_not_sent_as_datagrams() {
+        use crate::flow::{ConnId, TransportKind};
         for backend in [Backend::Epoll, Backend::Uring] {
             if backend.resolve().is_err() {
                 continue;
             }
-            let server =
-                bind_udp("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();
-            let addr = server.local_addr().unwrap();
-            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            sender.send_to(&[b'x'; 3000], addr).unwrap();
-            sender.send_to(b"small", addr).unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let t0 = Instant::now();
-            let mut w = Driven::new(
-                Echo::default(),
-                move |e: &Echo, now| e.echoed >= 1 || now > t0 + Duration::from_secs(2),
-                stop,
+            let live = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            live.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let peer = live.local_addr().unwrap();
+            let tcp = Flow::new(TransportKind::Tcp, peer, ConnId(1));
+            let tls = Flow::new(TransportKind::Tls, peer, ConnId::ANY);
+            let plan = [Flow::udp(peer), tcp, Flow::udp(peer), tls, Flow::udp(peer)];
+            let sock = bind_udp("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();
+            let mut w = Mixed {
+                plan: plan.into(),
+                reports: Vec::new(),
+                deadline: Instant::now() + Duration::from_secs(2),
+            };
+            let io = run_loop(backend, &sock, &mut w).unwrap();
+            let tag = format!("{backend}: {io:?}");
+            assert_eq!(
+                w.reports,
+                [(tcp, libc::EPROTONOSUPPORT), (tls, libc::EPROTONOSUPPORT)],
+                "{tag}"
             );
-            let io = run_loop(backend, &server, &mut w).unwrap();
-            assert_eq!(io.truncated, 1, "{backend}");
-            assert_eq!(io.datagrams_received, 1, "{backend}");
+            assert_eq!((io.send_errors, io.datagrams_sent), (2, 3), "{tag}");
+            let mut b = [0u8; 128];
+            let mut got = Vec::new();
+            while let Ok(n) = live.recv(&mut b) {
+                got.push(String::from_utf8_lossy(&b[..n]).into_owned());
+            }
+            assert_eq!(got, vec![format!("to {}", Flow::udp(peer)); 3], "{tag}");
         }
     }
 

@@ -1,48 +1,59 @@
-//! The io_uring event loop: one ring per worker.
+//! The io_uring backend of the turn (`super::turn`): one ring per worker.
 //!
 //! - Receive: one multishot `RecvMsg` (kernel ≥ 6.0) selecting buffers from a
 //!   provided-buffer ring (`IORING_REGISTER_PBUF_RING`, ≥ 5.19). Each
 //!   completion carries one datagram in a buffer laid out as
-//!   `io_uring_recvmsg_out | name | control | payload`, parsed with
-//!   [`RecvMsgOut`]. Buffers go back to the ring after the worker has seen the
-//!   datagram; the ring tail is published once per turn. When the kernel runs
-//!   out of buffers it ends the multishot (no `IORING_CQE_F_MORE`) and the
-//!   datagrams wait in the socket queue until the loop re-arms it.
+//!   `io_uring_recvmsg_out | name | control | payload` (see
+//!   `RECV_BUF_SIZE`), parsed with [`RecvMsgOut`]. Buffers go back to the
+//!   ring after the worker has seen the datagram; the ring tail is published
+//!   once per turn. When the kernel runs out of buffers it ends the
+//!   multishot (no `IORING_CQE_F_MORE`) and the datagrams wait in the socket
+//!   queue until the next turn re-arms it.
 //! - Send: a fixed pool of send slots, each owning its `msghdr`, `iovec`,
 //!   destination and payload, alive until the `SendMsg` completion returns the
 //!   slot. All sends of a turn go to the kernel in the same `io_uring_enter`.
 //! - Wait: one `io_uring_enter(GETEVENTS, min_complete = 1)` per turn with an
-//!   `EXT_ARG` timeout equal to the worker's next deadline.
+//!   `EXT_ARG` timeout equal to the worker's next deadline, batching
+//!   wake-ups with `min_wait_usec` where the kernel has it.
 //! - ICMP errors: a multishot `POLL_ADD` for `POLLERR` completes whenever an
 //!   error is queued on the socket. A pending error also makes the
 //!   multishot receive complete with it (`-ECONNREFUSED`, ending the
 //!   multishot, which is re-armed) or a send fail with it (the send did not
 //!   happen and is submitted once more). Any of these marks the error
-//!   queue, which is read with a plain non-blocking
-//!   `recvmsg(MSG_ERRQUEUE)` before the worker's tick
-//!   ([`super::drain_error_queue`]).
+//!   queue, which the turn reads before the worker's tick.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::types::{BufRingEntry, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use crate::flow::Flow;
-
-use super::{CONTROL_LEN, IoCounters, Tick, TransportError, Worker};
+use super::turn::{Book, Inbox, LoopIo, drive};
+use super::{CONTROL_LEN, IoCounters, MAX_DATAGRAM, TransportError, Worker};
 
 /// Buffer group id of the receive ring (one ring per io_uring instance).
 const BGID: u16 = 1;
 /// Provided receive buffers per worker (power of two).
 const RECV_BUFS: u16 = 2048;
-/// Size of one provided buffer: header + name + control + payload.
-const RECV_BUF_SIZE: usize = 2048;
+/// `struct io_uring_recvmsg_out` (include/uapi/linux/io_uring.h: namelen,
+/// controllen, payloadlen, flags, four `__u32`), which a multishot
+/// `RecvMsg` writes at the start of every buffer it fills.
+const RECVMSG_OUT_LEN: usize = 16;
+/// The name area of every buffer: the receive `msghdr`'s `msg_namelen`,
+/// room for the largest address the socket reports.
+const NAME_LEN: usize = size_of::<libc::sockaddr_in6>();
+/// One provided buffer, laid out by the kernel as `io_uring_recvmsg_out`
+/// (16) | name (28) | control ([`CONTROL_LEN`], 64) | payload: sized so
+/// the payload area is exactly [`MAX_DATAGRAM`] (3,988) and the whole
+/// buffer one 4 KiB page (2048 buffers: 8 MiB per worker). A larger
+/// datagram completes with `MSG_TRUNC` and is counted truncated.
+const RECV_BUF_SIZE: usize = RECVMSG_OUT_LEN + NAME_LEN + CONTROL_LEN + MAX_DATAGRAM;
+const _: () = assert!(RECV_BUF_SIZE == 4096, "one page per provided buffer");
 /// Concurrent `SendMsg` operations per worker.
 const SEND_SLOTS: usize = 1024;
 /// Submission queue size.
@@ -53,8 +64,6 @@ const RECV_TAG: u64 = u64::MAX;
 const ERR_TAG: u64 = u64::MAX - 1;
 /// Completions a wait asks for before the batch window closes.
 const BATCH_WANT: usize = 64;
-/// Longest the loop waits for the last sends after the worker stopped.
-const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
 /// Check once that this kernel and its seccomp policy allow what the loop
 /// needs: a ring, `EXT_ARG` waits and a provided-buffer ring.
@@ -66,7 +75,7 @@ pub fn probe() -> io::Result<()> {
     if std::env::var_os("SIPSTORM_SIMULATE_NO_URING").is_some() {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
-    let ring = IoUring::new(8)?;
+    let ring = build_ring(8)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -110,8 +119,8 @@ impl BufRing {
         let ring_layout =
             Layout::from_size_align(usize::from(entries) * size_of::<BufRingEntry>(), 4096)
                 .map_err(|_| oom())?;
-        let bufs_layout =
-            Layout::from_size_align(usize::from(entries) * RECV_BUF_SIZE, 64).map_err(|_| oom())?;
+        let bufs_layout = Layout::from_size_align(usize::from(entries) * RECV_BUF_SIZE, 4096)
+            .map_err(|_| oom())?;
         // SAFETY: both layouts have non-zero size (entries > 0).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
         // SAFETY: as above.
@@ -222,29 +231,35 @@ struct Loop {
     /// refused it (then completions with errors are the only signal).
     err_armed: bool,
     err_poll: bool,
-    /// The error queue may hold ICMP errors: read it before the tick.
-    errq: bool,
     /// Sends refused by a pending ICMP error, to submit once more.
     resend: Vec<usize>,
-    io: IoCounters,
     /// The kernel supports `min_wait_usec` (batched wake-ups).
     min_timeout: bool,
-    /// Arrival instants from kernel timestamps.
-    clock: super::RxClock,
+}
+
+/// Build a ring: the one place that chooses setup flags (the probe and
+/// every worker go through here).
+///
+/// COOP_TASKRUN: no inter-processor interrupts to run completion task
+/// work; it runs when the loop enters the kernel with GETEVENTS, which
+/// every wait does (see `submit_wait`; the turn core reaps completions
+/// only after a wait). TASKRUN_FLAG makes pending task work visible in
+/// the SQ flags. SINGLE_ISSUER: only the thread that built the ring
+/// submits (each worker builds its own). DEFER_TASKRUN would go here too:
+/// it needs SINGLE_ISSUER and completions reaped only after a GETEVENTS
+/// enter, both of which hold. Older kernels get a plain ring.
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_single_issuer()
+        .build(entries)
+        .or_else(|_| IoUring::new(entries))
 }
 
 impl Loop {
     fn new(socket: &UdpSocket) -> io::Result<Loop> {
-        // COOP_TASKRUN: no inter-processor interrupts to run completion task
-        // work; it runs when we enter the kernel with GETEVENTS, which every
-        // turn does (see `submit_wait`). TASKRUN_FLAG makes pending task
-        // work visible in the SQ flags. Older kernels get a plain ring.
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .setup_single_issuer()
-            .build(SQ_ENTRIES)
-            .or_else(|_| IoUring::new(SQ_ENTRIES))?;
+        let ring = build_ring(SQ_ENTRIES)?;
         let bufs = BufRing::new(RECV_BUFS)?;
         // SAFETY: the ring memory lives in `bufs`, which is dropped after
         // `ring` (field order of `Loop`).
@@ -252,10 +267,7 @@ impl Loop {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.ring_addr(), RECV_BUFS, BGID, 0)?
         };
-        // SAFETY: all-zero is a valid msghdr.
-        let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
-        recv_msg.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        recv_msg.msg_controllen = CONTROL_LEN as _;
+        let recv_msg = Box::new(recv_template());
         let slots = (0..SEND_SLOTS)
             .map(|_| SendSlot {
                 buf: Vec::with_capacity(1500),
@@ -281,11 +293,8 @@ impl Loop {
             recv_armed: false,
             err_armed: false,
             err_poll: true,
-            errq: false,
             resend: Vec::new(),
-            io: IoCounters::default(),
             min_timeout,
-            clock: super::RxClock::new(Instant::now()),
         })
     }
 
@@ -333,114 +342,6 @@ impl Loop {
         self.push(&e)
     }
 
-    /// Deliver every completion: datagrams to the worker, send slots back to
-    /// the pool.
-    fn drain_completions<W: Worker>(&mut self, now: Instant, worker: &mut W) {
-        let mut cq = self.ring.completion();
-        cq.sync();
-        for cqe in &mut cq {
-            let ud = cqe.user_data();
-            let res = cqe.result();
-            let flags = cqe.flags();
-            if ud == ERR_TAG {
-                if !cqueue::more(flags) {
-                    self.err_armed = false;
-                }
-                if res < 0 {
-                    // Multishot poll not supported: rely on the error
-                    // completions of receive and send.
-                    self.err_poll = false;
-                } else {
-                    self.errq = true;
-                }
-            } else if ud == RECV_TAG {
-                if !cqueue::more(flags) {
-                    self.recv_armed = false;
-                }
-                if res < 0 && super::is_async_error(-res) {
-                    self.errq = true;
-                }
-                let Some(bid) = cqueue::buffer_select(flags) else {
-                    continue;
-                };
-                if res > 0 {
-                    let len = usize::try_from(res).unwrap_or(0);
-                    if let Some(data) = self.bufs.get(bid, len)
-                        && let Ok(out) = RecvMsgOut::parse(data, &self.recv_msg)
-                    {
-                        super::note_drops(&mut self.io, super::rxq_ovfl(out.control_data()));
-                        if out.is_payload_truncated() {
-                            self.io.truncated += 1;
-                        } else if let Some(from) = super::sockaddr_to(out.name_data()) {
-                            let payload = out.payload_data();
-                            self.io.datagrams_received += 1;
-                            self.io.bytes_received += payload.len() as u64;
-                            let at = self.clock.arrival(out.control_data());
-                            worker.handle(at, Flow::udp(from), payload);
-                        }
-                    }
-                }
-                self.bufs.push(bid);
-            } else if let Some(slot) = usize::try_from(ud).ok().filter(|&i| i < SEND_SLOTS) {
-                if res < 0 && super::is_async_error(-res) && !self.slots[slot].retried {
-                    // A pending ICMP error (maybe for another destination)
-                    // was returned instead of sending; reading it cleared
-                    // it, so send once more. The error is on the queue.
-                    self.errq = true;
-                    self.slots[slot].retried = true;
-                    self.resend.push(slot);
-                    continue;
-                }
-                if res < 0 {
-                    self.io.send_errors += 1;
-                } else {
-                    self.io.datagrams_sent += 1;
-                    self.io.bytes_sent += u64::try_from(res).unwrap_or(0);
-                }
-                self.slots[slot].retried = false;
-                self.free.push(slot);
-            }
-        }
-        drop(cq);
-        self.bufs.commit();
-        if std::mem::take(&mut self.errq) {
-            super::drain_error_queue(self.fd.0, now, &mut self.io, worker);
-        }
-    }
-
-    /// Submit again the sends a pending ICMP error refused.
-    fn resend(&mut self) -> io::Result<()> {
-        while let Some(idx) = self.resend.pop() {
-            self.push_send(idx)?;
-        }
-        Ok(())
-    }
-
-    /// Move the worker's queued datagrams into send SQEs (as many as there
-    /// are free slots). Returns true if the worker may have more.
-    fn queue_sends<W: Worker>(&mut self, worker: &mut W) -> io::Result<bool> {
-        while let Some(idx) = self.free.pop() {
-            let slot = &mut self.slots[idx];
-            let Some(dst) = worker.poll_transmit(&mut slot.buf) else {
-                self.free.push(idx);
-                return Ok(false);
-            };
-            let namelen = super::sockaddr_from(dst.peer, &mut slot.addr);
-            slot.iov = libc::iovec {
-                iov_base: slot.buf.as_mut_ptr().cast(),
-                iov_len: slot.buf.len(),
-            };
-            slot.msg.msg_name = (&raw mut slot.addr).cast();
-            slot.msg.msg_namelen = namelen;
-            slot.msg.msg_iov = &raw mut slot.iov;
-            slot.msg.msg_iovlen = 1;
-            slot.msg.msg_control = std::ptr::null_mut();
-            slot.msg.msg_controllen = 0;
-            self.push_send(idx)?;
-        }
-        Ok(true)
-    }
-
     /// Submit queued SQEs and wait for one completion or `timeout`.
     ///
     /// Always an enter with GETEVENTS (`want = 1`), even for a zero
@@ -484,73 +385,141 @@ impl Loop {
     }
 }
 
-/// Drive `worker` on `socket` until it returns [`Tick::Stop`].
-pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
-    let mut lp = Loop::new(socket).map_err(TransportError::UringUnavailable)?;
-    let err = TransportError::Uring;
-    loop {
-        if !lp.recv_armed {
-            lp.arm_recv().map_err(err)?;
-        }
-        if lp.err_poll && !lp.err_armed {
-            lp.arm_err_poll().map_err(err)?;
-        }
-        let now = Instant::now();
-        lp.clock.turn(now);
-        lp.drain_completions(now, worker);
-        lp.resend().map_err(err)?;
-        lp.io.turns += 1;
-        let tick = worker.tick(now, &lp.io);
-        let more = lp.queue_sends(worker).map_err(err)?;
-        match tick {
-            Tick::Stop => break,
-            Tick::Continue(wake) => {
-                // With sends still waiting for a slot, come back as soon as a
-                // send completes (any completion wakes the wait).
-                let sleep = if !lp.recv_armed {
-                    Duration::ZERO
-                } else {
-                    super::sleep_for(Instant::now(), wake)
-                };
-                let sleep = if more {
-                    sleep.min(Duration::from_millis(1))
-                } else {
-                    sleep
-                };
-                lp.submit_wait(sleep, worker.batch_window()).map_err(err)?;
-            }
-        }
-    }
-    // Flush: everything the worker still queued, then wait for the sends.
-    let deadline = Instant::now() + FLUSH_LIMIT;
-    loop {
-        let more = lp.queue_sends(worker).map_err(err)?;
-        if !more && lp.free.len() == SEND_SLOTS {
-            break;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        lp.submit_wait(Duration::from_millis(5), Duration::ZERO)
-            .map_err(err)?;
-        let now = Instant::now();
-        lp.clock.turn(now);
-        lp.drain_completions(now, &mut Discard(worker));
-        lp.resend().map_err(err)?;
-    }
-    Ok(lp.io)
+/// The `msghdr` the multishot receive is armed with: only its name and
+/// control lengths count, and they fix the layout of every provided buffer
+/// (`io_uring_recvmsg_out | name | control | payload`).
+fn recv_template() -> libc::msghdr {
+    // SAFETY: all-zero is a valid msghdr.
+    let mut m: libc::msghdr = unsafe { zeroed() };
+    m.msg_namelen = NAME_LEN as libc::socklen_t;
+    m.msg_controllen = CONTROL_LEN as _;
+    m
 }
 
-/// While flushing, received datagrams are still counted but the worker has
-/// already stopped, so they are dropped.
-struct Discard<'a, W>(&'a mut W);
+impl LoopIo for Loop {
+    fn fd(&self) -> RawFd {
+        self.fd.0
+    }
 
-impl<W: Worker> Worker for Discard<'_, W> {
-    fn handle(&mut self, _now: Instant, _from: Flow, _data: &[u8]) {}
-    fn tick(&mut self, _now: Instant, _io: &IoCounters) -> Tick {
-        Tick::Stop
+    /// Re-arm the multishot receive and the error poll if they ended, then
+    /// deliver every completion: datagrams to the inbox, send slots back to
+    /// the pool (or to a resend), and the buffers back to the kernel.
+    fn reap<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+        if !self.recv_armed {
+            self.arm_recv()?;
+        }
+        if self.err_poll && !self.err_armed {
+            self.arm_err_poll()?;
+        }
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            let ud = cqe.user_data();
+            let res = cqe.result();
+            let flags = cqe.flags();
+            if ud == ERR_TAG {
+                if !cqueue::more(flags) {
+                    self.err_armed = false;
+                }
+                if res < 0 {
+                    // Multishot poll not supported: rely on the error
+                    // completions of receive and send.
+                    self.err_poll = false;
+                } else {
+                    inbox.book().error_pending();
+                }
+            } else if ud == RECV_TAG {
+                if !cqueue::more(flags) {
+                    self.recv_armed = false;
+                }
+                if res < 0 {
+                    // A pending ICMP error is noted for the error queue;
+                    // anything else (ENOBUFS: the ring ran dry) just ends
+                    // the multishot, re-armed next turn.
+                    inbox.book().receive_failed(-res);
+                }
+                let Some(bid) = cqueue::buffer_select(flags) else {
+                    continue;
+                };
+                if res > 0
+                    && let Some(data) = self.bufs.get(bid, usize::try_from(res).unwrap_or(0))
+                    && let Ok(out) = RecvMsgOut::parse(data, &self.recv_msg)
+                {
+                    inbox.datagram(
+                        out.name_data(),
+                        out.control_data(),
+                        out.payload_data(),
+                        out.is_payload_truncated(),
+                    );
+                }
+                self.bufs.push(bid);
+            } else if let Some(slot) = usize::try_from(ud).ok().filter(|&i| i < SEND_SLOTS) {
+                let result = usize::try_from(res).map_err(|_| -res);
+                if inbox.book().send_done(result, self.slots[slot].retried) {
+                    self.slots[slot].retried = true;
+                    self.resend.push(slot);
+                    continue;
+                }
+                self.slots[slot].retried = false;
+                self.free.push(slot);
+            }
+        }
+        drop(cq);
+        self.bufs.commit();
+        while let Some(idx) = self.resend.pop() {
+            self.push_send(idx)?;
+        }
+        Ok(())
     }
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
-        self.0.poll_transmit(buf)
+
+    fn send_buf(&mut self) -> Option<&mut Vec<u8>> {
+        let &idx = self.free.last()?;
+        Some(&mut self.slots[idx].buf)
     }
+
+    fn queue_send(&mut self, to: SocketAddr, _book: &mut Book) -> io::Result<()> {
+        let idx = self
+            .free
+            .pop()
+            .ok_or_else(|| io::Error::other("send queued without a free slot"))?;
+        let slot = &mut self.slots[idx];
+        let namelen = super::sockaddr_from(to, &mut slot.addr);
+        slot.iov = libc::iovec {
+            iov_base: slot.buf.as_mut_ptr().cast(),
+            iov_len: slot.buf.len(),
+        };
+        slot.msg.msg_name = (&raw mut slot.addr).cast();
+        slot.msg.msg_namelen = namelen;
+        slot.msg.msg_iov = &raw mut slot.iov;
+        slot.msg.msg_iovlen = 1;
+        slot.msg.msg_control = std::ptr::null_mut();
+        slot.msg.msg_controllen = 0;
+        self.push_send(idx)
+    }
+
+    /// Nothing to do: the SQEs go to the kernel with the next wait.
+    fn submit(&mut self, _book: &mut Book) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration, window: Duration, _book: &mut Book) -> io::Result<()> {
+        // A multishot receive that ended (the buffer ring ran dry) is
+        // re-armed by the next reap: come back at once.
+        let timeout = if self.recv_armed {
+            timeout
+        } else {
+            Duration::ZERO
+        };
+        self.submit_wait(timeout, window)
+    }
+
+    fn sends_pending(&self) -> bool {
+        self.free.len() != SEND_SLOTS || !self.resend.is_empty()
+    }
+}
+
+/// Drive `worker` on `socket` until it returns [`Tick::Stop`](super::Tick::Stop).
+pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
+    let mut lp = Loop::new(socket).map_err(TransportError::UringUnavailable)?;
+    drive(&mut lp, worker).map_err(TransportError::Uring)
 }
