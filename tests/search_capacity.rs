@@ -8,6 +8,7 @@
 
 mod e2e_common;
 use e2e_common::*;
+use std::process::Output;
 
 #[path = "report_support.rs"]
 mod support;
@@ -21,19 +22,41 @@ fn rates(search: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// `sipstorm search --target SERVER --scenario SCENARIO ARGS --workers 1
+/// --out OUT`, waited for; the server is stopped afterwards.
+fn search(server: Server, scenario: &str, args: &[&str], out: &std::path::Path) -> Output {
+    let o = bin()
+        .args(["search", "--target", &server.addr, "--scenario", scenario])
+        .args(args)
+        .args(["--workers", "1", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    server.stop();
+    o
+}
+
 #[test]
 fn search_finds_a_known_capacity() {
     let server = Server::start("auto", 1, &["--max-rate", "300"]);
     let out = tmpdir("search");
-    let o = bin()
-        .args(["search", "--target", &server.addr, "--scenario", "register"])
-        .args(["--rate", "100", "--step", "2", "--duration", "2s"])
-        .args(["--drain", "1s", "--workers", "1", "--max-steps", "8"])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    server.stop();
+    let o = search(
+        server,
+        "register",
+        &[
+            "--rate",
+            "100",
+            "--step",
+            "2",
+            "--duration",
+            "2s",
+            "--drain",
+            "1s",
+            "--max-steps",
+            "8",
+        ],
+        &out,
+    );
     assert!(o.status.success(), "{}", show(&o));
     let r = report(&out);
     let s = &r["search"];
@@ -79,15 +102,23 @@ fn search_without_a_failure_never_blames_the_target() {
     // the target". Two passing steps must end in max_steps.
     let server = Server::start("auto", 1, &[]);
     let out = tmpdir("search-no-failure");
-    let o = bin()
-        .args(["search", "--target", &server.addr, "--scenario", "options"])
-        .args(["--rate", "50", "--step", "2", "--duration", "1s"])
-        .args(["--drain", "1s", "--workers", "1", "--max-steps", "2"])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    server.stop();
+    let o = search(
+        server,
+        "options",
+        &[
+            "--rate",
+            "50",
+            "--step",
+            "2",
+            "--duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--max-steps",
+            "2",
+        ],
+        &out,
+    );
     assert!(o.status.success(), "{}", show(&o));
     let s = &report(&out)["search"];
     assert_eq!(s["limited_by"], "max_steps", "{}", show(&o));
