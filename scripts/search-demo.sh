@@ -22,13 +22,13 @@ trap 'kill $serve 2>/dev/null || true' EXIT
 sleep 0.5
 start=$((cap / 4))
 "$bin" search --target "127.0.0.1:$port" --scenario "$scenario" \
-  --rate "$start" --step "$start" --duration "${STEP_DURATION:-5s}" --drain 2s \
+  --rate "$start" --step 2 --duration "${STEP_DURATION:-5s}" --drain 2s \
   --workers 1 --out "$out" >/dev/null
 python3 - "$out" "$cap" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1] + "/report.json"))["search"]
 cap = float(sys.argv[2])
-print(f"capacity {cap:.0f}/s  found {s['max_rate_per_s']}/s  limited_by {s['limited_by']}  steps {len(s['steps'])}")
+print(f"capacity {cap:.0f}/s  found {s['max_rate_per_s']}/s  limited_by {s['limited_by']}  steps {len(s['steps'])}  {s['elapsed_s']:.0f} s")
 for st in s["steps"]:
-    print(f"  {st['rate']:9.1f}/s offered  {st['achieved']:9.1f}/s achieved  failures {st['failures']:5}  {'pass' if st['passed'] else 'fail'}")
+    print(f"  {st['rate']:9.1f}/s offered  {st['achieved']:9.1f}/s achieved  failures {st['failures']:5}  {st['verdict']}")
 PY

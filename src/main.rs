@@ -209,20 +209,25 @@ impl RunArgs {
     }
 }
 
-/// `search`: the run flags (--rate is the first step's rate, --duration
-/// each step's length, --out the search report) plus the search's own.
+/// `search`: the run flags (--rate is the first step's rate, default 1000;
+/// --duration each step's length, default 5s; --out the search report)
+/// plus the search's own.
 #[derive(Debug, Args)]
 struct SearchArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// Rate increase after a passing step (default: the first rate).
+    /// Growth factor while steps pass (default 2: the rate doubles until a
+    /// step fails or the generator falls short, then the search bisects);
+    /// above 1, at most 10.
     #[arg(long)]
     step: Option<f64>,
-    /// Stop when highest pass and lowest failure are within this fraction.
-    #[arg(long, default_value_t = 0.05)]
+    /// Stop when the highest pass and the lowest failure are within this
+    /// fraction of the pass.
+    #[arg(long, default_value_t = sipstorm::search::DEFAULT_PRECISION)]
     precision: f64,
-    /// At most this many steps.
-    #[arg(long, default_value_t = 20)]
+    /// At most this many steps, each a full run; running out reports
+    /// limited_by: max_steps.
+    #[arg(long, default_value_t = sipstorm::search::DEFAULT_MAX_STEPS)]
     max_steps: u32,
 }
 
@@ -238,7 +243,7 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let start_rate = v.rate.unwrap_or(100.0);
+    let start_rate = v.rate.unwrap_or(sipstorm::search::DEFAULT_START_RATE);
     let step_duration = v.duration.take();
     let out = v.out.take();
     let cfg = match RunConfig::build(v) {
@@ -249,7 +254,7 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
         .as_deref()
         .map(sipstorm::schedule::parse_duration)
     {
-        None => std::time::Duration::from_secs(10),
+        None => sipstorm::search::DEFAULT_STEP_DURATION,
         Some(Ok(d)) => d,
         Some(Err(e)) => {
             return usage(ConfigError::Invalid {
@@ -260,17 +265,28 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
     };
     let opts = sipstorm::search::SearchOptions {
         start_rate,
-        step: a.step.unwrap_or(start_rate),
+        step: a.step.unwrap_or(sipstorm::search::DEFAULT_GROWTH),
         precision: a.precision,
         max_steps: a.max_steps,
         step_duration,
     };
-    let out = out.unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("results/search-{secs}-{}", cfg.scenario.name()))
-    });
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let base = PathBuf::from(format!("results/search-{secs}-{}", cfg.scenario.name()));
+            // Two searches started in the same second get directories of their own.
+            match sipstorm::report::claim_dir(&base) {
+                Ok(d) => d,
+                Err(e) => {
+                    say!("sipstorm: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            }
+        }
+    };
     let stop = match signals() {
         Ok(s) => s,
         Err(e) => return fatal(&e),

@@ -293,3 +293,236 @@ fn schema_rejects_reports_missing_spec_fields() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every file of a report directory, by name, with its bytes.
+fn snapshot(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// After a failed rewrite: every file of `before` is byte-identical, no
+/// temporary file is left, and nothing else appeared.
+fn assert_intact(dir: &std::path::Path, before: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let after = snapshot(dir);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "{what}: files changed"
+    );
+    for (name, bytes) in before {
+        assert!(&after[name] == bytes, "{what}: {name} was rewritten");
+    }
+}
+
+/// A directory where a report file should be fails the whole write before
+/// any file is replaced: the previous report stays as it was (before the
+/// fix, the files written ahead of the obstacle were already replaced by
+/// the new run's), the directory is left alone, and the error names it.
+#[test]
+fn a_directory_in_the_way_leaves_the_previous_report_intact() {
+    for name in [INTERVALS_HLOG, SUMMARY_TXT, REPORT_HTML, REPORT_JSON] {
+        let dir = tmpdir("report-files-dir-in-the-way");
+        let (info, agg) = synthetic_run(t0(), 2, 1, 5, 10, 0);
+        report::write_report(&dir, &info, &agg).unwrap();
+        std::fs::remove_file(dir.join(name)).unwrap();
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("keep"), "mine").unwrap();
+        let before = snapshot(&dir);
+
+        let (info, agg) = synthetic_run(t0(), 3, 2, 7, 12, 1);
+        let e = report::write_report(&dir, &info, &agg).unwrap_err();
+        assert!(e.to_string().contains(name), "{name}: {e}");
+        assert!(!e.is_usage(), "{name}: a runtime error, exit 3");
+        assert_intact(&dir, &before, name);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name).join("keep")).unwrap(),
+            "mine"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// `sipstorm ARGS` with files limited to 4 KiB (RLIMIT_FSIZE, SIGXFSZ
+/// ignored): every write past 4 KiB fails with EFBIG, as on a full disk.
+fn sipstorm_on_a_full_disk(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_sipstorm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A disk that fills up while a report is rewritten leaves the previous
+/// report intact, for each command that writes one: `report DIR` (before
+/// the fix: report.html truncated to 4 KiB, summary.txt replaced), `merge`
+/// and `run`. The error names the file and the exit code is 3.
+#[test]
+fn a_full_disk_leaves_the_previous_report_intact() {
+    let root = tmpdir("report-files-full-disk");
+    let (a, b, merged, ran) = (
+        root.join("a"),
+        root.join("b"),
+        root.join("merged"),
+        root.join("ran"),
+    );
+    for (dir, start) in [(&a, t0()), (&b, t0() + std::time::Duration::from_secs(1))] {
+        let (info, agg) = synthetic_run(start, 6, 2, 30, 8, 1);
+        report::write_report(dir, &info, &agg).unwrap();
+    }
+    report::merge(&merged, &[a.clone(), b.clone()]).unwrap();
+    let run_args = |out: &std::path::Path| -> Vec<std::ffi::OsString> {
+        [
+            "run",
+            "--scenario",
+            "options",
+            "--rate",
+            "200",
+            "--count",
+            "40",
+        ]
+        .iter()
+        .map(Into::into)
+        .chain(
+            ["--workers", "1", "--quiet", "--out"]
+                .iter()
+                .map(Into::into),
+        )
+        .chain(std::iter::once(out.as_os_str().to_owned()))
+        .collect()
+    };
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_sipstorm"))
+        .args(run_args(&ran))
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{first:?}");
+    // Old summaries that a rewrite would visibly replace.
+    for dir in [&a, &merged, &ran] {
+        std::fs::write(dir.join(SUMMARY_TXT), "the previous summary\n").unwrap();
+    }
+
+    let cases: [(&str, &std::path::Path, Vec<std::ffi::OsString>); 3] = [
+        ("report DIR", &a, vec!["report".into(), a.clone().into()]),
+        (
+            "merge OUT IN...",
+            &merged,
+            vec![
+                "merge".into(),
+                merged.clone().into(),
+                a.clone().into(),
+                b.clone().into(),
+            ],
+        ),
+        ("run --out DIR", &ran, run_args(&ran)),
+    ];
+    for (what, dir, args) in cases {
+        let before = snapshot(dir);
+        assert!(
+            before.values().any(|f| f.len() > 4096),
+            "{what}: a file over the limit"
+        );
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+        let o = sipstorm_on_a_full_disk(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{what}: {stderr}");
+        assert!(
+            [INTERVALS_HLOG, SUMMARY_TXT, REPORT_HTML, REPORT_JSON]
+                .iter()
+                .any(|f| stderr.contains(&dir.join(f).display().to_string())),
+            "{what}: the error names the file: {stderr}"
+        );
+        assert_intact(dir, &before, what);
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// A run config with a password pattern (the real `RunConfig::to_json`,
+/// and the raw flag values as a careless caller might pass them) reaches no
+/// report file and no error message of the report layer: `write_report`,
+/// a failed `write_report`, `render_dir`, `merge` and `compare` of a
+/// report whose config was never scrubbed, and loading a broken one.
+#[test]
+fn a_password_pattern_reaches_no_report_file_and_no_error() {
+    const SECRET: &str = "pw-S3cr3t-{user}";
+    let values = sipstorm::config::RunValues {
+        scenario: Some("register".into()),
+        user_pattern: Some("u{000..009}".into()),
+        password_pattern: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let cfg = sipstorm::config::RunConfig::build(values.clone()).unwrap();
+    let mut config = cfg.to_json();
+    config["flags"] = serde_json::to_value(&values).unwrap();
+    assert!(config.to_string().contains(SECRET), "the test plants it");
+    let root = tmpdir("report-files-password-pattern");
+    let (dir, other, merged) = (root.join("run"), root.join("other"), root.join("merged"));
+    let (mut info, agg) = synthetic_run(t0(), 2, 1, 5, 10, 0);
+    info.config = config.clone();
+    report::write_report(&dir, &info, &agg).unwrap();
+    report::render_dir(&dir).unwrap();
+
+    // A report written by something that did not scrub its config.
+    let mut raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
+    raw["config"] = config.clone();
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join(REPORT_JSON), raw.to_string()).unwrap();
+    report::merge(&merged, &[dir.clone(), other.clone()]).unwrap();
+    let cmp = report::compare(&dir, &other, &["rrd.p99<+10%".to_string()]).unwrap();
+    assert!(!cmp.table.contains(SECRET));
+
+    let mut errors: Vec<String> = Vec::new();
+    // Loading a report that carries the secret and is broken elsewhere.
+    let mut broken = raw.clone();
+    broken["duration_s"] = serde_json::json!("not a number");
+    std::fs::write(other.join(REPORT_JSON), broken.to_string()).unwrap();
+    errors.push(report::load_report(&other).unwrap_err().to_string());
+    errors.push(
+        report::merge(&merged, std::slice::from_ref(&other))
+            .unwrap_err()
+            .to_string(),
+    );
+    errors.push(report::compare(&dir, &other, &[]).unwrap_err().to_string());
+    // A failed write of a run with that config.
+    std::fs::remove_file(dir.join(REPORT_HTML)).unwrap();
+    std::fs::create_dir(dir.join(REPORT_HTML)).unwrap();
+    errors.push(
+        report::write_report(&dir, &info, &agg)
+            .unwrap_err()
+            .to_string(),
+    );
+    errors.push(report::render_dir(&dir).unwrap_err().to_string());
+    for e in &errors {
+        assert!(
+            !e.contains(SECRET),
+            "an error echoes the password pattern: {e}"
+        );
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("duration_s") || e.contains("not a number"))
+    );
+
+    for d in [&dir, &merged] {
+        for (name, bytes) in snapshot(d) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(SECRET), "{}/{name} leaks it", d.display());
+            assert!(
+                !text.contains("S3cr3t"),
+                "{}/{name} leaks part of it",
+                d.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&root).ok();
+}

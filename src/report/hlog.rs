@@ -2,7 +2,6 @@
 //! metric slot per second, readable by HdrHistogram's `HistogramLogReader`
 //! and `HistogramLogProcessor` (V2 + deflate, base64, `Tag=` prefix).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +13,7 @@ use hdrhistogram::serialization::interval_log::{
 };
 
 use super::ReportError;
+use super::atomic::{self, Staged};
 use crate::stats::{HistogramCodecError, Slot, decode_histogram};
 
 /// One interval histogram: second `second` after the log's base time. Kept
@@ -36,16 +36,16 @@ impl Interval {
 /// A sink for interval histograms: (second since start, slot, histogram).
 pub(crate) type Emit<'e> = dyn FnMut(u64, Slot, &Histogram<u64>) -> Result<(), ReportError> + 'e;
 
-/// Write the interval log, streaming: `fill` is handed an emitter and calls
-/// it once per interval histogram, in time order, so callers decode one
-/// histogram at a time. StartTime and BaseTime are the run start, so
-/// interval timestamps are seconds since the start.
-pub(crate) fn write_with<F>(
+/// Stage the interval log (see [`super::atomic`]), streaming: `fill` is
+/// handed an emitter and calls it once per interval histogram, in time
+/// order, so callers decode one histogram at a time. StartTime and BaseTime
+/// are the run start, so interval timestamps are seconds since the start.
+pub(crate) fn stage_with<F>(
     path: &Path,
     start: SystemTime,
     version: &str,
     fill: F,
-) -> Result<(), ReportError>
+) -> Result<Staged, ReportError>
 where
     F: FnOnce(&mut Emit<'_>) -> Result<(), ReportError>,
 {
@@ -53,10 +53,8 @@ where
         path: path.to_path_buf(),
         source: e,
     };
-    let file = std::fs::File::create(path).map_err(io_err)?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut serializer = V2DeflateSerializer::new();
-    {
+    atomic::stage_with(path, |out| {
+        let mut serializer = V2DeflateSerializer::new();
         let mut builder = IntervalLogWriterBuilder::new();
         builder
             .add_comment(&format!(
@@ -66,7 +64,7 @@ where
             .with_start_time(start)
             .with_base_time(start);
         let mut writer = builder
-            .begin_log_with(&mut out, &mut serializer)
+            .begin_log_with(out, &mut serializer)
             .map_err(io_err)?;
         writer
             .write_comment("\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")
@@ -86,20 +84,18 @@ where
                     ),
                 })
         };
-        fill(&mut emit)?;
-    }
-    out.flush().map_err(io_err)?;
-    Ok(())
+        fill(&mut emit)
+    })
 }
 
-/// Write the interval log from encoded intervals (decoded one at a time).
-pub(crate) fn write(
+/// Stage the interval log from encoded intervals (decoded one at a time).
+pub(crate) fn stage(
     path: &Path,
     start: SystemTime,
     version: &str,
     intervals: &[Interval],
-) -> Result<(), ReportError> {
-    write_with(path, start, version, |emit| {
+) -> Result<Staged, ReportError> {
+    stage_with(path, start, version, |emit| {
         for iv in intervals {
             emit(iv.second, iv.slot, &iv.decode()?)?;
         }
@@ -178,7 +174,7 @@ mod tests {
                 encoded: crate::stats::encode_histogram(&h).unwrap(),
             },
         ];
-        write(&path, start, "0.0.0", &ivs).unwrap();
+        atomic::commit_all(vec![stage(&path, start, "0.0.0", &ivs).unwrap()]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("#[StartTime: 1800000000.000"), "{text}");
         assert!(text.contains("Tag=srd_co,3.000,1.000,"), "{text}");

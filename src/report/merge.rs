@@ -319,7 +319,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
     let mut series: BTreeMap<String, LatencySeries> = BTreeMap::new();
     std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
     let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
-    hlog::write_with(
+    let mut files = vec![hlog::stage_with(
         &out.join(INTERVALS_HLOG),
         started,
         &merged.tool.version,
@@ -338,7 +338,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
             }
             Ok(())
         },
-    )?;
+    )?];
     if missing.is_empty() {
         merged.timeseries.latency_ms = series;
     } else {
@@ -347,6 +347,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
             missing.join(", ")
         ));
     }
-    super::write_rendered(out, &merged)?;
+    files.extend(super::stage_rendered(out, &merged)?);
+    super::atomic::commit_all(files)?;
     Ok(merged)
 }

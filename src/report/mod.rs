@@ -10,7 +10,12 @@
 //! - [`compare`]: `sipstorm compare BASE NEW --threshold ...`;
 //! - [`check_thresholds`]: `run --threshold ...` on a single report;
 //! - [`merge`]: `sipstorm merge OUT IN...`;
+//! - [`claim_dir`]: a fresh directory for a run's default `--out`.
+//!
+//! Every file is written atomically (see `atomic`): a failed write leaves
+//! the previous report directory as it was.
 
+pub(crate) mod atomic;
 mod compare;
 mod hlog;
 mod html;
@@ -23,6 +28,7 @@ mod time;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub use atomic::claim_dir;
 pub use compare::{CompareOutcome, compare, compare_reports};
 pub use html::render_html;
 pub use merge::{merge, merge_reports};
@@ -219,7 +225,9 @@ pub fn scrub_config(v: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Build the report of a finished run and write all four files into `dir`
-/// (created if needed). Returns the report (for thresholds and exit code).
+/// (created if needed), all or none: if one cannot be written, the
+/// previous files stay as they were. Returns the report (for thresholds and
+/// exit code).
 pub fn write_report(dir: &Path, info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportError> {
     let report = model::build(info, agg)?;
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
@@ -237,40 +245,38 @@ pub fn write_report(dir: &Path, info: &RunInfo, agg: &Aggregate) -> Result<Repor
                 })
         })
         .collect();
-    hlog::write(
+    let mut files = vec![hlog::stage(
         &dir.join(INTERVALS_HLOG),
         info.started_at,
         &report.tool.version,
         &intervals,
-    )?;
-    write_rendered(dir, &report)?;
+    )?];
+    files.extend(stage_rendered(dir, &report)?);
+    atomic::commit_all(files)?;
     Ok(report)
 }
 
-/// Write `report.json`, `summary.txt` and `report.html` for `report`.
-fn write_rendered(dir: &Path, report: &Report) -> Result<(), ReportError> {
+/// Stage `summary.txt`, `report.html` and `report.json` for `report`, in
+/// that order: committed in order, `report.json`, the file scripts read,
+/// is replaced last.
+fn stage_rendered(dir: &Path, report: &Report) -> Result<Vec<atomic::Staged>, ReportError> {
     let json = serde_json::to_string_pretty(report)?;
-    write_file(&dir.join(REPORT_JSON), json.as_bytes())?;
-    write_file(&dir.join(SUMMARY_TXT), render_summary(report).as_bytes())?;
-    write_file(&dir.join(REPORT_HTML), render_html(report)?.as_bytes())?;
-    Ok(())
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    std::fs::write(path, bytes).map_err(|e| ReportError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
+    Ok(vec![
+        atomic::stage(&dir.join(SUMMARY_TXT), render_summary(report).as_bytes())?,
+        atomic::stage(&dir.join(REPORT_HTML), render_html(report)?.as_bytes())?,
+        atomic::stage(&dir.join(REPORT_JSON), json.as_bytes())?,
+    ])
 }
 
 /// `sipstorm report DIR`: re-render `summary.txt` and `report.html` from
 /// `DIR/report.json` (which carries the histograms and the per-second
-/// series the plots need).
+/// series the plots need). Both are replaced, or neither.
 pub fn render_dir(dir: &Path) -> Result<(), ReportError> {
     let report = load_report(dir)?;
-    write_file(&dir.join(SUMMARY_TXT), render_summary(&report).as_bytes())?;
-    write_file(&dir.join(REPORT_HTML), render_html(&report)?.as_bytes())?;
-    Ok(())
+    atomic::commit_all(vec![
+        atomic::stage(&dir.join(SUMMARY_TXT), render_summary(&report).as_bytes())?,
+        atomic::stage(&dir.join(REPORT_HTML), render_html(&report)?.as_bytes())?,
+    ])
 }
 
 /// The `report.json` path for a report directory or file.

@@ -275,10 +275,12 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
     if let Some(Err(e)) = server_result {
         return Err(e);
     }
-    let out = cfg
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(r.started_at, cfg.scenario));
+    let out = match &cfg.out {
+        Some(o) => o.clone(),
+        // Two runs started in the same second get directories of their own.
+        None => crate::report::claim_dir(&default_out(r.started_at, cfg.scenario))
+            .map_err(report_err)?,
+    };
     let mut info = crate::report::RunInfo::new(
         cfg.scenario.name(),
         plan.offered_rate(),
