@@ -1,9 +1,14 @@
 //! sipstorm: a high-performance SIP load generator and benchmark harness.
 //!
-//! Layers, with one-way dependencies (see README "Design"):
-//! `sip` → `auth` → `engine` → `transport` → `run`; `schedule`, `stats` and
-//! `report` have no I/O and no protocol knowledge; `dist` (durations, delay
-//! distributions, the PRNG) is a leaf every layer may use.
+//! Layers, with one-way dependencies (see README "Design" and
+//! `docs/architecture.md`): `engine` builds on `sip` and `auth` and never
+//! reads a clock or a socket; `transport` moves bytes and knows no SIP;
+//! `run` is the only place where the two meet. `schedule`, `stats` and
+//! `report` have no protocol knowledge; `flow` (transport kind, peer,
+//! connection) and `dist` (durations, delay distributions, the PRNG) are
+//! leaves every layer may use. Only `transport` may use `unsafe`.
+
+#![deny(unsafe_code)]
 
 /// `eprintln!` that ignores write errors: a closed or broken stderr pipe
 /// (Rust ignores SIGPIPE, so writes fail with EPIPE) must never kill a run

@@ -3,6 +3,8 @@
 //! "Exit codes": 0 all good, 1 failures or thresholds, 2 usage or
 //! configuration, 3 fatal runtime).
 
+#![forbid(unsafe_code)]
+
 use sipstorm::say;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -125,6 +125,16 @@ pub enum Event {
         /// Result.
         outcome: Outcome,
     },
+    /// A client transaction got its final response (2xx–6xx), once per
+    /// transaction: every challenge, redirect, BYE and CANCEL answer
+    /// included. The driver's response counts come only from these, so no
+    /// response is counted twice or attributed to the wrong method.
+    FinalResponse {
+        /// The transaction's method.
+        method: MethodKind,
+        /// Status code.
+        code: u16,
+    },
     /// A client transaction got its final response on the first try (no
     /// retransmission, so the round trip is unambiguous).
     TransactionRtt {

@@ -95,6 +95,9 @@ pub use state::StateSizes;
 
 pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
 pub use event::{Counters, Event, MethodKind, Outcome};
+/// Virtual-time simulation of endpoints over a lossy network: for tests
+/// and the `testing` feature only.
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 #[cfg(test)]
 mod sim_tests;

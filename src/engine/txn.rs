@@ -302,7 +302,7 @@ impl Endpoint {
             self.counters.unexpected += 1;
             return;
         }
-        let Some(t) = self.txns.get_mut(ti) else {
+        let Some(t) = self.txns.get(ti) else {
             return;
         };
         if (200..700).contains(&code)
@@ -310,7 +310,12 @@ impl Endpoint {
             && let Some(c) = self.counters.responses.get_mut(code as usize)
         {
             *c += 1;
+            self.events
+                .push_back(Event::FinalResponse { method: m, code });
         }
+        let Some(t) = self.txns.get(ti) else {
+            return;
+        };
         let (kind, state, owner, owner_gen, sent_ns, rtx) = (
             t.kind,
             t.state,

@@ -11,9 +11,6 @@ use crate::flow::Flow;
 use crate::schedule::Rng;
 use crate::stats::{Counter, Method, Metric, WorkerStats};
 
-/// Codes of final responses, as the engine counts them (index = code).
-const CODES: usize = 700;
-
 /// The engine's UAC endpoint with the bookkeeping that turns its events and
 /// cumulative counters into statistics.
 pub struct EngineClient {
@@ -24,11 +21,7 @@ pub struct EngineClient {
     mix: Option<MixPlan>,
     /// The counter of the attempt started last (see `attempt_counter`).
     last_counter: Counter,
-    /// Engine counters at the previous flush.
-    last: Box<engine::Counters>,
-    /// Final responses this interval already counted from events, by code,
-    /// so the counter deltas add only the rest (challenges, BYE answers).
-    attributed: Box<[u64; CODES]>,
+    messages: MessageFold,
 }
 
 impl std::fmt::Debug for EngineClient {
@@ -63,8 +56,7 @@ impl EngineClient {
             scenario,
             mix: None,
             last_counter: attempted_counter(scenario),
-            last: Box::default(),
-            attributed: Box::new([0; CODES]),
+            messages: MessageFold::default(),
         }
     }
 
@@ -85,7 +77,7 @@ impl EngineClient {
     /// Counts the end of a one-transaction attempt (register, options) and
     /// records its latency from the actual send and from the intended start.
     fn transaction_done(
-        &mut self,
+        &self,
         stats: &mut WorkerStats,
         kind: &AttemptKind,
         outcome: Outcome,
@@ -99,32 +91,20 @@ impl EngineClient {
                     since(finished, started),
                     since(finished, intended),
                 );
-                self.response(stats, kind.method, 200);
             }
-            Outcome::Failed(code) => {
-                stats.count(kind.failed, 1);
-                self.response(stats, kind.method, code);
-            }
+            Outcome::Failed(_) => stats.count(kind.failed, 1),
             Outcome::Timeout => stats.count(kind.timed_out, 1),
             Outcome::TransportError | Outcome::Cancelled => stats.count(kind.failed, 1),
         }
     }
-
-    fn response(&mut self, stats: &mut WorkerStats, method: Method, code: u16) {
-        stats.response(method, code);
-        if let Some(a) = self.attributed.get_mut(usize::from(code)) {
-            *a += 1;
-        }
-    }
 }
 
-/// The counters, metric and method of one kind of single-transaction attempt.
+/// The counters and metric of one kind of single-transaction attempt.
 struct AttemptKind {
     succeeded: Counter,
     failed: Counter,
     timed_out: Counter,
     metric: Metric,
-    method: Method,
 }
 
 const REGISTER_KIND: AttemptKind = AttemptKind {
@@ -132,7 +112,6 @@ const REGISTER_KIND: AttemptKind = AttemptKind {
     failed: Counter::RegisterFailed,
     timed_out: Counter::RegisterTimedOut,
     metric: Metric::Rrd,
-    method: Method::Register,
 };
 
 const OPTIONS_KIND: AttemptKind = AttemptKind {
@@ -140,7 +119,6 @@ const OPTIONS_KIND: AttemptKind = AttemptKind {
     failed: Counter::OptionsFailed,
     timed_out: Counter::OptionsTimedOut,
     metric: Metric::OptionsRtt,
-    method: Method::Options,
 };
 
 fn since(later: Instant, earlier: Instant) -> Duration {
@@ -149,51 +127,49 @@ fn since(later: Instant, earlier: Instant) -> Duration {
 
 /// The engine's cumulative message counters folded into statistics as
 /// deltas since the previous flush: one fold for client and server.
-fn fold_messages(now: &engine::Counters, last: &engine::Counters, stats: &mut WorkerStats) {
-    let pairs = [
-        (Counter::MsgSent, now.sent, last.sent),
-        (Counter::MsgReceived, now.received, last.received),
-        (
-            Counter::Retransmitted,
-            now.retransmitted,
-            last.retransmitted,
-        ),
-        (
-            Counter::RetransmissionsReceived,
-            now.duplicates,
-            last.duplicates,
-        ),
-        (Counter::Unparseable, now.unparseable, last.unparseable),
-        (Counter::Unexpected, now.unexpected, last.unexpected),
-    ];
-    for (counter, now, last) in pairs {
-        stats.count(counter, now.saturating_sub(last));
+/// Responses are not folded here: they come from
+/// [`Event::FinalResponse`], the one source of truth for them.
+#[derive(Debug, Default)]
+struct MessageFold {
+    last: Box<engine::Counters>,
+}
+
+impl MessageFold {
+    fn flush(&mut self, now: &engine::Counters, stats: &mut WorkerStats) {
+        let last = &self.last;
+        let pairs = [
+            (Counter::MsgSent, now.sent, last.sent),
+            (Counter::MsgReceived, now.received, last.received),
+            (
+                Counter::Retransmitted,
+                now.retransmitted,
+                last.retransmitted,
+            ),
+            (
+                Counter::RetransmissionsReceived,
+                now.duplicates,
+                last.duplicates,
+            ),
+            (Counter::Unparseable, now.unparseable, last.unparseable),
+            (Counter::Unexpected, now.unexpected, last.unexpected),
+        ];
+        for (counter, now, last) in pairs {
+            stats.count(counter, now.saturating_sub(last));
+        }
+        (*self.last).clone_from(now);
     }
 }
 
-/// Add the engine's cumulative counters to `stats` as deltas since `last`;
-/// responses not yet attributed to a method by events go to `rest`.
-fn flush_engine_counters(
-    now: &engine::Counters,
-    last: &mut engine::Counters,
-    attributed: &mut [u64; CODES],
-    rest: Method,
-    stats: &mut WorkerStats,
-) {
-    fold_messages(now, last, stats);
-    for (code, seen) in attributed.iter_mut().enumerate().skip(100) {
-        let delta = now.responses[code].saturating_sub(last.responses[code]);
-        let extra = delta.saturating_sub(*seen);
-        if extra > 0
-            && let Ok(c) = u16::try_from(code)
-        {
-            for _ in 0..extra.min(1_000_000) {
-                stats.response(rest, c);
-            }
-        }
-        *seen = 0;
+/// The statistics method of an engine transaction method.
+fn stats_method(m: MethodKind) -> Method {
+    match m {
+        MethodKind::Register => Method::Register,
+        MethodKind::Invite => Method::Invite,
+        MethodKind::Bye => Method::Bye,
+        MethodKind::Cancel => Method::Cancel,
+        MethodKind::Options => Method::Options,
+        MethodKind::Ack | MethodKind::Other => Method::Other,
     }
-    last.clone_from(now);
 }
 
 impl SansIo for EngineClient {
@@ -298,7 +274,6 @@ impl LoadClient for EngineClient {
                     since(answered, invite_sent),
                     since(answered, intended),
                 );
-                self.response(stats, Method::Invite, 200);
             }
             Event::CallDone {
                 outcome,
@@ -309,27 +284,17 @@ impl LoadClient for EngineClient {
             } => {
                 match outcome {
                     Outcome::Success => stats.count(Counter::CallCompleted, 1),
-                    Outcome::Failed(code) => {
-                        stats.count(
-                            if (300..400).contains(&code) {
-                                Counter::CallRedirected
-                            } else {
-                                Counter::CallFailed
-                            },
-                            1,
-                        );
-                        if answered.is_none() {
-                            self.response(stats, Method::Invite, code);
-                        }
-                    }
+                    Outcome::Failed(code) => stats.count(
+                        if (300..400).contains(&code) {
+                            Counter::CallRedirected
+                        } else {
+                            Counter::CallFailed
+                        },
+                        1,
+                    ),
                     Outcome::Timeout => stats.count(Counter::CallTimedOut, 1),
                     Outcome::TransportError => stats.count(Counter::CallFailed, 1),
-                    Outcome::Cancelled => {
-                        stats.count(Counter::CallCancelled, 1);
-                        if answered.is_none() {
-                            self.response(stats, Method::Invite, 487);
-                        }
-                    }
+                    Outcome::Cancelled => stats.count(Counter::CallCancelled, 1),
                 }
                 if let (Some(s), Some(d)) = (bye_sent, bye_done) {
                     stats.record(Metric::Sdd, since(d, s), since(d, s));
@@ -346,6 +311,7 @@ impl LoadClient for EngineClient {
             } => {
                 self.transaction_done(stats, &OPTIONS_KIND, outcome, (intended, started, finished))
             }
+            Event::FinalResponse { method, code } => stats.response(stats_method(method), code),
             Event::TransactionRtt { method, rtt } => {
                 let m = match method {
                     MethodKind::Register => Some(Metric::RegisterRtt),
@@ -363,25 +329,14 @@ impl LoadClient for EngineClient {
     }
 
     fn flush_counters(&mut self, stats: &mut WorkerStats) {
-        let rest = match self.scenario {
-            ScenarioKind::Register => Method::Register,
-            ScenarioKind::Options => Method::Options,
-            ScenarioKind::Call | ScenarioKind::Mixed | ScenarioKind::Mix => Method::Other,
-        };
-        flush_engine_counters(
-            self.ep.counters(),
-            &mut self.last,
-            &mut self.attributed,
-            rest,
-            stats,
-        );
+        self.messages.flush(self.ep.counters(), stats);
     }
 }
 
 /// The engine's UAS/registrar endpoint for `serve`.
 pub struct EngineServer {
     ep: Endpoint,
-    last: Box<engine::Counters>,
+    messages: MessageFold,
     /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
     throttle: Option<engine::throttle::Gate>,
 }
@@ -396,7 +351,7 @@ impl EngineServer {
     pub fn new(ep: Endpoint) -> Self {
         EngineServer {
             ep,
-            last: Box::default(),
+            messages: MessageFold::default(),
             throttle: None,
         }
     }
@@ -438,9 +393,7 @@ impl SansIo for EngineServer {
 impl LoadServer for EngineServer {
     fn record(&mut self, _event: Event, _stats: &mut WorkerStats) {}
     fn flush_counters(&mut self, stats: &mut WorkerStats) {
-        let now = self.ep.counters();
-        fold_messages(now, &self.last, stats);
-        (*self.last).clone_from(now);
+        self.messages.flush(self.ep.counters(), stats);
     }
 }
 

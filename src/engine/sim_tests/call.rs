@@ -405,3 +405,51 @@ fn ipv6_call_and_register() {
         p.assert_clean();
     }
 }
+
+/// Every final response of every client transaction is reported once, with
+/// its own method (issue 12: the driver's response counts have one source):
+/// the challenge under REGISTER, the BYE's 200 under BYE, a retransmitted
+/// 2xx not at all.
+#[test]
+fn final_responses_are_reported_once_per_transaction() {
+    type Case = (Scenario, Duration, Vec<(MethodKind, u16)>);
+    let cases: Vec<Case> = vec![
+        (
+            Scenario::Register,
+            Duration::ZERO,
+            vec![(MethodKind::Register, 401), (MethodKind::Register, 200)],
+        ),
+        (
+            Scenario::Call,
+            Duration::from_millis(100),
+            vec![(MethodKind::Invite, 200), (MethodKind::Bye, 200)],
+        ),
+        (
+            Scenario::Options,
+            Duration::ZERO,
+            vec![(MethodKind::Options, 200)],
+        ),
+    ];
+    for (scenario, hold, want) in cases {
+        let mut p = pair(ccfg(scenario), scfg(), NetConfig::default());
+        p.start(1, hold);
+        p.run(Duration::from_secs(2));
+        assert_eq!(p.outcomes(), vec![Outcome::Success], "{scenario:?}");
+        assert_eq!(p.final_responses(), want, "{scenario:?}");
+    }
+    // Lost ACKs make the UAS retransmit its 2xx: still one INVITE 200.
+    let mut p = pair(ccfg(Scenario::Call), scfg(), NetConfig::default());
+    p.sim.tap = Some(Box::new(|_, _, d: &[u8]| d.starts_with(b"ACK")));
+    p.start(1, Duration::from_secs(2));
+    p.run(Duration::from_secs(4));
+    let invite_200s = p
+        .final_responses()
+        .iter()
+        .filter(|r| **r == (MethodKind::Invite, 200))
+        .count();
+    assert_eq!(invite_200s, 1);
+    assert!(
+        count(&p.lines(S), "SIP/2.0 200") > 2,
+        "the 2xx was retransmitted"
+    );
+}

@@ -174,7 +174,7 @@ fn one_endpoint_runs_every_part_of_a_mix() {
     }
     p.run(Duration::from_secs(2));
     let (mut regs, mut calls, mut pings) = (0, 0, 0);
-    for e in p.events() {
+    for e in &p.events() {
         match e {
             Event::RegisterDone { outcome, .. } => {
                 assert_eq!(*outcome, Outcome::Success);

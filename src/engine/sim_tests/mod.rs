@@ -56,8 +56,26 @@ impl Pair {
     fn run(&mut self, d: Duration) {
         self.sim.run_for(d);
     }
-    fn events(&self) -> &[Event] {
-        &self.sim.nodes[self.c].events
+    /// The client's attempt-level events (final responses left out; see
+    /// [`Self::final_responses`]).
+    fn events(&self) -> Vec<Event> {
+        self.sim.nodes[self.c]
+            .events
+            .iter()
+            .filter(|e| !matches!(e, Event::FinalResponse { .. }))
+            .cloned()
+            .collect()
+    }
+    /// Every final response the client's transactions got, in order.
+    fn final_responses(&self) -> Vec<(MethodKind, u16)> {
+        self.sim.nodes[self.c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::FinalResponse { method, code } => Some((*method, *code)),
+                _ => None,
+            })
+            .collect()
     }
     fn outcomes(&self) -> Vec<Outcome> {
         self.events()

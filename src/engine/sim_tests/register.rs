@@ -28,7 +28,7 @@ fn register_with_digest() {
         .expect("authenticated retry");
     assert_eq!(retry.cseq().unwrap().seq, first.cseq().unwrap().seq + 1);
     // RRD covers both round trips (2 × 2 × 5 ms).
-    for e in p.events() {
+    for e in &p.events() {
         if let Event::RegisterDone {
             started, finished, ..
         } = e

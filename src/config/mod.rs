@@ -10,11 +10,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Algorithm, Qop};
 use crate::schedule::{Hold, parse_duration};
 use crate::segment::Segment;
 use crate::transport::Backend;
 use crate::users::Users;
+
+mod client;
+mod serve;
+
+pub use client::{DigestOptions, MixEntry, MixValue, MixValues};
+use client::{parse_algorithm, parse_qop};
+pub use serve::{ServeConfig, ServeValues};
 
 /// A configuration error: what and where. Always exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,137 +124,6 @@ pub struct RunValues {
     pub digest_algorithm: Option<String>,
     /// The qop the client answers with when offered both (`auth`, `auth-int`).
     pub digest_qop: Option<String>,
-}
-
-/// A weighted mix as written: the flag's `register=1,call=3` or a profile's
-/// `[[mix]]` tables (which may also give each part its own hold).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a mix: \"register=1,call=3\", or [[mix]] tables with scenario, weight and an optional hold"
-)]
-pub enum MixValues {
-    Text(String),
-    Table(Vec<MixValue>),
-}
-
-/// One part of a mix in a profile.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MixValue {
-    pub scenario: String,
-    pub weight: u32,
-    /// Hold of this part's attempts; the run's `hold` when absent.
-    pub hold: Option<String>,
-}
-
-/// One validated part of a mix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixEntry {
-    pub scenario: ScenarioKind,
-    pub weight: u32,
-    pub hold: Option<Hold>,
-}
-
-/// The client's digest preferences (RFC 8760 §2.4: a server may offer
-/// several challenges, the client takes the first it supports).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DigestOptions {
-    /// Accepted algorithms, preferred first; empty = whatever is offered
-    /// first.
-    pub algorithms: Vec<Algorithm>,
-    /// Answer with this qop when the challenge offers both.
-    pub qop: Qop,
-}
-
-impl Default for DigestOptions {
-    fn default() -> Self {
-        DigestOptions {
-            algorithms: Vec::new(),
-            qop: Qop::Auth,
-        }
-    }
-}
-
-/// One `--digest-algorithm` token.
-fn parse_algorithm(t: &str) -> Result<Algorithm, ConfigError> {
-    Algorithm::from_token(t.trim().as_bytes()).ok_or_else(|| {
-        invalid(
-            "--digest-algorithm",
-            format!("unknown algorithm '{t}' (expected MD5, MD5-sess, SHA-256 or SHA-256-sess)"),
-        )
-    })
-}
-
-/// `--digest-qop`; `auth` when absent.
-fn parse_qop(t: Option<&str>) -> Result<Qop, ConfigError> {
-    let Some(t) = t else { return Ok(Qop::Auth) };
-    Qop::from_token(t.trim().as_bytes()).ok_or_else(|| {
-        invalid(
-            "--digest-qop",
-            format!("unknown qop '{t}' (expected auth or auth-int)"),
-        )
-    })
-}
-
-impl MixValues {
-    /// Validate into parts; every weight at least 1, each scenario once,
-    /// `mixed` and `mix` not allowed inside.
-    fn build(&self) -> Result<Vec<MixEntry>, ConfigError> {
-        let raw: Vec<(String, u32, Option<String>)> = match self {
-            MixValues::Text(t) => {
-                let mut v = Vec::new();
-                for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let (name, w) = part.split_once('=').ok_or_else(|| {
-                        invalid("--mix", format!("'{part}' is not SCENARIO=WEIGHT"))
-                    })?;
-                    let w = w.trim().parse::<u32>().map_err(|_| {
-                        invalid(
-                            "--mix",
-                            format!("weight '{w}' of {name} is not a whole number"),
-                        )
-                    })?;
-                    v.push((name.trim().to_string(), w, None));
-                }
-                v
-            }
-            MixValues::Table(t) => t
-                .iter()
-                .map(|m| (m.scenario.clone(), m.weight, m.hold.clone()))
-                .collect(),
-        };
-        if raw.is_empty() {
-            return Err(invalid("--mix", "is empty (e.g. register=1,call=3)"));
-        }
-        let mut out: Vec<MixEntry> = Vec::with_capacity(raw.len());
-        for (name, weight, hold) in raw {
-            let scenario: ScenarioKind = name.parse().map_err(|e: String| invalid("--mix", e))?;
-            if matches!(scenario, ScenarioKind::Mixed | ScenarioKind::Mix) {
-                return Err(invalid(
-                    "--mix",
-                    format!("{name} cannot be part of a mix (use register, call or options)"),
-                ));
-            }
-            if weight == 0 {
-                return Err(invalid(
-                    "--mix",
-                    format!("weight of {name} must be at least 1"),
-                ));
-            }
-            if out.iter().any(|e| e.scenario == scenario) {
-                return Err(invalid("--mix", format!("{name} is listed twice")));
-            }
-            let hold = hold
-                .map(|h| Hold::parse(&h).map_err(|e| invalid("--mix", format!("{name}: {e}"))))
-                .transpose()?;
-            out.push(MixEntry {
-                scenario,
-                weight,
-                hold,
-            });
-        }
-        Ok(out)
-    }
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -704,109 +579,10 @@ impl RunConfig {
     }
 }
 
-/// The validated configuration of `serve`.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    pub workers: usize,
-    pub realm: String,
-    pub auth: bool,
-    pub password_pattern: String,
-    pub ring: Hold,
-    /// Digest algorithm of the challenges (`--digest-algorithm`).
-    pub algorithm: Algorithm,
-    /// Offer `qop="auth-int"` instead of `qop="auth"` (`--digest-qop`).
-    pub qop: Qop,
-    pub busy_ratio: f64,
-    pub no_answer_ratio: f64,
-    pub backend: Backend,
-    pub quiet: bool,
-    pub seed: u64,
-    /// `--max-rate N`: new attempts per second beyond which the server
-    /// answers 503 (a target of known capacity for `search`).
-    pub max_rate: Option<f64>,
-}
-
-/// Raw `serve` values from flags.
-#[derive(Debug, Clone, Default)]
-pub struct ServeValues {
-    pub listen: Option<String>,
-    pub workers: Option<usize>,
-    pub realm: Option<String>,
-    pub auth: Option<String>,
-    pub password_pattern: Option<String>,
-    pub ring: Option<String>,
-    pub digest_algorithm: Option<String>,
-    pub digest_qop: Option<String>,
-    pub busy_ratio: Option<f64>,
-    pub no_answer_ratio: Option<f64>,
-    pub backend: Option<String>,
-    pub quiet: bool,
-    pub max_rate: Option<f64>,
-}
-
-impl ServeConfig {
-    pub fn build(v: ServeValues) -> Result<ServeConfig, ConfigError> {
-        let listen = resolve("--listen", v.listen.as_deref().unwrap_or("127.0.0.1:5060"))?;
-        let workers = v.workers.unwrap_or_else(default_workers);
-        if workers == 0 || workers > 1024 {
-            return Err(invalid(
-                "--workers",
-                format!("{workers} is not between 1 and 1024"),
-            ));
-        }
-        let auth = match v.auth.as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(o) => return Err(invalid("--auth", format!("'{o}' is not on or off"))),
-        };
-        let busy_ratio = ratio("--busy-ratio", v.busy_ratio)?;
-        let no_answer_ratio = ratio("--no-answer-ratio", v.no_answer_ratio)?;
-        if busy_ratio + no_answer_ratio > 1.0 {
-            return Err(invalid(
-                "--busy-ratio/--no-answer-ratio",
-                "add up to more than 1",
-            ));
-        }
-        if let Some(r) = v.max_rate
-            && !(r.is_finite() && r > 0.0)
-        {
-            return Err(invalid(
-                "--max-rate",
-                format!("{r} is not a positive number of attempts per second"),
-            ));
-        }
-        let backend = match v.backend.or_else(|| std::env::var("SIPSTORM_BACKEND").ok()) {
-            None => Backend::Auto,
-            Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
-        };
-        Ok(ServeConfig {
-            listen,
-            workers,
-            realm: v.realm.unwrap_or_else(|| "sipstorm".into()),
-            auth,
-            password_pattern: v
-                .password_pattern
-                .unwrap_or_else(|| DEFAULT_PASSWORD_PATTERN.into()),
-            ring: delay("--ring", v.ring.as_deref())?.unwrap_or_default(),
-            algorithm: match v.digest_algorithm.as_deref() {
-                None => Algorithm::Md5,
-                Some(a) => parse_algorithm(a)?,
-            },
-            qop: parse_qop(v.digest_qop.as_deref())?,
-            busy_ratio,
-            no_answer_ratio,
-            backend,
-            quiet: v.quiet,
-            seed: 0xC0FFEE,
-            max_rate: v.max_rate,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{Algorithm, Qop};
 
     fn vals(f: impl FnOnce(&mut RunValues)) -> RunValues {
         let mut v = RunValues {
