@@ -157,6 +157,40 @@ struct RunArgs {
     /// Seed of random choices (hold times, cancel decisions, identifiers).
     #[arg(long)]
     seed: Option<u64>,
+    /// Host of Request-URI, From and To, e.g. example.test (REGISTER goes to
+    /// sip:D); --target stays where datagrams go. Default: the target.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Preloaded Route (repeatable, in order), loose routing: e.g.
+    /// 'sip:proxy.example.test;lr' for an outbound proxy.
+    #[arg(long)]
+    route: Vec<String>,
+    /// Whom calls go to: a pattern '{1000..1999}', a fixed number '9999', or
+    /// field:N of the users file (default: the next user).
+    #[arg(long)]
+    callee: Option<String>,
+    /// The From user: a pattern, a fixed name or field:N (default: the user).
+    #[arg(long)]
+    caller: Option<String>,
+    /// Display name in From.
+    #[arg(long)]
+    from_display: Option<String>,
+    /// Extra header of REGISTER, INVITE and OPTIONS, 'Name: value'
+    /// (repeatable); templates {user} {callee} {domain} {call_id} {seq}
+    /// {field:N} {local_ip} {local_port}.
+    #[arg(long)]
+    header: Vec<String>,
+    /// INVITE offer body template (default: a PCMU offer); also
+    /// {media_ip} {media_ip_type} {media_port}. An optional first line
+    /// 'Content-Type: TYPE' and a blank line set its type.
+    #[arg(long)]
+    sdp: Option<PathBuf>,
+    /// Content-Type of the --sdp body (default application/sdp).
+    #[arg(long)]
+    content_type: Option<String>,
+    /// First local port; worker i binds port + i (default: ephemeral ports).
+    #[arg(long)]
+    local_port: Option<u16>,
 }
 
 impl RunArgs {
@@ -198,6 +232,15 @@ impl RunArgs {
             mix: self.mix.map(sipstorm::config::MixValues::Text),
             digest_algorithm: self.digest_algorithm,
             digest_qop: self.digest_qop,
+            domain: self.domain,
+            route: (!self.route.is_empty()).then_some(self.route),
+            callee: self.callee,
+            caller: self.caller,
+            from_display: self.from_display,
+            header: (!self.header.is_empty()).then_some(self.header),
+            sdp: self.sdp,
+            content_type: self.content_type,
+            local_port: self.local_port,
         };
         Ok(base.overlay(flags))
     }
@@ -364,6 +407,14 @@ struct ServeArgs {
     /// Capacity in new attempts per second; beyond it requests get 503.
     #[arg(long)]
     max_rate: Option<f64>,
+    /// A domain served (repeatable): out-of-dialog requests for other hosts
+    /// (than these and the listen address) get 404; bindings are user@domain.
+    #[arg(long)]
+    domain: Vec<String>,
+    /// SIPp users file: passwords by digest username (the keyword form's
+    /// username=, else field 0), instead of --password-pattern.
+    #[arg(long)]
+    users: Option<PathBuf>,
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -411,6 +462,8 @@ fn main() -> ExitCode {
                 backend: a.backend,
                 quiet: a.quiet,
                 max_rate: a.max_rate,
+                domains: a.domain,
+                users: a.users,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,

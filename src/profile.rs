@@ -98,9 +98,13 @@ pub fn build(path: Option<&Path>, flags: RunValues) -> Result<RunConfig, ConfigE
     RunConfig::build(profile.overlay(flags)).map_err(|e| match e {
         ConfigError::Invalid { flag, problem } => {
             // "--t1/--t2" names two keys; any of them from the profile counts.
+            // A repeatable flag's profile key may be plural (`--header`: `headers`).
             let keys: Vec<&str> = flag
                 .split('/')
-                .map(|f| f.trim_start_matches("--"))
+                .map(|f| match f.trim_start_matches("--") {
+                    "header" => "headers",
+                    k => k,
+                })
                 .collect();
             let profile_key = keys.iter().find(|k| {
                 from_profile.iter().any(|p| p == *k) && !from_flags.iter().any(|f| f == *k)

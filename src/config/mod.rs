@@ -16,10 +16,12 @@ use crate::transport::Backend;
 use crate::users::Users;
 
 mod client;
+mod reach;
 mod serve;
 
 pub use client::{DigestOptions, MixEntry, MixValue, MixValues};
 use client::{parse_algorithm, parse_qop};
+pub use reach::Reach;
 pub use serve::{ServeConfig, ServeValues};
 
 /// A configuration error: what and where. Always exit code 2.
@@ -124,6 +126,27 @@ pub struct RunValues {
     pub digest_algorithm: Option<String>,
     /// The qop the client answers with when offered both (`auth`, `auth-int`).
     pub digest_qop: Option<String>,
+    /// Host of Request-URI, From and To (default: the target).
+    pub domain: Option<String>,
+    /// Preloaded Route set (`--route`, repeatable; `route = [...]`).
+    #[serde(alias = "routes")]
+    pub route: Option<Vec<String>>,
+    /// Whom calls go to: `{1000..1999}`, `9999` or `field:N`.
+    pub callee: Option<String>,
+    /// The From user (default: the user).
+    pub caller: Option<String>,
+    /// Display name of From.
+    pub from_display: Option<String>,
+    /// Extra headers of initial requests (`--header`, repeatable;
+    /// `headers = [...]`).
+    #[serde(rename = "headers", alias = "header")]
+    pub header: Option<Vec<String>>,
+    /// Offer body template of INVITEs.
+    pub sdp: Option<PathBuf>,
+    /// Content-Type of the `sdp` body.
+    pub content_type: Option<String>,
+    /// First local port; worker i binds port + i.
+    pub local_port: Option<u16>,
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -179,7 +202,16 @@ impl RunValues {
             ring,
             mix,
             digest_algorithm,
-            digest_qop
+            digest_qop,
+            domain,
+            route,
+            callee,
+            caller,
+            from_display,
+            header,
+            sdp,
+            content_type,
+            local_port
         );
         self
     }
@@ -254,6 +286,9 @@ pub struct RunConfig {
     pub mix: Vec<MixEntry>,
     /// Digest preferences of the client (and the embedded server's offer).
     pub digest: DigestOptions,
+    /// Domain, Route set, callee and caller, extra headers, offer body and
+    /// local port (SPEC "Reaching real servers").
+    pub reach: Reach,
 }
 
 /// Default generated users (SPEC example).
@@ -425,8 +460,8 @@ impl RunConfig {
                 .parse()
                 .map_err(|_| invalid("--local-ip", format!("'{s}' is not an IP address")))?,
             None => match target {
-                Some(SocketAddr::V6(_)) => IpAddr::from([0u16; 8]),
                 Some(t) if t.ip().is_loopback() => t.ip(),
+                Some(SocketAddr::V6(_)) => IpAddr::from([0u16; 8]),
                 Some(_) => IpAddr::from([0, 0, 0, 0]),
                 None => IpAddr::from([127, 0, 0, 1]),
             },
@@ -450,6 +485,27 @@ impl RunConfig {
             .as_deref()
             .map(|p| Users::load(p).map_err(|e| invalid("--users", e.to_string())))
             .transpose()?;
+        let reach = Reach::build(
+            reach::ReachValues {
+                domain: v.domain.as_deref(),
+                routes: v.route.as_deref().unwrap_or_default(),
+                callee: v.callee.as_deref(),
+                caller: v.caller.as_deref(),
+                from_display: v.from_display.as_deref(),
+                headers: v.header.as_deref().unwrap_or_default(),
+                sdp: v.sdp.as_deref(),
+                content_type: v.content_type.as_deref(),
+                local_port: v.local_port,
+            },
+            workers,
+        )?;
+        reach.check_fields(users.as_ref())?;
+        if scenario == ScenarioKind::Mixed && reach.callee != crate::engine::Party::Default {
+            return Err(invalid(
+                "--callee",
+                "mixed calls between its own registered users: leave --callee out, or use --scenario call",
+            ));
+        }
         let backend = match v
             .backend
             .as_deref()
@@ -502,6 +558,7 @@ impl RunConfig {
             (_, d) => d,
         };
         Ok(RunConfig {
+            reach,
             ring,
             mix: mix.unwrap_or_default(),
             digest,
@@ -574,6 +631,7 @@ impl RunConfig {
                 "algorithms": self.digest.algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "qop": self.digest.qop.as_str(),
             },
+            "reach": self.reach.to_json(),
             "stages": self.stages.as_ref().map(|s| serde_json::json!({"duration_s": s.duration().as_secs_f64(), "attempts": s.total(), "mean_rate": s.mean_rate()})),
         })
     }

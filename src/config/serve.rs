@@ -1,6 +1,7 @@
 //! The configuration of `serve`, the built-in target.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::client::{parse_algorithm, parse_qop};
 use super::{
@@ -9,6 +10,7 @@ use super::{
 use crate::auth::{Algorithm, Qop};
 use crate::schedule::Hold;
 use crate::transport::Backend;
+use crate::users::Users;
 
 /// The validated configuration of `serve`.
 #[derive(Debug, Clone)]
@@ -31,6 +33,13 @@ pub struct ServeConfig {
     /// `--max-rate N`: new attempts per second beyond which the server
     /// answers 503 (a target of known capacity for `search`).
     pub max_rate: Option<f64>,
+    /// `--domain` (repeatable): the domains served, lower case; empty =
+    /// any.
+    pub domains: Vec<String>,
+    /// `--users FILE`: passwords by digest username (instead of
+    /// `--password-pattern`), and which digest usernames may change which
+    /// AORs ([`Users::digest_users_by_aor`]).
+    pub users: Option<Users>,
 }
 
 /// Raw `serve` values from flags.
@@ -49,6 +58,8 @@ pub struct ServeValues {
     pub backend: Option<String>,
     pub quiet: bool,
     pub max_rate: Option<f64>,
+    pub domains: Vec<String>,
+    pub users: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -86,7 +97,40 @@ impl ServeConfig {
             None => Backend::Auto,
             Some(b) => b.parse().map_err(|e: String| invalid("--backend", e))?,
         };
+        let domains = v
+            .domains
+            .iter()
+            .map(|d| {
+                let d = super::reach::domain(d)?;
+                let port = crate::sip::parse_uri(format!("sip:{d}").as_bytes())
+                    .and_then(|u| u.port);
+                match port {
+                    Some(_) => Err(invalid(
+                        "--domain",
+                        format!("'{d}': a domain served is a host, without a port"),
+                    )),
+                    None => Ok(d),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.users.is_some() && v.password_pattern.is_some() {
+            return Err(invalid(
+                "--users",
+                "gives every password: leave --password-pattern out",
+            ));
+        }
+        let users = v
+            .users
+            .as_deref()
+            .map(|p| Users::load(p).map_err(|e| invalid("--users", e.to_string())))
+            .transpose()?;
+        if let Some(u) = &users {
+            u.digest_credentials()
+                .map_err(|e| invalid("--users", e.to_string()))?;
+        }
         Ok(ServeConfig {
+            domains,
+            users,
             listen,
             workers,
             realm: v.realm.unwrap_or_else(|| "sipstorm".into()),

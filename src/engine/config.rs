@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::template::{BodyTemplate, HeaderTemplate};
 use super::util::{IdHash, hash_bytes};
 
 /// RFC 3261 §17.1.1.1 timer bases. Every transaction timer derives from them:
@@ -87,25 +88,173 @@ enum PwPart {
     Index,
 }
 
+/// A name pattern: `PREFIX{START..END}SUFFIX` (the width of START sets the
+/// zero padding) or a fixed name without braces. Entry `i` of
+/// `u{000..099}` is `u` + `i` padded to three digits; a fixed name has one
+/// entry. Used for generated users (`--user-pattern`), callees
+/// (`--callee {1000..1999}`, `--callee 9999`) and callers (`--caller`);
+/// takes no memory per entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RangePattern {
+    prefix: Box<[u8]>,
+    suffix: Box<[u8]>,
+    start: u64,
+    count: u64,
+    /// Zero padding of the number; 0 with `count == 1` and no range: a
+    /// fixed name.
+    width: usize,
+    ranged: bool,
+}
+
+impl fmt::Debug for RangePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = String::from_utf8_lossy(&self.prefix);
+        let s = String::from_utf8_lossy(&self.suffix);
+        if self.ranged {
+            let last = self.start + self.count - 1;
+            write!(
+                f,
+                "{p}{{{:0w$}..{last}}}{s}",
+                self.start,
+                w = self.width
+            )
+        } else {
+            write!(f, "{p}{s}")
+        }
+    }
+}
+
+impl RangePattern {
+    /// Parse a pattern with at most one `{START..END}` range of decimal
+    /// numbers, START ≤ END.
+    pub fn parse(pat: &str) -> Result<RangePattern, ConfigError> {
+        let Some(open) = pat.find('{') else {
+            return Ok(RangePattern {
+                prefix: pat.as_bytes().into(),
+                suffix: Box::default(),
+                start: 0,
+                count: 1,
+                width: 0,
+                ranged: false,
+            });
+        };
+        let close = pat[open..]
+            .find('}')
+            .map(|c| c + open)
+            .ok_or_else(|| ConfigError::Unclosed(pat.into()))?;
+        let inner = &pat[open + 1..close];
+        let (a, b) = inner
+            .split_once("..")
+            .ok_or_else(|| ConfigError::BadRange(pat.into()))?;
+        let (s, e) = match (digits(a), digits(b)) {
+            (Some(s), Some(e)) if s <= e => (s, e),
+            _ => return Err(ConfigError::BadRange(pat.into())),
+        };
+        if pat[close + 1..].contains('{') {
+            return Err(ConfigError::TwoRanges(pat.into()));
+        }
+        Ok(RangePattern {
+            prefix: pat.as_bytes()[..open].into(),
+            suffix: pat.as_bytes()[close + 1..].into(),
+            start: s,
+            count: e - s + 1,
+            width: a.len(),
+            ranged: true,
+        })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Always false: a pattern has at least one entry.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The literal text around the range (to validate its characters).
+    pub fn literals(&self) -> [&[u8]; 2] {
+        [&self.prefix, &self.suffix]
+    }
+
+    /// Append entry `i` (taken modulo `len()`).
+    pub fn write(&self, i: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        if self.ranged {
+            write_padded(out, self.start + i % self.count.max(1), self.width);
+        }
+        out.extend_from_slice(&self.suffix);
+    }
+
+    /// The index of entry `name`, if it is one.
+    pub fn index_of(&self, name: &[u8]) -> Option<u64> {
+        let mid = name
+            .strip_prefix(&self.prefix[..])
+            .and_then(|r| r.strip_suffix(&self.suffix[..]))?;
+        if !self.ranged {
+            return mid.is_empty().then_some(0);
+        }
+        if mid.is_empty() || mid.len() > 18 || !mid.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = mid.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+        (n >= self.start && n < self.start + self.count).then(|| n - self.start)
+    }
+}
+
+/// One user of an explicit list (a users file line).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ListUser {
+    /// Every field of the line; field 0 is the AOR user name.
+    pub fields: Vec<String>,
+    /// The digest username: SIPp's keyword `username=`, else field 0.
+    pub auth_name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for ListUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListUser")
+            .field("fields", &self.fields.len())
+            .field("auth_name", &self.auth_name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ListUser {
+    /// A user whose digest username is its name and who has no other field.
+    pub fn new(name: impl Into<String>, password: impl Into<String>) -> ListUser {
+        let name = name.into();
+        ListUser {
+            auth_name: name.clone(),
+            fields: vec![name],
+            password: password.into(),
+        }
+    }
+    fn name(&self) -> &str {
+        self.fields.first().map_or("", String::as_str)
+    }
+}
+
 #[derive(Clone)]
 enum Users {
     Pattern {
-        prefix: Box<[u8]>,
-        suffix: Box<[u8]>,
-        start: u64,
-        count: u64,
-        width: usize,
+        names: RangePattern,
         pw: Box<[PwPart]>,
     },
     List {
-        users: Vec<(String, String)>,
-        by_name: HashMap<u64, u32, IdHash>,
+        users: Vec<ListUser>,
+        /// Digest username → index (what a registrar looks passwords up by).
+        by_auth_name: HashMap<u64, u32, IdHash>,
     },
     /// Every user name exists; passwords from the pattern (`serve --password-pattern`).
     Any { pw: Box<[PwPart]> },
 }
 
-/// Where users and their passwords come from: user `i` → (name, password).
+/// Where users and their passwords come from: user `i` → (name, digest
+/// username, password, further fields).
 ///
 /// Either generated from patterns (`u{000000..099999}` and `pw-{user}`, no
 /// memory per user) or an explicit list (a SIPp injection file). Passwords are
@@ -118,16 +267,9 @@ pub struct UserSource {
 impl fmt::Debug for UserSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.users {
-            Users::Pattern {
-                prefix,
-                start,
-                count,
-                ..
-            } => f
+            Users::Pattern { names, .. } => f
                 .debug_struct("UserSource::Pattern")
-                .field("prefix", &String::from_utf8_lossy(prefix))
-                .field("start", start)
-                .field("count", count)
+                .field("names", names)
                 .field("passwords", &"<redacted>")
                 .finish(),
             Users::Any { .. } => f
@@ -153,48 +295,15 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 impl UserSource {
-    /// Users from a name pattern with at most one `{START..END}` range (the
-    /// width of START sets the zero padding) and a password pattern where
-    /// `{user}` is the user name and `{index}` the decimal index; a password
-    /// pattern without placeholders is the same password for everyone.
+    /// Users from a name pattern with at most one `{START..END}` range (see
+    /// [`RangePattern`]) and a password pattern where `{user}` is the user
+    /// name and `{index}` the decimal index; a password pattern without
+    /// placeholders is the same password for everyone.
     pub fn pattern(user_pat: &str, pw_pat: &str) -> Result<Self, ConfigError> {
-        let (prefix, suffix, start, count, width) = match user_pat.find('{') {
-            None => (user_pat.as_bytes(), &b""[..], 0, 1, 0),
-            Some(open) => {
-                let close = user_pat[open..]
-                    .find('}')
-                    .map(|c| c + open)
-                    .ok_or_else(|| ConfigError::Unclosed(user_pat.into()))?;
-                let inner = &user_pat[open + 1..close];
-                let (a, b) = inner
-                    .split_once("..")
-                    .ok_or_else(|| ConfigError::BadRange(user_pat.into()))?;
-                let (s, e) = match (digits(a), digits(b)) {
-                    (Some(s), Some(e)) if s <= e => (s, e),
-                    _ => return Err(ConfigError::BadRange(user_pat.into())),
-                };
-                if user_pat[close + 1..].contains('{') {
-                    return Err(ConfigError::TwoRanges(user_pat.into()));
-                }
-                (
-                    &user_pat.as_bytes()[..open],
-                    &user_pat.as_bytes()[close + 1..],
-                    s,
-                    e - s + 1,
-                    a.len(),
-                )
-            }
-        };
+        let names = RangePattern::parse(user_pat)?;
         let pw = parse_pw(pw_pat)?;
         Ok(UserSource {
-            users: Users::Pattern {
-                prefix: prefix.into(),
-                suffix: suffix.into(),
-                start,
-                count,
-                width,
-                pw,
-            },
+            users: Users::Pattern { names, pw },
         })
     }
 
@@ -210,21 +319,31 @@ impl UserSource {
 
     /// An explicit list of (name, password) pairs.
     pub fn list(users: Vec<(String, String)>) -> Self {
-        let mut by_name = HashMap::with_capacity_and_hasher(users.len(), IdHash::default());
-        for (i, (n, _)) in users.iter().enumerate() {
-            by_name
-                .entry(hash_bytes(NAME_SEED, n.as_bytes()))
+        Self::lines(users.into_iter().map(|(n, p)| ListUser::new(n, p)).collect())
+    }
+
+    /// An explicit list of users with all their fields. A registrar looks
+    /// passwords up by digest username; when two users share one, the
+    /// first is found.
+    pub fn lines(users: Vec<ListUser>) -> Self {
+        let mut by_auth_name = HashMap::with_capacity_and_hasher(users.len(), IdHash::default());
+        for (i, u) in users.iter().enumerate() {
+            by_auth_name
+                .entry(hash_bytes(NAME_SEED, u.auth_name.as_bytes()))
                 .or_insert(i as u32);
         }
         UserSource {
-            users: Users::List { users, by_name },
+            users: Users::List {
+                users,
+                by_auth_name,
+            },
         }
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
         match &self.users {
-            Users::Pattern { count, .. } => *count as usize,
+            Users::Pattern { names, .. } => names.len() as usize,
             Users::List { users, .. } => users.len(),
             Users::Any { .. } => usize::MAX,
         }
@@ -235,31 +354,50 @@ impl UserSource {
         self.len() == 0
     }
 
+    fn listed(&self, i: usize) -> Option<&ListUser> {
+        match &self.users {
+            Users::List { users, .. } if !users.is_empty() => Some(&users[i % users.len()]),
+            _ => None,
+        }
+    }
+
     /// Append the name of user `i` (taken modulo `len()`) to `out`; an
     /// [`UserSource::any`] source names user `i` by its decimal index.
     pub fn write_name(&self, i: usize, out: &mut Vec<u8>) {
         match &self.users {
             Users::Any { .. } => write_padded(out, i as u64, 0),
-            Users::Pattern {
-                prefix,
-                suffix,
-                start,
-                count,
-                width,
-                ..
-            } => {
-                out.extend_from_slice(prefix);
-                if *count > 1 || *width > 0 {
-                    let n = start + (i as u64 % count.max(&1));
-                    write_padded(out, n, *width);
-                }
-                out.extend_from_slice(suffix);
-            }
-            Users::List { users, .. } => {
-                if !users.is_empty() {
-                    out.extend_from_slice(users[i % users.len()].0.as_bytes());
+            Users::Pattern { names, .. } => names.write(i as u64, out),
+            Users::List { .. } => {
+                if let Some(u) = self.listed(i) {
+                    out.extend_from_slice(u.name().as_bytes());
                 }
             }
+        }
+    }
+
+    /// Append the digest username of user `i`: the users file's keyword
+    /// `username=` when it has one, else the name.
+    pub fn write_auth_name(&self, i: usize, out: &mut Vec<u8>) {
+        match self.listed(i) {
+            Some(u) => out.extend_from_slice(u.auth_name.as_bytes()),
+            None => self.write_name(i, out),
+        }
+    }
+
+    /// Append field `n` of user `i`'s users-file line (field 0 is the name;
+    /// a generated user has no other field). False when there is no such
+    /// field.
+    pub fn write_field(&self, i: usize, n: usize, out: &mut Vec<u8>) -> bool {
+        if n == 0 {
+            self.write_name(i, out);
+            return true;
+        }
+        match self.listed(i).and_then(|u| u.fields.get(n)) {
+            Some(f) => {
+                out.extend_from_slice(f.as_bytes());
+                true
+            }
+            None => false,
         }
     }
 
@@ -280,46 +418,23 @@ impl UserSource {
                     }
                 }
             }
-            Users::List { users, .. } => {
-                if !users.is_empty() {
-                    out.extend_from_slice(users[i % users.len()].1.as_bytes());
+            Users::List { .. } => {
+                if let Some(u) = self.listed(i) {
+                    out.extend_from_slice(u.password.as_bytes());
                 }
             }
         }
     }
 
-    /// The password of the user called `name`, appended to `out`; false when
-    /// no such user exists (a registrar answers 404 then).
+    /// The password of the user whose digest username is `name`, appended
+    /// to `out`; false when no such user exists (a registrar answers 404
+    /// then).
     pub fn password_of(&self, name: &[u8], out: &mut Vec<u8>) -> bool {
         match &self.users {
-            Users::Pattern {
-                prefix,
-                suffix,
-                start,
-                count,
-                width,
-                pw,
-            } => {
+            Users::Pattern { names, pw } => {
                 // Any name matching the pattern shape is a user: the registrar
                 // does not need to enumerate them.
-                let Some(mid) = name
-                    .strip_prefix(&prefix[..])
-                    .and_then(|r| r.strip_suffix(&suffix[..]))
-                else {
-                    return false;
-                };
-                let index = if *count > 1 || *width > 0 {
-                    if mid.is_empty() || mid.len() > 18 || !mid.iter().all(u8::is_ascii_digit) {
-                        return false;
-                    }
-                    let n = mid.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
-                    if n < *start || n >= start + count {
-                        return false;
-                    }
-                    n - start
-                } else if mid.is_empty() {
-                    0
-                } else {
+                let Some(index) = names.index_of(name) else {
                     return false;
                 };
                 for p in pw.iter() {
@@ -341,9 +456,12 @@ impl UserSource {
                 }
                 true
             }
-            Users::List { users, by_name } => match by_name.get(&hash_bytes(NAME_SEED, name)) {
-                Some(&i) if users[i as usize].0.as_bytes() == name => {
-                    out.extend_from_slice(users[i as usize].1.as_bytes());
+            Users::List {
+                users,
+                by_auth_name,
+            } => match by_auth_name.get(&hash_bytes(NAME_SEED, name)) {
+                Some(&i) if users[i as usize].auth_name.as_bytes() == name => {
+                    out.extend_from_slice(users[i as usize].password.as_bytes());
                     true
                 }
                 _ => false,
@@ -395,6 +513,35 @@ fn write_padded(out: &mut Vec<u8>, n: u64, width: usize) {
     out.extend_from_slice(&tmp[i..]);
 }
 
+/// Whom a call goes to (`--callee`) or whom it is from (`--caller`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Party {
+    /// The callee is the next user, the caller the user itself.
+    #[default]
+    Default,
+    /// Entries of a pattern (`{1000..1999}`, or a fixed `9999`): callees
+    /// in turn, one caller per user.
+    Pattern(RangePattern),
+    /// Field N of the calling user's line of the users file.
+    Field(u16),
+}
+
+impl Party {
+    /// Append the party of user `user` (global index), for the `k`-th pick
+    /// of a pattern; false for [`Party::Default`] (the caller decides) and
+    /// for a user without that field.
+    pub fn write(&self, users: &UserSource, user: usize, k: u64, out: &mut Vec<u8>) -> bool {
+        match self {
+            Party::Default => false,
+            Party::Pattern(p) => {
+                p.write(k, out);
+                true
+            }
+            Party::Field(n) => users.write_field(user, usize::from(*n), out),
+        }
+    }
+}
+
 /// Settings of a load-generating endpoint (`sipstorm run`, one per worker).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -413,10 +560,24 @@ pub struct ClientConfig {
     pub user_offset: usize,
     /// See `user_offset`; 1 when one worker owns all users.
     pub user_stride: usize,
-    /// Fixed callee user for calls (`sip:service@domain` style); `None` calls the next user.
-    pub callee: Option<String>,
-    /// Domain of the AORs and request-URIs; empty = the target's address.
+    /// Whom calls go to (`--callee`); [`Party::Default`] calls the next user.
+    pub callee: Party,
+    /// The From user (`--caller`); [`Party::Default`] is the user itself.
+    pub caller: Party,
+    /// Display name of From (`--from-display`), unquoted; empty = none.
+    pub from_display: String,
+    /// Domain of the AORs and request-URIs (`--domain`); empty = the
+    /// target's address.
     pub domain: String,
+    /// Preloaded Route set of out-of-dialog requests (RFC 3261 §8.1.2),
+    /// loose routing: each a SIP URI with `;lr`, without angle brackets.
+    /// Requests still go to `target` (the outbound proxy's address).
+    pub routes: Vec<String>,
+    /// Extra header lines of initial requests (REGISTER, INVITE, OPTIONS;
+    /// not of CANCEL, ACK or BYE), in order.
+    pub headers: Arc<[HeaderTemplate]>,
+    /// The INVITE offer (`--sdp`); `None` = the built-in PCMU offer.
+    pub offer: Option<Arc<BodyTemplate>>,
     /// Fraction of calls cancelled after the first provisional response.
     pub cancel_ratio: f64,
     /// Requested registration lifetime in seconds.
@@ -432,8 +593,6 @@ pub struct ClientConfig {
     /// Mixed mode, answering side: delay before the 200 (100 and 180 go at
     /// once), drawn per call.
     pub answer_ring: crate::dist::Delay,
-    /// SDP offer body; empty = a built-in PCMU offer.
-    pub sdp: Vec<u8>,
     /// Digest algorithms accepted in challenges, preferred first; empty =
     /// the first challenge offered (RFC 8760 §2.4: a server offering
     /// several lists its preferred first; a client takes the first it
@@ -458,15 +617,19 @@ impl ClientConfig {
             ),
             user_offset: 0,
             user_stride: 1,
-            callee: None,
+            callee: Party::Default,
+            caller: Party::Default,
+            from_display: String::new(),
             domain: String::new(),
+            routes: Vec::new(),
+            headers: Arc::from(Vec::new()),
+            offer: None,
             cancel_ratio: 0.0,
             expires: 3600,
             timers: Timers::default(),
             seed: 1,
             ring_timeout: Duration::from_secs(60),
             answer_ring: crate::dist::Delay::default(),
-            sdp: Vec::new(),
             digest_algorithms: Vec::new(),
             digest_qop: crate::auth::Qop::Auth,
         }
@@ -530,6 +693,12 @@ pub struct ServerConfig {
     pub nonce_seed: u64,
     /// SDP answer body; empty = a built-in PCMU answer.
     pub sdp: Vec<u8>,
+    /// Domains this server is responsible for (`serve --domain`), lower
+    /// case. Empty: any. Otherwise an out-of-dialog request whose
+    /// Request-URI host (and, for REGISTER, To host) is neither one of them
+    /// nor this server's own address is answered 404, and the registrar
+    /// binds `user@domain` rather than `user`.
+    pub domains: Vec<String>,
     /// Most calls one peer (source address and port) may hold open at once;
     /// beyond it new INVITEs get 503 with Retry-After (RFC 3261 §21.5.4), so
     /// one misbehaving client (INVITEs without BYE) cannot exhaust the
@@ -563,6 +732,7 @@ impl Default for ServerConfig {
             seed: 2,
             nonce_seed: 0x5eed_5eed,
             sdp: Vec::new(),
+            domains: Vec::new(),
             max_calls_per_peer: 1 << 17,
         }
     }

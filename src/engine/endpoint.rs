@@ -83,6 +83,14 @@ pub(super) struct Scratch {
     /// A header value: `Authorization`, a challenge, the registrar's
     /// Contact list.
     pub header: Vec<u8>,
+    /// The From user when it is not the user (`--caller`).
+    pub caller: Vec<u8>,
+    /// A digest username.
+    pub auth_name: Vec<u8>,
+    /// The extra header lines of one request (`--header`).
+    pub extra: Vec<u8>,
+    /// A message body rendered from a template (`--sdp`).
+    pub body: Vec<u8>,
 }
 
 /// One worker's SIP engine; see the module documentation of [`super`].
@@ -128,6 +136,8 @@ pub struct Endpoint {
     pub(super) shutting_down: bool,
     /// Round-robin position over this worker's users (`next_user`).
     pub(super) user_cursor: usize,
+    /// Calls placed to a `--callee` pattern so far (its next entry).
+    pub(super) callee_cursor: u64,
     /// Per local user: in a registration attempt now.
     pub(super) user_registering: Vec<bool>,
     /// Per local user: registration state of mixed mode.
@@ -181,6 +191,7 @@ impl Endpoint {
             live_attempts: 0,
             shutting_down: false,
             user_cursor: 0,
+            callee_cursor: 0,
             user_registering: Vec::new(),
             mixed_users: Vec::new(),
             pending_calls: Vec::new(),
@@ -207,7 +218,7 @@ impl Endpoint {
             auth_invite: false,
             registrar: false,
         };
-        let wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        let wire = Wire::new(cfg.local, domain, &[]).with_client(&cfg);
         // Per-user state (`user_registering`, `mixed_users`) is sized by the
         // first attempt of the scenario that needs it (a mix may start any).
         Self::new(Role::Client(cfg), wire, answer, now)

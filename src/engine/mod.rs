@@ -81,6 +81,7 @@ mod endpoint;
 mod event;
 mod proxy;
 mod state;
+pub mod template;
 pub mod throttle;
 mod timers;
 mod txn;
@@ -93,7 +94,10 @@ mod wire;
 pub use endpoint::Endpoint;
 pub use state::StateSizes;
 
-pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
+pub use config::{
+    ClientConfig, ConfigError, ListUser, Party, RangePattern, Scenario, ServerConfig, Timers,
+    UserSource,
+};
 pub use event::{Counters, Event, MethodKind, Outcome};
 /// Virtual-time simulation of endpoints over a lossy network: for tests
 /// and the `testing` feature only.

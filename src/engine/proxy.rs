@@ -27,8 +27,8 @@ impl Endpoint {
             return None;
         }
         let uri = msg.uri()?;
-        let user = sip::parse_uri(uri)?.user?;
-        let &ai = self.aor_map.get(&self.hash(user))?;
+        let u = sip::parse_uri(uri)?;
+        let &ai = self.aor_map.get(&self.aor_key(u.user?, u.host)?)?;
         let a = self.aors.get(ai)?;
         let &(s, l, _) = a.contacts.first()?;
         let contact = a.buf.get(s as usize..s as usize + l as usize)?;

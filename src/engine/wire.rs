@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::config::ClientConfig;
 use super::event::MethodKind;
+use super::template::MEDIA_PORT;
 use super::util::hex16;
 use crate::flow::{ConnId, Flow, TransportKind};
 use crate::sip::{self, Method};
@@ -21,12 +23,28 @@ pub(super) struct Wire {
     /// recognise our own Via in a response.
     pub via_host: Vec<u8>,
     pub via_port: u16,
+    /// `via_port` in decimal (`{local_port}`).
+    pub port_text: Vec<u8>,
+    /// Our address as SDP writes it: IPv6 without brackets (RFC 4566 §5.7).
+    pub media_ip: Vec<u8>,
+    /// `4` or `6`.
+    pub media_ip_type: &'static [u8],
+    /// The offer's media port in decimal.
+    pub media_port: Vec<u8>,
     /// Host of AORs and Request-URIs (`--domain`, default the target).
     pub domain: Vec<u8>,
     /// `sip:` + domain: REGISTER and OPTIONS Request-URI.
     pub domain_uri: Vec<u8>,
     /// `<sip:host:port>`: the UAS Contact.
     pub contact_self: Vec<u8>,
+    /// The start of our From value up to the user: `<sip:`, or
+    /// `"Display" <sip:` with `--from-display`.
+    pub from_prefix: Vec<u8>,
+    /// The preloaded Route set as one header value (`<uri>, <uri>`); empty
+    /// when there is none.
+    pub route_set: Vec<u8>,
+    /// Write our `User-Agent` (false when an extra header sets one).
+    pub user_agent: bool,
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
 }
@@ -58,13 +76,51 @@ impl Wire {
                 SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
             },
             via_port: local.port(),
+            port_text: local.port().to_string().into_bytes(),
+            media_ip: local.ip().to_string().into_bytes(),
+            media_ip_type: if local.is_ipv4() { b"4" } else { b"6" },
+            media_port: MEDIA_PORT.to_string().into_bytes(),
             hostport,
             domain,
             domain_uri,
             contact_self,
+            from_prefix: b"<sip:".to_vec(),
+            route_set: Vec::new(),
+            user_agent: true,
             sdp_offer: body(true),
             sdp_answer: body(false),
         }
+    }
+
+    /// The fragments a load generator's settings add: the From display
+    /// name (a quoted-string, RFC 3261 §25.1, with `"` and `\` escaped),
+    /// the preloaded Route set (§8.1.2) and whether an extra header
+    /// replaces our User-Agent.
+    pub(super) fn with_client(mut self, cfg: &ClientConfig) -> Wire {
+        if !cfg.from_display.is_empty() {
+            let mut p = b"\"".to_vec();
+            for c in cfg.from_display.bytes() {
+                if c == b'"' || c == b'\\' {
+                    p.push(b'\\');
+                }
+                p.push(c);
+            }
+            p.extend_from_slice(b"\" <sip:");
+            self.from_prefix = p;
+        }
+        for (i, r) in cfg.routes.iter().enumerate() {
+            if i > 0 {
+                self.route_set.extend_from_slice(b", ");
+            }
+            self.route_set.push(b'<');
+            self.route_set.extend_from_slice(r.as_bytes());
+            self.route_set.push(b'>');
+        }
+        self.user_agent = !cfg
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(b"User-Agent"));
+        self
     }
 
     /// Our Via up to the branch's 16 hex digits, for a request that goes
@@ -79,6 +135,14 @@ impl Wire {
             &self.via_sent_by,
         ]
     }
+
+    /// Our Contact for `user` (RFC 3261 §8.1.1.8): `<sip:user@host:port>`,
+    /// where requests of the dialog or registration reach us. Every Contact
+    /// a UAC writes comes from here.
+    #[inline]
+    pub(super) fn contact_parts<'a>(&'a self, user: &'a [u8]) -> [&'a [u8]; 5] {
+        [b"<sip:", user, b"@", &self.hostport, b">"]
+    }
 }
 
 /// Built-in SDP bodies: one PCMU audio stream (RFC 4566, RFC 3264).
@@ -86,7 +150,7 @@ fn default_sdp(local: &SocketAddr, offer: bool) -> Vec<u8> {
     let ip = local.ip();
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let id = if offer { 1001 } else { 2002 };
-    let port = if offer { 40000 } else { 50000 };
+    let port = if offer { MEDIA_PORT } else { 50000 };
     format!(
         "v=0\r\no=sipstorm {id} {id} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"

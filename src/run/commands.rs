@@ -2,7 +2,7 @@
 //! decision), `serve`, and the report commands.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -55,13 +55,23 @@ fn default_out(started: SystemTime, scenario: ScenarioKind) -> PathBuf {
 
 /// The engine settings of one `serve` worker listening on `local`.
 fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerConfig, RunError> {
-    let passwords = engine::UserSource::any(&cfg.password_pattern).map_err(|e| {
-        // The pattern is a rule for passwords: never echo it.
-        RunError::Usage(format!(
-            "--password-pattern: {}",
-            crate::config::describe_pattern_error(&e)
-        ))
-    })?;
+    let passwords = match &cfg.users {
+        // `serve --users`: passwords by digest username.
+        Some(u) => engine::UserSource::list(
+            u.digest_credentials()
+                .map_err(|e| RunError::Usage(format!("--users: {e}")))?
+                .into_iter()
+                .map(|(name, pw)| (name, pw.expose().to_string()))
+                .collect(),
+        ),
+        None => engine::UserSource::any(&cfg.password_pattern).map_err(|e| {
+            // The pattern is a rule for passwords: never echo it.
+            RunError::Usage(format!(
+                "--password-pattern: {}",
+                crate::config::describe_pattern_error(&e)
+            ))
+        })?,
+    };
     Ok(engine::ServerConfig {
         local,
         realm: cfg.realm.clone(),
@@ -73,6 +83,7 @@ fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerC
         busy_ratio: cfg.busy_ratio,
         no_answer_ratio: cfg.no_answer_ratio,
         seed: cfg.seed,
+        domains: cfg.domains.clone(),
         ..engine::ServerConfig::default()
     })
 }
@@ -178,6 +189,29 @@ fn user_source(cfg: &RunConfig) -> Result<engine::UserSource, RunError> {
     }
 }
 
+/// The host of a `host[:port]` domain (IPv6 in brackets).
+fn host_of(domain: &str) -> String {
+    match domain.rfind(':') {
+        Some(i) if !domain[i..].contains(']') => domain[..i].to_string(),
+        _ => domain.to_string(),
+    }
+}
+
+/// The source address the kernel picks from a socket bound to `unspecified`
+/// towards `target` (a connected UDP socket; nothing is sent).
+fn route_source(unspecified: IpAddr, target: SocketAddr) -> Result<IpAddr, RunError> {
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))?;
+        s.connect(target)?;
+        Ok(s.local_addr()?.ip())
+    };
+    probe().map_err(|e| {
+        RunError::Usage(format!(
+            "--local-ip: no route from {unspecified} to the target {target}: {e}"
+        ))
+    })
+}
+
 /// The embedded target of a run without `--target`: one server worker per
 /// client worker on loopback ports of their own (client worker i talks to
 /// server worker i), offering what the client prefers.
@@ -207,6 +241,10 @@ fn start_embedded(
         quiet: true,
         seed: cfg.seed ^ 0xC0FFEE,
         max_rate: None,
+        // The run's domain and users file, so a run without --target
+        // exercises them too.
+        domains: cfg.reach.domain.iter().map(|d| host_of(d)).collect(),
+        users: cfg.users.clone(),
     };
     Servers::start(&sc, backend, Binding::Distinct, stop.child())
 }
@@ -253,9 +291,25 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
     let (scenario, timers, workers) = (cfg.scenario, engine_timers(&cfg.timers), plan.workers);
     let (cancel_ratio, expires, seed) = (cfg.cancel_ratio, cfg.expires, cfg.seed);
     let (ring, digest, mix) = (cfg.ring, cfg.digest.clone(), cfg.mix.clone());
+    let reach = cfg.reach.clone();
+    // A wildcard bind (the default towards a non-loopback target) is no
+    // address to write in Via and Contact: write the one the kernel routes
+    // from towards the target.
+    let advertised = match (cfg.local_ip.is_unspecified(), targets.first()) {
+        (true, Some(t)) => Some(route_source(cfg.local_ip, *t)?),
+        _ => None,
+    };
     let make = move |i: usize, local: SocketAddr, now: Instant| {
         let target = targets[i % targets.len()];
+        let local = advertised.map_or(local, |ip| SocketAddr::new(ip, local.port()));
         let mut cc = engine::ClientConfig::new(engine_scenario(scenario), target, local);
+        cc.domain = reach.domain.clone().unwrap_or_default();
+        cc.routes = reach.routes.clone();
+        cc.callee = reach.callee.clone();
+        cc.caller = reach.caller.clone();
+        cc.from_display = reach.from_display.clone();
+        cc.headers = reach.headers.clone();
+        cc.offer = reach.offer.clone();
         cc.users = users.clone();
         cc.user_offset = seg_index + seg_count * i;
         cc.user_stride = seg_count * workers;

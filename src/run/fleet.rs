@@ -211,7 +211,11 @@ where
     F: Fn(usize, SocketAddr, Instant) -> C + Send + Sync + 'static,
 {
     let n = plan.workers.max(1);
-    let sockets = bind_sockets(SocketAddr::new(cfg.local_ip, 0), n, Binding::Distinct)?;
+    let sockets = bind_sockets(
+        SocketAddr::new(cfg.local_ip, cfg.reach.local_port),
+        n,
+        Binding::Distinct,
+    )?;
     let (tx, rx) = bounded::<WorkerMsg>(n * 8);
     let started_at = SystemTime::now();
     // Give the threads a moment to start and pin before the first intended

@@ -1,7 +1,8 @@
 //! Writing UAC requests (RFC 3261 §8.1.1) with `sip::Builder` into pooled
-//! buffers, from the endpoint's constant fragments and the compact session
-//! state, with digest credentials when a challenge is kept (§22.2); the ACKs
-//! of §17.1.1.3 for non-2xx finals; starting a request's client transaction.
+//! buffers, from the endpoint's constant fragments, the compact session
+//! state and the compiled templates of `--header` and `--sdp`, with digest
+//! credentials when a challenge is kept (§22.2); the ACKs of §17.1.1.3 for
+//! non-2xx finals; starting a request's client transaction.
 
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use crate::auth;
 use crate::engine::endpoint::{Endpoint, Scratch};
 use crate::engine::event::MethodKind;
 use crate::engine::state::TxKind;
+use crate::engine::template::Values;
 use crate::engine::util::{dec, hex16};
 use crate::engine::wire::branch_text;
 use crate::flow::{Flow, TransportKind};
@@ -25,9 +27,32 @@ pub(in crate::engine) enum Req {
     Options,
 }
 
+impl Req {
+    /// An out-of-dialog request that starts something (RFC 3261 §8.1.1):
+    /// the requests `--header` lines go into. CANCEL (§9.1: it must match
+    /// the INVITE, and proxies answer it hop by hop), the ACK of a 2xx and
+    /// BYE (in the dialog, §12.2) carry none.
+    fn is_initial(self) -> bool {
+        matches!(self, Req::Invite | Req::Register(_) | Req::Options)
+    }
+}
+
+/// The user part of a `sip:user@domain` URI this endpoint wrote (a call's
+/// To URI); empty when there is none.
+fn user_of(uri: &[u8]) -> &[u8] {
+    let rest = uri.strip_prefix(b"sip:").unwrap_or(uri);
+    memchr::memrchr(b'@', rest).map_or(&[][..], |at| &rest[..at])
+}
+
 impl Endpoint {
     /// Write request `req` of session `si` into a pooled buffer; `over` is
     /// the transport it goes on (the Via's sent-protocol).
+    ///
+    /// Out-of-dialog requests carry the preloaded Route set (§8.1.2) and
+    /// go to the target; in-dialog ones the dialog's (§12.2.1.1). The From
+    /// user is `--caller` (default the user), the digest username the
+    /// users file's (default the user), the extra header lines and the
+    /// offer are the compiled templates with this request's values.
     pub(super) fn build_req(
         &mut self,
         si: u32,
@@ -57,13 +82,25 @@ impl Endpoint {
             name,
             password,
             header,
+            caller,
+            auth_name,
+            extra,
+            body,
         } = scratch;
         let (Some(s), Some(cfg)) = (sessions.get(si), role.client()) else {
             return out;
         };
-        // Our user's name.
+        let user = s.user as usize;
+        // Our user's name (the AOR user) and the From user.
         name.clear();
-        cfg.users.write_name(s.user as usize, name);
+        cfg.users.write_name(user, name);
+        let name: &[u8] = name;
+        caller.clear();
+        let from_user: &[u8] = if cfg.caller.write(&cfg.users, user, user as u64, caller) {
+            caller
+        } else {
+            name
+        };
         let (method, mname): (Method<'_>, &[u8]) = match req {
             Req::Invite => (Method::Invite, b"INVITE"),
             Req::Cancel => (Method::Cancel, b"CANCEL"),
@@ -82,16 +119,69 @@ impl Endpoint {
         let ch = hex16(s.call_id);
         let mut nb = [0u8; 20];
         let cs = dec(u64::from(cseq), &mut nb);
+        // Templates are rendered before the message starts: the body's
+        // length goes ahead of it, and auth-int hashes it.
+        let initial = req.is_initial();
+        extra.clear();
+        let mut offer: &[u8] = b"";
+        let mut content_type: &[u8] = b"application/sdp";
+        if initial {
+            let v = Values {
+                user: name,
+                callee: if req == Req::Invite {
+                    user_of(s.get(s.to_uri))
+                } else {
+                    b""
+                },
+                domain: &wire.domain,
+                call_id: &ch,
+                seq: cs,
+                local_ip: &wire.via_host,
+                local_port: &wire.port_text,
+                media_ip: &wire.media_ip,
+                media_ip_type: wire.media_ip_type,
+                media_port: &wire.media_port,
+                users: &cfg.users,
+                index: user,
+            };
+            for h in cfg.headers.iter() {
+                h.render_line(extra, &v);
+            }
+            if req == Req::Invite {
+                offer = match &cfg.offer {
+                    None => &wire.sdp_offer,
+                    Some(o) => {
+                        content_type = &o.content_type;
+                        match o.body.as_literal() {
+                            Some(l) => l,
+                            None => {
+                                body.clear();
+                                o.body.render(body, &v);
+                                body
+                            }
+                        }
+                    }
+                };
+            }
+        }
         let mut b = Builder::request(&mut out, &method, ruri);
         let [sip_version, transport, sent_by] = wire.via_prefix(over);
         b.header_parts(b"Via", &[sip_version, transport, sent_by, &bh]);
         b.header(b"Max-Forwards", b"70");
-        if matches!(req, Req::Ack2xx | Req::Bye) && s.routes.1 > 0 {
-            b.header(b"Route", s.get(s.routes));
+        match req {
+            Req::Ack2xx | Req::Bye if s.routes.1 > 0 => {
+                b.header(b"Route", s.get(s.routes));
+            }
+            Req::Invite | Req::Cancel | Req::Register(_) | Req::Options
+                if !wire.route_set.is_empty() =>
+            {
+                b.header(b"Route", &wire.route_set);
+            }
+            _ => {}
         }
         b.header_parts(
             b"From",
-            &[b"<sip:", name, b"@", &wire.domain, b">;tag=", &th],
+            &[&wire.from_prefix, from_user, b"@", &wire.domain, b">;tag=", &th],
         );
         match req {
             Req::Invite | Req::Cancel => {
@@ -113,7 +203,7 @@ impl Endpoint {
         b.header(b"Call-ID", &ch);
         b.header_parts(b"CSeq", &[cs, b" ", mname]);
         if matches!(req, Req::Invite | Req::Register(_)) {
-            b.header_parts(b"Contact", &[b"<sip:", name, b"@", &wire.hostport, b">"]);
+            b.header_parts(b"Contact", &wire.contact_parts(name));
         }
         if let Req::Register(e) = req {
             b.header_u32(b"Expires", e);
@@ -128,22 +218,19 @@ impl Endpoint {
                 chal.qop_auth = false;
             }
             password.clear();
-            cfg.users.write_password(s.user as usize, password);
-            let ha1 = auth::Ha1::from_challenge(&chal, name, password);
+            cfg.users.write_password(user, password);
+            auth_name.clear();
+            cfg.users.write_auth_name(user, auth_name);
+            let ha1 = auth::Ha1::from_challenge(&chal, auth_name, password);
             header.clear();
-            let body: &[u8] = if req == Req::Invite {
-                &wire.sdp_offer
-            } else {
-                b""
-            };
             if auth::write_authorization(
                 header,
                 &chal,
-                name,
+                auth_name,
                 &ha1,
                 mname,
                 ruri,
-                body,
+                offer,
                 s.nonce_count,
                 &cnonce,
             )
@@ -157,9 +244,12 @@ impl Endpoint {
                 b.header(name, header);
             }
         }
-        b.header(b"User-Agent", b"sipstorm");
+        b.raw(extra);
+        if wire.user_agent {
+            b.header(b"User-Agent", b"sipstorm");
+        }
         if req == Req::Invite {
-            b.finish(Some(b"application/sdp"), &wire.sdp_offer);
+            b.finish(Some(content_type), offer);
         } else {
             b.finish(None, b"");
         }

@@ -22,8 +22,9 @@ use crate::sip::{Contact, Message};
 /// Callee of a new call.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Callee {
-    /// `ClientConfig::callee`.
-    Fixed,
+    /// `ClientConfig::callee`: the next entry of its pattern, or a field
+    /// of the caller's users-file line.
+    Configured,
     /// Global user index.
     User(u32),
 }
@@ -42,14 +43,19 @@ impl Endpoint {
             None => return,
         };
         let cancel = self.rng.chance(cancel);
-        // Request-URI = To URI = sip:callee@domain.
+        // Request-URI = To URI = sip:callee@domain. A pattern's entries are
+        // spread over workers and segments as users are (stride and offset).
+        let pick = self.role.client().map_or(0, |c| {
+            c.user_offset as u64 + self.callee_cursor * c.user_stride.max(1) as u64
+        });
         self.scratch.name.clear();
         self.scratch.name.extend_from_slice(b"sip:");
         match (callee, self.role.client()) {
-            (Callee::Fixed, Some(c)) => self
-                .scratch
-                .name
-                .extend_from_slice(c.callee.as_deref().unwrap_or("service").as_bytes()),
+            (Callee::Configured, Some(c)) => {
+                self.callee_cursor += 1;
+                c.callee
+                    .write(&c.users, caller as usize, pick, &mut self.scratch.name);
+            }
             (Callee::User(u), Some(c)) => c.users.write_name(u as usize, &mut self.scratch.name),
             _ => {}
         }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::config::{ClientConfig, Scenario};
+use super::config::{ClientConfig, Party, Scenario};
 use super::endpoint::Endpoint;
 use super::event::{Event, MethodKind, Outcome};
 use super::state::{F_CANCEL_SENT, F_CANCEL_WANTED, F_PROV, Sess, SessKind, SessState};
@@ -128,7 +128,7 @@ impl Endpoint {
         let Some(cfg) = self.role.client() else {
             return false;
         };
-        let fixed_callee = cfg.callee.is_some();
+        let configured_callee = cfg.callee != Party::Default;
         let n_all = cfg.users.len().min(1 << 22);
         match scenario {
             Scenario::Register => self.start_register_attempt(now, intended, hold),
@@ -137,8 +137,8 @@ impl Endpoint {
                     return false;
                 };
                 let g = self.global_user(k);
-                let callee = if fixed_callee {
-                    Callee::Fixed
+                let callee = if configured_callee {
+                    Callee::Configured
                 } else {
                     Callee::User(((g as usize + 1) % n_all.max(1)) as u32)
                 };

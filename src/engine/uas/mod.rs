@@ -15,6 +15,7 @@ use crate::flow::Flow;
 use crate::sip::{Builder, Message, Method, ParseError, reason_phrase};
 
 mod auth;
+mod domain;
 mod invite;
 mod registrar;
 
@@ -153,6 +154,14 @@ impl Endpoint {
             return;
         };
         let mk = method_kind(&method);
+        if !self.serves(msg, mk) {
+            // `serve --domain`: not one of ours (§8.2.2.1 would allow 416
+            // for the scheme; an unknown domain is 404, §21.4.5).
+            let tag = self.stateless_tag(self.server_txn_key(&via, mk));
+            self.counters.rejected += 1;
+            self.reply(from, msg, 404, Some(&tag), &[]);
+            return;
+        }
         if mk != MethodKind::Register
             && let Some((contact, hop)) = self.proxy_target(msg)
         {

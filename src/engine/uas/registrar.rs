@@ -30,11 +30,8 @@ impl Endpoint {
         authed: bool,
     ) {
         let tag = self.stateless_tag(key);
-        let user = msg
-            .to()
-            .and_then(|t| sip::parse_uri(t.uri))
-            .and_then(|u| u.user);
-        let Some(user) = user else {
+        let aor = msg.to().and_then(|t| sip::parse_uri(t.uri));
+        let Some((user, host)) = aor.and_then(|u| Some((u.user?, u.host))) else {
             self.counters.rejected += 1;
             self.respond(
                 from,
@@ -107,7 +104,11 @@ impl Endpoint {
             );
             return;
         }
-        let akey = self.hash(user);
+        // `serves` lets only served domains through; this is the fallback.
+        let Some(akey) = self.aor_key(user, host) else {
+            self.reply(from, msg, 404, Some(&tag), &[]);
+            return;
+        };
         let now_ns = self.to_ns(now);
         let existing = self.aor_map.get(&akey).copied();
         let ai = match existing {
@@ -216,9 +217,17 @@ impl Endpoint {
     }
 
     /// Registrar lookup for tests and the proxy path: the bound Contact URIs
-    /// of `user`, with their next hops (UDP flows, as the proxy forwards).
-    pub fn bindings_of(&self, user: &[u8]) -> Vec<(Vec<u8>, Option<Flow>)> {
-        let Some(&ai) = self.aor_map.get(&self.hash(user)) else {
+    /// of the AOR `user` or `user@domain` (with `serve --domain`), with
+    /// their next hops (UDP flows, as the proxy forwards).
+    pub fn bindings_of(&self, aor: &[u8]) -> Vec<(Vec<u8>, Option<Flow>)> {
+        let (user, host) = match memchr::memrchr(b'@', aor) {
+            Some(at) => (&aor[..at], &aor[at + 1..]),
+            None => (aor, &self.wire.via_host[..]),
+        };
+        let Some(&ai) = self
+            .aor_key(user, host)
+            .and_then(|k| self.aor_map.get(&k))
+        else {
             return Vec::new();
         };
         let Some(a) = self.aors.get(ai) else {
