@@ -138,11 +138,13 @@ impl Users {
                 });
                 continue;
             }
-            users.push(parse_line(line, i + 1).map_err(|problem| UsersError::BadLine {
-                path: path.into(),
-                line: i + 1,
-                problem,
-            })?);
+            users.push(
+                parse_line(line, i + 1).map_err(|problem| UsersError::BadLine {
+                    path: path.into(),
+                    line: i + 1,
+                    problem,
+                })?,
+            );
         }
         if order.is_none() || users.is_empty() {
             return Err(UsersError::Empty { path: path.into() });
@@ -375,7 +377,9 @@ fn parse_keyword(field: &str) -> Result<(Option<String>, String), String> {
                 i += ch.len_utf8();
             }
             if !closed {
-                return Err(format!("[authentication ...]: the quoted {key}= has no closing '\"'"));
+                return Err(format!(
+                    "[authentication ...]: the quoted {key}= has no closing '\"'"
+                ));
             }
             if i < b.len() && !b[i].is_ascii_whitespace() {
                 return Err(format!(
@@ -423,7 +427,12 @@ mod tests {
     /// (name, auth name, password, fields) per user.
     type Expected = (
         Order,
-        &'static [(&'static str, &'static str, &'static str, &'static [&'static str])],
+        &'static [(
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static [&'static str],
+        )],
     );
 
     #[test]
@@ -603,11 +612,17 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{u:?}");
-        assert!(!shown.contains("topsecret") && !shown.contains("top secret"), "{shown}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("top secret"),
+            "{shown}"
+        );
         // Nor do messages about a bad keyword repeat its values.
-        let e = Users::parse("SEQUENTIAL\nu;[authentication password=hunter2 oops]\n", "f")
-            .unwrap_err()
-            .to_string();
+        let e = Users::parse(
+            "SEQUENTIAL\nu;[authentication password=hunter2 oops]\n",
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("hunter2") && !e.contains("oops"), "{e}");
     }
 

@@ -101,7 +101,9 @@ pub(super) fn domain(d: &str) -> Result<String, ConfigError> {
         Some(u) if u.user.is_none() && u.params.is_empty() && !d.contains('?') => Ok(d),
         _ => Err(invalid(
             "--domain",
-            format!("'{d}' is not a host or host:port (e.g. example.test, 10.0.0.1:5060, [2001:db8::1])"),
+            format!(
+                "'{d}' is not a host or host:port (e.g. example.test, 10.0.0.1:5060, [2001:db8::1])"
+            ),
         )),
     }
 }
@@ -160,7 +162,11 @@ fn party(flag: &'static str, p: &str) -> Result<Party, ConfigError> {
         )
     })?;
     let lits = pat.literals();
-    if p.is_empty() || !lits.iter().all(|l| sip_user_chars(&String::from_utf8_lossy(l))) {
+    if p.is_empty()
+        || !lits
+            .iter()
+            .all(|l| sip_user_chars(&String::from_utf8_lossy(l)))
+    {
         return Err(invalid(
             flag,
             format!(
@@ -383,7 +389,11 @@ impl Reach {
             for u in &file.users {
                 let f = u.fields.get(usize::from(n));
                 let problem = match f {
-                    None => Some(format!("has {} fields (0..{}), no field {n}", u.fields.len(), u.fields.len() - 1)),
+                    None => Some(format!(
+                        "has {} fields (0..{}), no field {n}",
+                        u.fields.len(),
+                        u.fields.len() - 1
+                    )),
                     // The value is not shown: it may be a password keyword.
                     Some(f) if user_part && !is_sip_user(f) => {
                         Some(format!("field {n} is not a SIP user part"))
@@ -445,7 +455,10 @@ mod tests {
             "P-Asserted-Identity: <sip:{field:2}@{domain}>".into(),
             "User-Agent:load".into(),
         ];
-        let routes = ["<sip:[::1]:5070;lr>".to_string(), "sips:p.example.test;LR=on".into()];
+        let routes = [
+            "<sip:[::1]:5070;lr>".to_string(),
+            "sips:p.example.test;LR=on".into(),
+        ];
         let r = Reach::build(
             ReachValues {
                 domain: Some("Example.TEST"),
@@ -466,10 +479,16 @@ mod tests {
         assert!(matches!(&r.callee, Party::Pattern(p) if p.len() == 1000));
         assert_eq!(&*r.headers[2].name, b"User-Agent");
         assert_eq!(
-            Reach::build(ReachValues { domain: Some("::1"), ..values() }, 1)
-                .unwrap()
-                .domain
-                .as_deref(),
+            Reach::build(
+                ReachValues {
+                    domain: Some("::1"),
+                    ..values()
+                },
+                1
+            )
+            .unwrap()
+            .domain
+            .as_deref(),
             Some("[::1]")
         );
         let j = r.to_json();
@@ -487,7 +506,10 @@ mod tests {
             p
         };
         let unclosed = sdp("unclosed.sdp", "v=0\nc=IN IP4 {media_ip\n");
-        let unknown = sdp("unknown.sdp", "Content-Type: application/sdp\n\nv=0\no=- {usr}\n");
+        let unknown = sdp(
+            "unknown.sdp",
+            "Content-Type: application/sdp\n\nv=0\no=- {usr}\n",
+        );
         let no_blank = sdp("noblank.sdp", "Content-Type: application/sdp\nv=0\n");
         let empty = sdp("empty.sdp", "\n\n");
         let ok = sdp("ok.sdp", "v=0\n");
@@ -504,37 +526,230 @@ mod tests {
         );
         let (r1, r2, r3) = (r("sip:proxy.example.test"), r("http://x"), r("sip:a b;lr"));
         let cases: Vec<(ReachValues<'_>, &str, &str)> = vec![
-            (ReachValues { domain: Some("exa mple"), ..values() }, "--domain", "not a host"),
-            (ReachValues { domain: Some("u@example.test"), ..values() }, "--domain", "not a host"),
-            (ReachValues { domain: Some("example.test;x=1"), ..values() }, "--domain", "not a host"),
-            (ReachValues { routes: &r1, ..values() }, "--route", "no ;lr"),
-            (ReachValues { routes: &r2, ..values() }, "--route", "not a sip: or sips: URI"),
-            (ReachValues { routes: &r3, ..values() }, "--route", "not a sip: or sips: URI"),
-            (ReachValues { callee: Some("{1000..99}"), ..values() }, "--callee", "bad range"),
-            (ReachValues { callee: Some("{1..2}{3..4}"), ..values() }, "--callee", "only one"),
-            (ReachValues { callee: Some("a b"), ..values() }, "--callee", "not a SIP user part"),
-            (ReachValues { callee: Some("field:x"), ..values() }, "--callee", "field number"),
-            (ReachValues { caller: Some("x@y"), ..values() }, "--caller", "not a SIP user part"),
-            (ReachValues { caller: Some("{100"), ..values() }, "--caller", "without a matching"),
-            (ReachValues { from_display: Some("a\nb"), ..values() }, "--from-display", "line break"),
-            (ReachValues { headers: &h1, ..values() }, "--header", "not 'Name: value'"),
-            (ReachValues { headers: &h2, ..values() }, "--header", "not a header name"),
-            (ReachValues { headers: &h3, ..values() }, "--header", "Call-ID cannot be set"),
-            (ReachValues { headers: &h4, ..values() }, "--header", "X-A: unknown placeholder {usr}"),
-            (ReachValues { headers: &h5, ..values() }, "--header", "line break"),
-            (ReachValues { headers: &h6, ..values() }, "--header", "use --route"),
-            (ReachValues { sdp: Some(&unclosed), ..values() }, "--sdp", "unclosed.sdp:2: '{' at byte"),
-            (ReachValues { sdp: Some(&unknown), ..values() }, "--sdp", "unknown.sdp:4: unknown placeholder {usr}"),
-            (ReachValues { sdp: Some(&no_blank), ..values() }, "--sdp", "noblank.sdp:2: a blank line"),
-            (ReachValues { sdp: Some(&empty), ..values() }, "--sdp", "empty"),
-            (ReachValues { sdp: Some(&missing), ..values() }, "--sdp", "cannot read"),
-            (ReachValues { sdp: Some(&ok), content_type: Some("sdp"), ..values() }, "--content-type", "not a media type"),
-            (ReachValues { content_type: Some("application/sdp"), ..values() }, "--content-type", "give --sdp"),
-            (ReachValues { local_port: Some(65535), ..values() }, "--local-port", "beyond 65535"),
+            (
+                ReachValues {
+                    domain: Some("exa mple"),
+                    ..values()
+                },
+                "--domain",
+                "not a host",
+            ),
+            (
+                ReachValues {
+                    domain: Some("u@example.test"),
+                    ..values()
+                },
+                "--domain",
+                "not a host",
+            ),
+            (
+                ReachValues {
+                    domain: Some("example.test;x=1"),
+                    ..values()
+                },
+                "--domain",
+                "not a host",
+            ),
+            (
+                ReachValues {
+                    routes: &r1,
+                    ..values()
+                },
+                "--route",
+                "no ;lr",
+            ),
+            (
+                ReachValues {
+                    routes: &r2,
+                    ..values()
+                },
+                "--route",
+                "not a sip: or sips: URI",
+            ),
+            (
+                ReachValues {
+                    routes: &r3,
+                    ..values()
+                },
+                "--route",
+                "not a sip: or sips: URI",
+            ),
+            (
+                ReachValues {
+                    callee: Some("{1000..99}"),
+                    ..values()
+                },
+                "--callee",
+                "bad range",
+            ),
+            (
+                ReachValues {
+                    callee: Some("{1..2}{3..4}"),
+                    ..values()
+                },
+                "--callee",
+                "only one",
+            ),
+            (
+                ReachValues {
+                    callee: Some("a b"),
+                    ..values()
+                },
+                "--callee",
+                "not a SIP user part",
+            ),
+            (
+                ReachValues {
+                    callee: Some("field:x"),
+                    ..values()
+                },
+                "--callee",
+                "field number",
+            ),
+            (
+                ReachValues {
+                    caller: Some("x@y"),
+                    ..values()
+                },
+                "--caller",
+                "not a SIP user part",
+            ),
+            (
+                ReachValues {
+                    caller: Some("{100"),
+                    ..values()
+                },
+                "--caller",
+                "without a matching",
+            ),
+            (
+                ReachValues {
+                    from_display: Some("a\nb"),
+                    ..values()
+                },
+                "--from-display",
+                "line break",
+            ),
+            (
+                ReachValues {
+                    headers: &h1,
+                    ..values()
+                },
+                "--header",
+                "not 'Name: value'",
+            ),
+            (
+                ReachValues {
+                    headers: &h2,
+                    ..values()
+                },
+                "--header",
+                "not a header name",
+            ),
+            (
+                ReachValues {
+                    headers: &h3,
+                    ..values()
+                },
+                "--header",
+                "Call-ID cannot be set",
+            ),
+            (
+                ReachValues {
+                    headers: &h4,
+                    ..values()
+                },
+                "--header",
+                "X-A: unknown placeholder {usr}",
+            ),
+            (
+                ReachValues {
+                    headers: &h5,
+                    ..values()
+                },
+                "--header",
+                "line break",
+            ),
+            (
+                ReachValues {
+                    headers: &h6,
+                    ..values()
+                },
+                "--header",
+                "use --route",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&unclosed),
+                    ..values()
+                },
+                "--sdp",
+                "unclosed.sdp:2: '{' at byte",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&unknown),
+                    ..values()
+                },
+                "--sdp",
+                "unknown.sdp:4: unknown placeholder {usr}",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&no_blank),
+                    ..values()
+                },
+                "--sdp",
+                "noblank.sdp:2: a blank line",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&empty),
+                    ..values()
+                },
+                "--sdp",
+                "empty",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&missing),
+                    ..values()
+                },
+                "--sdp",
+                "cannot read",
+            ),
+            (
+                ReachValues {
+                    sdp: Some(&ok),
+                    content_type: Some("sdp"),
+                    ..values()
+                },
+                "--content-type",
+                "not a media type",
+            ),
+            (
+                ReachValues {
+                    content_type: Some("application/sdp"),
+                    ..values()
+                },
+                "--content-type",
+                "give --sdp",
+            ),
+            (
+                ReachValues {
+                    local_port: Some(65535),
+                    ..values()
+                },
+                "--local-port",
+                "beyond 65535",
+            ),
         ];
         for (v, flag, needle) in cases {
             let e = Reach::build(v, 2).unwrap_err().to_string();
-            assert!(e.starts_with(flag) && e.contains(needle), "{flag} {needle}: {e}");
+            assert!(
+                e.starts_with(flag) && e.contains(needle),
+                "{flag} {needle}: {e}"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -544,7 +759,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sipstorm-reach-sdp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("offer.sdp");
-        std::fs::write(&p, "Content-Type: application/vnd.test+sdp\n\nv=0\r\nc=IN IP{media_ip_type} {media_ip}\n").unwrap();
+        std::fs::write(
+            &p,
+            "Content-Type: application/vnd.test+sdp\n\nv=0\r\nc=IN IP{media_ip_type} {media_ip}\n",
+        )
+        .unwrap();
         let b = offer(&p, None).unwrap();
         assert_eq!(&*b.content_type, b"application/vnd.test+sdp");
         assert_eq!(
@@ -581,11 +800,7 @@ mod tests {
 
     #[test]
     fn fields_are_checked_against_the_users_file() {
-        let users = Users::parse(
-            "SEQUENTIAL\nu1;p;tok1;9001\nu2;p;tok2\n",
-            "users.csv",
-        )
-        .unwrap();
+        let users = Users::parse("SEQUENTIAL\nu1;p;tok1;9001\nu2;p;tok2\n", "users.csv").unwrap();
         let build = |headers: &[String], callee: Option<&str>| {
             Reach::build(
                 ReachValues {
@@ -607,9 +822,14 @@ mod tests {
             .to_string();
         assert_eq!(e, "--callee: users.csv:3: has 3 fields (0..2), no field 3");
         let e = build(&[], Some("field:1"))
-            .check_fields(Some(&Users::parse("USER\nu;[authentication password=x]\n", "f").unwrap()))
+            .check_fields(Some(
+                &Users::parse("USER\nu;[authentication password=x]\n", "f").unwrap(),
+            ))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("f:2: field 1") && e.contains("not a SIP user part"), "{e}");
+        assert!(
+            e.contains("f:2: field 1") && e.contains("not a SIP user part"),
+            "{e}"
+        );
     }
 }

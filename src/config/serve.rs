@@ -102,8 +102,8 @@ impl ServeConfig {
             .iter()
             .map(|d| {
                 let d = super::reach::domain(d)?;
-                let port = crate::sip::parse_uri(format!("sip:{d}").as_bytes())
-                    .and_then(|u| u.port);
+                let port =
+                    crate::sip::parse_uri(format!("sip:{d}").as_bytes()).and_then(|u| u.port);
                 match port {
                     Some(_) => Err(invalid(
                         "--domain",

@@ -112,12 +112,7 @@ impl fmt::Debug for RangePattern {
         let s = String::from_utf8_lossy(&self.suffix);
         if self.ranged {
             let last = self.start + self.count - 1;
-            write!(
-                f,
-                "{p}{{{:0w$}..{last}}}{s}",
-                self.start,
-                w = self.width
-            )
+            write!(f, "{p}{{{:0w$}..{last}}}{s}", self.start, w = self.width)
         } else {
             write!(f, "{p}{s}")
         }
@@ -319,7 +314,12 @@ impl UserSource {
 
     /// An explicit list of (name, password) pairs.
     pub fn list(users: Vec<(String, String)>) -> Self {
-        Self::lines(users.into_iter().map(|(n, p)| ListUser::new(n, p)).collect())
+        Self::lines(
+            users
+                .into_iter()
+                .map(|(n, p)| ListUser::new(n, p))
+                .collect(),
+        )
     }
 
     /// An explicit list of users with all their fields. A registrar looks

@@ -272,7 +272,10 @@ mod tests {
             ("", ""),
             ("plain", "plain"),
             ("{user}@{domain}", "alice@example.test"),
-            ("to={callee};cid={call_id};n={seq}", "to=1000;cid=0123456789abcdef;n=7"),
+            (
+                "to={callee};cid={call_id};n={seq}",
+                "to=1000;cid=0123456789abcdef;n=7",
+            ),
             ("sip:{user}@{local_ip}:{local_port}", "sip:alice@[::1]:5070"),
             ("c=IN IP{media_ip_type} {media_ip}", "c=IN IP6 ::1"),
             ("m=audio {media_port} RTP/AVP 0", "m=audio 40000 RTP/AVP 0"),

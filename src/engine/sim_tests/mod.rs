@@ -15,6 +15,7 @@ use crate::sip;
 mod auth;
 mod call;
 mod mixed;
+mod reach;
 mod register;
 mod reliable;
 mod robustness;

@@ -181,7 +181,14 @@ impl Endpoint {
         }
         b.header_parts(
             b"From",
-            &[&wire.from_prefix, from_user, b"@", &wire.domain, b">;tag=", &th],
+            &[
+                &wire.from_prefix,
+                from_user,
+                b"@",
+                &wire.domain,
+                b">;tag=",
+                &th,
+            ],
         );
         match req {
             Req::Invite | Req::Cancel => {

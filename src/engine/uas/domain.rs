@@ -36,9 +36,8 @@ impl Endpoint {
         {
             return true;
         }
-        let ours = |uri: &[u8]| {
-            sip::parse_uri(uri).is_some_and(|u| self.domain_index(u.host).is_some())
-        };
+        let ours =
+            |uri: &[u8]| sip::parse_uri(uri).is_some_and(|u| self.domain_index(u.host).is_some());
         msg.uri().is_some_and(ours)
             && (mk != MethodKind::Register || msg.to().is_some_and(|t| ours(t.uri)))
     }

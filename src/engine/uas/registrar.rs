@@ -224,10 +224,7 @@ impl Endpoint {
             Some(at) => (&aor[..at], &aor[at + 1..]),
             None => (aor, &self.wire.via_host[..]),
         };
-        let Some(&ai) = self
-            .aor_key(user, host)
-            .and_then(|k| self.aor_map.get(&k))
-        else {
+        let Some(&ai) = self.aor_key(user, host).and_then(|k| self.aor_map.get(&k)) else {
             return Vec::new();
         };
         let Some(a) = self.aors.get(ai) else {
