@@ -184,12 +184,18 @@ wait_bg() {
   return "$rc"
 }
 
-# wait_udp_listen PORT [SECONDS]: until something is bound to udp 127.0.0.1:PORT.
+# wait_udp_listen PORT [SECONDS] [HOST]: until something is bound to udp
+# HOST:PORT, HOST 127.0.0.1 (the default) or ::1.
 wait_udp_listen() {
-  local port=$1 n=$((${2:-5} * 10)) hex
-  hex=$(printf '0100007F:%04X' "$port")
+  local port=$1 n=$((${2:-5} * 10)) host=${3:-127.0.0.1} hex table=/proc/net/udp
+  if [ "$host" = "::1" ]; then
+    hex=$(printf '00000000000000000000000001000000:%04X' "$port")
+    table=/proc/net/udp6
+  else
+    hex=$(printf '0100007F:%04X' "$port")
+  fi
   for _ in $(seq 1 "$n"); do
-    if grep -q " $hex " /proc/net/udp 2>/dev/null; then return 0; fi
+    if grep -q " $hex " "$table" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   return 1

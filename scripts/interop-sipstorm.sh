@@ -21,6 +21,12 @@
 #   sipp-register-serve  SIPp REGISTER with SIPp's [authentication] digest ->
 #                        sipstorm serve: all 200; wrong passwords rejected
 #   run-sipp-uas         sipstorm run --scenario call -> sipp -sn uas: all complete
+#   hosted-kamailio      sipstorm run -> Kamailio hosting example.test
+#                        (scripts/kamailio/hosted.cfg) over 127.0.0.1: --domain,
+#                        a required --header, users-file digest usernames,
+#                        --route to dialled numbers on a SIPp UAS, mixed calls,
+#                        and a 403 for each of them left out
+#   hosted-kamailio-v6   the same over ::1
 # Env: SIPSTORM (binary; default target/release/sipstorm, then target/debug,
 #   then PATH), REG_COUNT (2000), REG_RATE (500), CALL_COUNT (200),
 #   CALL_RATE (100), HOLD (1s), SERVE_ARGS (extra `serve` flags),
@@ -295,9 +301,127 @@ case_run_sipp_uas() {
   log "ok: run-sipp-uas ($CALL_COUNT calls)"
 }
 
+# --- sipstorm run -> Kamailio hosting a domain (issue 14) ----------------------
+# scripts/kamailio/hosted.cfg: domain example.test; From, To and Request-URI
+# must be in it; the X-Sipstorm-Check header the test names must be on
+# initial requests with the values of the template below; digest usernames
+# differ from the AOR users (auth-U, password "s3 cr;t-auth-U": a space and a
+# ';' in the users file's keyword form); dialled numbers 9000..9999 go to a
+# SIPp UAS, only through a preloaded Route to Kamailio itself. FAM=4 runs it
+# all over 127.0.0.1, FAM=6 over ::1 (Kamailio listens on both).
+HOSTED_HEADER='X-Sipstorm-Check: {user}@{domain} {call_id} {field:2}'
+
+# hosted_users FILE FIRST N [plain]: users FIRST..FIRST+N-1 in SIPp's keyword
+# form (or, with "plain", without digest usernames), field 2 tok-USER.
+hosted_users() {
+  local file=$1 first=$2 n=$3 plain=${4:-} i
+  {
+    echo SEQUENTIAL
+    for i in $(seq "$first" $((first + n - 1))); do
+      if [ -n "$plain" ]; then
+        echo "$i;s3 cr;t-auth-$i;tok-$i"
+      else
+        echo "$i;[authentication username=auth-$i password=\"s3 cr;t-auth-$i\"];tok-$i"
+      fi
+    done
+  } >"$file"
+}
+
+case_hosted_kamailio() {
+  local fam=${1:-4} kport uport cport ip addr sippip regs=40 calls=40 mixed=20 uas rc
+  if [ "$fam" = 6 ]; then ip='[::1]'; sippip='::1'; else ip=127.0.0.1; sippip=127.0.0.1; fi
+  kport=$(free_udp_port)
+  uport=$(free_udp_port)
+  addr="$ip:$kport"
+  KAMAILIO_CFG=hosted.cfg KAMAILIO_LISTEN6=1 \
+    KAMAILIO_DEFINES="DOMAIN=\"example.test\" UAS4=\"sip:127.0.0.1:$uport\" UAS6=\"sip:[::1]:$uport\"" \
+    start_kamailio "kam-hosted$fam" "$kport"
+  log "hosted domain example.test: kamailio on udp:127.0.0.1:$kport and udp:[::1]:$kport; sipstorm over IPv$fam"
+  hosted_users "$WORK/reg$fam.csv" 1000 "$regs"
+  hosted_users "$WORK/mixed$fam.csv" 1100 "$mixed"
+  hosted_users "$WORK/plain$fam.csv" 1000 2 plain
+  printf 'v=0\no=- 1 1 IN IP{media_ip_type} {media_ip}\ns=-\nc=IN IP{media_ip_type} {media_ip}\nt=0 0\nm=audio {media_port} RTP/AVP 0\na=rtpmap:0 PCMU/8000\n' >"$WORK/offer.sdp"
+
+  # Registrations: AOR user@example.test, digest username auth-USER, one
+  # worker on a known port so Kamailio's Contacts can be checked exactly.
+  cport=$(free_udp_port)
+  run_sipstorm "hosted$fam-register" --target "$addr" --domain example.test \
+    --users "$WORK/reg$fam.csv" --header "$HOSTED_HEADER" --scenario register \
+    --count "$regs" --rate 200 --workers 1 --local-port "$cport" \
+    || fail "IPv$fam: registrations at the hosted domain failed"
+  report_expect "$WORK/hosted$fam-register" \
+    "r['totals']['register']['attempted'] == $regs" \
+    "r['totals']['register']['succeeded'] == $regs" \
+    "r['totals']['register']['failed'] == 0" \
+    "r['responses'].get('401', 0) == $regs" \
+    "r['config']['reach']['domain'] == 'example.test'" \
+    "r['config']['reach']['local_port'] == $cport" \
+    || fail "IPv$fam: register report"
+  for i in $(seq 1000 $((1000 + regs - 1))); do echo "$i@example.test"; done >"$WORK/aors$fam.txt"
+  kam_check_bindings "$WORK/aors$fam.txt" "@$ip:$cport" --exact \
+    || fail "IPv$fam: Kamailio does not hold user@example.test bound to $ip:$cport"
+
+  # Calls to dialled numbers through the Route to Kamailio itself, on to a
+  # SIPp UAS that copies Record-Route (sipp -sn uas does not, so ACK and
+  # BYE could not come back through the proxy).
+  start_sipp_bg "uas-hosted$fam" -sf "$SIPP_DIR/uas_rr.xml" -i "$sippip" -p "$uport" -m "$calls"
+  uas=$BG_PID
+  wait_udp_listen "$uport" 5 "$sippip" || fail "the SIPp UAS did not bind $sippip:$uport"
+  run_sipstorm "hosted$fam-call" --target "$addr" --domain example.test \
+    --users "$WORK/reg$fam.csv" --header "$HOSTED_HEADER" --scenario call \
+    --callee '{9000..9099}' --route "sip:$addr;lr" --from-display 'sipstorm "hosted"' \
+    --sdp "$WORK/offer.sdp" --count "$calls" --rate 100 --hold 200ms \
+    || fail "IPv$fam: calls to dialled numbers through the hosted domain failed"
+  rc=0
+  wait_bg "$uas" || rc=$?
+  log "IPv$fam sipp uas: rc=$rc $(sipp_summary "uas-hosted$fam")"
+  report_expect "$WORK/hosted$fam-call" \
+    "r['totals']['call']['attempted'] == $calls" \
+    "r['totals']['call']['completed'] == $calls" \
+    "r['totals']['call']['failed'] == 0" \
+    "r['responses'].get('407', 0) == $calls" \
+    || fail "IPv$fam: call report"
+  [ "$rc" -eq 0 ] && [ "$(sipp_stat "uas-hosted$fam" 'SuccessfulCall(C)')" = "$calls" ] \
+    || { show_sipp_errors "uas-hosted$fam"; fail "IPv$fam: the SIPp UAS did not complete $calls calls"; }
+
+  # Calls the other way too: sipstorm's users register and call each other
+  # through Kamailio's location table, answered by sipstorm's own UAS.
+  run_sipstorm "hosted$fam-mixed" --target "$addr" --domain example.test \
+    --users "$WORK/mixed$fam.csv" --header "$HOSTED_HEADER" --scenario mixed \
+    --count "$mixed" --rate 100 --hold 200ms \
+    || fail "IPv$fam: mixed calls through the hosted domain failed"
+  report_expect "$WORK/hosted$fam-mixed" \
+    "r['totals']['register']['succeeded'] == $mixed" \
+    "r['totals']['register']['failed'] == 0" \
+    "r['totals']['call']['completed'] == $mixed" \
+    "r['totals']['call']['failed'] == 0" \
+    || fail "IPv$fam: mixed report"
+
+  # The same Kamailio refuses each setting left out: without --domain,
+  # without the header, without the keyword's digest usernames, and
+  # dialled calls without the Route. Each attempt fails with 403.
+  hosted_refused() {
+    local name=$1
+    shift
+    rc=0
+    run_sipstorm "$name" --target "$addr" --count 2 --rate 50 --hold 100ms "$@" || rc=$?
+    [ "$rc" -eq 1 ] || fail "IPv$fam $name: expected exit 1 (attempts failed), got $rc"
+    report_expect "$WORK/$name" "r['responses'].get('403', 0) == 2" \
+      "r['totals']['register']['failed'] + r['totals']['call']['failed'] == 2" \
+      || fail "IPv$fam $name: expected 403 for both attempts"
+  }
+  hosted_refused "hosted$fam-no-domain" --users "$WORK/reg$fam.csv" --header "$HOSTED_HEADER" --scenario register
+  hosted_refused "hosted$fam-no-header" --domain example.test --users "$WORK/reg$fam.csv" --scenario register
+  hosted_refused "hosted$fam-no-authname" --domain example.test --users "$WORK/plain$fam.csv" --header "$HOSTED_HEADER" --scenario register
+  hosted_refused "hosted$fam-no-route" --domain example.test --users "$WORK/reg$fam.csv" --header "$HOSTED_HEADER" \
+    --scenario call --callee 9999
+  "$ROOT/scripts/kamailio/stop.sh" "$KAM_DIR"
+  log "ok: hosted-kamailio IPv$fam ($regs registrations, $calls calls to a SIPp UAS, $mixed mixed calls, 4 refusals)"
+}
+
 need sipp kamailio kamcmd python3
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(register-kamailio register-kamailio-csv mixed-kamailio mixed-cancel-kamailio sipp-uac-serve sipp-register-serve run-sipp-uas)
+[ ${#cases[@]} -gt 0 ] || cases=(register-kamailio register-kamailio-csv mixed-kamailio mixed-cancel-kamailio sipp-uac-serve sipp-register-serve run-sipp-uas hosted-kamailio hosted-kamailio-v6)
 for c in "${cases[@]}"; do
   case "$c" in
     register-kamailio) case_register_kamailio ;;
@@ -307,6 +431,8 @@ for c in "${cases[@]}"; do
     sipp-uac-serve) case_sipp_uac_serve ;;
     sipp-register-serve) case_sipp_register_serve ;;
     run-sipp-uas) case_run_sipp_uas ;;
+    hosted-kamailio) case_hosted_kamailio 4 ;;
+    hosted-kamailio-v6) case_hosted_kamailio 6 ;;
     *) fail "unknown case '$c'" ;;
   esac
 done

@@ -94,3 +94,22 @@ fn sipp_digest_register_at_sipstorm_serve() {
 fn sipstorm_calls_sipp_uas() {
     run_case("run-sipp-uas");
 }
+
+/// `sipstorm run` → Kamailio hosting `example.test` (scripts/kamailio/hosted.cfg)
+/// over 127.0.0.1: registrations with `--domain`, a required `--header`
+/// and the users file's digest usernames (bindings `user@example.test`
+/// checked with kamcmd at the `--local-port`); calls to dialled numbers
+/// through a `--route` to Kamailio itself on to a SIPp UAS (both sides
+/// count them); mixed calls answered by sipstorm; a 403 for each setting
+/// left out.
+#[test]
+fn sipstorm_reaches_a_hosted_domain_on_kamailio() {
+    run_case("hosted-kamailio");
+}
+
+/// The same over IPv6 (`::1`): URIs, Via, Contact and SDP with IPv6
+/// addresses.
+#[test]
+fn sipstorm_reaches_a_hosted_domain_on_kamailio_over_ipv6() {
+    run_case("hosted-kamailio-v6");
+}

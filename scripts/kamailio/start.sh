@@ -12,7 +12,9 @@
 # Stop it with scripts/kamailio/stop.sh RUNDIR (also safe in a trap).
 # Extra env: KAMAILIO_LOG_LEVEL (default 2), KAMAILIO_CHILDREN (default 2),
 # KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32), KAMAILIO_DEFINES (extra
-# config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests).
+# config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests),
+# KAMAILIO_CFG (a config in this directory or a path; default kamailio.cfg),
+# KAMAILIO_LISTEN6=1 (also listen on udp:[::1]:PORT, as define LISTEN6).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +44,16 @@ rm -f "$pidfile" "$rundir/kamailio_ctl"
 defines=()
 for d in ${KAMAILIO_DEFINES:-}; do defines+=(-A "$d"); done
 
-kamailio -f "$here/kamailio.cfg" -DD -E \
+cfg=${KAMAILIO_CFG:-kamailio.cfg}
+[ -f "$cfg" ] || cfg="$here/$cfg"
+[ -f "$cfg" ] || { echo "start.sh: no config '$cfg'" >&2; exit 2; }
+listeners="udp:127.0.0.1:$port"
+if [ "${KAMAILIO_LISTEN6:-0}" = 1 ]; then
+  defines+=(-A "LISTEN6=udp:[::1]:$port")
+  listeners="$listeners and udp:[::1]:$port"
+fi
+
+kamailio -f "$cfg" -DD -E \
   -Y "$rundir" -P "$pidfile" -w "$rundir" \
   -A "LISTEN=udp:127.0.0.1:$port" \
   -A "CTL_SOCKET=\"$ctl\"" \
@@ -62,7 +73,7 @@ for _ in $(seq 1 100); do
   fi
   if kamcmd -s "$ctl" core.uptime >/dev/null 2>&1; then
     [ -s "$pidfile" ] || echo "$pid" >"$pidfile"
-    echo "start.sh: kamailio pid $pid on udp:127.0.0.1:$port, ctl $ctl, log $log" >&2
+    echo "start.sh: kamailio pid $pid on $listeners, ctl $ctl, log $log" >&2
     echo "KAMAILIO_PID=$pid"
     echo "KAMAILIO_CTL=$ctl"
     echo "KAMAILIO_PORT=$port"

@@ -825,6 +825,24 @@ mod tests {
         let c = RunConfig::build(v.overlay(vals(|_| {}))).unwrap();
         assert_eq!(c.scenario, ScenarioKind::Options);
         assert!(toml::from_str::<RunValues>("rat = 1").is_err());
+        // Reach settings: repeatable flags are lists, `--header` is `headers`.
+        let v: RunValues = toml::from_str(
+            "domain = \"example.test\"\nroute = [\"sip:p.example.test;lr\"]\n\
+             headers = [\"X-A: {user}\", \"X-B: 2\"]\ncallee = \"9999\"\n\
+             caller = \"c{1..9}\"\nfrom-display = \"Load\"\nlocal-port = 5090\n",
+        )
+        .unwrap();
+        let c = RunConfig::build(v.clone().overlay(vals(|_| {}))).unwrap();
+        assert_eq!(c.reach.domain.as_deref(), Some("example.test"));
+        assert_eq!(c.reach.routes, ["sip:p.example.test;lr"]);
+        assert_eq!(c.reach.headers.len(), 2);
+        assert_eq!(c.reach.local_port, 5090);
+        assert_eq!(c.reach.from_display, "Load");
+        // Flags replace the profile's lists.
+        let c =
+            RunConfig::build(v.overlay(vals(|f| f.header = Some(vec!["X-C: 3".into()])))).unwrap();
+        assert_eq!(&*c.reach.headers[0].name, b"X-C");
+        assert_eq!(c.reach.headers.len(), 1);
     }
 
     #[test]

@@ -171,12 +171,16 @@ fn user_source(cfg: &RunConfig) -> Result<engine::UserSource, RunError> {
                 .user_range(file.users.len());
             let list = file.users[range]
                 .iter()
-                .map(|u| (u.name.clone(), u.password.expose().to_string()))
+                .map(|u| engine::ListUser {
+                    fields: u.fields.clone(),
+                    auth_name: u.auth_name.clone(),
+                    password: u.password.expose().to_string(),
+                })
                 .collect::<Vec<_>>();
             if list.is_empty() {
                 return Err(RunError::Usage("--users: this segment has no users".into()));
             }
-            Ok(engine::UserSource::list(list))
+            Ok(engine::UserSource::lines(list))
         }
         None => {
             engine::UserSource::pattern(&cfg.user_pattern, &cfg.password_pattern).map_err(|e| {

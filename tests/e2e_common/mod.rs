@@ -37,15 +37,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(backend: &str, workers: u32, extra: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", backend, workers, extra)
+    }
+
+    /// [`Server::start`] on another address (`[::1]:0`).
+    pub fn start_on(listen: &str, backend: &str, workers: u32, extra: &[&str]) -> Server {
         let mut child = bin()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--quiet",
-                "--backend",
-                backend,
-            ])
+            .args(["serve", "--listen", listen, "--quiet", "--backend", backend])
             .args(["--workers", &workers.to_string()])
             .args(extra)
             .stderr(Stdio::piped())
