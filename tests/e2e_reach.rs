@@ -36,6 +36,20 @@ fn run(server: &Server, dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::
     (o.status.code(), report(&out))
 }
 
+/// A port P such that P and P + 1 (the two workers' `--local-port`) are
+/// free on `ip` right now.
+fn free_port_pair(ip: &str) -> u16 {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    for _ in 0..100 {
+        let a = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < u16::MAX && std::net::UdpSocket::bind((ip, p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free UDP ports on {ip}");
+}
+
 fn files() -> std::path::PathBuf {
     let dir = tmpdir("reach-files");
     std::fs::write(dir.join("users.csv"), USERS).unwrap();
@@ -63,15 +77,11 @@ fn serve_domain_and_users_file_over_ipv4_and_ipv6() {
             ],
         );
         let route = format!("sip:{};lr", server.addr);
-        let port = {
-            let s = std::net::UdpSocket::bind(if listen.starts_with('[') {
-                "[::1]:0"
-            } else {
-                "127.0.0.1:0"
-            })
-            .unwrap();
-            s.local_addr().unwrap().port()
-        }
+        let port = free_port_pair(if listen.starts_with('[') {
+            "::1"
+        } else {
+            "127.0.0.1"
+        })
         .to_string();
         let common = [
             "--domain",
