@@ -4,7 +4,7 @@
 # It sets ROOT (repo root), SIPP_DIR (scenarios), WORK (a fresh temp dir,
 # kept when INTEROP_KEEP=1 or on failure) and a trap that stops every process
 # started through these helpers, even when the script fails or is interrupted.
-# Everything listens on 127.0.0.1 only.
+# Everything listens on loopback only (127.0.0.1, and ::1 for the IPv6 cases).
 
 set -euo pipefail
 
