@@ -406,7 +406,10 @@ impl RunConfig {
         if let Some(w) = workers
             && (w == 0 || w > 1024)
         {
-            return Err(invalid("--workers", format!("{w} is not between 1 and 1024")));
+            return Err(invalid(
+                "--workers",
+                format!("{w} is not between 1 and 1024"),
+            ));
         }
         match v.transport.as_deref() {
             None | Some("udp") => {}

@@ -383,7 +383,11 @@ mod tests {
             v.rate = Some(500.0);
         });
         assert_eq!(p.workers, 1);
-        assert!(p.workers_reason.to_string().contains("500/s"), "{}", p.workers_reason);
+        assert!(
+            p.workers_reason.to_string().contains("500/s"),
+            "{}",
+            p.workers_reason
+        );
         let p = plan(|v| {
             v.workers = None;
             v.concurrency = Some(1);

@@ -63,10 +63,7 @@ impl Stages {
 
     /// The highest rate any stage reaches (ramps peak at their ends).
     pub fn peak_rate(&self) -> f64 {
-        self.parts
-            .iter()
-            .map(|p| p.2.max(p.3))
-            .fold(0.0, f64::max)
+        self.parts.iter().map(|p| p.2.max(p.3)).fold(0.0, f64::max)
     }
 
     /// The same shape at `factor` times the rate (a segment's share).

@@ -65,6 +65,10 @@ const SO_REUSEPORT: libc::c_int = 15;
 /// [`Worker::batch_window`] unless the worker says otherwise.
 pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_micros(100);
 
+/// A [`Worker::batch_window`] that holds every datagram until the
+/// worker's next deadline: one wake-up per pacing tick.
+pub const UNTIL_DEADLINE: Duration = Duration::MAX;
+
 /// Longest a loop sleeps without looking at its stop flag.
 pub const MAX_SLEEP: Duration = Duration::from_millis(50);
 
@@ -110,6 +114,9 @@ pub trait Worker {
     /// call); arrival times stay exact through kernel timestamps, but
     /// answers leave up to this much later. A load generator can afford a
     /// pacing tick; a target under test should answer at once.
+    /// [`UNTIL_DEADLINE`] (or anything at least as long as the wait) means
+    /// datagrams never end a wait early: the loop wakes at the worker's
+    /// next deadline (or when a large batch of completions is ready).
     fn batch_window(&self) -> Duration {
         DEFAULT_BATCH_WINDOW
     }
