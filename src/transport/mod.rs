@@ -47,6 +47,9 @@ use crate::flow::Flow;
 
 pub mod conn;
 pub mod epoll;
+/// The kernel floor of CPU per call (issue 18): benches and scripts only.
+#[cfg(any(test, feature = "testing"))]
+pub mod floor;
 /// Small endpoints that exercise the loops: for tests and the `testing`
 /// feature only.
 #[cfg(any(test, feature = "testing"))]
