@@ -8,6 +8,7 @@
 #        CLIENT_WORKERS / SERVER_WORKERS (default 1 / 1: both on a 2-core box)
 #        BACKEND                  uring | epoll | auto (default auto)
 #        HOLD_CALLS / HOLD_RATE   memory step: calls held at once (default 100000) / start rate
+#        SIPSTORM                 the binary (default: cargo build --release, target/release/sipstorm)
 # A step passes when every planned attempt (rate x duration) started, every
 # one succeeded, and no message was retransmitted. Prints one line per step;
 # writes OUTDIR/bench-loopback.txt and one report directory per step.
@@ -22,8 +23,10 @@ SW=${SERVER_WORKERS:-1}
 BACKEND=${BACKEND:-auto}
 PORT=${PORT:-15060}
 mkdir -p "$OUT"
-cargo build --release --bin sipstorm >/dev/null 2>&1 || cargo build --release --bin sipstorm
-BIN=target/release/sipstorm
+if [ -n "${SIPSTORM:-}" ]; then BIN=$SIPSTORM; else
+  cargo build --release --bin sipstorm >/dev/null 2>&1 || cargo build --release --bin sipstorm
+  BIN=target/release/sipstorm
+fi
 
 # A fresh server for every step, so an overloaded step (retransmission
 # storms, timers still running) cannot spill into the next one.
@@ -42,7 +45,7 @@ LOG="$OUT/bench-loopback.txt"
 {
   echo "# bench-loopback $(date -u +%FT%TZ)"
   echo "# host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
-  echo "# git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "# sipstorm: $("$BIN" --version) ($BIN)"
   echo "# serve --workers $SW; run --workers $CW; backend $BACKEND; $DURATION per step"
   echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$LOG"

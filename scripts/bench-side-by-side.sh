@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # sipstorm vs SIPp, side by side: the same targets, the same offered rates, in
 # one run, the two tools alternating at each rate (ABBA order: sipstorm first
-# at the 1st, 3rd, ... rate, SIPp first at the others).
+# at the 1st, 3rd, ... rate, SIPp first at the others), and the kernel floor
+# (benches/floor.rs: the CPU a minimal program spends moving one call's
+# datagrams) at every call rate.
 #
-#   calls     INVITE/200/ACK/BYE against `sipp -sn uas` (a fresh UAS per run);
+#   calls     INVITE/200/ACK/BYE against `sipp -sn uas` and against
+#             `sipstorm serve --workers 1` (a fresh target per run);
 #             SIPp as `sipp -sn uac -d 0`, sipstorm as `run --scenario call`.
 #   register  REGISTER with MD5 digest (401, then 200) against the project's
-#             Kamailio registrar (scripts/kamailio/, a fresh one per run), the
-#             2000 users of scripts/sipp/users.csv for both tools: SIPp with
+#             Kamailio registrar (scripts/kamailio/) and against `sipstorm
+#             serve` (a fresh target per run), the 2000 users of
+#             scripts/sipp/users.csv for both tools: SIPp with
 #             scripts/sipp/register.xml, sipstorm with --users on the same file.
 #
 # Each run offers RATE/s for SECS seconds: RATE*SECS attempts, bounded by count
 # AND by time (sipstorm --duration SECS+5s, SIPp -timeout SECS+30s, and a hard
-# kill at SECS+90s). sipstorm runs with --workers 1 (WORKERS) to match SIPp's
-# single thread. Everything is on 127.0.0.1; every process is stopped at the
-# end, also on failure or Ctrl-C (the trap of scripts/interop-lib.sh).
+# kill at SECS+90s). sipstorm runs with its default flags (it starts the
+# workers the rate needs); WORKERS=N forces --workers N. Everything is on
+# 127.0.0.1; every process is stopped at the end, also on failure or Ctrl-C
+# (the trap of scripts/interop-lib.sh).
 #
 # Measured per run, the same way for both tools:
 #   CPU     user+sys of the generator process alone (wait4 rusage), per success
@@ -37,15 +42,19 @@
 #   the table in OUTDIR/table.md, all numbers in OUTDIR/runs.json, the machine
 #   in OUTDIR/machine.txt.
 # Env:
-#   RATES       call rates (default "500 1000 2000")
-#   REG_RATES   registration rates (default "500 1000", or RATES when set)
+#   RATES       call rates (default "1000 3000 8000")
+#   REG_RATES   registration rates (default "1000 5000", or RATES when set)
+#   CALL_TARGETS  targets of the call runs (default "sipp serve")
+#   REG_TARGETS   targets of the registrations (default "kamailio serve")
+#   FLOOR       1 (default): run the kernel floor at every call rate, each round
 #   SECS        seconds per run (default 10); the default run takes ~5 min
 #   ROUNDS      how many times the whole sequence runs (default 2)
 #   ONLY        calls | register | both (default both)
 #   WIRE_RATE   call rate of the wire check (default 500; 0: none): one more
 #               captured call run per tool after the rounds, comparing each
 #               tool's INVITE->200 with tshark's timestamps of the same packets
-#   WORKERS     sipstorm workers (default 1)
+#   WORKERS     sipstorm --workers (default: none, sipstorm's own choice)
+#   SERVE_WORKERS  workers of the `sipstorm serve` target (default 1)
 #   SIPP_BUFF   SIPp's -buff_size for UAC and UAS (default 8 MiB, what sipstorm
 #               asks for its sockets; the kernel caps both at net.core.rmem_max
 #               unless SO_RCVBUFFORCE works, which sipstorm tries first)
@@ -61,13 +70,17 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 OUT=${1:-$ROOT/results/$(date -u +%Y-%m-%d)-side-by-side}
 SECS=${SECS:-10}
-if [ -n "${RATES:-}" ]; then REG_RATES=${REG_RATES:-$RATES}; else REG_RATES=${REG_RATES:-"500 1000"}; fi
-RATES=${RATES:-"500 1000 2000"}
+if [ -n "${RATES:-}" ]; then REG_RATES=${REG_RATES:-$RATES}; else REG_RATES=${REG_RATES:-"1000 5000"}; fi
+RATES=${RATES:-"1000 3000 8000"}
+CALL_TARGETS=${CALL_TARGETS:-"sipp serve"}
+REG_TARGETS=${REG_TARGETS:-"kamailio serve"}
+FLOOR=${FLOOR:-1}
+SERVE_WORKERS=${SERVE_WORKERS:-1}
 ONLY=${ONLY:-both}
 ROUNDS=${ROUNDS:-2}
 WIRE_RATE=${WIRE_RATE:-500}
 CAPTURE=0
-WORKERS=${WORKERS:-1}
+WORKERS=${WORKERS:-}
 SIPP_BUFF=${SIPP_BUFF:-8388608}
 export KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 case "$ONLY" in calls | register | both) ;; *) echo "ONLY must be calls, register or both" >&2; exit 2 ;; esac
@@ -89,6 +102,9 @@ export INTEROP_WORK="$OUT/raw" INTEROP_KEEP=1
 if [ -n "${SIPSTORM:-}" ]; then BIN=$SIPSTORM; else
   (cd "$ROOT" && { cargo build --release --bin sipstorm >/dev/null 2>&1 || cargo build --release --bin sipstorm; })
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/sipstorm
+fi
+if [ "$FLOOR" = 1 ]; then
+  (cd "$ROOT" && cargo bench --bench floor --no-run >/dev/null 2>&1 || cargo bench --bench floor --no-run)
 fi
 [ -x "$BIN" ] || fail "no sipstorm binary at $BIN"
 
@@ -182,9 +198,10 @@ gen() {
   if [ "$tool" = sipstorm ]; then
     local extra=()
     [ "$scenario" = register ] && extra=(--users "$SIPP_DIR/users.csv")
+    [ -n "$WORKERS" ] && extra+=(--workers "$WORKERS")
     measure "$DIR/gen" $((SECS + 90)) "$DIR" "$BIN" run --target "127.0.0.1:$TARGET_PORT" \
       --scenario "$scenario" --rate "$RATE" --count "$N" --duration "$((SECS + 5))s" \
-      --workers "$WORKERS" --local-ip 127.0.0.1 "${extra[@]}" ${SIPSTORM_FLAGS:-} --quiet --out "$DIR/sipstorm"
+      --local-ip 127.0.0.1 "${extra[@]}" ${SIPSTORM_FLAGS:-} --quiet --out "$DIR/sipstorm"
   else
     local sc=(-sn uac -d 0)
     [ "$scenario" = register ] && sc=(-sf "$SIPP_DIR/register.xml" -inf "$SIPP_DIR/users.csv")
@@ -196,21 +213,36 @@ gen() {
   fi
 }
 
+# The built-in target on TARGET_PORT, pinned to the last core, its pid in
+# SERVE_PID; output in DIR/serve.out.
+start_serve() {
+  (cd "$DIR" && exec "$BIN" serve --listen "127.0.0.1:$TARGET_PORT" --workers "$SERVE_WORKERS" \
+    --password-pattern 'pw-{user}' --quiet >"$DIR/serve.out" 2>&1) &
+  SERVE_PID=$!
+  _interop_pids+=("$SERVE_PID")
+  wait_udp_listen "$TARGET_PORT" || fail "sipstorm serve did not start (see $DIR/serve.out)"
+}
+
 bench_call() {
-  local tool=$1 uas u0 u1 l0 d0 d1 td
-  RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-call-$2-$1"
-  [ "$CAPTURE" = 1 ] && DIR="$OUT/raw/wire-call-$2-$1"
+  local tool=$1 target=$3 uas u0 u1 l0 d0 d1 td tname
+  RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-call-$target-$2-$1"
+  [ "$CAPTURE" = 1 ] && DIR="$OUT/raw/wire-call-$target-$2-$1"
   rm -rf "$DIR" && mkdir -p "$DIR"
   TARGET_PORT=$(free_udp_port)
-  (cd "$DIR" && exec sipp -sn uas -i 127.0.0.1 -p "$TARGET_PORT" -nostdin -timeout "$((SECS + 120))s" -buff_size "$SIPP_BUFF" \
-    -trace_stat -stf "$DIR/uas.stat.csv" -fd 1 >"$DIR/uas.out" 2>&1) &
-  uas=$!
-  _interop_pids+=("$uas")
-  wait_udp_listen "$TARGET_PORT" || fail "sipp -sn uas did not start (see $DIR/uas.out)"
+  if [ "$target" = serve ]; then
+    start_serve
+    uas=$SERVE_PID tname="sipstorm serve --workers $SERVE_WORKERS"
+  else
+    (cd "$DIR" && exec sipp -sn uas -i 127.0.0.1 -p "$TARGET_PORT" -nostdin -timeout "$((SECS + 120))s" -buff_size "$SIPP_BUFF" \
+      -trace_stat -stf "$DIR/uas.stat.csv" -fd 1 >"$DIR/uas.out" 2>&1) &
+    uas=$! tname="sipp -sn uas"
+    _interop_pids+=("$uas")
+    wait_udp_listen "$TARGET_PORT" || fail "sipp -sn uas did not start (see $DIR/uas.out)"
+  fi
   l0=$(loadavg)
   u0=$(proc_tree_cpu_s "$uas")
   d0=$(udp_drops_all)
-  log "round $ROUND, call $RATE/s x ${SECS}s: $tool (load $l0)"
+  log "round $ROUND, call $RATE/s x ${SECS}s against $target: $tool (load $l0)"
   INTEROP_PCAP=$CAPTURE start_capture "${DIR#"$WORK"/}/wire" "$TARGET_PORT"
   gen "$tool" call
   stop_capture
@@ -219,29 +251,41 @@ bench_call() {
   td=$(udp_drops_port "$TARGET_PORT")
   kill -TERM "$uas" 2>/dev/null || true
   wait "$uas" 2>/dev/null || true
-  meta "$DIR" round="$ROUND" scenario=call tool="$tool" target_port="$TARGET_PORT" rate="$RATE" count="$N" secs="$SECS" workers="$WORKERS" \
-    target="sipp -sn uas" target_cpu_s="$(awk -v a="$u0" -v b="$u1" 'BEGIN { print b - a }')" \
+  meta "$DIR" round="$ROUND" scenario=call tool="$tool" target_port="$TARGET_PORT" rate="$RATE" count="$N" secs="$SECS" workers="${WORKERS:-default}" \
+    target_kind="$target" target="$tname" target_cpu_s="$(awk -v a="$u0" -v b="$u1" 'BEGIN { print b - a }')" \
     load_before="$l0" load_after="$(loadavg)" udp_drops_machine=$((d1 - d0)) udp_drops_target="$td"
 }
 
 bench_register() {
-  local tool=$1 k0 k1 l0 users d0 d1 td
-  RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-register-$2-$1"
+  local tool=$1 target=$3 k0 k1 l0 users d0 d1 td tname
+  RATE=$2 N=$(($2 * SECS)) DIR="$OUT/raw/r$ROUND-register-$target-$2-$1"
   rm -rf "$DIR" && mkdir -p "$DIR"
   TARGET_PORT=$(free_udp_port)
-  start_kamailio "r$ROUND-register-$RATE-$tool/kamailio" "$TARGET_PORT"
+  if [ "$target" = serve ]; then
+    start_serve
+    KAM_PID=$SERVE_PID tname="sipstorm serve --workers $SERVE_WORKERS"
+  else
+    start_kamailio "r$ROUND-register-$target-$RATE-$tool/kamailio" "$TARGET_PORT"
+    tname="kamailio (${KAMAILIO_CHILDREN} UDP workers)"
+  fi
   l0=$(loadavg)
   k0=$(proc_tree_cpu_s "$KAM_PID")
   d0=$(udp_drops_all)
-  log "round $ROUND, register $RATE/s x ${SECS}s: $tool (load $l0)"
+  log "round $ROUND, register $RATE/s x ${SECS}s against $target: $tool (load $l0)"
   gen "$tool" register
   k1=$(proc_tree_cpu_s "$KAM_PID")
   d1=$(udp_drops_all)
   td=$(udp_drops_port "$TARGET_PORT")
-  users=$(kam_ul_stat registered_users)
-  "$ROOT/scripts/kamailio/stop.sh" "$KAM_DIR" 2>/dev/null
-  meta "$DIR" round="$ROUND" scenario=register tool="$tool" rate="$RATE" count="$N" secs="$SECS" workers="$WORKERS" \
-    target="kamailio (${KAMAILIO_CHILDREN} UDP workers)" target_cpu_s="$(awk -v a="$k0" -v b="$k1" 'BEGIN { print b - a }')" \
+  if [ "$target" = serve ]; then
+    users=NA
+    kill -TERM "$SERVE_PID" 2>/dev/null || true
+    wait "$SERVE_PID" 2>/dev/null || true
+  else
+    users=$(kam_ul_stat registered_users)
+    "$ROOT/scripts/kamailio/stop.sh" "$KAM_DIR" 2>/dev/null
+  fi
+  meta "$DIR" round="$ROUND" scenario=register tool="$tool" rate="$RATE" count="$N" secs="$SECS" workers="${WORKERS:-default}" \
+    target_kind="$target" target="$tname" target_cpu_s="$(awk -v a="$k0" -v b="$k1" 'BEGIN { print b - a }')" \
     load_before="$l0" load_after="$(loadavg)" kamailio_registered_users="${users:-NA}" \
     udp_drops_machine=$((d1 - d0)) udp_drops_target="$td"
 }
@@ -253,11 +297,11 @@ bench_register() {
   grep -m1 'model name' /proc/cpuinfo
   echo "kernel: $(uname -srvm)"
   echo "load average before: $(loadavg)"
-  echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers $WORKERS ${SIPSTORM_FLAGS:-}"
+  echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers ${WORKERS:-default} ${SIPSTORM_FLAGS:-}"
   echo "sipp: $({ sipp -v 2>&1 || true; } | grep -m1 -o 'SIPp v[^ ]*'), -buff_size $SIPP_BUFF (UAC and UAS)"
   echo "net.core.rmem_max: $(cat /proc/sys/net/core/rmem_max), wmem_max: $(cat /proc/sys/net/core/wmem_max)"
   echo "kamailio: $(kamailio -v 2>&1 | head -n1), $KAMAILIO_CHILDREN UDP workers"
-  echo "rates: calls '$RATES', register '$REG_RATES', ${SECS}s each, $ROUNDS rounds, ONLY=$ONLY"
+  echo "rates: calls '$RATES' against '$CALL_TARGETS', register '$REG_RATES' against '$REG_TARGETS', ${SECS}s each, $ROUNDS rounds, ONLY=$ONLY, floor=$FLOOR"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -266,14 +310,26 @@ cat "$OUT/machine.txt" >&2
 # an odd number of rates, from one round to the next).
 i=0
 pairs=()
-if [ "$ONLY" != register ]; then for rate in $RATES; do pairs+=("call:$rate"); done; fi
-if [ "$ONLY" != calls ]; then for rate in $REG_RATES; do pairs+=("register:$rate"); done; fi
+if [ "$ONLY" != register ]; then for t in $CALL_TARGETS; do for rate in $RATES; do pairs+=("call:$rate:$t"); done; done; fi
+if [ "$ONLY" != calls ]; then for t in $REG_TARGETS; do for rate in $REG_RATES; do pairs+=("register:$rate:$t"); done; done; fi
+# The kernel floor of one call's datagrams at RATE/s (client thread CPU).
+bench_floor() {
+  local dir="$OUT/raw/r$ROUND-floor-$1"
+  mkdir -p "$dir"
+  log "round $ROUND, floor $1/s x ${SECS}s (load $(loadavg))"
+  (cd "$ROOT" && cargo bench -q --bench floor -- --seconds "$SECS" "$1" 2>/dev/null) | grep '^{' >"$dir/floor.json"
+  echo "{\"load_before\": \"$(loadavg)\"}" >"$dir/load.json"
+}
 for ROUND in $(seq 1 "$ROUNDS"); do
+  if [ "$FLOOR" = 1 ] && [ "$ONLY" != register ]; then
+    for rate in $RATES; do bench_floor "$rate"; done
+  fi
   for pair in "${pairs[@]}"; do
+    IFS=: read -r sc rate target <<<"$pair"
     order=(sipstorm sipp)
     [ $((i % 2)) = 0 ] || order=(sipp sipstorm)
     i=$((i + 1))
-    for tool in "${order[@]}"; do "bench_${pair%%:*}" "$tool" "${pair#*:}"; done
+    for tool in "${order[@]}"; do "bench_$sc" "$tool" "$rate" "$target"; done
   done
 done
 
@@ -283,7 +339,7 @@ done
 if [ "$ONLY" != register ] && [ "$WIRE_RATE" != 0 ]; then
   if command -v tshark >/dev/null 2>&1; then
     CAPTURE=1 ROUND=w
-    for tool in sipstorm sipp; do bench_call "$tool" "$WIRE_RATE"; done
+    for tool in sipstorm sipp; do bench_call "$tool" "$WIRE_RATE" sipp; done
     CAPTURE=0
   else
     log "tshark missing: no wire check"
@@ -333,7 +389,7 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
         continue
     g = json.load(open(os.path.join(d, "gen.json"))) if os.path.exists(os.path.join(d, "gen.json")) else {}
     n = int(m["count"])
-    r = dict(seq=int(m["seq"]), round=int(m["round"]), scenario=m["scenario"], tool=m["tool"], rate=int(m["rate"]), count=n, rc=g.get("rc"),
+    r = dict(seq=int(m["seq"]), round=int(m["round"]), scenario=m["scenario"], target=m.get("target_kind", "sipp" if m["scenario"] == "call" else "kamailio"), tool=m["tool"], rate=int(m["rate"]), count=n, rc=g.get("rc"),
              timed_out=g.get("timed_out"), cpu_s=g.get("cpu_s"), user_s=g.get("user_s"),
              sys_s=g.get("sys_s"), wall_s=g.get("wall_s"), maxrss_kib=g.get("maxrss_kib"),
              target_cpu_s=float(m["target_cpu_s"]), load_before=m["load_before"],
@@ -352,7 +408,8 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
             if m["scenario"] == "call":
                 r["srd_p99_ms"] = rep["rfc6076"]["srd_ms"]["p99"]
             p = rep.get("process", {})
-            r["self_cpu_s"] = p.get("cpu_user_s", 0) + p.get("cpu_sys_s", 0)
+            r["self_cpu_s"] = p.get("cpu_total_s") or p.get("cpu_user_s", 0) + p.get("cpu_sys_s", 0)
+            r["workers_started"] = rep.get("config", {}).get("workers")
             r["self_max_rss_kib"] = p.get("max_rss_kib")
     else:
         st_path = os.path.join(d, "sipp.stat.csv")
@@ -371,8 +428,16 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
     runs.append(r)
 
 order = {"call": 0, "register": 1}
-runs.sort(key=lambda r: (order[r["scenario"]], r["rate"], r["tool"] != "sipstorm", r["round"]))
-json.dump(runs, open(os.path.join(out, "runs.json"), "w"), indent=1)
+runs.sort(key=lambda r: (order[r["scenario"]], r["target"], r["rate"], r["tool"] != "sipstorm", r["round"]))
+
+# The kernel floor per call rate: client CPU µs per call, every round.
+floor = {}
+for path in sorted(glob.glob(os.path.join(out, "raw", "r*-floor-*", "floor.json"))):
+    for line in open(path):
+        fl = json.loads(line)
+        floor.setdefault(int(fl["rate"]), []).append(fl["cpu_us_per_call"])
+floor_us = {rate: sorted(v)[len(v) // 2] for rate, v in floor.items()}
+json.dump({"runs": runs, "floor_us_per_call": floor}, open(os.path.join(out, "runs.json"), "w"), indent=1)
 
 def f(v, fmt):
     return "–" if v is None else format(v, fmt)
@@ -392,7 +457,7 @@ def status(rs):
 # ratio from the totals over the rounds; per-round values in parentheses.
 groups = {}
 for r in runs:
-    groups.setdefault((r["scenario"], r["rate"], r["tool"]), []).append(r)
+    groups.setdefault((r["scenario"], r["target"], r["rate"], r["tool"]), []).append(r)
 
 def per_op(rs, key):
     ok = sum(r["ok"] for r in rs)
@@ -400,35 +465,39 @@ def per_op(rs, key):
     return None if not ok or None in vals else sum(vals) / ok * 1e6
 
 summary = [
-    "| scenario | offered /s | tool | ok / offered | failed | achieved /s | generator CPU µs per op (per round) | sipstorm ÷ SIPp CPU | peak RSS MiB | latency p50 ms | latency p99 ms | retrans | target CPU µs per op |",
-    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | target | offered /s | tool | workers | ok / offered | failed | achieved /s | generator CPU µs per op (per round) | sipstorm ÷ SIPp CPU | × floor | peak RSS MiB | latency p50 ms | latency p99 ms | retrans | target CPU µs per op |",
+    "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 result_lines = []
-for (sc, rate, tool), rs in groups.items():
+for (sc, target, rate, tool), rs in groups.items():
     cpu = per_op(rs, "cpu_s")
     ratio = ""
+    vs_floor = ""
+    if sc == "call" and cpu is not None and floor_us.get(rate):
+        vs_floor = f"{cpu / floor_us[rate]:.2f}×"
     if tool == "sipstorm":
-        other = per_op(groups.get((sc, rate, "sipp"), []), "cpu_s")
+        other = per_op(groups.get((sc, target, rate, "sipp"), []), "cpu_s")
         if cpu is not None and other:
             ratio = f"**{cpu / other:.2f}×**"
-            result_lines.append(f"RESULT {sc} {rate}/s: sipstorm/SIPp generator CPU per op = {cpu / other:.2f} ({cpu:.1f} vs {other:.1f} µs)")
+            result_lines.append(f"RESULT {sc} vs {target} {rate}/s: sipstorm/SIPp generator CPU per op = {cpu / other:.2f} ({cpu:.1f} vs {other:.1f} µs){', ' + vs_floor + ' floor' if vs_floor else ''}")
+    workers = ",".join(sorted({str(r.get("workers_started") or "–") for r in rs})) if tool == "sipstorm" else "1"
     rounds = ", ".join(f(r["cpu_us_per_op"], ".1f") for r in rs)
     ach = [r["achieved_per_s"] for r in rs if r["achieved_per_s"] is not None]
     rss = [r["maxrss_kib"] for r in rs if r["maxrss_kib"]]
     summary.append(
-        f"| {sc} | {rate:,} | {tool_name(rs[0])} | {sum(r['ok'] for r in rs):,} / {sum(r['count'] for r in rs):,} | "
+        f"| {sc} | {target} | {rate:,} | {tool_name(rs[0])} | {workers} | {sum(r['ok'] for r in rs):,} / {sum(r['count'] for r in rs):,} | "
         f"{sum(r['failed'] for r in rs):,}{status(rs)} | {f(sum(ach) / len(ach) if ach else None, ',.0f')} | "
-        f"{f(cpu, '.1f')} ({rounds}) | {ratio} | {f(max(rss) / 1024 if rss else None, '.1f')} | "
+        f"{f(cpu, '.1f')} ({rounds}) | {ratio} | {vs_floor} | {f(max(rss) / 1024 if rss else None, '.1f')} | "
         f"{', '.join(lat(r, 'p50_ms') for r in rs)} | {', '.join(lat(r, 'p99_ms') for r in rs)} | "
         f"{sum(r['retrans'] or 0 for r in rs):,} | {f(per_op(rs, 'target_cpu_s'), '.0f')} |")
 
 detail = [
-    "| round | scenario | offered /s | tool | ok / offered | failed | exit | wall s | achieved /s | CPU s (user+sys) | CPU µs per op | voluntary ctx switches per op | peak RSS MiB | p50 ms | p99 ms | latency samples | retrans | UDP drops target / machine | target CPU s | load before | raw |",
-    "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    "| round | scenario | target | offered /s | tool | ok / offered | failed | exit | wall s | achieved /s | CPU s (user+sys) | CPU µs per op | voluntary ctx switches per op | peak RSS MiB | p50 ms | p99 ms | latency samples | retrans | UDP drops target / machine | target CPU s | load before | raw |",
+    "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
 ]
 for r in sorted(runs, key=lambda r: r["seq"]):
     detail.append(
-        f"| {r['round']} | {r['scenario']} | {r['rate']:,} | {tool_name(r)} | {r['ok']:,} / {r['count']:,} | {r['failed']:,} | "
+        f"| {r['round']} | {r['scenario']} | {r['target']} | {r['rate']:,} | {tool_name(r)} | {r['ok']:,} / {r['count']:,} | {r['failed']:,} | "
         f"{r['rc']} | {f(r['wall_s'], '.2f')} | {f(r['achieved_per_s'], ',.0f')} | {f(r['cpu_s'], '.3f')} | "
         f"{f(r['cpu_us_per_op'], '.1f')} | {f(r['nvcsw'] / r['ok'] if r['ok'] and r['nvcsw'] is not None else None, '.2f')} | "
         f"{f(r['maxrss_kib'] and r['maxrss_kib'] / 1024, '.1f')} | "
@@ -493,9 +562,16 @@ SIPp RTD 1 of `-sn uac` from `-trace_rtt`), registrations first REGISTER ->
 final 200 including the 401 round trip (sipstorm RFC 6076 RRD, SIPp RTD 1 of
 scripts/sipp/register.xml); SIPp's samples are whole milliseconds of its
 clock tick, sipstorm's are µs; *retrans* requests the generator retransmitted;
-*target CPU µs per op* CPU of `sipp -sn uas` or Kamailio (all its processes)
-during the run / successes.
+*target CPU µs per op* CPU of `sipp -sn uas`, `sipstorm serve` or Kamailio
+(all its processes) during the run / successes; *workers* the worker threads
+sipstorm started (its default flags size them by the rate); *× floor* the
+generator's CPU per call over the kernel floor at that rate (benches/floor.rs:
+a minimal program moving the same call's datagrams, batched, one wake-up per
+1 ms tick; median of the rounds).
 """
+if floor_us:
+    legend += "\nKernel floor, client CPU µs per call (every round): " + "; ".join(
+        f"{rate:,}/s: {', '.join(f'{v:.1f}' for v in floor[rate])}" for rate in sorted(floor)) + "\n"
 text = "\n".join(summary) + "\n" + legend
 if wire:
     text += ("\nWire check (one more call run per tool, captured with tshark on lo; "

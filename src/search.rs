@@ -179,6 +179,8 @@ pub struct Measured {
     /// threshold held.
     pub all_ok: bool,
     pub cpu_s: f64,
+    /// Worker threads the step ran (its CPU budget is workers × length).
+    pub workers: usize,
     pub elapsed: Duration,
     pub out: String,
     /// A signal arrived during the step.
@@ -254,7 +256,8 @@ pub fn generator_limited(step: &Step, workers: usize, duration: Duration) -> Opt
 
 /// Judge a measured step: interrupted, generator-limited, pass or fail,
 /// with the generator's explanation when it is the limit.
-fn judge(m: Measured, workers: usize, duration: Duration) -> (Step, Option<String>) {
+fn judge(m: Measured, duration: Duration) -> (Step, Option<String>) {
+    let workers = m.workers;
     let passed = m.all_ok && m.attempted > 0;
     let mut step = Step {
         rate: m.offered,
@@ -353,11 +356,10 @@ impl Searcher {
 
 /// Run the search with `step(i, rate)` as the target: each call runs one
 /// step (1-based `i`) at `rate` attempts per second and says what it
-/// measured. `workers` is the generator's worker count (for the CPU
-/// criterion). `elapsed_s` of the result is left at 0 for the caller.
+/// measured (with the worker count it ran, for the CPU criterion).
+/// `elapsed_s` of the result is left at 0 for the caller.
 pub fn drive<E>(
     opts: &SearchOptions,
-    workers: usize,
     scenario: &str,
     mut step: impl FnMut(u32, f64) -> Result<Measured, E>,
 ) -> Result<SearchResult, E> {
@@ -369,7 +371,7 @@ pub fn drive<E>(
     let mut interrupted = false;
     for i in 1..=opts.max_steps {
         let measured = step(i, s.rate())?;
-        let (st, why) = judge(measured, workers, opts.step_duration);
+        let (st, why) = judge(measured, opts.step_duration);
         let verdict = st.verdict;
         if let Some(n) = why {
             why_generator.push((steps.len(), n));
@@ -472,7 +474,7 @@ pub fn search(
 ) -> Result<SearchResult, SearchError> {
     opts.validate()?;
     let started = Instant::now();
-    let mut result = drive(opts, base.workers, base.scenario.name(), |i, rate| {
+    let mut result = drive(opts, base.scenario.name(), |i, rate| {
         let mut cfg = base.clone();
         cfg.rate = Some(rate);
         // Each step is a constant rate: a profile's stages do not apply.
@@ -501,7 +503,9 @@ pub fn search(
             attempted,
             failed,
             all_ok: outcome.all_ok,
-            cpu_s: (cpu1.cpu_user_s + cpu1.cpu_sys_s) - (cpu0.cpu_user_s + cpu0.cpu_sys_s),
+            cpu_s: cpu1.cpu_total_s - cpu0.cpu_total_s,
+            // What run_command started for this step's rate.
+            workers: run::RunPlan::resolve(&cfg).workers,
             elapsed: t0.elapsed(),
             out: dir.display().to_string(),
             interrupted: stop.stopping(),
@@ -682,6 +686,7 @@ mod tests {
                 failed,
                 all_ok: failed == 0 && attempted > 0,
                 cpu_s: attempted as f64 * self.cpu_per_attempt,
+                workers: WORKERS,
                 elapsed: d,
                 out: format!("step-{i:02}"),
                 interrupted: self.interrupt_at == Some(i),
@@ -689,7 +694,7 @@ mod tests {
         }
 
         fn search(&self, opts: SearchOptions) -> SearchResult {
-            drive(&opts, WORKERS, "call", |i, rate| {
+            drive(&opts, "call", |i, rate| {
                 Ok::<_, std::convert::Infallible>(self.step(i, rate, opts.step_duration))
             })
             .unwrap()

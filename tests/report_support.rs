@@ -82,6 +82,7 @@ pub fn synthetic_run(
     info.process = ProcessUsage {
         cpu_user_s: 1.5,
         cpu_sys_s: 0.5,
+        cpu_total_s: 2.0,
         max_rss_kib: 20_000,
     };
     (info, agg)

@@ -253,7 +253,9 @@ pub struct RunConfig {
     pub password_pattern: String,
     pub hold: Hold,
     pub cancel_ratio: f64,
-    pub workers: usize,
+    /// `--workers`; `None`: as many as the offered load needs (see
+    /// `run::plan`).
+    pub workers: Option<usize>,
     pub local_ip: IpAddr,
     /// This instance's share of the test (`--segment I/N`, zero-based).
     pub segment: Option<Segment>,
@@ -314,7 +316,8 @@ pub fn describe_pattern_error(e: &crate::engine::ConfigError) -> &'static str {
     }
 }
 
-/// Worker count when `--workers` is absent: one per core.
+/// The cores this process may use: the most workers a run starts, and what
+/// `serve` starts when `--workers` is absent.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -434,11 +437,13 @@ impl RunConfig {
         }
         let hold = delay("--hold", v.hold.as_deref())?.unwrap_or_default();
         let cancel_ratio = ratio("--cancel-ratio", v.cancel_ratio)?;
-        let workers = v.workers.unwrap_or_else(default_workers);
-        if workers == 0 || workers > 1024 {
+        let workers = v.workers;
+        if let Some(w) = workers
+            && (w == 0 || w > 1024)
+        {
             return Err(invalid(
                 "--workers",
-                format!("{workers} is not between 1 and 1024"),
+                format!("{w} is not between 1 and 1024"),
             ));
         }
         match v.transport.as_deref() {

@@ -145,6 +145,11 @@ pub struct Endpoint {
     /// Mixed-mode calls waiting for their users' registrations.
     pub(super) pending_calls: Vec<Pending>,
     pub(super) rtt_events: bool,
+    /// Live client transactions with `Txn::prompt` set.
+    pub(super) prompt_txns: u32,
+    /// An INVITE of this endpoint was challenged (401/407): from now on
+    /// unauthenticated INVITEs may be too.
+    pub(super) invites_challenged: bool,
     /// Highest digest `nc` seen per nonce (server only; replay guard).
     pub(super) nc_guard: NcGuard,
     /// Live UAS calls per peer (hash of source address), server only.
@@ -196,6 +201,8 @@ impl Endpoint {
             mixed_users: Vec::new(),
             pending_calls: Vec::new(),
             rtt_events: false,
+            prompt_txns: 0,
+            invites_challenged: false,
             nc_guard: NcGuard::new(NC_GUARD_CAP),
             peer_calls: HashMap::default(),
         }
@@ -253,6 +260,31 @@ impl Endpoint {
     /// without retransmission (off by default: one event per transaction).
     pub fn set_rtt_events(&mut self, on: bool) {
         self.rtt_events = on;
+    }
+
+    /// Whether a message received now may call for a reply that a measured
+    /// latency includes, so the driver should handle it at once rather
+    /// than at its next pacing tick.
+    ///
+    /// Responses are stamped with their kernel arrival time, so handling
+    /// them a tick later changes no latency, unless the engine answers them
+    /// with a request whose round trip the metric also spans:
+    /// - a 401/407 to a REGISTER: the authenticated REGISTER is part of RRD
+    ///   (RFC 6076 §4.1);
+    /// - a 401/407 to an INVITE (once this endpoint has seen INVITEs
+    ///   challenged): the re-INVITE is part of SRD (§4.2);
+    /// - any request to an answering UAS (the built-in target, or mixed
+    ///   mode's own UAS): its 180/200 are the latency the caller measures.
+    ///
+    /// Not prompt: the ACK for a 2xx (no metric spans it; the UAS waits T1
+    /// before retransmitting), BYE answers and refresh answers (they end a
+    /// measurement that their arrival stamp already closed), and the BYE
+    /// after hold (a timer, fired at its tick).
+    pub fn prompt_replies(&self) -> bool {
+        match &self.role {
+            Role::Server(_) => true,
+            Role::Client(c) => c.scenario == super::Scenario::Mixed || self.prompt_txns > 0,
+        }
     }
 
     /// Attempts started by `start_attempt` and not finished yet (plus

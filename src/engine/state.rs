@@ -64,6 +64,9 @@ pub(super) struct Txn {
     /// When the request was first sent (RTT events).
     pub sent_ns: u64,
     pub retransmitted: bool,
+    /// Its final response may be a challenge whose answer a measured
+    /// latency includes (see [`super::Endpoint::prompt_replies`]).
+    pub prompt: bool,
     /// The session it belongs to (its TU) and that slot's generation.
     pub owner: u32,
     pub owner_gen: u32,

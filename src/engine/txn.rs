@@ -38,6 +38,17 @@ impl Endpoint {
     ) -> (u32, u32) {
         let owner_gen = self.sessions.generation(owner);
         let sent_ns = self.to_ns(now);
+        let uncredentialed = self
+            .sessions
+            .get(owner)
+            .is_some_and(|s| s.challenge.is_empty());
+        let prompt = uncredentialed
+            && match method {
+                MethodKind::Register => true,
+                MethodKind::Invite => self.invites_challenged,
+                _ => false,
+            };
+        self.prompt_txns += u32::from(prompt);
         let (ti, g, t) = self.txns.insert();
         t.kind = kind;
         t.state = if kind == TxKind::ClientInvite {
@@ -53,6 +64,7 @@ impl Endpoint {
         t.interval_ms = self.timers.t1.as_millis() as u64;
         t.sent_ns = sent_ns;
         t.retransmitted = false;
+        t.prompt = prompt;
         t.owner = owner;
         t.owner_gen = owner_gen;
         t.retransmit_timer = TimerId::NONE;
@@ -81,6 +93,7 @@ impl Endpoint {
                 map.remove(&key);
             }
             let (a, b) = (t.retransmit_timer, t.timeout_timer);
+            self.prompt_txns -= u32::from(t.prompt);
             self.wheel.cancel(a);
             self.wheel.cancel(b);
             self.txns.remove(ti);
@@ -312,6 +325,9 @@ impl Endpoint {
             *c += 1;
             self.events
                 .push_back(Event::FinalResponse { method: m, code });
+            if m == MethodKind::Invite && matches!(code, 401 | 407) {
+                self.invites_challenged = true;
+            }
         }
         let Some(t) = self.txns.get(ti) else {
             return;
@@ -409,6 +425,7 @@ impl Endpoint {
             interval_ms: t1,
             sent_ns: sent,
             retransmitted: false,
+            prompt: false,
             owner,
             owner_gen,
             retransmit_timer: super::wheel::TimerId::NONE,

@@ -154,6 +154,11 @@ pub fn compare_reports(
         Some(np.cpu_user_s),
     );
     push("process.cpu_sys_s", Some(bp.cpu_sys_s), Some(np.cpu_sys_s));
+    push(
+        "process.cpu_total_s",
+        Some(bp.cpu_total_s),
+        Some(np.cpu_total_s),
+    );
     push("process.max_rss_kib", u(bp.max_rss_kib), u(np.max_rss_kib));
 
     let mut table = String::new();

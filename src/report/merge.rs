@@ -124,6 +124,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         errors.kernel_drops += r.errors.kernel_drops;
         process.cpu_user_s += r.process.cpu_user_s;
         process.cpu_sys_s += r.process.cpu_sys_s;
+        process.cpu_total_s += r.process.cpu_total_s;
         // Peak RSS of separate processes on separate machines: the largest
         // one is what a single machine needed.
         process.max_rss_kib = process.max_rss_kib.max(r.process.max_rss_kib);

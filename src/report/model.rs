@@ -186,10 +186,19 @@ pub struct Errors {
 /// `process.*`: CPU seconds and peak resident set size.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ProcessUsage {
-    /// User CPU seconds.
+    /// User CPU seconds (sampled at scheduler ticks: see `cpu_total_s`).
     pub cpu_user_s: f64,
-    /// System CPU seconds.
+    /// System CPU seconds (sampled at scheduler ticks).
     pub cpu_sys_s: f64,
+    /// CPU seconds of every thread of the process, measured exactly
+    /// (`CLOCK_PROCESS_CPUTIME_ID`: the scheduler's runtime of all threads,
+    /// io_uring's io-wq workers included). On kernels with tick-based CPU
+    /// accounting the user/sys split above is a sample of where ticks
+    /// landed, scaled to this total, so a run that spends 5 µs of user time
+    /// per call may show 0.00 s user; compare CPU cost with this field.
+    /// Absent in reports older than it (0).
+    #[serde(default)]
+    pub cpu_total_s: f64,
     /// Peak resident set size, KiB.
     pub max_rss_kib: u64,
 }

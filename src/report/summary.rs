@@ -104,8 +104,8 @@ pub fn render_summary(r: &Report) -> String {
     let p = &r.process;
     let _ = writeln!(
         out,
-        "Process    cpu user {:.2} s  sys {:.2} s  max rss {} KiB",
-        p.cpu_user_s, p.cpu_sys_s, p.max_rss_kib
+        "Process    cpu {:.2} s (user {:.2} s  sys {:.2} s)  max rss {} KiB",
+        p.cpu_total_s, p.cpu_user_s, p.cpu_sys_s, p.max_rss_kib
     );
     let _ = writeln!(out);
     let _ = writeln!(

@@ -339,10 +339,13 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         None => crate::report::claim_dir(&default_out(r.started_at, cfg.scenario))
             .map_err(report_err)?,
     };
+    let mut config = cfg.to_json();
+    config["workers"] = plan.workers.into();
+    config["workers_reason"] = plan.workers_reason.to_string().into();
     let mut info = crate::report::RunInfo::new(
         cfg.scenario.name(),
         plan.offered_rate(),
-        cfg.to_json(),
+        config,
         r.started_at,
         r.elapsed,
     );
@@ -441,6 +444,7 @@ pub fn process_usage() -> crate::report::ProcessUsage {
     crate::report::ProcessUsage {
         cpu_user_s: u.user_s,
         cpu_sys_s: u.sys_s,
+        cpu_total_s: u.total_s,
         max_rss_kib: u.max_rss_kib,
     }
 }

@@ -414,6 +414,7 @@ mod tests {
                 resolution: Duration::ZERO,
             },
             workers,
+            workers_reason: crate::run::plan::WorkerReason::Flag,
             segment: Share::WHOLE,
             embedded: false,
             origin: crate::run::plan::LoadOrigin::Given,

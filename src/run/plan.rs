@@ -21,6 +21,41 @@ pub const EMBEDDED_DURATION: Duration = Duration::from_secs(5);
 /// modest rate rather than an unbounded loop.
 pub const TARGET_DEFAULT_RATE: f64 = 10.0;
 
+/// Attempts per second one worker is started for. One core runs ≥ 40,000
+/// calls/s of the engine and its loop; a worker for every 10,000 keeps each
+/// well below saturation (latency stays the target's) while a light load
+/// runs on one worker that wakes once per tick, instead of one per core
+/// that each wake for a trickle.
+pub const RATE_PER_WORKER: f64 = 10_000.0;
+
+/// Why a run starts the workers it does (reported as
+/// `config.workers_reason`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WorkerReason {
+    /// `--workers N`.
+    Flag,
+    /// One per [`RATE_PER_WORKER`] of the offered (peak) rate, at most one
+    /// per core.
+    Rate { rate: f64, cores: usize },
+    /// A closed loop has no rate to size by: one per core.
+    ClosedLoop { cores: usize },
+}
+
+impl std::fmt::Display for WorkerReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerReason::Flag => f.write_str("--workers"),
+            WorkerReason::Rate { rate, cores } => write!(
+                f,
+                "one per {RATE_PER_WORKER} attempts/s of the offered rate ({rate}/s), at most one per core ({cores})"
+            ),
+            WorkerReason::ClosedLoop { cores } => {
+                write!(f, "closed loop: one per core ({cores})")
+            }
+        }
+    }
+}
+
 /// Where the load shape came from, for the banner and the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadOrigin {
@@ -39,6 +74,8 @@ pub struct RunPlan {
     pub schedule: Schedule,
     /// Worker threads to start.
     pub workers: usize,
+    /// Why that many.
+    pub workers_reason: WorkerReason,
     /// This instance's part of a test split into segments.
     pub segment: Share,
     /// The target is the embedded server.
@@ -87,16 +124,18 @@ impl RunPlan {
         };
         let segment = cfg.segment.map_or(Share::WHOLE, Share::from);
         let schedule = whole.segment(segment);
+        let (wanted, workers_reason) = workers_for(cfg.workers, &schedule.load);
         // Each worker needs at least one slot of a concurrency cap: fewer
         // slots than workers means fewer workers.
         let workers = match schedule.load.cap() {
-            Some(c) => cfg.workers.min(usize::try_from(c).unwrap_or(usize::MAX)),
-            None => cfg.workers,
+            Some(c) => wanted.min(usize::try_from(c).unwrap_or(usize::MAX)),
+            None => wanted,
         }
         .max(1);
         RunPlan {
             schedule,
             workers,
+            workers_reason,
             segment,
             embedded,
             origin,
@@ -141,6 +180,28 @@ impl RunPlan {
     }
 }
 
+/// How many workers `load` needs: `--workers` if given, else one per
+/// [`RATE_PER_WORKER`] of the peak offered rate (stages: their highest
+/// rate), at most one per core; a closed loop takes every core.
+fn workers_for(flag: Option<usize>, load: &Load) -> (usize, WorkerReason) {
+    if let Some(w) = flag {
+        return (w, WorkerReason::Flag);
+    }
+    let cores = crate::config::default_workers();
+    let peak = match load {
+        Load::Open { rate, .. } => *rate,
+        Load::Stages { stages, .. } => stages.peak_rate(),
+        Load::Closed { .. } => return (cores, WorkerReason::ClosedLoop { cores }),
+    };
+    let n = (peak / RATE_PER_WORKER).ceil().max(1.0);
+    let n = if n.is_finite() && n < cores as f64 {
+        n as usize
+    } else {
+        cores
+    };
+    (n.max(1), WorkerReason::Rate { rate: peak, cores })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +213,7 @@ mod tests {
             workers: Some(4),
             ..RunValues::default()
         };
+        // Worker counts by load have their own table; here the flag holds.
         f(&mut v);
         RunPlan::resolve(&RunConfig::build(v).unwrap())
     }
@@ -282,6 +344,55 @@ mod tests {
         assert_eq!(stages.total(), 1000.0);
         assert!(Arc::strong_count(stages) >= 1);
         assert!(p.describe().contains("stages averaging 100.0/s"));
+    }
+
+    /// Issue 18: without `--workers`, as many workers as the rate needs,
+    /// at most one per core; the flag always wins.
+    #[test]
+    fn workers_follow_the_load() {
+        let cores = crate::config::default_workers();
+        let open = |rate| Load::Open { rate, cap: None };
+        let st = |peak: f64| Load::Stages {
+            stages: Arc::new(
+                crate::schedule::Stages::new(&[
+                    (Duration::from_secs(10), peak),
+                    (Duration::from_secs(10), 10.0),
+                ])
+                .unwrap(),
+            ),
+            cap: None,
+        };
+        let cases: Vec<(Option<usize>, Load, usize)> = vec![
+            (None, open(10.0), 1),
+            (None, open(3_000.0), 1),
+            (None, open(10_000.0), 1),
+            (None, open(10_001.0), 2.min(cores)),
+            (None, open(30_000.0), 3.min(cores)),
+            (None, open(1e9), cores),
+            (None, st(25_000.0), 3.min(cores)),
+            (None, Load::Closed { concurrency: 64 }, cores),
+            (Some(7), open(10.0), 7),
+        ];
+        for (flag, load, want) in cases {
+            let (n, why) = workers_for(flag, &load);
+            assert_eq!(n, want, "{flag:?} {load:?} ({why})");
+        }
+        // The plan reports why, and a cap still bounds the count.
+        let p = plan(|v| {
+            v.workers = None;
+            v.rate = Some(500.0);
+        });
+        assert_eq!(p.workers, 1);
+        assert!(
+            p.workers_reason.to_string().contains("500/s"),
+            "{}",
+            p.workers_reason
+        );
+        let p = plan(|v| {
+            v.workers = None;
+            v.concurrency = Some(1);
+        });
+        assert_eq!(p.workers, 1);
     }
 
     #[test]

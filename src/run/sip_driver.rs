@@ -214,6 +214,9 @@ impl LoadClient for EngineClient {
     fn in_flight(&self) -> u64 {
         self.ep.in_flight() as u64
     }
+    fn prompt_replies(&self) -> bool {
+        self.ep.prompt_replies()
+    }
     fn shutdown(&mut self, now: Instant) {
         self.ep.shutdown(now);
     }

@@ -13,7 +13,7 @@ use crate::engine::SansIo;
 use crate::flow::Flow;
 use crate::schedule::{Hold, Pace, Pacer, Rng};
 use crate::stats::{Counter, Snapshot, WorkerStats};
-use crate::transport::{IoCounters, Tick, Worker};
+use crate::transport::{self, IoCounters, Tick, Worker};
 
 /// A load-generating endpoint as the worker loop sees it: the engine's
 /// client (or a test client) behind the sans-IO contract plus attempt
@@ -36,6 +36,12 @@ pub trait LoadClient: SansIo {
     /// Map one event to statistics (the RFC 6076 metrics, counters,
     /// responses).
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// Whether a message received now may need an answer that a measured
+    /// latency includes (the REGISTER after a 401): the loop then wakes for
+    /// it within the batch window instead of at the next tick.
+    fn prompt_replies(&self) -> bool {
+        true
+    }
     /// The counter the attempt just started increments (`call.attempted`,
     /// ...; in a mix it depends on the part chosen).
     fn attempt_counter(&self) -> Counter;
@@ -289,8 +295,17 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         self.client.handle(now, from, data);
     }
 
+    /// The configured window while a reply that a measured latency spans
+    /// may be due ([`LoadClient::prompt_replies`]); otherwise received
+    /// messages wait for the next pacing tick (or timer): their arrival
+    /// stamps keep every latency exact, and the loop wakes once per tick
+    /// instead of once per datagram.
     fn batch_window(&self) -> Duration {
-        self.batch_window
+        if self.client.prompt_replies() {
+            self.batch_window
+        } else {
+            transport::UNTIL_DEADLINE
+        }
     }
 
     fn tick(&mut self, now: Instant, io: &IoCounters) -> Tick {

@@ -61,6 +61,11 @@ impl Stages {
         self.total / self.length
     }
 
+    /// The highest rate any stage reaches (ramps peak at their ends).
+    pub fn peak_rate(&self) -> f64 {
+        self.parts.iter().map(|p| p.2.max(p.3)).fold(0.0, f64::max)
+    }
+
     /// The same shape at `factor` times the rate (a segment's share).
     pub fn scaled(&self, factor: f64) -> Stages {
         Stages {

@@ -47,6 +47,9 @@ use crate::flow::Flow;
 
 pub mod conn;
 pub mod epoll;
+/// The kernel floor of CPU per call (issue 18): benches and scripts only.
+#[cfg(any(test, feature = "testing"))]
+pub mod floor;
 /// Small endpoints that exercise the loops: for tests and the `testing`
 /// feature only.
 #[cfg(any(test, feature = "testing"))]
@@ -64,6 +67,10 @@ const SO_REUSEPORT: libc::c_int = 15;
 
 /// [`Worker::batch_window`] unless the worker says otherwise.
 pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_micros(100);
+
+/// A [`Worker::batch_window`] that holds every datagram until the
+/// worker's next deadline: one wake-up per pacing tick.
+pub const UNTIL_DEADLINE: Duration = Duration::MAX;
 
 /// Longest a loop sleeps without looking at its stop flag.
 pub const MAX_SLEEP: Duration = Duration::from_millis(50);
@@ -110,6 +117,9 @@ pub trait Worker {
     /// call); arrival times stay exact through kernel timestamps, but
     /// answers leave up to this much later. A load generator can afford a
     /// pacing tick; a target under test should answer at once.
+    /// [`UNTIL_DEADLINE`] (or anything at least as long as the wait) means
+    /// datagrams never end a wait early: the loop wakes at the worker's
+    /// next deadline (or when a large batch of completions is ready).
     fn batch_window(&self) -> Duration {
         DEFAULT_BATCH_WINDOW
     }
@@ -618,6 +628,8 @@ pub struct ResourceUsage {
     pub user_s: f64,
     /// System CPU seconds.
     pub sys_s: f64,
+    /// CPU seconds of all threads, exact (`CLOCK_PROCESS_CPUTIME_ID`).
+    pub total_s: f64,
     /// Peak resident set size, KiB.
     pub max_rss_kib: u64,
 }
@@ -638,9 +650,21 @@ pub fn resource_usage() -> ResourceUsage {
     // every bit pattern is a valid `rusage` (plain integers).
     let ru = unsafe { ru.assume_init() };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a
+    // constant the kernel knows; clock_gettime writes only into `ts`.
+    let total_s = if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    } else {
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
     ResourceUsage {
         user_s: tv(ru.ru_utime),
         sys_s: tv(ru.ru_stime),
+        total_s,
         // Linux reports ru_maxrss in KiB.
         max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
     }
@@ -681,9 +705,18 @@ mod tests {
 
     #[test]
     fn resource_usage_is_plausible() {
+        // Burn a little CPU so the exact total has something to show.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
         let u = super::resource_usage();
         assert!(u.max_rss_kib > 0);
         assert!(u.user_s >= 0.0 && u.sys_s >= 0.0);
+        // The exact total is never zero after real work, whatever the
+        // tick-sampled split says.
+        assert!(u.total_s > 0.0, "{u:?}");
     }
 
     use super::*;

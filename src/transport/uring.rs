@@ -245,16 +245,26 @@ struct Loop {
 /// every wait does (see `submit_wait`; the turn core reaps completions
 /// only after a wait). TASKRUN_FLAG makes pending task work visible in
 /// the SQ flags. SINGLE_ISSUER: only the thread that built the ring
-/// submits (each worker builds its own). DEFER_TASKRUN would go here too:
-/// it needs SINGLE_ISSUER and completions reaped only after a GETEVENTS
-/// enter, both of which hold. Older kernels get a plain ring.
+/// submits (each worker builds its own). DEFER_TASKRUN (6.1+): completion
+/// work runs only when the worker enters with GETEVENTS, never as an
+/// interrupting task-work run while it handles a turn; it needs
+/// SINGLE_ISSUER, and the turn reaps completions only after a GETEVENTS
+/// enter (every wait, and the zero-timeout wait of a busy loop).
+/// `SIPSTORM_NO_DEFER_TASKRUN=1` leaves it out (for A/B measurement).
+/// Kernels without a flag get the next simpler ring.
 fn build_ring(entries: u32) -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_single_issuer()
-        .build(entries)
-        .or_else(|_| IoUring::new(entries))
+    let base = || {
+        let mut b = IoUring::builder();
+        b.setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_single_issuer();
+        b
+    };
+    let defer = std::env::var_os("SIPSTORM_NO_DEFER_TASKRUN").is_none();
+    if defer && let Ok(r) = base().setup_defer_taskrun().build(entries) {
+        return Ok(r);
+    }
+    base().build(entries).or_else(|_| IoUring::new(entries))
 }
 
 impl Loop {
@@ -354,14 +364,21 @@ impl Loop {
     /// one wake-up then handles the datagrams of a whole window instead of
     /// one each, which is most of the CPU a load generator spends per call.
     /// Arrival times stay exact (kernel timestamps, see `RxClock`).
-    /// `timeout` (the worker's next deadline) still bounds the wait.
+    /// `timeout` (the worker's next deadline) still bounds the wait. A
+    /// window at least as long as `timeout` waits for the deadline (or
+    /// [`BATCH_WANT`] completions) whatever arrives.
     fn submit_wait(&mut self, timeout: Duration, window: Duration) -> io::Result<()> {
         let ts = Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let min_wait = window.min(timeout);
         let batch = self.min_timeout && min_wait >= Duration::from_micros(1);
-        let r = if batch {
+        let r = if window >= timeout {
+            // Hold everything until the deadline: only a full batch of
+            // completions ends the wait earlier (any kernel).
+            let args = SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(BATCH_WANT, &args)
+        } else if batch {
             let args = SubmitArgs::new()
                 .timespec(&ts)
                 .min_wait_usec(u32::try_from(min_wait.as_micros()).unwrap_or(u32::MAX));

@@ -186,3 +186,51 @@ fn client_answers_auth_int_when_preferred_and_offered() {
             && String::from_utf8_lossy(&t.3).contains("qop=auth-int"))
     );
 }
+
+/// Issue 18: the endpoint says when a received message may need a reply a
+/// measured latency includes — a REGISTER waiting for its challenge, an
+/// INVITE once INVITEs are known to be challenged, anything to an
+/// answering UAS — so the driver wakes for it at once and otherwise waits
+/// for its next tick.
+#[test]
+fn prompt_replies_only_while_a_measured_reply_may_be_due() {
+    // (scenario, INVITE auth at the server, prompt right after the start,
+    // prompt once the first round trip is back, prompt when all is done)
+    let cases = [
+        (Scenario::Register, false, true, false, false),
+        (Scenario::Call, false, false, false, false),
+        (Scenario::Options, false, false, false, false),
+        (Scenario::Call, true, false, false, false),
+    ];
+    for (scenario, auth_invite, at_start, after_rtt, at_end) in cases {
+        let mut sc = scfg();
+        sc.auth_invite = auth_invite;
+        // 5 ms each way: the first answer is back after 10 ms.
+        let mut p = pair(ccfg(scenario), sc, NetConfig::default());
+        p.start(1, Duration::from_millis(50));
+        let name = format!("{scenario:?} auth_invite={auth_invite}");
+        assert_eq!(p.sim.ep(p.c).prompt_replies(), at_start, "{name}: start");
+        p.run(Duration::from_millis(11));
+        assert_eq!(p.sim.ep(p.c).prompt_replies(), after_rtt, "{name}: rtt");
+        p.run(Duration::from_secs(2));
+        assert_eq!(p.outcomes(), vec![Outcome::Success], "{name}");
+        assert_eq!(p.sim.ep(p.c).prompt_replies(), at_end, "{name}: end");
+        // The server side always answers at once.
+        assert!(p.sim.ep(p.s).prompt_replies(), "{name}: server");
+    }
+    // Once an INVITE was challenged, the next unauthenticated INVITE may be
+    // too: its challenge is then answered at once.
+    let mut sc = scfg();
+    sc.auth_invite = true;
+    let mut p = pair(ccfg(Scenario::Call), sc, NetConfig::default());
+    p.start(1, Duration::from_millis(10));
+    p.run(Duration::from_secs(1));
+    p.start(1, Duration::from_millis(10));
+    assert!(p.sim.ep(p.c).prompt_replies());
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.outcomes(), vec![Outcome::Success; 2]);
+    assert!(!p.sim.ep(p.c).prompt_replies());
+    // Mixed mode answers calls itself.
+    let mut p = pair(ccfg(Scenario::Mixed), scfg(), NetConfig::default());
+    assert!(p.sim.ep(p.c).prompt_replies());
+}
