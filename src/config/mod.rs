@@ -502,7 +502,8 @@ impl RunConfig {
                 content_type: v.content_type.as_deref(),
                 local_port: v.local_port,
             },
-            workers,
+            // The most workers the run may start (the plan may start fewer).
+            workers.unwrap_or_else(default_workers),
         )?;
         reach.check_fields(users.as_ref())?;
         if scenario == ScenarioKind::Mixed && reach.callee != crate::engine::Party::Default {
