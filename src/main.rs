@@ -364,6 +364,10 @@ struct ServeArgs {
     /// Capacity in new attempts per second; beyond it requests get 503.
     #[arg(long)]
     max_rate: Option<f64>,
+    /// Reproducible server for tests: secret, tags and random draws from N
+    /// (anyone who knows N can forge nonces). Default: from the OS.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -411,6 +415,7 @@ fn main() -> ExitCode {
                 backend: a.backend,
                 quiet: a.quiet,
                 max_rate: a.max_rate,
+                seed: a.seed,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,

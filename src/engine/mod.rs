@@ -93,7 +93,9 @@ mod wire;
 pub use endpoint::Endpoint;
 pub use state::StateSizes;
 
-pub use config::{ClientConfig, ConfigError, Scenario, ServerConfig, Timers, UserSource};
+pub use config::{
+    AorPolicy, ClientConfig, ConfigError, Scenario, ServerConfig, ServerSecret, Timers, UserSource,
+};
 pub use event::{Counters, Event, MethodKind, Outcome};
 /// Virtual-time simulation of endpoints over a lossy network: for tests
 /// and the `testing` feature only.

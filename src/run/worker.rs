@@ -48,6 +48,10 @@ pub trait LoadClient: SansIo {
 pub trait LoadServer: SansIo {
     /// Map one event to statistics.
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// The transport could not deliver to `dest` (ICMP unreachable): end
+    /// the server transactions answering it (RFC 3261 §17.2.4), so their
+    /// responses stop going to a closed port.
+    fn transport_error(&mut self, _now: Instant, _dest: Flow) {}
     /// As [`LoadClient::flush_counters`].
     fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
 }
@@ -444,5 +448,11 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
 
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.server.poll_transmit(buf)
+    }
+
+    /// Before issue 13 this was ignored, so a spoofed INVITE's 2xx went on
+    /// being retransmitted at a closed port for 64·T1.
+    fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
+        self.server.transport_error(now, dest);
     }
 }
