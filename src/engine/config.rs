@@ -786,11 +786,8 @@ mod tests {
     #[test]
     fn aor_policy_default_and_pairs() {
         let same = AorPolicy::same_user();
-        let file = AorPolicy::from_pairs([
-            ("alice", "alice-auth"),
-            ("alice", "admin"),
-            ("bob", "bob"),
-        ]);
+        let file =
+            AorPolicy::from_pairs([("alice", "alice-auth"), ("alice", "admin"), ("bob", "bob")]);
         // (policy, auth user, AOR user, may change)
         let cases: [(&AorPolicy, &str, &str, bool); 9] = [
             (&same, "alice", "alice", true),

@@ -324,7 +324,12 @@ impl Endpoint {
                     * map_entry
                 + self.absorbers.records.capacity() * (8 + std::mem::size_of::<Absorbed>() + 1)
                 + self.absorbers.responses.capacity()
-                + self.absorbers.expiry.iter().map(|f| f.capacity() * 32).sum::<usize>()
+                + self
+                    .absorbers
+                    .expiry
+                    .iter()
+                    .map(|f| f.capacity() * 32)
+                    .sum::<usize>()
                 + self.source_txns.capacity() * (8 + 4 + 1)
                 + self.wheel.heap_bytes()
                 + self.nc_guard.heap_bytes()

@@ -224,7 +224,11 @@ impl Endpoint {
 fn write_via_with_source(out: &mut Vec<u8>, via: &[u8], src: SocketAddr) {
     out.clear();
     for (i, part) in via.split(|c| *c == b';').enumerate() {
-        let name = part.split(|c| *c == b'=').next().unwrap_or(b"").trim_ascii();
+        let name = part
+            .split(|c| *c == b'=')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
         if i > 0 && (eq_ic(name, b"received") || eq_ic(name, b"rport")) {
             continue;
         }

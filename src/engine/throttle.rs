@@ -25,7 +25,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-
 /// A token bucket: `rate` tokens per second, at most `burst` stored.
 ///
 /// Shared by every server worker (behind a mutex: taken only when a limit

@@ -435,7 +435,11 @@ mod nc_tests {
             let mut g = NcGuard::new(1);
             assert_eq!(g.check(7, forged, 1, 100, 30), First);
             assert_eq!(g.check(8, 100, 1, 100, 30), First);
-            assert_eq!(g.check(9, 101, 1, 101, 30), First, "{forged}: watermark raised");
+            assert_eq!(
+                g.check(9, 101, 1, 101, 30),
+                First,
+                "{forged}: watermark raised"
+            );
         }
     }
 }

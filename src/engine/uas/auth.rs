@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck, NonceMint, Qop};
-use crate::engine::util::NcVerdict;
 use crate::engine::endpoint::Endpoint;
+use crate::engine::util::NcVerdict;
 use crate::sip::Message;
 
 /// Result of checking a request's digest credentials.
@@ -15,8 +15,12 @@ pub(super) enum AuthResult {
     /// Verified; the username is in `scratch.name`. `first`: the first use
     /// of its nonce, i.e. the answer to the challenge that carried it (the
     /// second request of an attempt, see `throttle`).
-    Ok { first: bool },
-    Challenge { stale: bool },
+    Ok {
+        first: bool,
+    },
+    Challenge {
+        stale: bool,
+    },
     Forbidden,
     NotFound,
     /// The digest `uri` is not the Request-URI: RFC 2617 §3.2.2.5, "the
@@ -138,13 +142,7 @@ impl Endpoint {
             return AuthResult::Challenge { stale: false };
         };
         let minted = NonceMint::timestamp(cr.nonce).unwrap_or(0);
-        match nc_guard.check(
-            nonce_key,
-            minted,
-            nc,
-            now_s,
-            cfg.nonce_lifetime.as_secs(),
-        ) {
+        match nc_guard.check(nonce_key, minted, nc, now_s, cfg.nonce_lifetime.as_secs()) {
             NcVerdict::First => AuthResult::Ok { first: true },
             NcVerdict::Later => AuthResult::Ok { first: false },
             NcVerdict::Replay => AuthResult::Challenge { stale: true },

@@ -175,7 +175,15 @@ impl Endpoint {
                     if e != 0 && e < min_e {
                         let mut nb = [0u8; 20];
                         let v = dec(u64::from(min_e), &mut nb).to_vec();
-                        self.reply_final(now, from, msg, key, 423, Some(tag), &[(b"Min-Expires", &v)]);
+                        self.reply_final(
+                            now,
+                            from,
+                            msg,
+                            key,
+                            423,
+                            Some(tag),
+                            &[(b"Min-Expires", &v)],
+                        );
                         return None;
                     }
                 }
@@ -248,7 +256,9 @@ impl Endpoint {
                 let e = expires.or(hdr_e).unwrap_or(3600).min(max_e);
                 let uri = strip_angle(addr.uri);
                 a.contacts.retain(|b| {
-                    a.buf.get(b.start as usize..b.start as usize + b.len as usize) != Some(uri)
+                    a.buf
+                        .get(b.start as usize..b.start as usize + b.len as usize)
+                        != Some(uri)
                 });
                 if e > 0 {
                     compact(a);
