@@ -274,7 +274,8 @@ fn a_repeated_branch_is_no_retransmission() {
         .collect::<Vec<_>>()
         .join("\r\n");
     // (what, source, request, expected: the stored 200 byte for byte, or a code)
-    let cases: [(&str, &str, Vec<u8>, Result<Vec<u8>, u16>); 4] = [
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Result<Vec<u8>, u16>);
+    let cases: [Case<'_>; 4] = [
         ("exact retransmission", C, req.clone(), Ok(ok.clone())),
         (
             "same branch, other AOR, no credentials",
