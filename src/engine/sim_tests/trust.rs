@@ -167,6 +167,11 @@ fn auth_register(
     (r[0].1.clone(), second)
 }
 
+/// `user` registers its own address (C), authenticated as itself.
+fn register_self(s: &mut Srv, user: &str, tag: &str) -> (Vec<u8>, Vec<u8>) {
+    auth_register(s, user, C, &contact_of(user, C), Answer::of(user), tag)
+}
+
 fn contact_of(user: &str, at: &str) -> String {
     format!("<sip:{user}@{at}>")
 }
@@ -192,14 +197,7 @@ fn aor_takeover_is_forbidden() {
         sc.aor_policy = Arc::new(policy.clone());
         let mut s = Srv::new(sc);
         // The victim's own binding first.
-        auth_register(
-            &mut s,
-            "u001",
-            C,
-            &contact_of("u001", C),
-            Answer::of("u001"),
-            "v",
-        );
+        register_self(&mut s, "u001", "v");
         let tag = format!("case{i}");
         let from = if want == 200 { C } else { ATTACKER };
         let mut first = register(aor, from, &format!("{tag}a"), 1, Some(contact), "");
@@ -246,14 +244,7 @@ fn aor_takeover_is_forbidden() {
 #[test]
 fn a_repeated_branch_is_no_retransmission() {
     let mut s = Srv::new(scfg());
-    let (ok, req) = auth_register(
-        &mut s,
-        "u000",
-        C,
-        &contact_of("u000", C),
-        Answer::of("u000"),
-        "r",
-    );
+    let (ok, req) = register_self(&mut s, "u000", "r");
     assert_eq!(code(&ok), 200);
     // Bindings change afterwards (another contact of u000, authenticated).
     auth_register(
@@ -325,14 +316,7 @@ fn stored_responses_are_bounded() {
     let mut reqs = Vec::new();
     for i in 0..20 {
         let user = format!("u{i:03}");
-        let (ok, req) = auth_register(
-            &mut s,
-            &user,
-            C,
-            &contact_of(&user, C),
-            Answer::of(&user),
-            &format!("b{i}"),
-        );
+        let (ok, req) = register_self(&mut s, &user, &format!("b{i}"));
         assert_eq!(code(&ok), 200);
         let len = ok.len();
         reqs.push((req, ok));
@@ -449,14 +433,7 @@ fn a_captured_request_does_not_replay_on_another_worker() {
         Srv::new(sc)
     };
     let (mut w0, mut w1) = (worker(0), worker(1));
-    let (ok, req) = auth_register(
-        &mut w0,
-        "u000",
-        C,
-        &contact_of("u000", C),
-        Answer::of("u000"),
-        "w",
-    );
+    let (ok, req) = register_self(&mut w0, "u000", "w");
     assert_eq!(code(&ok), 200);
     // Replays: on the minter (nc used) and on the sibling (not its nonce);
     // a new branch so it is not a retransmission.
@@ -667,14 +644,7 @@ fn proxy_is_no_reflector() {
     let mut s = Srv::new(scfg());
     // u000 binds its own address; u001 (authenticated from C) binds a
     // third party's.
-    auth_register(
-        &mut s,
-        "u000",
-        C,
-        &contact_of("u000", C),
-        Answer::of("u000"),
-        "p0",
-    );
+    register_self(&mut s, "u000", "p0");
     auth_register(
         &mut s,
         "u001",
@@ -789,13 +759,6 @@ fn credentials_do_not_bypass_the_throttle() {
     let mut sc = scfg();
     sc.throttle = Some(super::throttle::Throttle::new(1.0));
     let mut s = Srv::new(sc);
-    let (r, _) = auth_register(
-        &mut s,
-        "u000",
-        C,
-        &contact_of("u000", C),
-        Answer::of("u000"),
-        "free",
-    );
+    let (r, _) = register_self(&mut s, "u000", "free");
     assert_eq!(code(&r), 200);
 }
