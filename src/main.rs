@@ -415,6 +415,10 @@ struct ServeArgs {
     /// username=, else field 0), instead of --password-pattern.
     #[arg(long)]
     users: Option<PathBuf>,
+    /// Reproducible server for tests: secret, tags and random draws from N
+    /// (anyone who knows N can forge nonces). Default: from the OS.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -464,6 +468,7 @@ fn main() -> ExitCode {
                 max_rate: a.max_rate,
                 domains: a.domain,
                 users: a.users,
+                seed: a.seed,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,

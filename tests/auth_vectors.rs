@@ -609,19 +609,26 @@ fn nonce_fresh_stale_forged() {
         n.iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
     );
-    assert_eq!(mint.check(&n, 1_000, 30), NonceCheck::Fresh);
-    assert_eq!(mint.check(&n, 1_030, 30), NonceCheck::Fresh);
-    assert_eq!(mint.check(&n, 1_031, 30), NonceCheck::Stale);
-    assert_eq!(
-        mint.check(&n, 0, 30),
-        NonceCheck::Fresh,
-        "clock behind the minter"
-    );
+    // (now, expected): fresh for the lifetime, stale after it, and never
+    // accepted when stamped after now (issue 13: a nonce from the future
+    // counted as fresh).
+    for (now, want) in [
+        (1_000, NonceCheck::Fresh),
+        (1_030, NonceCheck::Fresh),
+        (1_031, NonceCheck::Stale),
+        (999, NonceCheck::Invalid),
+        (0, NonceCheck::Invalid),
+    ] {
+        assert_eq!(mint.check(&n, now, 30), want, "now {now}");
+    }
+    assert_eq!(NonceMint::timestamp(&n), Some(1_000));
 
-    // Another worker with the same secret accepts it; another secret does not.
+    // Another worker with the same secret knows it is genuine but does not
+    // accept it (its nonce counts are the minter's); another secret does not
+    // know it at all.
     assert_eq!(
         NonceMint::with_stream([7; 32], 3).check(&n, 1_000, 30),
-        NonceCheck::Fresh
+        NonceCheck::Foreign
     );
     assert_eq!(
         NonceMint::new([8; 32]).check(&n, 1_000, 30),

@@ -20,6 +20,8 @@ pub struct ServeConfig {
     pub realm: String,
     pub auth: bool,
     pub password_pattern: String,
+    /// No `--password-pattern` was given: the well-known default is in force.
+    pub default_passwords: bool,
     pub ring: Hold,
     /// Digest algorithm of the challenges (`--digest-algorithm`).
     pub algorithm: Algorithm,
@@ -29,7 +31,9 @@ pub struct ServeConfig {
     pub no_answer_ratio: f64,
     pub backend: Backend,
     pub quiet: bool,
-    pub seed: u64,
+    /// `--seed N`: a reproducible server (secret, identifiers and draws
+    /// from N; tests only). `None`: all of them from the OS.
+    pub seed: Option<u64>,
     /// `--max-rate N`: new attempts per second beyond which the server
     /// answers 503 (a target of known capacity for `search`).
     pub max_rate: Option<f64>,
@@ -60,6 +64,7 @@ pub struct ServeValues {
     pub max_rate: Option<f64>,
     pub domains: Vec<String>,
     pub users: Option<PathBuf>,
+    pub seed: Option<u64>,
 }
 
 impl ServeConfig {
@@ -135,6 +140,7 @@ impl ServeConfig {
             workers,
             realm: v.realm.unwrap_or_else(|| "sipstorm".into()),
             auth,
+            default_passwords: v.password_pattern.is_none(),
             password_pattern: v
                 .password_pattern
                 .unwrap_or_else(|| DEFAULT_PASSWORD_PATTERN.into()),
@@ -148,7 +154,7 @@ impl ServeConfig {
             no_answer_ratio,
             backend,
             quiet: v.quiet,
-            seed: 0xC0FFEE,
+            seed: v.seed,
             max_rate: v.max_rate,
         })
     }

@@ -644,7 +644,108 @@ impl ClientConfig {
     }
 }
 
+/// The built-in target's secret (32 bytes): it keys the MAC of digest
+/// nonces (RFC 7616 §5.4) and of the proxy's branches, and the hash keys and
+/// tags of every worker. One per server, the same for all its workers.
+///
+/// The engine reads no OS state, so the caller provides it: `serve` draws it
+/// from the operating system's random source unless `--seed N` asks for a
+/// reproducible run ([`ServerSecret::from_seed`], tests only: anyone who
+/// knows N can mint nonces). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerSecret([u8; 32]);
+
+impl fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerSecret(<redacted>)")
+    }
+}
+
+impl ServerSecret {
+    /// A secret from 32 random bytes (e.g. `getrandom`).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ServerSecret(bytes)
+    }
+
+    /// A secret derived from `seed`: reproducible, hence guessable. For
+    /// tests, simulations and `serve --seed N`.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut b = [0u8; 32];
+        let mut r = crate::dist::Rng::new(seed ^ 0x5ec7_e75e_ed00_0000);
+        for c in b.chunks_mut(8) {
+            c.copy_from_slice(&r.next_u64().to_le_bytes());
+        }
+        ServerSecret(b)
+    }
+
+    /// An independent 32-byte key for one use, `SHA-256(secret ‖ label)`,
+    /// so the nonce MAC, the branch MAC and the hash keys never share a key.
+    pub(super) fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.0);
+        h.update(label);
+        h.finalize().into()
+    }
+}
+
+/// Which authenticated digest usernames may change the bindings of which
+/// address-of-record (RFC 3261 §10.3 step 6: "The registrar then determines
+/// if the authorized user is authorized to modify registrations for this
+/// address-of-record"; if not, 403 Forbidden).
+///
+/// By default ([`AorPolicy::same_user`]) a user may change only the AOR of
+/// the same name: the To user equal to the digest username. A policy built
+/// with [`AorPolicy::from_pairs`] lists, per AOR user, the usernames that
+/// may change it; an AOR it does not list keeps the default (its own user
+/// only). Names are compared as bytes after unescaping (`%75` in a URI
+/// user is `u`, `\"` in a quoted username is `"`).
+#[derive(Debug, Clone, Default)]
+pub struct AorPolicy {
+    /// AOR user → the usernames allowed to change it.
+    allowed: HashMap<Box<[u8]>, Vec<Box<[u8]>>>,
+}
+
+impl AorPolicy {
+    /// Only the user of the same name may change an AOR (the default).
+    pub fn same_user() -> Self {
+        AorPolicy::default()
+    }
+
+    /// A policy from (AOR user, allowed digest username) pairs; several
+    /// pairs for one AOR add up, e.g. a users file's `(field 0, username=X)`
+    /// for each line.
+    pub fn from_pairs<A, U>(pairs: impl IntoIterator<Item = (A, U)>) -> Self
+    where
+        A: AsRef<[u8]>,
+        U: AsRef<[u8]>,
+    {
+        let mut allowed: HashMap<Box<[u8]>, Vec<Box<[u8]>>> = HashMap::new();
+        for (aor, user) in pairs {
+            let users = allowed.entry(aor.as_ref().into()).or_default();
+            if !users.iter().any(|u| &u[..] == user.as_ref()) {
+                users.push(user.as_ref().into());
+            }
+        }
+        AorPolicy { allowed }
+    }
+
+    /// Whether the authenticated `auth_user` may add, change or remove the
+    /// bindings of the AOR whose user part is `aor_user`.
+    pub fn may_change(&self, auth_user: &[u8], aor_user: &[u8]) -> bool {
+        match self.allowed.get(aor_user) {
+            Some(users) => users.iter().any(|u| &u[..] == auth_user),
+            None => auth_user == aor_user,
+        }
+    }
+}
+
 /// Settings of the built-in target (`sipstorm serve`, one per worker).
+///
+/// Every cap is per worker: each worker owns its registrar, transactions and
+/// calls (one worker per core, nothing shared on the hot path), and the
+/// kernel's SO_REUSEPORT hashing keeps one peer on one worker, so a server
+/// of N workers holds at most N times each cap.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address this worker listens on (written into Contact).
@@ -657,6 +758,8 @@ pub struct ServerConfig {
     pub auth_invite: bool,
     /// Password of each user (pattern or list).
     pub passwords: Arc<UserSource>,
+    /// Which authenticated users may change which AOR's bindings.
+    pub aor_policy: Arc<AorPolicy>,
     /// Delay between the 180 and the 200 of an answered call, drawn per call.
     pub ring: crate::dist::Delay,
     /// Forward requests for users with a registered binding to the bound
@@ -668,9 +771,10 @@ pub struct ServerConfig {
     /// Fraction of calls that ring and are never answered (until CANCEL or
     /// `no_answer_timeout`, then 480).
     pub no_answer_ratio: f64,
-    /// Digest algorithm offered in challenges.
+    /// Digest algorithm offered in challenges; credentials must use it.
     pub algorithm: crate::auth::Algorithm,
-    /// Offer `qop="auth-int"` (the body is hashed too) instead of `qop="auth"`.
+    /// Offer `qop="auth-int"` (the body is hashed too) instead of
+    /// `qop="auth"`; credentials must use the qop offered.
     pub qop_auth_int: bool,
     /// How long a nonce is fresh; afterwards credentials get `stale=true`.
     pub nonce_lifetime: Duration,
@@ -685,12 +789,13 @@ pub struct ServerConfig {
     pub max_call: Duration,
     /// RFC 3261 timer bases.
     pub timers: Timers,
-    /// Seed of tags and random choices; its low byte is the nonce stream,
-    /// so give each worker its own.
+    /// Seed of the random draws (ring delays, busy and no-answer ratios).
     pub seed: u64,
-    /// Seed of the nonce secret: the same for every worker of one server so
-    /// a nonce minted by one worker verifies on another.
-    pub nonce_seed: u64,
+    /// This worker's index among the server's workers: it names the nonces
+    /// it mints, and only this worker accepts them (see `auth::NonceMint`).
+    pub worker: u16,
+    /// The server's secret (nonce and branch MACs, hash keys, tags).
+    pub secret: ServerSecret,
     /// SDP answer body; empty = a built-in PCMU answer.
     pub sdp: Vec<u8>,
     /// Domains this server is responsible for (`serve --domain`), lower
@@ -705,9 +810,33 @@ pub struct ServerConfig {
     /// server. Default 2^17: above the 100,000 concurrent calls a single
     /// `sipstorm run` worker may hold.
     pub max_calls_per_peer: u32,
+    /// Most bindings (Contacts) one address-of-record may hold; a REGISTER
+    /// that would exceed it gets 403 and changes nothing. Default 16.
+    pub max_bindings_per_aor: usize,
+    /// Most addresses-of-record with bindings; a REGISTER adding a new one
+    /// beyond it gets 503 with Retry-After. Default 2^18 (262,144).
+    pub max_aors: usize,
+    /// Most server transactions alive at once (INVITE transactions, which
+    /// keep their last response and retransmit it); beyond it a new INVITE
+    /// gets a stateless 503 with Retry-After, never retransmitted.
+    /// Default 2^18 (262,144).
+    pub max_transactions: usize,
+    /// Most of those from one source IP address (any port). Default 2^16
+    /// (65,536): above what one `sipstorm run` at full speed keeps open.
+    pub max_transactions_per_source: u32,
+    /// Bytes of final responses kept so a retransmitted non-INVITE request
+    /// gets exactly the same response again (Timer J, RFC 3261 §17.2.2);
+    /// the oldest go first beyond it, and a retransmission arriving after
+    /// its response went is handled as a new request. Default 32 MiB.
+    pub response_store_bytes: usize,
+    /// `serve --max-rate`: new attempts per second across every worker
+    /// beyond which requests get 503 (see [`super::throttle`]).
+    pub throttle: Option<super::throttle::Throttle>,
 }
 
 impl Default for ServerConfig {
+    /// Deterministic defaults for tests, simulations and benches (a secret
+    /// from a fixed seed). `serve` draws `secret` from the OS.
     fn default() -> Self {
         ServerConfig {
             local: SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)),
@@ -717,6 +846,7 @@ impl Default for ServerConfig {
             passwords: Arc::new(
                 UserSource::any("pw-{user}").unwrap_or_else(|_| UserSource::list(Vec::new())),
             ),
+            aor_policy: Arc::new(AorPolicy::same_user()),
             ring: crate::dist::Delay::default(),
             proxy: true,
             busy_ratio: 0.0,
@@ -730,10 +860,17 @@ impl Default for ServerConfig {
             max_call: Duration::from_secs(3600),
             timers: Timers::default(),
             seed: 2,
-            nonce_seed: 0x5eed_5eed,
+            worker: 0,
+            secret: ServerSecret::from_seed(2),
             sdp: Vec::new(),
             domains: Vec::new(),
             max_calls_per_peer: 1 << 17,
+            max_bindings_per_aor: 16,
+            max_aors: 1 << 18,
+            max_transactions: 1 << 18,
+            max_transactions_per_source: 1 << 16,
+            response_store_bytes: 32 << 20,
+            throttle: None,
         }
     }
 }
@@ -812,5 +949,34 @@ mod tests {
         assert!(out.ends_with(b"pw-bob"));
         let p = UserSource::pattern("u{1..2}", "s3cret").unwrap();
         assert!(!format!("{p:?}").contains("s3cret"));
+        let s = ServerSecret::from_bytes([0x42; 32]);
+        assert!(!format!("{s:?}").contains("66"), "{s:?}");
+    }
+
+    #[test]
+    fn aor_policy_default_and_pairs() {
+        let same = AorPolicy::same_user();
+        let file =
+            AorPolicy::from_pairs([("alice", "alice-auth"), ("alice", "admin"), ("bob", "bob")]);
+        // (policy, auth user, AOR user, may change)
+        let cases: [(&AorPolicy, &str, &str, bool); 9] = [
+            (&same, "alice", "alice", true),
+            (&same, "alice", "bob", false),
+            (&same, "Alice", "alice", false),
+            (&file, "alice-auth", "alice", true),
+            (&file, "admin", "alice", true),
+            (&file, "alice", "alice", false),
+            (&file, "admin", "bob", false),
+            (&file, "bob", "bob", true),
+            // An AOR the pairs do not list keeps the default.
+            (&file, "carol", "carol", true),
+        ];
+        for (p, auth, aor, want) in cases {
+            assert_eq!(
+                p.may_change(auth.as_bytes(), aor.as_bytes()),
+                want,
+                "{auth} -> {aor}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::SansIo;
 use super::config::{ClientConfig, ServerConfig, Timers};
 use super::event::{Counters, Event, MethodKind};
-use super::state::{Absorbers, Aor, IndexByKey, Sess, StateSizes, Txn};
+use super::state::{Absorbed, Absorbers, Aor, IndexByKey, Sess, StateSizes, Txn};
 use super::uac::{MixedUser, Pending};
 use super::util::{IdHash, NcGuard, Rng, Slab, hash_bytes, mix};
 use super::wheel::Wheel;
@@ -24,6 +24,10 @@ use crate::sip;
 /// Nonces whose `nc` a server endpoint remembers (about 30 B each): at the
 /// cap the oldest are forgotten and their clients re-challenged.
 const NC_GUARD_CAP: usize = 1 << 20;
+
+/// Bytes of Timer J responses a client endpoint keeps (its answering UAS
+/// side in mixed mode); a server takes `ServerConfig::response_store_bytes`.
+const RESPONSE_STORE_BYTES: usize = 32 << 20;
 
 /// What an endpoint is configured as.
 #[derive(Debug)]
@@ -154,6 +158,13 @@ pub struct Endpoint {
     pub(super) nc_guard: NcGuard,
     /// Live UAS calls per peer (hash of source address), server only.
     pub(super) peer_calls: HashMap<u64, u32, IdHash>,
+    /// Live server INVITE transactions per source IP address (server only;
+    /// `max_transactions_per_source`).
+    pub(super) source_txns: HashMap<u64, u32, IdHash>,
+    /// Key of the proxy's branch MAC (server only, see `proxy`).
+    pub(super) branch_key: [u8; 32],
+    /// Reused buffer of the (unescaped) user of an address-of-record.
+    pub(super) aor_user: Vec<u8>,
 }
 
 impl Endpoint {
@@ -183,7 +194,10 @@ impl Endpoint {
             server_txns: IndexByKey::default(),
             sessions: Slab::default(),
             dialogs: IndexByKey::default(),
-            absorbers: Absorbers::default(),
+            absorbers: Absorbers {
+                response_cap: RESPONSE_STORE_BYTES,
+                ..Absorbers::default()
+            },
             aors: Slab::default(),
             aor_map: IndexByKey::default(),
             nonce_mint: None,
@@ -205,6 +219,9 @@ impl Endpoint {
             invites_challenged: false,
             nc_guard: NcGuard::new(NC_GUARD_CAP),
             peer_calls: HashMap::default(),
+            source_txns: HashMap::default(),
+            branch_key: [0; 32],
+            aor_user: Vec::new(),
         }
     }
 
@@ -244,15 +261,27 @@ impl Endpoint {
             registrar: true,
         };
         let domain = hostport(&cfg.local);
-        let mut secret = [0u8; 32];
-        let mut r = Rng::new(cfg.nonce_seed);
-        for c in secret.chunks_mut(8) {
-            c.copy_from_slice(&r.next_u64().to_le_bytes());
-        }
-        let mint = NonceMint::with_stream(secret, cfg.seed as u8);
+        let mint = NonceMint::with_stream(cfg.secret.derive(b"digest nonce"), cfg.worker);
+        let branch_key = cfg.secret.derive(b"proxy branch");
+        // Hash keys and identifiers (tags, branches) come from the secret,
+        // not from the seed of the draws: a peer that cannot guess them
+        // cannot aim keys at one bucket or predict a tag. The worker index
+        // keeps workers sharing an address apart.
+        let keys = cfg.secret.derive(b"hash keys and identifiers");
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&keys[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w) ^ u64::from(cfg.worker).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        let (hash_seed, id_seed) = (word(0), word(1));
+        let response_cap = cfg.response_store_bytes;
         let wire = Wire::new(cfg.local, domain, &cfg.sdp);
         let mut e = Self::new(Role::Server(cfg), wire, answer, now);
         e.nonce_mint = Some(mint);
+        e.branch_key = branch_key;
+        e.hash_seed = hash_seed;
+        e.id_seed = id_seed ^ hash_bytes(0x1d5e_ed00, &e.wire.hostport);
+        e.absorbers.response_cap = response_cap;
         e
     }
 
@@ -324,7 +353,7 @@ impl Endpoint {
         StateSizes {
             sessions: self.sessions.len(),
             transactions: self.txns.len(),
-            absorbers: self.absorbers.codes.len(),
+            absorbers: self.absorbers.records.len(),
             bindings: self.aors.len(),
             timers: self.wheel.len(),
             queued: self.outbox.len(),
@@ -336,7 +365,15 @@ impl Endpoint {
                     + self.client_txns.capacity()
                     + self.server_txns.capacity())
                     * map_entry
-                + self.absorbers.codes.capacity() * (8 + 2 + 1)
+                + self.absorbers.records.capacity() * (8 + std::mem::size_of::<Absorbed>() + 1)
+                + self.absorbers.responses.capacity()
+                + self
+                    .absorbers
+                    .expiry
+                    .iter()
+                    .map(|f| f.capacity() * 32)
+                    .sum::<usize>()
+                + self.source_txns.capacity() * (8 + 4 + 1)
                 + self.wheel.heap_bytes()
                 + self.nc_guard.heap_bytes()
                 + self.peer_calls.capacity() * (8 + 4 + 1),
@@ -360,6 +397,20 @@ impl Endpoint {
         self.id_counter += 1;
         let mut r = Rng::new(self.id_seed ^ self.id_counter.wrapping_mul(0xd134_2543_de82_ef95));
         r.next_u64()
+    }
+    /// Fingerprint of a request as received from `from`: a retransmission
+    /// (§17.2.3) is the same bytes from the same peer, so it matches a
+    /// stored one only if both are equal.
+    pub(super) fn request_fingerprint(&self, from: Flow, msg: &sip::Message<'_>) -> u64 {
+        mix(self.hash(msg.as_bytes()), self.peer_key(from))
+    }
+    /// Key of a source IP address (any port), for per-source caps.
+    pub(super) fn source_key(&self, flow: Flow) -> u64 {
+        let ip = match flow.peer.ip() {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        self.hash(&ip.to_le_bytes())
     }
     /// Key of a peer (source address and port) for per-peer accounting.
     pub(super) fn peer_key(&self, flow: Flow) -> u64 {
@@ -508,7 +559,7 @@ impl SansIo for Endpoint {
     fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.wheel.next_deadline();
         for fifo in &self.absorbers.expiry {
-            if let Some(&(exp, _)) = fifo.front() {
+            if let Some(&(exp, ..)) = fifo.front() {
                 let a = self.to_instant(exp);
                 t = Some(t.map_or(a, |x| x.min(a)));
             }

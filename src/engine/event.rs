@@ -176,6 +176,9 @@ pub struct Counters {
     pub proxied: u64,
     /// Requests refused as malformed (400), unsupported (405/501, 505) or unknown (481).
     pub rejected: u64,
+    /// Answers not sent because they would have been larger than the
+    /// request they answered, which proved nothing about its source.
+    pub unanswered: u64,
 }
 
 impl Default for Counters {
@@ -195,6 +198,7 @@ impl Default for Counters {
             answered: 0,
             proxied: 0,
             rejected: 0,
+            unanswered: 0,
         }
     }
 }
@@ -223,6 +227,7 @@ impl std::fmt::Debug for Counters {
             .field("answered", &self.answered)
             .field("proxied", &self.proxied)
             .field("rejected", &self.rejected)
+            .field("unanswered", &self.unanswered)
             .finish()
     }
 }

@@ -9,10 +9,11 @@
 //!   seeded hash of branch + method (client, §17.1.3) or branch + sent-by +
 //!   method (server, §17.2.3). Each keeps its last message for
 //!   retransmission. Waiting states shrink to absorber records (one map
-//!   entry and a FIFO slot, no buffer): server non-INVITE Completed (Timer
-//!   J: a retransmitted request gets its final response rebuilt from
-//!   itself), server INVITE Confirmed (Timer I) and client INVITE Completed
-//!   (Timer D: the ACK is rebuilt from the retransmitted response). Client
+//!   entry and a FIFO slot): server non-INVITE Completed (Timer J: the
+//!   final response is kept byte for byte in a bounded ring, and only the
+//!   same request from the same peer gets it again), server INVITE
+//!   Confirmed (Timer I) and client INVITE Completed (Timer D: the ACK is
+//!   rebuilt from the retransmitted response). Client
 //!   non-INVITE Completed (Timer K) needs nothing: a late response carrying
 //!   our Via is counted as a duplicate. Over a reliable flow (TCP, TLS, WS,
 //!   WSS) no request and no non-2xx response is retransmitted (no Timer A,
@@ -95,8 +96,8 @@ pub use endpoint::Endpoint;
 pub use state::StateSizes;
 
 pub use config::{
-    ClientConfig, ConfigError, ListUser, Party, RangePattern, Scenario, ServerConfig, Timers,
-    UserSource,
+    AorPolicy, ClientConfig, ConfigError, ListUser, Party, RangePattern, Scenario, ServerConfig,
+    ServerSecret, Timers, UserSource,
 };
 pub use event::{Counters, Event, MethodKind, Outcome};
 /// Virtual-time simulation of endpoints over a lossy network: for tests

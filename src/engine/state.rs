@@ -230,23 +230,89 @@ impl Sess {
 pub(super) struct Aor {
     pub key: u64,
     pub buf: Vec<u8>,
-    /// (start, len, expiry ns since epoch) of each Contact URI in `buf`.
-    pub contacts: Vec<(u16, u16, u64)>,
+    /// Each binding's Contact URI in `buf` and its expiry.
+    pub contacts: Vec<Binding>,
     /// Expiry timer of the soonest binding.
     pub expiry_timer: TimerId,
 }
 
+/// One binding of an address-of-record.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Binding {
+    /// The Contact URI: `Aor::buf[start..start + len]`.
+    pub start: u16,
+    pub len: u16,
+    /// Expiry, ns since the endpoint's epoch.
+    pub expiry: u64,
+    /// The Contact's host and port are the address the REGISTER came from:
+    /// the registering UA bound its own address (and, with authentication,
+    /// proved it receives there by answering the challenge). Only such
+    /// bindings are proxy targets (see `proxy`).
+    pub own_address: bool,
+}
+
+impl Aor {
+    /// The Contact URI of binding `b`.
+    pub fn uri(&self, b: &Binding) -> &[u8] {
+        self.buf
+            .get(b.start as usize..b.start as usize + b.len as usize)
+            .unwrap_or(b"")
+    }
+}
+
 /// Absorber records: the waiting state of a finished transaction shrunk
-/// to one map entry and one FIFO slot, no buffer (see
-/// [`Endpoint::absorb_add`]). Records of one lifetime expire in the order
-/// they were added, so each lifetime has its own FIFO.
+/// to one map entry and one FIFO slot (see [`Endpoint::absorb_add`]).
+/// Records of one lifetime expire in the order they were added, so each
+/// lifetime has its own FIFO. A Timer J record (server non-INVITE
+/// Completed) also keeps its final response, byte for byte, in `responses`:
+/// a ring appended in the order of the J FIFO and trimmed with it, bounded
+/// by `response_cap` (the oldest records go first beyond it).
 #[derive(Debug, Default)]
 pub(super) struct Absorbers {
-    /// Transaction key → the final response code (server non-INVITE), 0
-    /// (server INVITE Confirmed), or [`REACK`] | code (client INVITE).
-    pub codes: HashMap<u64, u16, IdHash>,
-    /// (expiry ns since epoch, key), one FIFO per [`Life`].
-    pub expiry: [VecDeque<(u64, u64)>; Life::COUNT],
+    /// Transaction key → its record.
+    pub records: HashMap<u64, Absorbed, IdHash>,
+    /// (expiry ns since epoch, key, record sequence number, end of its
+    /// response in `responses`), one FIFO per [`Life`].
+    pub expiry: [VecDeque<(u64, u64, u64, u64)>; Life::COUNT],
+    /// Stored responses of J records, oldest first.
+    pub responses: VecDeque<u8>,
+    /// Logical offset of `responses[0]` (offsets only grow).
+    pub responses_base: u64,
+    /// Most bytes `responses` may hold.
+    pub response_cap: usize,
+    /// Sequence number of the next record, so that an expiring FIFO slot
+    /// removes only the record it was added with.
+    pub next_seq: u64,
+}
+
+/// One absorber record.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Absorbed {
+    /// The final response code (server non-INVITE), 0 (server INVITE
+    /// Confirmed), or [`REACK`] | code (client INVITE).
+    pub code: u16,
+    pub seq: u64,
+    /// Server non-INVITE: fingerprint of the request and its source (a
+    /// retransmission is the same bytes from the same peer, §17.2.3), and
+    /// where its response lies in `responses` (logical offset, length).
+    pub fingerprint: u64,
+    pub at: u64,
+    pub len: u32,
+}
+
+impl Absorbers {
+    /// Remove the record a FIFO slot was added with (unless a later record
+    /// of the same key replaced it) and the stored bytes up to its end.
+    pub(super) fn forget(&mut self, (_, key, seq, end): (u64, u64, u64, u64)) {
+        if self.records.get(&key).is_some_and(|r| r.seq == seq) {
+            self.records.remove(&key);
+        }
+        if end > self.responses_base {
+            let k = ((end - self.responses_base) as usize).min(self.responses.len());
+            self.responses.drain(..k);
+            self.responses_base += k as u64;
+        }
+    }
 }
 
 /// Absorber code bit marking a client INVITE that got a non-2xx: a

@@ -11,15 +11,19 @@
 //! is retransmitted and would only fail after Timer B/F, 64·T1 later).
 //!
 //! Only requests that *start* an attempt consume capacity: an INVITE or
-//! REGISTER without credentials, an out-of-dialog OPTIONS. The second,
-//! authenticated REGISTER, ACK, BYE and CANCEL belong to an admitted
-//! attempt and always pass, so one attempt is one token whatever the
-//! scenario.
+//! REGISTER without credentials, an out-of-dialog OPTIONS. ACK, BYE and
+//! CANCEL belong to an admitted attempt and always pass, and so does the
+//! request that answers a challenge, but only once that is proven: the
+//! endpoint (`uas`) admits a request with credentials free of charge only
+//! when they verify and are the first use of their nonce. Any other
+//! request with credentials takes a token like one without: a header that
+//! merely looks like credentials (or credentials the server does not
+//! check, with `--auth off`), a refresh reusing a nonce, a replay. Before
+//! issue 13 the mere presence of an `Authorization` header passed, so
+//! adding any bypassed `--max-rate`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use crate::sip::{Builder, Message, Method};
 
 /// A token bucket: `rate` tokens per second, at most `burst` stored.
 ///
@@ -83,76 +87,14 @@ impl Throttle {
         }
     }
 
-    /// Decide about one datagram. `None`: pass it on to the engine.
-    /// `Some(())` with `out` filled: the request starts an attempt beyond
-    /// the capacity; send `out` (a 503) instead of handling it.
-    pub fn check(&self, now: Instant, data: &[u8], out: &mut Vec<u8>) -> Option<()> {
-        let msg = crate::sip::parse(data).ok()?;
-        if !starts_attempt(&msg) {
-            return None;
-        }
-        let admitted = match self.bucket.lock() {
+    /// Take one attempt's token; false when the server is at capacity (the
+    /// request gets 503).
+    pub fn admit(&self, now: Instant) -> bool {
+        match self.bucket.lock() {
             Ok(mut b) => b.admit(now),
             // A worker panicked while holding the lock: fail open.
             Err(_) => true,
-        };
-        if admitted {
-            return None;
         }
-        let mut b =
-            Builder::response_to(out, &msg, 503, b"Service Unavailable", Some(b"throttled"));
-        b.header(b"Retry-After", b"1");
-        b.finish(None, b"");
-        Some(())
-    }
-}
-
-/// One server worker's view of the limit: the shared [`Throttle`] and the
-/// 503s it has decided but not yet sent.
-#[derive(Debug)]
-pub struct Gate {
-    throttle: Throttle,
-    pending: Vec<(crate::flow::Flow, Vec<u8>)>,
-}
-
-impl Gate {
-    pub fn new(throttle: Throttle) -> Gate {
-        Gate {
-            throttle,
-            pending: Vec::new(),
-        }
-    }
-
-    /// `true`: the datagram was refused (a 503 is queued for `from`) and
-    /// must not reach the engine.
-    pub fn intercept(&mut self, now: Instant, from: crate::flow::Flow, data: &[u8]) -> bool {
-        let mut out = Vec::new();
-        if self.throttle.check(now, data, &mut out).is_some() {
-            self.pending.push((from, out));
-            return true;
-        }
-        false
-    }
-
-    /// A queued 503, before anything the engine has to send.
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<crate::flow::Flow> {
-        let (to, out) = self.pending.pop()?;
-        *buf = out;
-        Some(to)
-    }
-}
-
-/// A request that begins a new attempt (see the module comment).
-fn starts_attempt(msg: &Message<'_>) -> bool {
-    let Some(method) = msg.method() else {
-        return false;
-    };
-    let in_dialog = msg.to().and_then(|t| t.tag).is_some();
-    match method {
-        Method::Register => msg.authorization().is_none(),
-        Method::Invite => !in_dialog && msg.proxy_authorization().is_none(),
-        Method::Options => !in_dialog,
-        _ => false,
     }
 }
 
@@ -173,20 +115,5 @@ mod tests {
         // Offered 250/s: everything passes.
         let mut b = TokenBucket::new(300.0);
         assert!((0..500).all(|i| b.admit(t0 + Duration::from_micros(i * 4_000))));
-    }
-
-    #[test]
-    fn only_attempt_starts_are_throttled() {
-        let th = Throttle::new(1.0);
-        let now = Instant::now();
-        let reg = b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
-        let bye = b"BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK2\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c2\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
-        let mut out = Vec::new();
-        assert!(th.check(now, reg, &mut out).is_none());
-        assert!(th.check(now, reg, &mut out).is_some());
-        assert!(out.starts_with(b"SIP/2.0 503 "));
-        assert!(crate::sip::parse(&out).is_ok());
-        assert!(th.check(now, bye, &mut out).is_none());
-        assert!(th.check(now, b"garbage", &mut out).is_none());
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::Endpoint;
 use super::event::{Event, MethodKind, Outcome};
-use super::state::{Absorbers, REACK, SessKind, SessState, TxKind, TxState, Txn};
+use super::state::{Absorbed, REACK, SessKind, SessState, TxKind, TxState, Txn};
 use super::timers::{Life, TimerKind, later};
 use super::util::hex16;
 use super::wheel::TimerId;
@@ -84,6 +84,18 @@ impl Endpoint {
     pub(super) fn txn_free(&mut self, ti: u32) {
         if let Some(t) = self.txns.get(ti) {
             let key = t.key;
+            if t.kind == TxKind::ServerInvite
+                && let Some(from) = t.dest
+            {
+                let sk = self.source_key(from);
+                if let Some(n) = self.source_txns.get_mut(&sk) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.source_txns.remove(&sk);
+                    }
+                }
+            }
+            let Some(t) = self.txns.get(ti) else { return };
             let map = if t.kind == TxKind::ServerInvite {
                 &mut self.server_txns
             } else {
@@ -144,6 +156,21 @@ impl Endpoint {
         }
     }
 
+    /// Whether a new server transaction from `from` fits under the caps:
+    /// `max_transactions` live server transactions in all, and
+    /// `max_transactions_per_source` from one source IP address. A client
+    /// endpoint (mixed mode's answering side) has no caps.
+    pub(super) fn server_txn_room(&self, from: Flow) -> bool {
+        let Some(cfg) = self.role.server() else {
+            return true;
+        };
+        self.server_txns.len() < cfg.max_transactions
+            && self
+                .source_txns
+                .get(&self.source_key(from))
+                .is_none_or(|n| *n < cfg.max_transactions_per_source)
+    }
+
     /// The transport could not deliver to `dest`: an ICMP port, host or
     /// network unreachable came back for a datagram sent there, or a
     /// connection to it could not be opened or broke. Transactions match
@@ -160,8 +187,16 @@ impl Endpoint {
     /// Proceeding. Their attempts end with one `*Done` event each and their
     /// state is freed. ICMP errors do not say which datagram bounced beyond
     /// its destination, so every such transaction towards `dest` fails.
-    /// Server transactions and attempts not waiting on a transaction (calls
-    /// in hold) are left alone. Returns how many transactions ended.
+    ///
+    /// Server INVITE transactions answering `dest` end too (§17.2.4: "the
+    /// server transaction ... SHOULD inform the TU that a failure has
+    /// occurred, and SHOULD transition to the terminated state"): their
+    /// responses, 2xx retransmissions included, go nowhere, and a spoofed
+    /// INVITE must not draw a dozen datagrams at a closed port. Their TU, a
+    /// UAS call not yet confirmed by an ACK, ends with them. Calls already
+    /// established (no transaction) and attempts not waiting on a
+    /// transaction (calls in hold) are left alone. Returns how many
+    /// transactions ended.
     pub fn transport_error(&mut self, now: Instant, dest: Flow) -> usize {
         let doomed: Vec<(u32, u32)> = self
             .txns
@@ -177,6 +212,7 @@ impl Endpoint {
                                     TxKind::ClientNonInvite,
                                     TxState::Trying | TxState::Proceeding
                                 )
+                                | (TxKind::ServerInvite, _)
                         )
                 })
             })
@@ -186,10 +222,24 @@ impl Endpoint {
         for (ti, g) in doomed {
             // An earlier failure may have freed this one with its session
             // (a CANCEL's failure ends the call and its INVITE).
-            if self.txns.generation(ti) == g && self.txns.get(ti).is_some() {
-                self.client_txn_fail(now, ti, Outcome::TransportError);
-                ended += 1;
+            if self.txns.generation(ti) != g {
+                continue;
             }
+            let Some(t) = self.txns.get(ti) else { continue };
+            if t.kind == TxKind::ServerInvite {
+                let (owner, owner_gen) = (t.owner, t.owner_gen);
+                self.txn_free(ti);
+                if self.sessions.generation(owner) == owner_gen
+                    && self.sessions.get(owner).is_some_and(|s| {
+                        s.kind == SessKind::UasCall && s.state != SessState::Established
+                    })
+                {
+                    self.sess_free(owner);
+                }
+            } else {
+                self.client_txn_fail(now, ti, Outcome::TransportError);
+            }
+            ended += 1;
         }
         ended
     }
@@ -226,19 +276,19 @@ impl Endpoint {
 
     /// Remember a finished transaction for the lifetime of its waiting
     /// state, as an absorber record (one map entry and one FIFO slot, no
-    /// buffer): Timer J of a server non-INVITE (§17.2.2: a retransmitted
-    /// request gets the same final response, rebuilt from itself), Timer I
-    /// of a server INVITE (§17.2.1: retransmitted ACKs are absorbed), Timer
-    /// D of a client INVITE (§17.1.1.2: a retransmitted non-2xx is ACKed
-    /// again). A client non-INVITE's Completed state (Timer K) needs no
-    /// record, see [`Self::on_response`].
+    /// buffer): Timer I of a server INVITE (§17.2.1: retransmitted ACKs are
+    /// absorbed), Timer D of a client INVITE (§17.1.1.2: a retransmitted
+    /// non-2xx is ACKed again). Timer J of a server non-INVITE keeps its
+    /// response too, see [`Self::absorb_response`]. A client non-INVITE's
+    /// Completed state (Timer K) needs no record, see [`Self::on_response`].
     ///
-    /// `over` is the transaction's flow. On a reliable one all three timers
-    /// are zero ("Timer D ... zero seconds for reliable transports",
-    /// §17.1.1.2; Timer I, §17.2.1; Timer J, §17.2.2): the peer sends no
-    /// retransmissions, so no record is kept at all.
+    /// `over` is the transaction's flow. On a reliable one these timers are
+    /// zero ("Timer D ... zero seconds for reliable transports", §17.1.1.2;
+    /// Timer I, §17.2.1; Timer J, §17.2.2): the peer sends no
+    /// retransmissions, so no record is kept at all. A live record for the
+    /// same key is kept (the first transaction wins).
     pub(super) fn absorb_add(&mut self, now: Instant, key: u64, code: u16, life: Life, over: Flow) {
-        if over.is_reliable() {
+        if over.is_reliable() || self.absorbers.records.contains_key(&key) {
             return;
         }
         let lasts = match life {
@@ -247,21 +297,103 @@ impl Endpoint {
             Life::D => self.timers.timer_d(),
         };
         let expiry = self.to_ns(later(now, lasts));
-        self.absorbers.expiry[life as usize].push_back((expiry, key));
-        self.absorbers.codes.insert(key, code);
+        let a = &mut self.absorbers;
+        let seq = a.next_seq;
+        a.next_seq += 1;
+        a.expiry[life as usize].push_back((expiry, key, seq, 0));
+        a.records.insert(
+            key,
+            Absorbed {
+                code,
+                seq,
+                ..Absorbed::default()
+            },
+        );
+    }
+
+    /// The Completed state of a server non-INVITE transaction (Timer J,
+    /// §17.2.2): "any retransmissions of the final response that are
+    /// received ... the server transaction MUST pass the final response to
+    /// the transport layer for retransmission". The record keeps `resp`
+    /// byte for byte and the request's `fingerprint` (its bytes and source,
+    /// see [`Self::request_fingerprint`]), so a retransmission gets exactly
+    /// the response the transaction sent, and nothing runs again: a request
+    /// that only shares the branch, sent-by and method is not a
+    /// retransmission and is handled as a new request. The stored
+    /// responses are bounded by `response_store_bytes` (oldest first); a
+    /// reliable flow keeps nothing (Timer J is zero there).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn absorb_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        fingerprint: u64,
+        code: u16,
+        resp: &[u8],
+        over: Flow,
+    ) {
+        if over.is_reliable() || self.absorbers.records.contains_key(&key) {
+            return;
+        }
+        let expiry = self.to_ns(later(now, self.timers.t64()));
+        let a = &mut self.absorbers;
+        if resp.len() > a.response_cap {
+            return;
+        }
+        while a.responses.len() + resp.len() > a.response_cap {
+            let Some(slot) = a.expiry[Life::J as usize].pop_front() else {
+                break;
+            };
+            a.forget(slot);
+        }
+        let at = a.responses_base + a.responses.len() as u64;
+        a.responses.extend(resp);
+        let seq = a.next_seq;
+        a.next_seq += 1;
+        let end = at + resp.len() as u64;
+        a.expiry[Life::J as usize].push_back((expiry, key, seq, end));
+        a.records.insert(
+            key,
+            Absorbed {
+                code,
+                seq,
+                fingerprint,
+                at,
+                len: resp.len() as u32,
+            },
+        );
+    }
+
+    /// A request matched the Timer J record `rec` (same key and
+    /// fingerprint): send its stored response again, to the flow the
+    /// retransmission came on. False if the response is gone.
+    pub(super) fn absorbed_resend(&mut self, to: Flow, rec: Absorbed) -> bool {
+        let a = &self.absorbers;
+        let Some(start) = rec.at.checked_sub(a.responses_base) else {
+            return false;
+        };
+        let (start, end) = (start as usize, start as usize + rec.len as usize);
+        if end > a.responses.len() || rec.len == 0 {
+            return false;
+        }
+        let mut b = self.take_buf();
+        b.extend(self.absorbers.responses.range(start..end));
+        self.count_sent_response(rec.code);
+        self.send(to, b);
+        true
     }
 
     /// Forget absorber records whose lifetime is over.
     pub(super) fn absorb_sweep(&mut self, now: Instant) {
         let n = self.to_ns(now);
-        let Absorbers { codes, expiry } = &mut self.absorbers;
-        for fifo in expiry {
-            while let Some(&(exp, key)) = fifo.front() {
-                if exp > n {
+        let a = &mut self.absorbers;
+        for life in 0..Life::COUNT {
+            while let Some(&slot) = a.expiry[life].front() {
+                if slot.0 > n {
                     break;
                 }
-                fifo.pop_front();
-                codes.remove(&key);
+                a.expiry[life].pop_front();
+                a.forget(slot);
             }
         }
     }
@@ -281,7 +413,7 @@ impl Endpoint {
         let Some(&ti) = self.client_txns.get(&key) else {
             if m == MethodKind::Invite && (200..300).contains(&code) {
                 self.on_stray_2xx(now, from, msg);
-            } else if let Some(&rec) = self.absorbers.codes.get(&key) {
+            } else if let Some(rec) = self.absorbers.records.get(&key).map(|r| r.code) {
                 self.counters.duplicates += 1;
                 if rec & REACK != 0 && code >= 300 {
                     let ack = self.build_ack_from_response(msg);
@@ -433,6 +565,8 @@ impl Endpoint {
         };
         t.msg.clear();
         self.server_txns.insert(key, ti);
+        let sk = self.source_key(from);
+        *self.source_txns.entry(sk).or_insert(0) += 1;
         ti
     }
 
@@ -482,7 +616,7 @@ impl Endpoint {
     /// the ACK of a 2xx is a transaction of its own, for the dialog
     /// (§13.3.1.4).
     pub(super) fn server_txn_ack(&mut self, now: Instant, key: u64) -> bool {
-        if self.absorbers.codes.contains_key(&key) {
+        if self.absorbers.records.contains_key(&key) {
             // Confirmed (Timer I): retransmitted ACKs are absorbed.
             self.counters.duplicates += 1;
             return true;

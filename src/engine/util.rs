@@ -274,17 +274,38 @@ mod tests {
 /// with `qop`, the server should refuse a request whose `nc` it has already
 /// seen for that nonce). Remembers the highest `nc` per nonce in first-use
 /// order, bounded two ways so a peer cannot make the registrar hold more:
-/// entries older than the nonce lifetime are dropped (the nonce is stale
-/// anyway), and beyond `cap` the oldest is evicted and its mint time raises
-/// a watermark: a nonce minted at or before the watermark with no entry
-/// might have been evicted, so it is refused too (the client gets a fresh
-/// nonce with `stale=true` and carries on).
+///
+/// - an entry is dropped once the nonce lifetime has passed since its
+///   first use: the nonce was minted no later than that use, so it is
+///   stale by then and never accepted again anyway;
+/// - beyond `cap` the oldest entry is evicted and its mint time raises a
+///   watermark: a nonce minted at or before the watermark with no entry
+///   might have been evicted, so it is refused too (the client gets a
+///   fresh nonce with `stale=true` and carries on).
+///
+/// Both orders are by the guard's own clock (`now_s` at first use), never
+/// by the time a nonce claims: a mint time is clamped to `now_s`, so one
+/// nonce with a huge time stamp can neither hold up the expiry of every
+/// entry behind it nor lift the watermark above the present (issue 13).
 #[derive(Debug)]
 pub struct NcGuard {
     seen: std::collections::HashMap<u64, u32, IdHash>,
-    order: std::collections::VecDeque<(u64, u64)>,
+    /// (key, first use, mint time clamped to the first use).
+    order: std::collections::VecDeque<(u64, u64, u64)>,
     cap: usize,
     watermark: u64,
+}
+
+/// What [`NcGuard::check`] decided about one nonce count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcVerdict {
+    /// The first use of this nonce: the answer to the challenge that
+    /// carried it.
+    First,
+    /// A higher count on a nonce already in use (a client reusing it).
+    Later,
+    /// A count already seen, or a nonce that may have been evicted: refuse.
+    Replay,
 }
 
 impl NcGuard {
@@ -301,9 +322,16 @@ impl NcGuard {
     /// Whether `nc` is acceptable for the nonce with hash `key`, minted at
     /// `mint_s` (seconds); records it when it is. `now_s` and `lifetime_s`
     /// drop entries of nonces that can only be stale now.
-    pub fn check(&mut self, key: u64, mint_s: u64, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
-        while let Some(&(k, m)) = self.order.front() {
-            if m.saturating_add(lifetime_s) >= now_s {
+    pub fn check(
+        &mut self,
+        key: u64,
+        mint_s: u64,
+        nc: u32,
+        now_s: u64,
+        lifetime_s: u64,
+    ) -> NcVerdict {
+        while let Some(&(k, used, _)) = self.order.front() {
+            if used.saturating_add(lifetime_s) >= now_s {
                 break;
             }
             self.order.pop_front();
@@ -312,23 +340,24 @@ impl NcGuard {
         if let Some(last) = self.seen.get_mut(&key) {
             if nc > *last {
                 *last = nc;
-                return true;
+                return NcVerdict::Later;
             }
-            return false;
+            return NcVerdict::Replay;
         }
+        let mint_s = mint_s.min(now_s);
         if self.watermark != 0 && mint_s <= self.watermark {
-            return false;
+            return NcVerdict::Replay;
         }
         self.seen.insert(key, nc);
-        self.order.push_back((key, mint_s));
+        self.order.push_back((key, now_s, mint_s));
         while self.seen.len() > self.cap {
-            let Some((k, m)) = self.order.pop_front() else {
+            let Some((k, _, m)) = self.order.pop_front() else {
                 break;
             };
             self.seen.remove(&k);
             self.watermark = self.watermark.max(m);
         }
-        true
+        NcVerdict::First
     }
 
     /// Nonces remembered now.
@@ -339,44 +368,78 @@ impl NcGuard {
 
     /// Heap bytes held (approximate).
     pub fn heap_bytes(&self) -> usize {
-        self.seen.capacity() * (8 + 4 + 1) + self.order.capacity() * 16
+        self.seen.capacity() * (8 + 4 + 1) + self.order.capacity() * 24
     }
 }
 
 #[cfg(test)]
 mod nc_tests {
-    use super::NcGuard;
+    use super::{NcGuard, NcVerdict};
+    use NcVerdict::{First, Later, Replay};
 
     #[test]
     fn nonce_counts_must_increase() {
         let mut g = NcGuard::new(8);
-        assert!(g.check(1, 100, 1, 100, 300));
-        assert!(!g.check(1, 100, 1, 100, 300), "replayed nc");
-        assert!(g.check(1, 100, 2, 101, 300));
-        assert!(!g.check(1, 100, 1, 101, 300), "older nc");
-        assert!(g.check(2, 100, 1, 101, 300), "another nonce");
+        // (key, nc, now, verdict)
+        for (k, nc, now, want) in [
+            (1, 1, 100, First),
+            (1, 1, 100, Replay),
+            (1, 2, 101, Later),
+            (1, 1, 101, Replay),
+            (2, 1, 101, First),
+        ] {
+            assert_eq!(g.check(k, 100, nc, now, 300), want, "key {k} nc {nc}");
+        }
     }
 
     #[test]
     fn bounded_and_evicted_nonces_are_refused() {
         let mut g = NcGuard::new(4);
         for k in 0..10u64 {
-            assert!(g.check(k, 100 + k, 1, 100 + k, 300));
+            assert_eq!(g.check(k, 100 + k, 1, 100 + k, 300), First);
             assert!(g.len() <= 4);
         }
         // Key 0 was evicted: no record, minted before the watermark.
-        assert!(!g.check(0, 100, 2, 120, 300));
+        assert_eq!(g.check(0, 100, 2, 120, 300), Replay);
         // A nonce minted after the watermark is new.
-        assert!(g.check(99, 200, 1, 200, 300));
+        assert_eq!(g.check(99, 200, 1, 200, 300), First);
     }
 
     #[test]
     fn entries_expire_with_the_nonce_lifetime() {
         let mut g = NcGuard::new(1000);
         for k in 0..100u64 {
-            assert!(g.check(k, 10, 1, 10, 30));
+            assert_eq!(g.check(k, 10, 1, 10, 30), First);
         }
-        assert!(g.check(500, 50, 1, 50, 30));
+        assert_eq!(g.check(500, 50, 1, 50, 30), First);
         assert_eq!(g.len(), 1);
+    }
+
+    /// Issue 13: one nonce claiming a huge mint time (a forged or
+    /// future-dated one that got this far) must not stop the expiry of the
+    /// entries behind it, nor raise the eviction watermark above the
+    /// present for every later client. Before, both happened.
+    #[test]
+    fn a_huge_mint_time_breaks_nothing_for_others() {
+        for forged in [u64::MAX, 1 << 40, 10_000] {
+            let mut g = NcGuard::new(4);
+            assert_eq!(g.check(7, forged, 1, 100, 30), First, "{forged}");
+            for k in 0..3u64 {
+                assert_eq!(g.check(k, 100, 1, 100, 30), First, "{forged}");
+            }
+            // Everything, the forged entry included, expires with the lifetime.
+            assert_eq!(g.check(50, 200, 1, 200, 30), First, "{forged}");
+            assert_eq!(g.len(), 1, "{forged}: entries stuck behind the forged one");
+            // Eviction of the forged entry keeps the watermark in the past:
+            // nonces minted from now on are still accepted.
+            let mut g = NcGuard::new(1);
+            assert_eq!(g.check(7, forged, 1, 100, 30), First);
+            assert_eq!(g.check(8, 100, 1, 100, 30), First);
+            assert_eq!(
+                g.check(9, 101, 1, 101, 30),
+                First,
+                "{forged}: watermark raised"
+            );
+        }
     }
 }

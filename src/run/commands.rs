@@ -53,8 +53,45 @@ fn default_out(started: SystemTime, scenario: ScenarioKind) -> PathBuf {
     Path::new("results").join(format!("{stamp}-{}", scenario.name()))
 }
 
-/// The engine settings of one `serve` worker listening on `local`.
-fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerConfig, RunError> {
+/// What every worker of one server shares, decided once: its secret (nonce
+/// and branch MACs, hash keys, tags) and the base seed of its draws.
+#[derive(Debug, Clone)]
+struct ServerKeys {
+    secret: engine::ServerSecret,
+    seed: u64,
+}
+
+impl ServerKeys {
+    /// `--seed N`: both from N (reproducible, guessable: tests only);
+    /// otherwise both from the operating system's random source.
+    fn for_serve(seed: Option<u64>) -> Result<ServerKeys, RunError> {
+        match seed {
+            Some(n) => Ok(ServerKeys {
+                secret: engine::ServerSecret::from_seed(n),
+                seed: n,
+            }),
+            None => Ok(ServerKeys {
+                secret: engine::ServerSecret::from_bytes(os_random()?),
+                seed: u64::from_le_bytes(os_random()?),
+            }),
+        }
+    }
+}
+
+/// `N` bytes from the operating system's random source.
+fn os_random<const N: usize>() -> Result<[u8; N], RunError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| RunError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+/// The engine settings of worker `worker` of a server listening on `local`.
+fn server_config(
+    cfg: &ServeConfig,
+    keys: &ServerKeys,
+    worker: usize,
+    local: SocketAddr,
+) -> Result<engine::ServerConfig, RunError> {
     let passwords = match &cfg.users {
         // `serve --users`: passwords by digest username.
         Some(u) => engine::UserSource::list(
@@ -72,6 +109,16 @@ fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerC
             ))
         })?,
     };
+    // `serve --users`: which digest usernames may change which AORs (the
+    // users file's keyword usernames); otherwise each user its own AOR.
+    let aor_policy = match &cfg.users {
+        Some(u) => engine::AorPolicy::from_pairs(
+            u.digest_users_by_aor()
+                .into_iter()
+                .flat_map(|(aor, names)| names.into_iter().map(move |n| (aor.clone(), n))),
+        ),
+        None => engine::AorPolicy::same_user(),
+    };
     Ok(engine::ServerConfig {
         local,
         realm: cfg.realm.clone(),
@@ -82,8 +129,11 @@ fn server_config(cfg: &ServeConfig, local: SocketAddr) -> Result<engine::ServerC
         qop_auth_int: cfg.qop == crate::auth::Qop::AuthInt,
         busy_ratio: cfg.busy_ratio,
         no_answer_ratio: cfg.no_answer_ratio,
-        seed: cfg.seed,
+        seed: keys.seed ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9),
+        worker: worker as u16,
+        secret: keys.secret.clone(),
         domains: cfg.domains.clone(),
+        aor_policy: Arc::new(aor_policy),
         ..engine::ServerConfig::default()
     })
 }
@@ -98,10 +148,11 @@ struct Servers {
 }
 
 impl Servers {
-    /// Start `cfg.workers` server workers that stop when `stop` (or its
-    /// parent) says so.
+    /// Start `cfg.workers` server workers sharing `keys` that stop when
+    /// `stop` (or its parent) says so.
     fn start(
         cfg: &ServeConfig,
+        keys: ServerKeys,
         backend: Backend,
         binding: Binding,
         stop: StopFlag,
@@ -109,7 +160,7 @@ impl Servers {
         let socks = fleet::bind_sockets(cfg.listen, cfg.workers, binding)?;
         let addrs = fleet::local_addrs(&socks)?;
         // Validate once before spawning.
-        server_config(cfg, addrs[0])?;
+        server_config(cfg, &keys, 0, addrs[0])?;
         let n = socks.len();
         let (tx, rx) = bounded::<WorkerMsg>(n * 8 + 8);
         let print = !cfg.quiet;
@@ -120,9 +171,9 @@ impl Servers {
         let cfg2 = cfg.clone();
         let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
         let make = move |i: usize, local: SocketAddr| {
-            let mut sc = server_config(&cfg2, local).unwrap_or_default();
-            sc.seed = cfg2.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9);
-            EngineServer::new(Endpoint::server(sc, Instant::now())).with_throttle(throttle.clone())
+            let mut sc = server_config(&cfg2, &keys, i, local).unwrap_or_default();
+            sc.throttle = throttle.clone();
+            EngineServer::new(Endpoint::server(sc, Instant::now()))
         };
         let handles = fleet::spawn_servers(socks, backend, make, tx, stop.clone())?;
         Ok(Servers {
@@ -141,10 +192,30 @@ impl Servers {
     }
 }
 
+/// The note `serve` prints once when it listens beyond loopback with the
+/// well-known default passwords (`pw-{user}`): anyone who can reach it can
+/// register as anyone. `--password-pattern` (any, even the default spelled
+/// out) silences it.
+pub fn exposure_warning(cfg: &ServeConfig) -> Option<String> {
+    (cfg.default_passwords && !cfg.listen.ip().is_loopback()).then(|| {
+        format!(
+            "sipstorm serve: WARNING: listening on {}, beyond loopback, with the default \
+             password pattern: this is a test target whose passwords anyone can guess; \
+             anyone who reaches it can register as any user and be proxied to. \
+             Set --password-pattern to choose the passwords (and silence this).",
+            cfg.listen
+        )
+    })
+}
+
 /// `sipstorm serve`: run the built-in target until `stop` (SIGINT/SIGTERM).
 pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError> {
     let backend = resolve_backend(cfg.backend)?;
-    let servers = Servers::start(cfg, backend, Binding::Shared, stop.child())?;
+    if let Some(w) = exposure_warning(cfg) {
+        say!("{w}");
+    }
+    let keys = ServerKeys::for_serve(cfg.seed)?;
+    let servers = Servers::start(cfg, keys, backend, Binding::Shared, stop.child())?;
     say!(
         "sipstorm serve: listening on udp {} with {} worker(s), {} backend, auth {}",
         servers.addrs[0],
@@ -231,6 +302,7 @@ fn start_embedded(
         realm: "sipstorm".into(),
         auth: true,
         password_pattern: cfg.password_pattern.clone(),
+        default_passwords: false,
         ring: cfg.ring,
         algorithm: cfg
             .digest
@@ -243,14 +315,21 @@ fn start_embedded(
         no_answer_ratio: 0.0,
         backend,
         quiet: true,
-        seed: cfg.seed ^ 0xC0FFEE,
+        seed: None,
         max_rate: None,
         // The run's domain and users file, so a run without --target
         // exercises them too.
         domains: cfg.reach.domain.iter().map(|d| host_of(d)).collect(),
         users: cfg.users.clone(),
     };
-    Servers::start(&sc, backend, Binding::Distinct, stop.child())
+    // The secret (nonces, tags, hash keys) from the OS, as for `serve`; the
+    // draws (ring delays) follow the run's `--seed`, so a run stays
+    // reproducible.
+    let keys = ServerKeys {
+        secret: engine::ServerSecret::from_bytes(os_random()?),
+        seed: cfg.seed ^ 0xC0FFEE,
+    };
+    Servers::start(&sc, keys, backend, Binding::Distinct, stop.child())
 }
 
 /// `sipstorm run`: drive load, write the report, decide the exit code.

@@ -47,6 +47,9 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("cannot write the report: {0}")]
     Report(String),
+    /// The operating system's random source failed (the server's secret).
+    #[error("cannot read the operating system's random source: {0}")]
+    Random(String),
     /// A usage or configuration problem found late (exit code 2).
     #[error("{0}")]
     Usage(String),

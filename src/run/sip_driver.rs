@@ -340,8 +340,6 @@ impl LoadClient for EngineClient {
 pub struct EngineServer {
     ep: Endpoint,
     messages: MessageFold,
-    /// `serve --max-rate`: 503s waiting to be sent, and the shared limit.
-    throttle: Option<engine::throttle::Gate>,
 }
 
 impl std::fmt::Debug for EngineServer {
@@ -355,34 +353,19 @@ impl EngineServer {
         EngineServer {
             ep,
             messages: MessageFold::default(),
-            throttle: None,
         }
-    }
-
-    /// Answer new attempts beyond the shared limit with 503.
-    pub fn with_throttle(mut self, t: Option<engine::throttle::Throttle>) -> Self {
-        self.throttle = t.map(engine::throttle::Gate::new);
-        self
     }
 }
 
 impl SansIo for EngineServer {
     type Event = Event;
     fn handle(&mut self, now: Instant, from: Flow, data: &[u8]) {
-        if let Some(g) = &mut self.throttle
-            && g.intercept(now, from, data)
-        {
-            return;
-        }
         self.ep.handle(now, from, data);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
     }
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
-        if let Some(to) = self.throttle.as_mut().and_then(|g| g.poll_transmit(buf)) {
-            return Some(to);
-        }
         self.ep.poll_transmit(buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -395,6 +378,9 @@ impl SansIo for EngineServer {
 
 impl LoadServer for EngineServer {
     fn record(&mut self, _event: Event, _stats: &mut WorkerStats) {}
+    fn transport_error(&mut self, now: Instant, dest: Flow) {
+        self.ep.transport_error(now, dest);
+    }
     fn flush_counters(&mut self, stats: &mut WorkerStats) {
         self.messages.flush(self.ep.counters(), stats);
     }

@@ -54,6 +54,10 @@ pub trait LoadClient: SansIo {
 pub trait LoadServer: SansIo {
     /// Map one event to statistics.
     fn record(&mut self, event: Self::Event, stats: &mut WorkerStats);
+    /// The transport could not deliver to `dest` (ICMP unreachable): end
+    /// the server transactions answering it (RFC 3261 §17.2.4), so their
+    /// responses stop going to a closed port.
+    fn transport_error(&mut self, _now: Instant, _dest: Flow) {}
     /// As [`LoadClient::flush_counters`].
     fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
 }
@@ -459,5 +463,62 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
 
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Flow> {
         self.server.poll_transmit(buf)
+    }
+
+    /// Before issue 13 this was ignored, so a spoofed INVITE's 2xx went on
+    /// being retransmitted at a closed port for 64·T1.
+    fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
+        self.server.transport_error(now, dest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Endpoint, ServerConfig};
+    use crate::run::sip_driver::EngineServer;
+
+    /// Issue 13: `ServerWorker` ignored ICMP unreachable, so the engine never
+    /// heard of it and a spoofed INVITE's 2xx went on at a closed port for
+    /// 64·T1. The worker now hands it to the endpoint, which ends the
+    /// server transaction: nothing more is sent there.
+    #[test]
+    fn server_worker_forwards_unreachable_to_the_engine() {
+        let t0 = Instant::now();
+        let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let sc = ServerConfig::default();
+        let (tx, _rx) = crossbeam_channel::bounded(8);
+        let mut w = ServerWorker::new(
+            0,
+            EngineServer::new(Endpoint::server(sc, t0)),
+            t0,
+            tx,
+            StopFlag::new(),
+        );
+        let invite = "INVITE sip:callee@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKicmp\r\nMax-Forwards: 70\r\n\
+            From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:callee@127.0.0.1:5060>\r\n\
+            Call-ID: icmp\r\nCSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1:40000>\r\n\
+            Content-Length: 0\r\n\r\n";
+        w.handle(t0, Flow::udp(peer), invite.as_bytes());
+        let mut buf = Vec::new();
+        let mut sent = 0;
+        while w.poll_transmit(&mut buf).is_some() {
+            sent += 1;
+        }
+        assert!(sent > 0, "the INVITE was answered");
+        w.unreachable(t0, Flow::udp(peer), libc::ECONNREFUSED);
+        // Past every retransmission of the 2xx (T1 doubling up to T2) and Timer L.
+        let io = IoCounters::default();
+        let mut t = t0;
+        for _ in 0..80 {
+            t += Duration::from_millis(500);
+            w.tick(t, &io);
+            assert!(
+                w.poll_transmit(&mut buf).is_none(),
+                "sent to the closed port at {:?}",
+                t - t0
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ mod register;
 mod reliable;
 mod robustness;
 mod timers;
+mod trust;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

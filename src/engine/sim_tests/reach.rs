@@ -72,6 +72,12 @@ fn hosted_server(local: &str) -> ServerConfig {
                 .map(|u| ListUser::new(u.auth_name, u.password))
                 .collect(),
         )),
+        // §10.3 step 6: digest username auth-uNNN may change AOR uNNN.
+        aor_policy: Arc::new(AorPolicy::from_pairs(
+            users(4)
+                .into_iter()
+                .map(|u| (u.fields[0].clone(), u.auth_name)),
+        )),
         ..ServerConfig::default()
     }
 }

@@ -73,6 +73,8 @@ fn bad_requests_get_errors_without_disturbing_calls() {
     }
     p.run(Duration::from_secs(3));
     let r = replies.borrow().clone();
+    // The unparseable ones are short: their 400s name no detail, which
+    // would make them longer than the request (see `bounded_answers`).
     assert_eq!(
         r,
         vec![
@@ -80,8 +82,8 @@ fn bad_requests_get_errors_without_disturbing_calls() {
             "SIP/2.0 405 Method Not Allowed",
             "SIP/2.0 481 Call/Transaction Does Not Exist",
             "SIP/2.0 505 Version Not Supported",
-            "SIP/2.0 400 Bad Request - missing mandatory header Call-ID",
-            "SIP/2.0 400 Bad Request - CSeq method does not match the request method",
+            "SIP/2.0 400 Bad Request",
+            "SIP/2.0 400 Bad Request",
         ]
     );
     assert_eq!(p.sim.ep(srv).counters().unparseable, 4);

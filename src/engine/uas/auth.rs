@@ -4,17 +4,28 @@
 
 use std::time::Instant;
 
-use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck};
+use crate::auth::{self, Challenge, NONCE_LEN, NonceCheck, NonceMint, Qop};
 use crate::engine::endpoint::Endpoint;
+use crate::engine::util::NcVerdict;
 use crate::sip::Message;
 
 /// Result of checking a request's digest credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AuthResult {
-    Ok,
-    Challenge { stale: bool },
+    /// Verified; the username is in `scratch.name`. `first`: the first use
+    /// of its nonce, i.e. the answer to the challenge that carried it (the
+    /// second request of an attempt, see `throttle`).
+    Ok {
+        first: bool,
+    },
+    Challenge {
+        stale: bool,
+    },
     Forbidden,
     NotFound,
+    /// The digest `uri` is not the Request-URI: RFC 2617 §3.2.2.5, "the
+    /// server SHOULD return a 400 Bad Request error".
+    UriMismatch,
 }
 
 impl Endpoint {
@@ -36,8 +47,24 @@ impl Endpoint {
         auth::write_challenge(out, &ch);
     }
 
-    /// RFC 3261 §22.4 / RFC 7616 §3.4.5: credentials for our realm, a nonce
-    /// we minted and still fresh, a user we know, a matching digest.
+    /// RFC 3261 §22.4 / RFC 7616 §3.4.5: credentials for our realm, in the
+    /// algorithm and qop we offered, for this Request-URI, with a nonce this
+    /// worker minted and still fresh, a user we know, a matching digest and
+    /// a nonce count not seen before.
+    ///
+    /// `auth` (RFC 7616 §3.4) leaves these checks to the caller:
+    /// - the algorithm must be the one offered, or a client could answer a
+    ///   SHA-256 challenge with MD5 (RFC 7616 §5.1, RFC 8760 §2.4);
+    /// - the qop must be the one offered: never `auth` when only `auth-int`
+    ///   was, and never none at all. Every challenge offers a qop, and "if
+    ///   the server sent qop, the client MUST use it" (RFC 2617 §3.2.2);
+    ///   without qop there is no nonce count, so a captured request would
+    ///   replay freely for the nonce's lifetime. Requiring it keeps the
+    ///   replay guard honest (the decision of issue 13, rather than binding
+    ///   nonces to the source address, which NAT and SO_REUSEPORT
+    ///   rebalancing would break);
+    /// - `uri` must be the Request-URI (RFC 2617 §3.2.2.5), or credentials
+    ///   captured for one target would open another.
     pub(super) fn check_auth(
         &mut self,
         now: Instant,
@@ -68,12 +95,23 @@ impl Endpoint {
         let (Some(cfg), Some(mint)) = (role.server(), nonce_mint.as_ref()) else {
             return AuthResult::Forbidden;
         };
-        if !auth::wire_eq(cr.realm, cfg.realm.as_bytes()) {
+        let offered_qop = if cfg.qop_auth_int {
+            Qop::AuthInt
+        } else {
+            Qop::Auth
+        };
+        if !auth::wire_eq(cr.realm, cfg.realm.as_bytes())
+            || cr.algorithm != cfg.algorithm
+            || cr.qop != Some(offered_qop)
+        {
             return AuthResult::Challenge { stale: false };
         }
         let fresh = mint.check(cr.nonce, now_s, cfg.nonce_lifetime.as_secs());
         if fresh == NonceCheck::Invalid {
             return AuthResult::Challenge { stale: false };
+        }
+        if !msg.uri().is_some_and(|u| auth::wire_eq(cr.uri, u)) {
+            return AuthResult::UriMismatch;
         }
         scratch.name.clear();
         auth::unescape_into(&mut scratch.name, cr.username);
@@ -93,35 +131,21 @@ impl Endpoint {
         if !auth::verify(&cr, &ha1, method, msg.body()) {
             return AuthResult::Forbidden;
         }
-        if fresh == NonceCheck::Stale {
+        // A sibling worker's nonce is genuine but its counts are kept there:
+        // a fresh nonce of this worker, without asking for a password.
+        if matches!(fresh, NonceCheck::Stale | NonceCheck::Foreign) {
             return AuthResult::Challenge { stale: true };
         }
-        // With qop the nonce count must grow (RFC 7616 §3.4.5): a replayed
-        // request, even with a correct response, gets a fresh nonce.
-        if cr.qop.is_some() {
-            let Some(nc) = cr.nc else {
-                return AuthResult::Challenge { stale: false };
-            };
-            if !nc_guard.check(
-                nonce_key,
-                nonce_minted_s(cr.nonce),
-                nc,
-                now_s,
-                cfg.nonce_lifetime.as_secs(),
-            ) {
-                return AuthResult::Challenge { stale: true };
-            }
+        // The nonce count must grow (RFC 7616 §3.4.5): a replayed request,
+        // even with a correct response, gets a fresh nonce.
+        let Some(nc) = cr.nc else {
+            return AuthResult::Challenge { stale: false };
+        };
+        let minted = NonceMint::timestamp(cr.nonce).unwrap_or(0);
+        match nc_guard.check(nonce_key, minted, nc, now_s, cfg.nonce_lifetime.as_secs()) {
+            NcVerdict::First => AuthResult::Ok { first: true },
+            NcVerdict::Later => AuthResult::Ok { first: false },
+            NcVerdict::Replay => AuthResult::Challenge { stale: true },
         }
-        AuthResult::Ok
     }
-}
-
-/// The mint time a valid nonce carries in its first 16 hex digits
-/// (`auth::NonceMint::mint`); 0 if unreadable.
-fn nonce_minted_s(nonce: &[u8]) -> u64 {
-    nonce
-        .get(..16)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
 }

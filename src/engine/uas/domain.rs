@@ -43,9 +43,10 @@ impl Endpoint {
     }
 
     /// The registrar's key of the AOR `user@host` (the binding set, §10.3
-    /// step 5): the user alone without `--domain`, user and served domain
-    /// with it; `None` for a host not served.
-    pub(in crate::engine) fn aor_key(&self, user: &[u8], host: &[u8]) -> Option<u64> {
+    /// step 5), `user` already unescaped: the user alone without
+    /// `--domain`, user and served domain with it; `None` for a host not
+    /// served.
+    pub(in crate::engine) fn user_key(&self, user: &[u8], host: &[u8]) -> Option<u64> {
         let d = self.domain_index(host)?;
         Some(mix(self.hash(user), d as u64))
     }

@@ -9,7 +9,7 @@ use super::AuthResult;
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::MethodKind;
 use crate::engine::state::{NONE, SessKind, SessState, Span, TxState};
-use crate::engine::timers::{Life, TimerKind, later};
+use crate::engine::timers::{TimerKind, later};
 use crate::engine::util::hex16;
 use crate::flow::Flow;
 use crate::sip::{self, Message};
@@ -29,14 +29,33 @@ impl Endpoint {
             }
             return;
         }
+        let with_credentials = self.answer.auth_invite && msg.proxy_authorization().is_some();
+        if !with_credentials && self.throttled(now) {
+            self.reply_unavailable(from, msg, key);
+            return;
+        }
+        // Caps on live server transactions, in all and per source address:
+        // a stateless 503 beyond them, which is never retransmitted.
+        if !self.server_txn_room(from) {
+            self.reply_unavailable(from, msg, key);
+            return;
+        }
         if self.answer.auth_invite {
             let r = self.check_auth(now, msg, b"INVITE", true);
-            if r != AuthResult::Ok {
+            if !matches!(r, AuthResult::Ok { first: true })
+                && with_credentials
+                && self.throttled(now)
+            {
+                self.reply_unavailable(from, msg, key);
+                return;
+            }
+            if !matches!(r, AuthResult::Ok { .. }) {
                 let ti = self.server_invite_txn(now, from, key, NONE);
                 let tag = self.stateless_tag(key);
                 let (code, stale) = match r {
                     AuthResult::Challenge { stale } => (407, stale),
                     AuthResult::NotFound => (404, false),
+                    AuthResult::UriMismatch => (400, false),
                     _ => (403, false),
                 };
                 let mut hdr = Vec::new();
@@ -255,8 +274,7 @@ impl Endpoint {
             }
             Some((si, SessKind::UacCall, SessState::Confirmed)) => {
                 // The far end hung up first.
-                self.reply(from, msg, 200, None, &[]);
-                self.absorb_add(now, key, 200, Life::J, from);
+                self.reply_final(now, from, msg, key, 200, None, &[]);
                 self.remote_bye(now, si);
                 return;
             }
@@ -266,8 +284,7 @@ impl Endpoint {
             }
         };
         let tag = self.stateless_tag(key);
-        self.reply(from, msg, code, Some(&tag), &[]);
-        self.absorb_add(now, key, code, Life::J, from);
+        self.reply_final(now, from, msg, key, code, Some(&tag), &[]);
     }
 
     /// §9.2: 200 for the CANCEL; if the INVITE has no final response yet,
@@ -284,8 +301,7 @@ impl Endpoint {
         let Some(&ti) = self.server_txns.get(&ikey) else {
             let tag = self.stateless_tag(key);
             self.counters.rejected += 1;
-            self.reply(from, msg, 481, Some(&tag), &[]);
-            self.absorb_add(now, key, 481, Life::J, from);
+            self.reply_final(now, from, msg, key, 481, Some(&tag), &[]);
             return;
         };
         let (state, owner, og) = match self.txns.get(ti) {
@@ -296,8 +312,7 @@ impl Endpoint {
             .then(|| self.sessions.get(owner).map(|s| hex16(s.tag)))
             .flatten()
             .unwrap_or_else(|| self.stateless_tag(key));
-        self.reply(from, msg, 200, Some(&s_tag), &[]);
-        self.absorb_add(now, key, 200, Life::J, from);
+        self.reply_final(now, from, msg, key, 200, Some(&s_tag), &[]);
         if state == TxState::Proceeding && owner != NONE && self.sessions.generation(owner) == og {
             self.finish_stored(now, owner, 487);
         }
