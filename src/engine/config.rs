@@ -406,6 +406,11 @@ pub struct ClientConfig {
     pub local: SocketAddr,
     /// How requests reach the target (Via transport token, reliability).
     pub transport: crate::flow::TransportKind,
+    /// Over a stream transport, which connection each attempt's requests
+    /// take: the key the engine puts in their [`Flow`](crate::flow::Flow)
+    /// (one per pool slot, per user or per attempt; see
+    /// [`ConnId::key`](crate::flow::ConnId::key)).
+    pub connection: crate::flow::ConnectionMode,
     /// Users and passwords.
     pub users: Arc<UserSource>,
     /// This worker uses users `user_offset + k·user_stride` (k = 0, 1, …) so
@@ -452,6 +457,7 @@ impl ClientConfig {
             target,
             local,
             transport: crate::flow::TransportKind::Udp,
+            connection: crate::flow::ConnectionMode::default(),
             users: Arc::new(
                 UserSource::pattern("u{000000..000999}", "pw-{user}")
                     .unwrap_or_else(|_| UserSource::list(vec![("u0".into(), "pw-u0".into())])),
@@ -536,6 +542,11 @@ pub struct ServerConfig {
     /// server. Default 2^17: above the 100,000 concurrent calls a single
     /// `sipstorm run` worker may hold.
     pub max_calls_per_peer: u32,
+    /// The address it listens on per transport (`serve --listen tcp:...`):
+    /// the Contact of its responses names the one the request came over
+    /// (RFC 3261 §8.1.1.8, RFC 5630 §3.1.3 for `sips:`). Empty: `local`
+    /// over UDP.
+    pub listen: Vec<(crate::flow::TransportKind, SocketAddr)>,
 }
 
 impl Default for ServerConfig {
@@ -564,6 +575,7 @@ impl Default for ServerConfig {
             nonce_seed: 0x5eed_5eed,
             sdp: Vec::new(),
             max_calls_per_peer: 1 << 17,
+            listen: Vec::new(),
         }
     }
 }

@@ -139,6 +139,11 @@ pub struct Endpoint {
     pub(super) nc_guard: NcGuard,
     /// Live UAS calls per peer (hash of source address), server only.
     pub(super) peer_calls: HashMap<u64, u32, IdHash>,
+    /// Connection keys handed out (pool slots and per-attempt keys).
+    pub(super) conn_keys: u32,
+    /// Per-attempt connections whose attempt ended, for the transport to
+    /// close ([`Endpoint::poll_released`]).
+    pub(super) released: VecDeque<Flow>,
 }
 
 impl Endpoint {
@@ -187,7 +192,42 @@ impl Endpoint {
             rtt_events: false,
             nc_guard: NcGuard::new(NC_GUARD_CAP),
             peer_calls: HashMap::default(),
+            conn_keys: 0,
+            released: VecDeque::new(),
         }
+    }
+
+    /// The flow of a new attempt of `user` to `target`: over a stream
+    /// transport it carries the key of the connection the attempt uses
+    /// ([`ClientConfig::connection`]): a pool slot in turn, the user, or a
+    /// key of its own (released when the attempt ends, see
+    /// [`Endpoint::poll_released`]). Datagram flows are returned as they
+    /// are.
+    pub(super) fn keyed_flow(&mut self, target: Flow, user: u32) -> Flow {
+        let Some(mode) = self.role.client().map(|c| c.connection) else {
+            return target;
+        };
+        if !target.transport.is_stream() {
+            return target;
+        }
+        let key = match mode {
+            crate::flow::ConnectionMode::User => user,
+            crate::flow::ConnectionMode::Shared(n) => {
+                self.conn_keys = self.conn_keys.wrapping_add(1);
+                self.conn_keys % n.max(1)
+            }
+            crate::flow::ConnectionMode::Call => {
+                self.conn_keys = self.conn_keys.wrapping_add(1);
+                self.conn_keys
+            }
+        };
+        Flow::new(target.transport, target.peer, crate::flow::ConnId::key(key))
+    }
+
+    /// A per-attempt connection (`ConnectionMode::Call`) whose attempt
+    /// ended: the transport may close it once its queue went out.
+    pub fn poll_released(&mut self) -> Option<Flow> {
+        self.released.pop_front()
     }
 
     /// A load-generating endpoint (UAC; in mixed mode also the answering UAS).
@@ -232,7 +272,8 @@ impl Endpoint {
             c.copy_from_slice(&r.next_u64().to_le_bytes());
         }
         let mint = NonceMint::with_stream(secret, cfg.seed as u8);
-        let wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        let mut wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        wire.set_listen(&cfg.listen);
         let mut e = Self::new(Role::Server(cfg), wire, answer, now);
         e.nonce_mint = Some(mint);
         e

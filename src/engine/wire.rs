@@ -27,6 +27,10 @@ pub(super) struct Wire {
     pub domain_uri: Vec<u8>,
     /// `<sip:host:port>`: the UAS Contact.
     pub contact_self: Vec<u8>,
+    /// The UAS Contact per transport token of the request's Via (`TCP`:
+    /// `<sip:host:port;transport=tcp>`, `TLS`: `<sips:host:port>`), for a
+    /// server listening on several transports; see [`Wire::contact_for`].
+    pub contacts: Vec<(TransportKind, Vec<u8>)>,
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
 }
@@ -62,9 +66,35 @@ impl Wire {
             domain,
             domain_uri,
             contact_self,
+            contacts: Vec::new(),
             sdp_offer: body(true),
             sdp_answer: body(false),
         }
+    }
+
+    /// A server's Contacts: `addr` for requests that came over `kind`.
+    pub(super) fn set_listen(&mut self, listen: &[(TransportKind, SocketAddr)]) {
+        self.contacts = listen
+            .iter()
+            .map(|&(kind, addr)| {
+                let (open, params) = contact_scheme(kind);
+                let mut c = open.to_vec();
+                c.extend_from_slice(&hostport(&addr));
+                c.extend_from_slice(params);
+                c.push(b'>');
+                (kind, c)
+            })
+            .collect();
+    }
+
+    /// The Contact of a response to a request whose top Via names
+    /// `via_transport` (its sent-protocol token): the address listening on
+    /// that transport, else [`Wire::contact_self`].
+    pub(super) fn contact_for(&self, via_transport: &[u8]) -> &[u8] {
+        self.contacts
+            .iter()
+            .find(|(k, _)| k.via_token().as_bytes().eq_ignore_ascii_case(via_transport))
+            .map_or(&self.contact_self, |(_, c)| c)
     }
 
     /// Our Via up to the branch's 16 hex digits, for a request that goes
@@ -78,6 +108,21 @@ impl Wire {
             transport.via_token().as_bytes(),
             &self.via_sent_by,
         ]
+    }
+}
+
+/// How a Contact URI opens and which parameters follow its host:port for a
+/// UA reached over `t`: `sip:...;transport=tcp` for TCP (RFC 3261
+/// §19.1.1: without it a `sip:` URI means UDP to a numeric host, RFC 3263
+/// §4.1), `sips:` for TLS (RFC 5630 §3.1.3: `transport=tls` is deprecated;
+/// a SIPS URI means TLS), `;transport=ws` for WebSocket (RFC 7118 §5.2).
+pub(super) fn contact_scheme(t: TransportKind) -> (&'static [u8], &'static [u8]) {
+    match t {
+        TransportKind::Udp => (b"<sip:", b""),
+        TransportKind::Tcp => (b"<sip:", b";transport=tcp"),
+        TransportKind::Tls => (b"<sips:", b""),
+        TransportKind::Ws => (b"<sip:", b";transport=ws"),
+        TransportKind::Wss => (b"<sips:", b";transport=ws"),
     }
 }
 

@@ -101,6 +101,29 @@ pub fn render_summary(r: &Report) -> String {
         m.unparseable,
         m.unexpected
     );
+    let tr = &r.transport;
+    if tr.connections_opened + tr.connections_failed > 0 {
+        let fails: Vec<String> = tr
+            .connect_failures
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Connections opened {}  failed {}{}  closed {} (by peer {})  TLS handshakes {} (resumed {})",
+            tr.connections_opened,
+            tr.connections_failed,
+            if fails.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", fails.join(", "))
+            },
+            tr.connections_closed,
+            tr.connections_closed_by_peer,
+            tr.tls_handshakes,
+            tr.tls_resumed
+        );
+    }
     let p = &r.process;
     let _ = writeln!(
         out,

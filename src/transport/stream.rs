@@ -228,6 +228,9 @@ pub(crate) struct Streams {
     backoff: HashMap<(TransportKind, SocketAddr), (Instant, i32, u32)>,
     /// Operations for the backend, in order.
     pub todo: Vec<(ConnId, Op)>,
+    /// Released connections to report closed (`Local`) to the worker in
+    /// the next receive phase.
+    notices: Vec<Flow>,
     pub messages_received: u64,
     pub messages_sent: u64,
     pub bytes_received: u64,
@@ -339,6 +342,7 @@ impl Streams {
             deadlines: BinaryHeap::new(),
             backoff: HashMap::new(),
             todo: Vec::new(),
+            notices: Vec::new(),
             messages_received: 0,
             messages_sent: 0,
             bytes_received: 0,
@@ -811,6 +815,9 @@ impl Streams {
         let Some(id) = self.keys.remove(&(flow.transport, flow.peer, flow.conn.0)) else {
             return;
         };
+        if self.table.get(id).is_some_and(|c| !c.layer.closing) {
+            self.notices.push(flow);
+        }
         if let Some(c) = self.table.get_mut(id) {
             c.layer.release = true;
             c.state = ConnState::Closing;
@@ -870,6 +877,11 @@ impl Streams {
     /// Close connections whose deadline passed: connects and handshakes
     /// that took too long (`ETIMEDOUT`), closes that could not flush.
     pub(crate) fn expire<W: Worker>(&mut self, now: Instant, mut w: Option<&mut W>) {
+        for flow in self.notices.drain(..) {
+            if let Some(w) = w.as_deref_mut() {
+                w.closed(now, flow, CloseReason::Local);
+            }
+        }
         while let Some(&Reverse((at, id))) = self.deadlines.peek() {
             if at > now {
                 break;

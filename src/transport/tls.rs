@@ -239,6 +239,19 @@ impl ServerIdentity {
         })
     }
 
+    /// The private key as PEM (PKCS#8), to write a key file for a peer
+    /// under test (SIPp, Kamailio) or for `serve --tls-key`.
+    pub fn key_pem(&self) -> String {
+        let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+        let b64 = base64_encode(self.key.secret_der());
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or(""));
+            out.push('\n');
+        }
+        out.push_str("-----END PRIVATE KEY-----\n");
+        out
+    }
+
     /// The certificate as PEM (to hand to a client as its CA).
     pub fn cert_pem(&self) -> String {
         let mut out = String::new();

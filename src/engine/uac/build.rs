@@ -10,7 +10,7 @@ use crate::engine::endpoint::{Endpoint, Scratch};
 use crate::engine::event::MethodKind;
 use crate::engine::state::TxKind;
 use crate::engine::util::{dec, hex16};
-use crate::engine::wire::branch_text;
+use crate::engine::wire::{branch_text, contact_scheme};
 use crate::flow::{Flow, TransportKind};
 use crate::sip::{self, Builder, Message, Method};
 
@@ -113,7 +113,11 @@ impl Endpoint {
         b.header(b"Call-ID", &ch);
         b.header_parts(b"CSeq", &[cs, b" ", mname]);
         if matches!(req, Req::Invite | Req::Register(_)) {
-            b.header_parts(b"Contact", &[b"<sip:", name, b"@", &wire.hostport, b">"]);
+            let (open, params) = contact_scheme(over);
+            b.header_parts(
+                b"Contact",
+                &[open, name, b"@", &wire.hostport, params, b">"],
+            );
         }
         if let Req::Register(e) = req {
             b.header_u32(b"Expires", e);
