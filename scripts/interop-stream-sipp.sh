@@ -24,32 +24,8 @@ done
 [ -x "$SIPSTORM_BIN" ] || fail "sipstorm binary not found (cargo build --release)"
 SIPSTORM_BIN=$(cd "$(dirname "$SIPSTORM_BIN")" && pwd)/$(basename "$SIPSTORM_BIN")
 
-# A TCP port on 127.0.0.1 free right now.
-free_tcp_port() {
-  local port hex
-  for _ in $(seq 1 200); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    hex=$(printf ':%04X ' "$port")
-    if ! grep -qi "$hex" /proc/net/tcp /proc/net/tcp6 /proc/net/udp 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  fail "no free TCP port found"
-}
-
-wait_tcp_listen() {
-  local hex
-  hex=$(printf '0100007F:%04X' "$1")
-  for _ in $(seq 1 100); do
-    grep -q " $hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
-  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
   -keyout "$WORK/cakey.pem" -out "$WORK/cacert.pem" >"$WORK/openssl.log" 2>&1 \
   || fail "openssl could not make a certificate: $(cat "$WORK/openssl.log")"
 

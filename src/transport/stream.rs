@@ -851,6 +851,8 @@ impl Streams {
             return;
         }
         c.layer.closing = true;
+        // A released connection was reported closed (`Local`) already.
+        let report = !c.layer.release;
         let reason = match reason {
             CloseReason::Tls(t) if c.state == ConnState::Connecting => {
                 CloseReason::HandshakeFailed(t)
@@ -869,7 +871,9 @@ impl Streams {
         } else {
             self.todo.push((id, Op::Close));
         }
-        if let (Some(w), Some(flow)) = (w, flow) {
+        if let (Some(w), Some(flow)) = (w, flow)
+            && report
+        {
             w.closed(now, flow, reason);
         }
     }
