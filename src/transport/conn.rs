@@ -227,12 +227,13 @@ pub struct ConnLimits {
 
 impl Default for ConnLimits {
     /// 65,535 connections; 64 KiB to frame a message in (SIPp's largest
-    /// message); 256 KiB queued per connection.
+    /// message); 4 MiB queued per connection (a busy persistent connection
+    /// between two loaded workers; an idle one holds nothing).
     fn default() -> Self {
         ConnLimits {
             max_conns: 65_535,
             read_buf: 64 << 10,
-            write_queue: 256 << 10,
+            write_queue: 4 << 20,
         }
     }
 }

@@ -288,6 +288,11 @@ fn stream_socket(peer: SocketAddr, local: Option<IpAddr>) -> Result<RawFd, i32> 
     }
     let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == peer.is_ipv4()) {
+        // Pick the port at connect time, unique per 4-tuple: a bind to
+        // port 0 would take one from the bind space, a search that gets
+        // slow with thousands of sockets in TIME_WAIT (a storm of
+        // connections per attempt) and fails once the range is used up.
+        let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
         // SAFETY: all-zero is a valid sockaddr_storage.
         let mut st: libc::sockaddr_storage = unsafe { zeroed() };
         let len = sockaddr_from(SocketAddr::new(ip, 0), &mut st);
@@ -612,7 +617,10 @@ impl Streams {
         }
     }
 
-    /// Bytes received on `id`.
+    /// Bytes received on `id`. They are appended to the read buffer as
+    /// far as it has room and framed at once, piece by piece, so its bound
+    /// holds the unframed bytes only: a read larger than the bound is
+    /// fine, a message larger than it is not.
     pub(crate) fn on_data<W: Worker>(
         &mut self,
         now: Instant,
@@ -621,57 +629,141 @@ impl Streams {
         mut w: Option<&mut W>,
     ) {
         self.bytes_received += bytes.len() as u64;
-        let Some(c) = self.table.get_mut(id) else {
+        let Some(c) = self.table.get(id) else {
             return;
         };
         if c.layer.closing {
             return;
         }
-        let mut peer_closed = false;
-        let result = match &mut c.layer.layer {
-            Layer::Plain => c.read.extend(bytes),
-            layer => {
-                if matches!(layer, Layer::TlsPending) {
-                    match self
-                        .setup
-                        .server_tls
-                        .as_ref()
-                        .map(|cfg| rustls::ServerConnection::new(cfg.clone()))
-                    {
-                        Some(Ok(s)) => *layer = Layer::Tls(Box::new(rustls::Connection::Server(s))),
-                        _ => {
-                            self.shut(now, id, CloseReason::Tls(TlsFailure::Protocol), false, w);
-                            return;
-                        }
-                    }
-                }
-                let Layer::Tls(tls) = layer else {
-                    return;
-                };
-                let r = tls_read(tls, bytes, &mut c.read, &mut self.plain, &mut peer_closed);
-                // Handshake messages, alerts, tickets: whatever rustls
-                // has to say goes out.
-                let flushed = tls_flush(tls, &mut c.write);
-                if tls.wants_write() || !c.write.is_empty() {
-                    self.todo.push((id, Op::Send));
-                }
-                match (r, flushed) {
-                    (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-                    _ => Ok(()),
-                }
-            }
-        };
-        if let Err(reason) = result {
-            // A TLS failure leaves an alert queued: send it, then close.
-            let graceful = matches!(
-                reason,
-                CloseReason::Tls(_) | CloseReason::HandshakeFailed(_)
-            );
-            self.shut(now, id, reason, graceful, w);
+        if !matches!(c.layer.layer, Layer::Plain) {
+            self.on_tls_data(now, id, bytes, w);
             return;
         }
-        self.handshake_progress(now, id, w.as_deref_mut());
-        self.deliver(now, id, w.as_deref_mut());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(c) = self.table.get_mut(id) else {
+                return;
+            };
+            if c.layer.closing {
+                return;
+            }
+            let room = c.read.limit().saturating_sub(c.read.len());
+            if room == 0 {
+                self.shut(now, id, CloseReason::ReadOverflow, false, w);
+                return;
+            }
+            let take = room.min(rest.len());
+            if let Err(reason) = c.read.extend(&rest[..take]) {
+                self.shut(now, id, reason, false, w);
+                return;
+            }
+            rest = &rest[take..];
+            self.deliver(now, id, w.as_deref_mut());
+        }
+    }
+
+    /// TLS bytes received on `id`: to rustls (`read_tls`,
+    /// `process_new_packets`), what it has to say back (handshake, alerts,
+    /// tickets) to the write queue, the plaintext to the read buffer and
+    /// framed, as for plain bytes.
+    fn on_tls_data<W: Worker>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        bytes: &[u8],
+        mut w: Option<&mut W>,
+    ) {
+        if let Some(c) = self.table.get_mut(id)
+            && matches!(c.layer.layer, Layer::TlsPending)
+        {
+            match self
+                .setup
+                .server_tls
+                .as_ref()
+                .map(|cfg| rustls::ServerConnection::new(cfg.clone()))
+            {
+                Some(Ok(s)) => {
+                    c.layer.layer = Layer::Tls(Box::new(rustls::Connection::Server(s)));
+                }
+                _ => {
+                    self.shut(now, id, CloseReason::Tls(TlsFailure::Protocol), false, w);
+                    return;
+                }
+            }
+        }
+        let mut rest = bytes;
+        let mut peer_closed = false;
+        loop {
+            // Feed what rustls takes of the rest, then act on it.
+            let fed = {
+                let Some(c) = self.table.get_mut(id) else {
+                    return;
+                };
+                let Layer::Tls(tls) = &mut c.layer.layer else {
+                    return;
+                };
+                let mut r: Result<(), CloseReason> = Ok(());
+                if !rest.is_empty() {
+                    match tls.read_tls(&mut rest) {
+                        Ok(_) => {}
+                        Err(_) => r = Err(CloseReason::Tls(TlsFailure::Protocol)),
+                    }
+                }
+                if r.is_ok() {
+                    match tls.process_new_packets() {
+                        Ok(st) => peer_closed |= st.peer_has_closed(),
+                        Err(e) => r = Err(CloseReason::Tls(TlsFailure::of(&e))),
+                    }
+                }
+                let flushed = tls_flush(tls, &mut c.write);
+                if !c.write.is_empty() && c.layer.io.sending == 0 {
+                    self.todo.push((id, Op::Send));
+                }
+                r.and(flushed)
+            };
+            if let Err(reason) = fed {
+                // A TLS failure leaves an alert queued: send it, then close.
+                let graceful = matches!(reason, CloseReason::Tls(_));
+                self.shut(now, id, reason, graceful, w);
+                return;
+            }
+            self.handshake_progress(now, id, w.as_deref_mut());
+            // Plaintext, as far as the read buffer has room, framed as it
+            // comes.
+            loop {
+                let got = {
+                    let Some(c) = self.table.get_mut(id) else {
+                        return;
+                    };
+                    let Layer::Tls(tls) = &mut c.layer.layer else {
+                        return;
+                    };
+                    let room = c.read.limit().saturating_sub(c.read.len());
+                    if room == 0 {
+                        Err(CloseReason::ReadOverflow)
+                    } else {
+                        match tls.reader().read(&mut self.plain[..room.min(PLAIN_CHUNK)]) {
+                            Ok(0) | Err(_) => Ok(false),
+                            Ok(n) => c.read.extend(&self.plain[..n]).map(|()| true),
+                        }
+                    }
+                };
+                match got {
+                    Ok(true) => self.deliver(now, id, w.as_deref_mut()),
+                    Ok(false) => break,
+                    Err(reason) => {
+                        self.shut(now, id, reason, false, w);
+                        return;
+                    }
+                }
+                if self.table.get(id).is_none_or(|c| c.layer.closing) {
+                    return;
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+        }
         if peer_closed {
             self.on_eof(now, id, w);
         }
@@ -1025,39 +1117,6 @@ fn tls_flush(
         }
     }
     out.push(chunk)
-}
-
-/// Feed received TLS bytes to rustls and append the plaintext to `read`.
-fn tls_read(
-    tls: &mut rustls::Connection,
-    mut bytes: &[u8],
-    read: &mut super::conn::ReadBuf,
-    plain: &mut [u8; PLAIN_CHUNK],
-    peer_closed: &mut bool,
-) -> Result<(), CloseReason> {
-    while !bytes.is_empty() {
-        match tls.read_tls(&mut bytes) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) => return Err(CloseReason::Tls(TlsFailure::Protocol)),
-        }
-        let state = tls
-            .process_new_packets()
-            .map_err(|e| CloseReason::Tls(TlsFailure::of(&e)))?;
-        if state.plaintext_bytes_to_read() > 0 {
-            loop {
-                match tls.reader().read(&mut plain[..]) {
-                    Ok(0) => break,
-                    Ok(n) => read.extend(&plain[..n])?,
-                    Err(_) => break,
-                }
-            }
-        }
-        if state.peer_has_closed() {
-            *peer_closed = true;
-        }
-    }
-    Ok(())
 }
 
 /// For backends: the raw fd of a listener.

@@ -85,9 +85,16 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// exchange; the alternative (aws-lc-rs) does not build here without CMake
 /// and NASM, and SIP peers (Kamailio with OpenSSL, SIPp) negotiate X25519
 /// or P-256 anyway.
+///
+/// Key exchange prefers X25519, then P-256 (RFC 8446 §9.1): this rustls
+/// release lists P-384 first for ring, which made every full handshake of a
+/// storm cost four times the CPU (P-384 in ring has no assembly).
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Newline-framed test messages; CRLFCRLF is a ping, CRLF a pong.
+/// Newline-framed test messages; CRLFCRLF is a ping, CRLF a pong, a NUL
+/// byte unframeable.
 fn line_frame(buf: &[u8]) -> Frame {
     if buf.starts_with(b"\r\n\r\n") {
         return Frame::Ping(4);
@@ -24,12 +25,14 @@ fn line_frame(buf: &[u8]) -> Frame {
             Frame::Partial
         };
     }
+    if buf.contains(&0) {
+        return Frame::Invalid;
+    }
     match memchr::memchr(b'\n', buf) {
         Some(i) => Frame::Message {
             start: 0,
             end: i + 1,
         },
-        None if buf.len() > 200 => Frame::Invalid,
         None => Frame::Partial,
     }
 }
@@ -162,7 +165,7 @@ fn framing_bounds_and_pings() {
         Option<CloseReason>,
         usize,
     );
-    const B210: &[u8] = &[b'x'; 210];
+    const B600: &[u8] = &[b'y'; 600];
     const B150: &[u8] = &[b'x'; 150];
     let cases: Vec<Case> = vec![
         ("one whole message", &[b"hello\n"], &[b"hello\n"], None, 0),
@@ -197,7 +200,7 @@ fn framing_bounds_and_pings() {
         ("pong dropped", &[b"\r\nz\n"], &[b"z\n"], None, 0),
         (
             "unframeable bytes close",
-            &[B210],
+            &[b"bad\0 bytes\n"],
             &[],
             Some(CloseReason::Malformed),
             0,
@@ -206,6 +209,13 @@ fn framing_bounds_and_pings() {
             "past the read bound closes",
             &[B150, B150],
             &[],
+            Some(CloseReason::ReadOverflow),
+            0,
+        ),
+        (
+            "a read larger than the bound is framed piece by piece",
+            &[b"m1\nm2\n", B600, b"\n"],
+            &[b"m1\n", b"m2\n"],
             Some(CloseReason::ReadOverflow),
             0,
         ),
