@@ -100,8 +100,90 @@ fn provider() -> Arc<CryptoProvider> {
 const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
     [&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// How many sessions a worker's client cache keeps (resumption on).
-const CLIENT_SESSIONS: usize = 4096;
+/// How many TLS 1.3 tickets a worker keeps per server (resumption on).
+const TICKETS_PER_SERVER: usize = 4096;
+
+/// A worker's client session store. rustls' own in-memory store keeps at
+/// most 8 TLS 1.3 tickets per server name, and each ticket resumes one
+/// connection (RFC 8446 §C.4), so in a storm of concurrent new connections
+/// to one server almost none would resume. This one keeps up to
+/// [`TICKETS_PER_SERVER`] per server, newest first; each ticket is handed
+/// out once. One per worker (the `Mutex` is never contended: its worker
+/// is its only user).
+#[derive(Debug, Default)]
+struct SessionStore {
+    inner: std::sync::Mutex<SessionMaps>,
+}
+
+#[derive(Debug, Default)]
+struct SessionMaps {
+    kx: std::collections::HashMap<ServerName<'static>, rustls::NamedGroup>,
+    tls12: std::collections::HashMap<ServerName<'static>, rustls::client::Tls12ClientSessionValue>,
+    tls13: std::collections::HashMap<
+        ServerName<'static>,
+        std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>,
+    >,
+}
+
+impl SessionStore {
+    fn with<T>(&self, f: impl FnOnce(&mut SessionMaps) -> T) -> T {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g)
+    }
+}
+
+impl rustls::client::ClientSessionStore for SessionStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.with(|m| m.kx.insert(server_name, group));
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.with(|m| m.kx.get(&server_name.to_owned()).copied())
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.with(|m| m.tls12.insert(server_name, value));
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.with(|m| m.tls12.get(&server_name.to_owned()).cloned())
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.with(|m| m.tls12.remove(server_name));
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.with(|m| {
+            let q = m.tls13.entry(server_name).or_default();
+            if q.len() >= TICKETS_PER_SERVER {
+                q.pop_back();
+            }
+            q.push_front(value);
+        });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.with(|m| m.tls13.get_mut(server_name)?.pop_front())
+    }
+}
 
 impl ClientTls {
     /// The rustls client configuration of one worker (each worker builds
@@ -140,7 +222,7 @@ impl ClientTls {
                 )));
         }
         cfg.resumption = if self.resume {
-            rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS)
+            rustls::client::Resumption::store(Arc::new(SessionStore::default()))
         } else {
             rustls::client::Resumption::disabled()
         };
