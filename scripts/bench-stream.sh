@@ -13,6 +13,8 @@
 #        IDLE        idle connections for the memory step (default 5000)
 #        DURATION    per step (default 5s); CLIENT_WORKERS / SERVER_WORKERS (1 / 1)
 #        BACKEND     uring | epoll | auto (default auto)
+#        PARTS       which parts to run (default "tcp tls idle side sipp"; side:
+#                    sipstorm at SIPP_RATES, one connection and one per call)
 # A step passes when every planned attempt started and succeeded, with no
 # retransmission and no failed connection. Every figure is written with the
 # load average at its start: on a shared machine, re-run quietly.
@@ -27,6 +29,8 @@ IDLE=${IDLE:-5000}
 CW=${CLIENT_WORKERS:-1}
 SW=${SERVER_WORKERS:-1}
 BACKEND=${BACKEND:-auto}
+PARTS=${PARTS:-"tcp tls idle side sipp"}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 TCP_PORT=${TCP_PORT:-15070}
 TLS_PORT=${TLS_PORT:-15071}
 mkdir -p "$OUT"
@@ -98,13 +102,13 @@ print(f'{name:<14} offered {rate:>7.0f}/s achieved {r["rate"]["achieved_per_s"]:
 PY
 }
 
-echo "## calls over persistent TCP (one connection per client worker)" | tee -a "$LOG"
-for rate in $TCP_RATES; do
+part tcp && echo "## calls over persistent TCP (one connection per client worker)" | tee -a "$LOG"
+part tcp && for rate in $TCP_RATES; do
   step tcp-call "$rate" --target "127.0.0.1:$TCP_PORT" --transport tcp --scenario call
 done
 
-echo "## TLS handshake storm: one new connection per REGISTER (digest)" | tee -a "$LOG"
-for rate in $TLS_RATES; do
+part tls && echo "## TLS handshake storm: one new connection per REGISTER (digest)" | tee -a "$LOG"
+part tls && for rate in $TLS_RATES; do
   step tls-storm "$rate" --target "127.0.0.1:$TLS_PORT" --transport tls --tls-insecure \
     --scenario register --connection-mode call --user-pattern 'u{000000..099999}'
   step tls-storm-resume "$rate" --target "127.0.0.1:$TLS_PORT" --transport tls --tls-insecure \
@@ -133,8 +137,8 @@ idle_rss() { # kind users -> "serve_kib run_kib"
   wait "$run_pid" 2>/dev/null || true
   stop_serve
 }
-echo "## memory per idle connection ($IDLE connections vs 100)" | tee -a "$LOG"
-for kind in tcp tls; do
+part idle && echo "## memory per idle connection ($IDLE connections vs 100)" | tee -a "$LOG"
+part idle && for kind in tcp tls; do
   la=$(loadavg)
   read -r s0 r0 e0 < <(idle_rss "$kind" 100)
   read -r s1 r1 e1 < <(idle_rss "$kind" "$IDLE")
@@ -143,9 +147,19 @@ for kind in tcp tls; do
       k, n, e, (s1 - s0) / (n - 100), (r1 - r0) / (n - 100), s0, s1, r0, r1, la }' | tee -a "$LOG"
 done
 
+# sipstorm at the rates SIPp is run at, for CPU side by side: one
+# connection (SIPp's -t t1) and one per call (-t tn).
+part side && echo "## sipstorm over TCP at the SIPp rates (same serve)" | tee -a "$LOG"
+part side && for mode in shared call; do
+  for rate in $SIPP_RATES; do
+    step "side-tcp-$mode" "$rate" --target "127.0.0.1:$TCP_PORT" --transport tcp --scenario call \
+      --connection-mode "$mode"
+  done
+done
+
 # SIPp over TCP against the same serve at the same rates: -t t1 (one
 # connection) and -t tn (one per call). CPU is SIPp's own.
-if command -v sipp >/dev/null 2>&1; then
+if part sipp && command -v sipp >/dev/null 2>&1; then
   echo "## SIPp over TCP against serve (same rates)" | tee -a "$LOG"
   for mode in t1 tn; do
     for rate in $SIPP_RATES; do
@@ -155,7 +169,7 @@ if command -v sipp >/dev/null 2>&1; then
       d="$OUT/sipp-$mode-$rate"
       mkdir -p "$d"
       ( cd "$d" && /usr/bin/time -f "%U %S %M" -o time.txt timeout 120 sipp -sn uac -t "$mode" \
-          "127.0.0.1:$TCP_PORT" -i 127.0.0.1 -m "$n" -r "$rate" -max_socket 65000 -nostdin \
+          "127.0.0.1:$TCP_PORT" -i 127.0.0.1 -m "$n" -r "$rate" -max_socket 15000 -nostdin \
           -trace_stat -stf stat.csv -fd 1 >sipp.out 2>&1 ) || true
       stop_serve
       python3 - "$d" "$mode" "$rate" "$n" "$la" <<'PY' | tee -a "$LOG"

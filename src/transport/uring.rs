@@ -28,8 +28,9 @@
 //!   ring (group [`STREAM_BGID`], [`STREAM_BUFS`] buffers of
 //!   [`STREAM_BUF_SIZE`] bytes shared by all connections); a send is one
 //!   `SendMsg` (`MSG_NOSIGNAL`) of the write queue's iovecs, at most one in
-//!   flight per connection; a close is an `AsyncCancel` of everything in
-//!   flight on the socket, then, once nothing is, a `Close`. A
+//!   flight per connection; a close is an `AsyncCancel` of each operation
+//!   in flight on the socket (by its `user_data`), then, once nothing is,
+//!   a `Close`. A
 //!   connection's entry (and the memory its operations point at: `OpMem`,
 //!   the write queue's chunks) leaves the table only after its `Close`
 //!   completed. `user_data` of a stream operation is its kind in the top
@@ -137,7 +138,7 @@ pub fn probe() -> io::Result<()> {
         (opcode::Connect::CODE, "CONNECT"),
         (opcode::RecvMulti::CODE, "RECV"),
         (opcode::Close::CODE, "CLOSE"),
-        (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     ] {
         if !p.is_supported(code) {
             return Err(io::Error::new(
@@ -690,7 +691,7 @@ impl LoopIo for Loop {
                     continue;
                 };
                 let io = &c.layer.io;
-                if io.sending > 0 || io.connecting || !c.layer.can_send() {
+                if io.sending > 0 || io.connecting || io.cancel_sent || !c.layer.can_send() {
                     continue;
                 }
                 let (n, total) = streams.fill_iovs(id);
@@ -745,9 +746,28 @@ impl LoopIo for Loop {
                             continue;
                         }
                         io.cancel_sent = true;
-                        opcode::AsyncCancel2::new(types::CancelBuilder::fd(fd).all())
-                            .build()
-                            .user_data(stream_tag(OP_CANCEL, id.0))
+                        // Cancel each operation in flight by its user_data
+                        // (a cancel by fd scans every request of the ring:
+                        // costly with thousands of armed receives).
+                        let inflight = [
+                            (io.connecting, OP_CONNECT),
+                            (io.recv_armed, OP_RECV),
+                            (io.sending > 0, OP_SEND),
+                        ];
+                        let mut cancels = 0;
+                        for (on, op) in inflight {
+                            if on {
+                                let e = opcode::AsyncCancel::new(stream_tag(op, id.0))
+                                    .build()
+                                    .user_data(stream_tag(OP_CANCEL, id.0));
+                                self.push(&e)?;
+                                cancels += 1;
+                            }
+                        }
+                        if let Some(c) = inbox.streams().table.get_mut(id) {
+                            c.layer.io.ops += cancels;
+                        }
+                        continue;
                     } else {
                         io.close_sent = true;
                         opcode::Close::new(fd)
