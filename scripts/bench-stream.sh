@@ -63,7 +63,7 @@ LOG="$OUT/bench-stream.txt"
   echo "# host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
   echo "# git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "# serve --workers $SW; run --workers $CW; backend $BACKEND; $DURATION per step"
-} | tee "$LOG"
+} | tee -a "$LOG"
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
