@@ -137,7 +137,14 @@ pub fn render_summary(r: &Report) -> String {
     );
     let mut any = false;
     for metric in Metric::ALL {
-        for (name, suffix) in [(metric.name(), ""), (metric.co_name(), " (co)")] {
+        // Connection latencies have no intended start: their twin repeats
+        // them.
+        let twins: &[(&str, &str)] = if metric.has_intended_start() {
+            &[(metric.name(), ""), (metric.co_name(), " (co)")]
+        } else {
+            &[(metric.name(), "")]
+        };
+        for &(name, suffix) in twins {
             if let Some(s) = r.latency_ms.get(name).filter(|s| s.count > 0) {
                 latency_row(&mut out, &format!("{}{suffix}", metric.label()), s);
                 any = true;

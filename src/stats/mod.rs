@@ -179,6 +179,13 @@ impl Metric {
         }
     }
 
+    /// Whether the metric belongs to an attempt with an intended start
+    /// time (so its corrected twin differs); connection latencies do not
+    /// (their twin records the same value).
+    pub const fn has_intended_start(self) -> bool {
+        !matches!(self, Metric::Connect | Metric::TlsHandshake)
+    }
+
     fn index(self) -> usize {
         self as usize
     }
