@@ -23,12 +23,7 @@ REG_RATE=${REG_RATE:-100}
 CALLS=${CALLS:-100}
 need kamailio kamcmd sipp python3 openssl
 
-SIPSTORM_BIN=${SIPSTORM:-}
-for c in "$SIPSTORM_BIN" "$ROOT/target/release/sipstorm" "$ROOT/target/debug/sipstorm"; do
-  if [ -n "$c" ] && [ -x "$c" ]; then SIPSTORM_BIN=$c; break; fi
-done
-[ -x "$SIPSTORM_BIN" ] || fail "sipstorm binary not found (cargo build --release)"
-SIPSTORM_BIN=$(cd "$(dirname "$SIPSTORM_BIN")" && pwd)/$(basename "$SIPSTORM_BIN")
+SIPSTORM_BIN=$(sipstorm_bin)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 \
   || fail "Kamailio's tls module is not installed (kamailio-tls-modules): run scripts/install-test-deps.sh"
 

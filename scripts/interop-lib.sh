@@ -83,6 +83,19 @@ free_udp_port() {
   fail "no free UDP port found"
 }
 
+# sipstorm_bin: the absolute path of the sipstorm binary to test: $SIPSTORM,
+# else target/release, else target/debug; fails when there is none.
+sipstorm_bin() {
+  local c
+  for c in "${SIPSTORM:-}" "$ROOT/target/release/sipstorm" "$ROOT/target/debug/sipstorm"; do
+    if [ -n "$c" ] && [ -x "$c" ]; then
+      echo "$(cd "$(dirname "$c")" && pwd)/$(basename "$c")"
+      return 0
+    fi
+  done
+  fail "sipstorm binary not found (cargo build --release)"
+}
+
 # A TCP port on 127.0.0.1 free right now (not bound for TCP or UDP).
 free_tcp_port() {
   local port hex

@@ -17,12 +17,7 @@ CALLS=${CALLS:-200}
 RATE=${RATE:-100}
 need sipp openssl python3
 
-SIPSTORM_BIN=${SIPSTORM:-}
-for c in "$SIPSTORM_BIN" "$ROOT/target/release/sipstorm" "$ROOT/target/debug/sipstorm"; do
-  if [ -n "$c" ] && [ -x "$c" ]; then SIPSTORM_BIN=$c; break; fi
-done
-[ -x "$SIPSTORM_BIN" ] || fail "sipstorm binary not found (cargo build --release)"
-SIPSTORM_BIN=$(cd "$(dirname "$SIPSTORM_BIN")" && pwd)/$(basename "$SIPSTORM_BIN")
+SIPSTORM_BIN=$(sipstorm_bin)
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \

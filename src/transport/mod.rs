@@ -359,22 +359,7 @@ pub fn bind_listener(
     addr: SocketAddr,
     reuse_port: bool,
 ) -> Result<Listener, TransportError> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(TransportError::Socket(io::Error::last_os_error()));
-    }
+    let fd = new_socket(addr, libc::SOCK_STREAM).map_err(TransportError::Socket)?;
     // SAFETY: `fd` is a fresh socket nothing else owns; the listener
     // closes it on drop (also on early return).
     let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
@@ -382,18 +367,7 @@ pub fn bind_listener(
     if reuse_port {
         setsockopt_int(fd, libc::SOL_SOCKET, SO_REUSEPORT, 1).map_err(TransportError::Socket)?;
     }
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = sockaddr_from(addr, &mut storage);
-    // SAFETY: `storage` holds a valid sockaddr of length `len` for `family`.
-    let rc = unsafe { libc::bind(fd, (&raw const storage).cast(), len) };
-    if rc < 0 {
-        return Err(TransportError::BindStream {
-            kind,
-            addr,
-            source: io::Error::last_os_error(),
-        });
-    }
+    bind_fd(fd, addr).map_err(|source| TransportError::BindStream { kind, addr, source })?;
     // SAFETY: plain listen(2) on the socket bound above.
     if unsafe { libc::listen(fd, 4096) } < 0 {
         return Err(TransportError::Socket(io::Error::last_os_error()));
@@ -462,23 +436,8 @@ impl Default for SocketOptions {
 /// Create a non-blocking UDP socket bound to `addr` with raised buffers and
 /// drop counting enabled.
 pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, TransportError> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call with constant arguments; the result is
-    // checked before use.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(TransportError::Socket(io::Error::last_os_error()));
-    }
+    let family = family_of(addr);
+    let fd = new_socket(addr, libc::SOCK_DGRAM).map_err(TransportError::Socket)?;
     // SAFETY: `fd` is a freshly created socket that nothing else owns; the
     // UdpSocket takes ownership and closes it on drop (also on early return).
     let sock = unsafe { UdpSocket::from_raw_fd(fd) };
@@ -512,18 +471,46 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, Tran
             let _ = setsockopt_int(fd, libc::SOL_SOCKET, plain, want);
         }
     }
+    bind_fd(fd, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    Ok(sock)
+}
+
+fn family_of(addr: SocketAddr) -> libc::c_int {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A non-blocking, close-on-exec socket of type `ty` (`SOCK_DGRAM`,
+/// `SOCK_STREAM`) for the family of `addr`; the caller owns the fd.
+pub(crate) fn new_socket(addr: SocketAddr, ty: libc::c_int) -> io::Result<RawFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            family_of(addr),
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// bind(2) `fd` to `addr`.
+pub(crate) fn bind_fd(fd: RawFd, addr: SocketAddr) -> io::Result<()> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let len = sockaddr_from(addr, &mut storage);
-    // SAFETY: `storage` holds a valid sockaddr of length `len` for `family`.
-    let rc = unsafe { libc::bind(fd, (&raw const storage).cast(), len) };
-    if rc < 0 {
-        return Err(TransportError::Bind {
-            addr,
-            source: io::Error::last_os_error(),
-        });
+    // SAFETY: `storage` holds a valid sockaddr of length `len`; `fd` is the
+    // caller's open socket.
+    if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(sock)
+    Ok(())
 }
 
 fn setsockopt_int(

@@ -270,22 +270,8 @@ fn new_io() -> ConnIo {
 /// A non-blocking, close-on-exec TCP socket for `peer`, `TCP_NODELAY`,
 /// bound to `local` if given.
 fn stream_socket(peer: SocketAddr, local: Option<IpAddr>) -> Result<RawFd, i32> {
-    let family = if peer.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(last_errno());
-    }
+    let fd = super::new_socket(peer, libc::SOCK_STREAM)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
     let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == peer.is_ipv4()) {
         // Pick the port at connect time, unique per 4-tuple: a bind to
@@ -293,14 +279,9 @@ fn stream_socket(peer: SocketAddr, local: Option<IpAddr>) -> Result<RawFd, i32> 
         // slow with thousands of sockets in TIME_WAIT (a storm of
         // connections per attempt) and fails once the range is used up.
         let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut st: libc::sockaddr_storage = unsafe { zeroed() };
-        let len = sockaddr_from(SocketAddr::new(ip, 0), &mut st);
-        // SAFETY: `st` holds a valid address of length `len`; `fd` is ours.
-        if unsafe { libc::bind(fd, (&raw const st).cast(), len) } < 0 {
-            let e = last_errno();
+        if let Err(e) = super::bind_fd(fd, SocketAddr::new(ip, 0)) {
             close_fd(fd);
-            return Err(e);
+            return Err(e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
     Ok(fd)

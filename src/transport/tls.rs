@@ -331,29 +331,15 @@ impl ServerIdentity {
     /// The private key as PEM (PKCS#8), to write a key file for a peer
     /// under test (SIPp, Kamailio) or for `serve --tls-key`.
     pub fn key_pem(&self) -> String {
-        let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-        let b64 = base64_encode(self.key.secret_der());
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap_or(""));
-            out.push('\n');
-        }
-        out.push_str("-----END PRIVATE KEY-----\n");
-        out
+        pem("PRIVATE KEY", self.key.secret_der())
     }
 
     /// The certificate as PEM (to hand to a client as its CA).
     pub fn cert_pem(&self) -> String {
-        let mut out = String::new();
-        for c in &self.chain {
-            out.push_str("-----BEGIN CERTIFICATE-----\n");
-            let b64 = base64_encode(c.as_ref());
-            for line in b64.as_bytes().chunks(64) {
-                out.push_str(std::str::from_utf8(line).unwrap_or(""));
-                out.push('\n');
-            }
-            out.push_str("-----END CERTIFICATE-----\n");
-        }
-        out
+        self.chain
+            .iter()
+            .map(|c| pem("CERTIFICATE", c.as_ref()))
+            .collect()
     }
 
     /// The server configuration every worker shares (read-only: the
@@ -375,9 +361,17 @@ impl ServerIdentity {
     }
 }
 
-fn base64_encode(b: &[u8]) -> String {
+/// One PEM block (RFC 7468): base64 in lines of 64.
+fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b)
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 #[cfg(test)]
