@@ -564,3 +564,43 @@ fn bad_peers_on_a_tls_port() {
         drop(garbage);
     }
 }
+
+/// A TLS 1.2-only client (as old SIP phones are) against the server
+/// configuration `serve` uses: the handshake completes, messages go both
+/// ways, and a later connection resumes the session (RFC 5077 ticket).
+#[test]
+fn tls12_client_round_trip_and_resumption() {
+    for backend in backends() {
+        let id = ServerIdentity::self_signed(&[]).unwrap();
+        let server = StreamSetup {
+            server_tls: Some(id.server_config().unwrap()),
+            ..StreamSetup::new()
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(id.chain[0].clone()).unwrap();
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = StreamSetup {
+            client_tls: Some((Arc::new(cfg), None)),
+            enabled: true,
+            ..StreamSetup::new()
+        };
+        let (addrs, stop, h) = echo_server(backend, &[TransportKind::Tls], server);
+        let w = run_client(
+            backend,
+            &client,
+            script(TransportKind::Tls, addrs[0], 3, 1, 5),
+        );
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert_eq!(w.got.len(), 15, "{backend}: {:?}", w.closed);
+        assert_eq!(w.opened.len(), 3, "{backend}");
+        let resumed = w.opened.iter().filter(|(_, i)| i.resumed).count();
+        assert!(resumed >= 1, "{backend}: TLS 1.2 sessions did not resume");
+    }
+}
