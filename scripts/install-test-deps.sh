@@ -5,6 +5,8 @@
 #   kamailio kamcmd <- kamailio (core modules: sl tm rr maxfwd textops siputils
 #                      xlog sanity usrloc registrar auth pv ctl kex corex are
 #                      all in the main package; no database module is needed)
+#   Kamailio's tls module <- kamailio-tls-modules (TCP/TLS interop, issue 15)
+#   openssl         <- openssl (certificates the TLS interop tests make)
 #   tshark          <- tshark
 #   python3         <- python3 (the interop scripts read SIPp stats and
 #                      report.json with it; usually already there)
@@ -28,6 +30,7 @@ declare -A pkg_for=(
   [kamcmd]=kamailio
   [tshark]=tshark
   [python3]=python3
+  [openssl]=openssl
   [nft]=nftables
   [ip]=iproute2
 )
@@ -36,7 +39,7 @@ declare -A pkg_for=(
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing_pkgs=()
-for cmd in sipp kamailio kamcmd tshark python3 nft ip; do
+for cmd in sipp kamailio kamcmd tshark python3 nft ip openssl; do
   if command -v "$cmd" >/dev/null 2>&1; then
     log "found $cmd at $(command -v "$cmd")"
   else
@@ -47,6 +50,12 @@ for cmd in sipp kamailio kamcmd tshark python3 nft ip; do
     fi
   fi
 done
+
+# Kamailio's TLS transport is a separate package.
+if ! ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1; then
+  log "missing Kamailio's tls module (Debian package kamailio-tls-modules)"
+  missing_pkgs+=(kamailio-tls-modules)
+fi
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then
   log "all test dependencies present; nothing to do"
@@ -94,7 +103,8 @@ log "apt-get install -y --no-install-recommends ${missing_pkgs[*]}"
 $SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing_pkgs[@]}" \
   || die "apt-get install ${missing_pkgs[*]} failed"
 
-for cmd in sipp kamailio kamcmd tshark python3 nft ip; do
+for cmd in sipp kamailio kamcmd tshark python3 nft ip openssl; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after install"
 done
+ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || die "Kamailio's tls module still missing after install"
 log "installed: sipp=$(command -v sipp) kamailio=$(command -v kamailio) kamcmd=$(command -v kamcmd) tshark=$(command -v tshark)"

@@ -83,6 +83,44 @@ free_udp_port() {
   fail "no free UDP port found"
 }
 
+# sipstorm_bin: the absolute path of the sipstorm binary to test: $SIPSTORM,
+# else target/release, else target/debug; fails when there is none.
+sipstorm_bin() {
+  local c
+  for c in "${SIPSTORM:-}" "$ROOT/target/release/sipstorm" "$ROOT/target/debug/sipstorm"; do
+    if [ -n "$c" ] && [ -x "$c" ]; then
+      echo "$(cd "$(dirname "$c")" && pwd)/$(basename "$c")"
+      return 0
+    fi
+  done
+  fail "sipstorm binary not found (cargo build --release)"
+}
+
+# A TCP port on 127.0.0.1 free right now (not bound for TCP or UDP).
+free_tcp_port() {
+  local port hex
+  for _ in $(seq 1 200); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    hex=$(printf ':%04X ' "$port")
+    if ! grep -qi "$hex" /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  fail "no free TCP port found"
+}
+
+# wait_tcp_listen PORT: until something listens on tcp 127.0.0.1:PORT (10 s).
+wait_tcp_listen() {
+  local hex
+  hex=$(printf '0100007F:%04X' "$1")
+  for _ in $(seq 1 100); do
+    grep -q " $hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # start_kamailio NAME PORT: starts Kamailio with its runtime dir WORK/NAME and
 # sets KAM_CTL (for kamcmd -s) and KAM_PID. Stopped by the trap.
 start_kamailio() {

@@ -89,22 +89,76 @@ impl std::str::FromStr for TransportKind {
     }
 }
 
-/// A connection in one worker's connection table.
+/// A connection in one worker's connection table, or a connection key.
 ///
 /// On a received message it names the connection the bytes came in on, so
-/// the answer can go back on it (§18.2.2). On a message to send it is
-/// either that same connection or [`ConnId::ANY`]: "a connection to this
-/// peer, opened if need be" (the transport's connection policy decides
-/// which). Datagram flows always carry [`ConnId::ANY`].
+/// the answer can go back on it (§18.2.2). On a message to send it is one
+/// of:
+///
+/// - that same connection (an id the transport issued, top bit clear);
+/// - a *key* ([`ConnId::key`], top bit set): "the connection this key
+///   stands for, to this peer, opened if need be". The engine of a load
+///   generator names the connection a request needs this way: one key per
+///   user, per call, or per slot of a shared pool (see
+///   [`ConnectionMode`]). The transport keeps one connection per (kind,
+///   peer, key) and reports its closing with the key, so transactions
+///   waiting on it fail together (RFC 3261 §18.4);
+/// - [`ConnId::ANY`]: any open connection to the peer, opened if need be.
+///
+/// Datagram flows always carry [`ConnId::ANY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
 
 impl ConnId {
     /// No particular connection.
     pub const ANY: ConnId = ConnId(0);
+    /// The bit that marks a key; connection ids never have it.
+    const KEY_BIT: u32 = 1 << 31;
 
     pub const fn is_any(self) -> bool {
         self.0 == 0
+    }
+
+    /// The key `k` (its low 31 bits).
+    pub const fn key(k: u32) -> ConnId {
+        ConnId(Self::KEY_BIT | (k & !Self::KEY_BIT))
+    }
+
+    /// Whether this is a key rather than a connection id.
+    pub const fn is_key(self) -> bool {
+        self.0 & Self::KEY_BIT != 0
+    }
+}
+
+/// How a load generator's requests share stream connections (SIPp's `-t
+/// t1`/`-t tn`, `-t l1`/`-t ln`): the engine turns it into the key of each
+/// request's [`Flow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionMode {
+    /// A pool of this many connections per worker, kept open for the whole
+    /// run; each attempt takes one (`-t t1` is a pool of one).
+    Shared(u32),
+    /// One connection per user, kept open for the whole run: a phone that
+    /// stays connected to its registrar.
+    User,
+    /// One connection per attempt (`-t tn`): opened by its first request,
+    /// closed when the attempt ends.
+    Call,
+}
+
+impl Default for ConnectionMode {
+    fn default() -> Self {
+        ConnectionMode::Shared(1)
+    }
+}
+
+impl fmt::Display for ConnectionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionMode::Shared(n) => write!(f, "shared({n})"),
+            ConnectionMode::User => f.write_str("user"),
+            ConnectionMode::Call => f.write_str("call"),
+        }
     }
 }
 
@@ -192,5 +246,17 @@ mod tests {
         assert_eq!(f.to_string(), "tcp:127.0.0.1:5060#7");
         assert_eq!(f.any_conn().conn, ConnId::ANY);
         assert!(f.is_reliable() && !Flow::udp(peer).is_reliable());
+    }
+
+    #[test]
+    fn keys_are_not_ids() {
+        for (k, raw) in [(0, 1 << 31), (5, (1 << 31) | 5), (u32::MAX, u32::MAX)] {
+            let id = ConnId::key(k);
+            assert_eq!(id.0, raw);
+            assert!(id.is_key() && !id.is_any());
+        }
+        assert!(!ConnId(7).is_key() && !ConnId::ANY.is_key());
+        assert_eq!(ConnectionMode::default(), ConnectionMode::Shared(1));
+        assert_eq!(ConnectionMode::Shared(4).to_string(), "shared(4)");
     }
 }

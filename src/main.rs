@@ -107,9 +107,36 @@ struct RunArgs {
     /// Worker threads, each pinned to a core (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// Transport (udp).
+    /// Transport: udp | tcp | tls (tls: sips: Contacts, RFC 5630).
     #[arg(long)]
     transport: Option<String>,
+    /// Stream transports: shared (a pool of --connections per worker, kept
+    /// open; SIPp -t t1) | user (one per user, kept open) | call (one per
+    /// attempt, closed when it ends; SIPp -t tn).
+    #[arg(long)]
+    connection_mode: Option<String>,
+    /// Connections of the shared pool per worker (default 1).
+    #[arg(long)]
+    connections: Option<u32>,
+    /// TLS: trusted CA certificates, PEM (default: the system's bundle).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// TLS: do not verify the server's certificate (the report says so).
+    #[arg(long)]
+    tls_insecure: bool,
+    /// TLS: server name to send (SNI) and verify (default: the target's IP).
+    #[arg(long)]
+    tls_sni: Option<String>,
+    /// TLS: client certificate chain, PEM (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// TLS: client private key, PEM.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// TLS: resume sessions on new connections (tickets / session ids kept
+    /// per worker); default: a full handshake every time.
+    #[arg(long)]
+    tls_resume: bool,
     /// Source address to bind.
     #[arg(long)]
     local_ip: Option<String>,
@@ -241,6 +268,14 @@ impl RunArgs {
             sdp: self.sdp,
             content_type: self.content_type,
             local_port: self.local_port,
+            connection_mode: self.connection_mode,
+            connections: self.connections,
+            tls_ca: self.tls_ca,
+            tls_insecure: self.tls_insecure.then_some(true),
+            tls_sni: self.tls_sni,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_resume: self.tls_resume.then_some(true),
         };
         Ok(base.overlay(flags))
     }
@@ -367,9 +402,17 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5060")]
-    listen: String,
+    /// Address to listen on: udp:ADDR, tcp:ADDR, tls:ADDR or a bare ADDR
+    /// (UDP); repeatable (default 127.0.0.1:5060).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Certificate chain of tls: listeners, PEM (default: a self-signed
+    /// certificate for localhost, 127.0.0.1 and ::1 made at start).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// Worker threads, one SO_REUSEPORT socket each (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -453,7 +496,9 @@ fn main() -> ExitCode {
         }
         Command::Serve(a) => {
             let v = ServeValues {
-                listen: Some(a.listen),
+                listen: a.listen,
+                tls_cert: a.tls_cert,
+                tls_key: a.tls_key,
                 workers: a.workers,
                 realm: a.realm,
                 auth: a.auth,

@@ -64,9 +64,9 @@ fn serve_domain_and_users_file_over_ipv4_and_ipv6() {
     let sdp = dir.join("offer.sdp");
     for listen in ["127.0.0.1:0", "[::1]:0"] {
         let server = Server::start_on(
-            listen,
             "auto",
             1,
+            &[listen],
             &[
                 "--domain",
                 "example.test",

@@ -10,6 +10,11 @@
 # PORT defaults to 5070. Returns once Kamailio answers on its ctl socket and
 # prints shell assignments (KAMAILIO_PID=..., KAMAILIO_CTL=...) on stdout.
 # Stop it with scripts/kamailio/stop.sh RUNDIR (also safe in a trap).
+# With KAMAILIO_TCP_PORT and KAMAILIO_TLS_PORT set it also listens on
+# tcp:127.0.0.1:TCP_PORT and tls:127.0.0.1:TLS_PORT (needs Debian's
+# kamailio-tls-modules and openssl): a self-signed certificate for
+# 127.0.0.1 is made in RUNDIR (cert.pem, key.pem; a client trusts
+# cert.pem) with RUNDIR/tls.cfg pointing at it.
 # Extra env: KAMAILIO_LOG_LEVEL (default 2), KAMAILIO_CHILDREN (default 2),
 # KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32), KAMAILIO_DEFINES (extra
 # config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests),
@@ -43,6 +48,30 @@ rm -f "$pidfile" "$rundir/kamailio_ctl"
 # its workers; -E: log to stderr, which goes to the log file.
 defines=()
 for d in ${KAMAILIO_DEFINES:-}; do defines+=(-A "$d"); done
+proto_flags=(-T -S)
+if [ -n "${KAMAILIO_TCP_PORT:-}" ] && [ -n "${KAMAILIO_TLS_PORT:-}" ]; then
+  command -v openssl >/dev/null || { echo "start.sh: openssl not installed" >&2; exit 3; }
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$rundir/key.pem" -out "$rundir/cert.pem" >"$rundir/openssl.log" 2>&1 \
+    || { echo "start.sh: openssl failed: $(cat "$rundir/openssl.log")" >&2; exit 3; }
+  cat >"$rundir/tls.cfg" <<EOF
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = $rundir/key.pem
+certificate = $rundir/cert.pem
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+EOF
+  defines+=(-A WITH_STREAMS -A "TCP_LISTEN=tcp:127.0.0.1:$KAMAILIO_TCP_PORT"
+    -A "TLS_LISTEN=tls:127.0.0.1:$KAMAILIO_TLS_PORT" -A "TLS_CFG=\"$rundir/tls.cfg\"")
+  proto_flags=(-S)
+fi
 
 cfg=${KAMAILIO_CFG:-kamailio.cfg}
 [ -f "$cfg" ] || cfg="$here/$cfg"
@@ -59,7 +88,7 @@ kamailio -f "$cfg" -DD -E \
   -A "CTL_SOCKET=\"$ctl\"" \
   -A "LOG_LEVEL=${KAMAILIO_LOG_LEVEL:-2}" "${defines[@]}" \
   -m "${KAMAILIO_SHM_MB:-256}" -M "${KAMAILIO_PKG_MB:-32}" \
-  -n "${KAMAILIO_CHILDREN:-2}" -T -S \
+  -n "${KAMAILIO_CHILDREN:-2}" "${proto_flags[@]}" \
   >"$log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$rundir/kamailio.shpid"

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::flow::{ConnectionMode, TransportKind};
 use crate::schedule::{Hold, parse_duration};
 use crate::segment::Segment;
 use crate::transport::Backend;
+use crate::transport::tls::{self, ClientTls};
 use crate::users::Users;
 
 mod client;
@@ -147,6 +149,22 @@ pub struct RunValues {
     pub content_type: Option<String>,
     /// First local port; worker i binds port + i.
     pub local_port: Option<u16>,
+    /// Stream transports: `shared`, `user` or `call` (SIPp's `-t t1`/`-t tn`).
+    pub connection_mode: Option<String>,
+    /// Connections of the shared pool, per worker.
+    pub connections: Option<u32>,
+    /// TLS: trusted CA certificates (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: skip verification of the server's certificate.
+    pub tls_insecure: Option<bool>,
+    /// TLS: server name to send and verify.
+    pub tls_sni: Option<String>,
+    /// TLS: client certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: client key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// TLS: resume sessions on new connections.
+    pub tls_resume: Option<bool>,
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -211,7 +229,15 @@ impl RunValues {
             header,
             sdp,
             content_type,
-            local_port
+            local_port,
+            connection_mode,
+            connections,
+            tls_ca,
+            tls_insecure,
+            tls_sni,
+            tls_cert,
+            tls_key,
+            tls_resume
         );
         self
     }
@@ -291,6 +317,12 @@ pub struct RunConfig {
     /// Domain, Route set, callee and caller, extra headers, offer body and
     /// local port (SPEC "Reaching real servers").
     pub reach: Reach,
+    /// `--transport`.
+    pub transport: TransportKind,
+    /// Which connection each attempt takes over a stream transport.
+    pub connection: ConnectionMode,
+    /// TLS client settings, certificates loaded (`--transport tls`).
+    pub tls: Option<ClientTls>,
 }
 
 /// Default generated users (SPEC example).
@@ -362,6 +394,100 @@ pub fn resolve(flag: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| invalid(flag, format!("'{s}' resolves to no address")))
+}
+
+/// `--transport`, `--connection-mode`/`--connections` and the TLS flags,
+/// checked together (each only where it means something); certificate
+/// files are read here, so a bad one is a usage error naming it.
+fn stream_options(
+    v: &RunValues,
+    scenario: ScenarioKind,
+) -> Result<(TransportKind, ConnectionMode, Option<ClientTls>), ConfigError> {
+    let transport = match v.transport.as_deref() {
+        None => TransportKind::Udp,
+        Some(t) => t
+            .parse::<TransportKind>()
+            .map_err(|e| invalid("--transport", e))?,
+    };
+    if matches!(transport, TransportKind::Ws | TransportKind::Wss) {
+        return Err(ConfigError::Unsupported(format!(
+            "--transport {transport}: WebSocket is not supported yet (udp, tcp or tls)"
+        )));
+    }
+    if transport.is_stream() && scenario == ScenarioKind::Mixed {
+        return Err(ConfigError::Unsupported(format!(
+            "--transport {transport}: the mixed scenario needs udp (the target must reach \
+             sipstorm's own answering side, which listens on UDP only)"
+        )));
+    }
+    let connection = match (v.connection_mode.as_deref(), v.connections) {
+        (None | Some("shared"), n) => ConnectionMode::Shared(n.unwrap_or(1)),
+        (Some("user"), None) => ConnectionMode::User,
+        (Some("call"), None) => ConnectionMode::Call,
+        (Some("user" | "call"), Some(_)) => {
+            return Err(invalid(
+                "--connections",
+                "sizes the shared pool: only with --connection-mode shared",
+            ));
+        }
+        (Some(o), _) => {
+            return Err(invalid(
+                "--connection-mode",
+                format!("unknown mode '{o}' (expected shared, user or call)"),
+            ));
+        }
+    };
+    if connection == ConnectionMode::Shared(0) {
+        return Err(invalid("--connections", "must be at least 1"));
+    }
+    if !transport.is_stream() && (v.connection_mode.is_some() || v.connections.is_some()) {
+        return Err(invalid(
+            "--connection-mode",
+            "only with --transport tcp or tls (UDP has no connections)",
+        ));
+    }
+    let tls_flags = [
+        ("--tls-ca", v.tls_ca.is_some()),
+        ("--tls-insecure", v.tls_insecure == Some(true)),
+        ("--tls-sni", v.tls_sni.is_some()),
+        ("--tls-cert", v.tls_cert.is_some()),
+        ("--tls-key", v.tls_key.is_some()),
+        ("--tls-resume", v.tls_resume == Some(true)),
+    ];
+    if transport != TransportKind::Tls {
+        if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
+            return Err(invalid(flag, "only with --transport tls"));
+        }
+        return Ok((transport, connection, None));
+    }
+    let ca = match &v.tls_ca {
+        Some(p) => tls::load_certs(p).map_err(|e| invalid("--tls-ca", e.to_string()))?,
+        None => Vec::new(),
+    };
+    let client_cert = match (&v.tls_cert, &v.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((
+            tls::load_certs(c).map_err(|e| invalid("--tls-cert", e.to_string()))?,
+            std::sync::Arc::new(tls::load_key(k).map_err(|e| invalid("--tls-key", e.to_string()))?),
+        )),
+        (Some(_), None) => return Err(invalid("--tls-cert", "needs --tls-key")),
+        (None, Some(_)) => return Err(invalid("--tls-key", "needs --tls-cert")),
+    };
+    let t = ClientTls {
+        ca,
+        insecure: v.tls_insecure.unwrap_or(false),
+        sni: v.tls_sni.clone(),
+        client_cert,
+        resume: v.tls_resume.unwrap_or(false),
+    };
+    // Build once here so a bad combination is a usage error.
+    t.build()
+        .map_err(|e| invalid("--tls-cert", e.to_string()))?;
+    if let Some(n) = &t.sni {
+        t.server_name(SocketAddr::from(([127, 0, 0, 1], 5061)))
+            .map_err(|e| invalid("--tls-sni", format!("'{n}': {e}")))?;
+    }
+    Ok((transport, connection, Some(t)))
 }
 
 impl RunConfig {
@@ -446,20 +572,7 @@ impl RunConfig {
                 format!("{w} is not between 1 and 1024"),
             ));
         }
-        match v.transport.as_deref() {
-            None | Some("udp") => {}
-            Some("tcp" | "tls") => {
-                return Err(ConfigError::Unsupported(
-                    "--transport: only udp is supported so far".into(),
-                ));
-            }
-            Some(o) => {
-                return Err(invalid(
-                    "--transport",
-                    format!("unknown transport '{o}' (expected udp)"),
-                ));
-            }
-        }
+        let (transport, connection, tls) = stream_options(&v, scenario)?;
         let local_ip = match v.local_ip.as_deref() {
             Some(s) => s
                 .parse()
@@ -565,6 +678,9 @@ impl RunConfig {
         };
         Ok(RunConfig {
             reach,
+            transport,
+            connection,
+            tls,
             ring,
             mix: mix.unwrap_or_default(),
             digest,
@@ -616,7 +732,15 @@ impl RunConfig {
             "hold": self.hold.to_string(),
             "cancel_ratio": self.cancel_ratio,
             "workers": self.workers,
-            "transport": "udp",
+            "transport": self.transport.name(),
+            "connection_mode": self.transport.is_stream().then(|| self.connection.to_string()),
+            "tls": self.tls.as_ref().map(|t| serde_json::json!({
+                "ca_certificates": t.ca.len(),
+                "insecure": t.insecure,
+                "sni": t.sni,
+                "client_certificate": t.client_cert.is_some(),
+                "resume": t.resume,
+            })),
             "local_ip": self.local_ip.to_string(),
             "thresholds": self.thresholds,
             "users_file": self.users_file.as_ref().map(|p| p.display().to_string()),
@@ -854,7 +978,7 @@ mod tests {
     #[test]
     fn serve_values() {
         let c = ServeConfig::build(ServeValues {
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             ..Default::default()
         })
         .unwrap();
@@ -870,7 +994,7 @@ mod tests {
                 ..Default::default()
             },
             ServeValues {
-                listen: Some("nowhere".into()),
+                listen: vec!["nowhere".into()],
                 ..Default::default()
             },
         ] {

@@ -8,6 +8,7 @@ use super::{
     ConfigError, DEFAULT_PASSWORD_PATTERN, default_workers, delay, invalid, ratio, resolve,
 };
 use crate::auth::{Algorithm, Qop};
+use crate::flow::TransportKind;
 use crate::schedule::Hold;
 use crate::transport::Backend;
 use crate::users::Users;
@@ -15,7 +16,18 @@ use crate::users::Users;
 /// The validated configuration of `serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The UDP address: the `udp:` listen address, or when none was
+    /// given an ephemeral port on the first listen address's IP (each
+    /// worker has a UDP socket; this one is not advertised).
     pub listen: SocketAddr,
+    /// A `udp:` (or bare) listen address was given.
+    pub udp: bool,
+    /// `tcp:` and `tls:` listen addresses.
+    pub streams: Vec<(TransportKind, SocketAddr)>,
+    /// `--tls-cert`/`--tls-key`; absent: a self-signed certificate made at
+    /// start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub workers: usize,
     pub realm: String,
     pub auth: bool,
@@ -49,7 +61,11 @@ pub struct ServeConfig {
 /// Raw `serve` values from flags.
 #[derive(Debug, Clone, Default)]
 pub struct ServeValues {
-    pub listen: Option<String>,
+    /// `--listen`, repeatable: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` or a
+    /// bare `ADDR` (UDP).
+    pub listen: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub workers: Option<usize>,
     pub realm: Option<String>,
     pub auth: Option<String>,
@@ -69,7 +85,43 @@ pub struct ServeValues {
 
 impl ServeConfig {
     pub fn build(v: ServeValues) -> Result<ServeConfig, ConfigError> {
-        let listen = resolve("--listen", v.listen.as_deref().unwrap_or("127.0.0.1:5060"))?;
+        let given = if v.listen.is_empty() {
+            vec!["127.0.0.1:5060".to_string()]
+        } else {
+            v.listen.clone()
+        };
+        let mut udp = None;
+        let mut streams = Vec::new();
+        for l in &given {
+            let (kind, addr) = parse_listen(l)?;
+            match kind {
+                TransportKind::Udp if udp.is_some() => {
+                    return Err(invalid("--listen", "one udp address at most"));
+                }
+                TransportKind::Udp => udp = Some(addr),
+                TransportKind::Tcp | TransportKind::Tls => {
+                    if streams.iter().any(|&(k, a)| k == kind && a == addr) {
+                        return Err(invalid("--listen", format!("{l} is given twice")));
+                    }
+                    streams.push((kind, addr));
+                }
+                TransportKind::Ws | TransportKind::Wss => {
+                    return Err(ConfigError::Unsupported(format!(
+                        "--listen {l}: WebSocket is not supported yet (udp, tcp or tls)"
+                    )));
+                }
+            }
+        }
+        let has_udp = udp.is_some();
+        let listen = udp.unwrap_or_else(|| SocketAddr::new(streams[0].1.ip(), 0));
+        if (v.tls_cert.is_some() || v.tls_key.is_some())
+            && !streams.iter().any(|(k, _)| *k == TransportKind::Tls)
+        {
+            return Err(invalid("--tls-cert", "only with a tls: --listen address"));
+        }
+        if v.tls_cert.is_some() != v.tls_key.is_some() {
+            return Err(invalid("--tls-cert/--tls-key", "go together"));
+        }
         let workers = v.workers.unwrap_or_else(default_workers);
         if workers == 0 || workers > 1024 {
             return Err(invalid(
@@ -137,6 +189,10 @@ impl ServeConfig {
             domains,
             users,
             listen,
+            udp: has_udp,
+            streams,
+            tls_cert: v.tls_cert,
+            tls_key: v.tls_key,
             workers,
             realm: v.realm.unwrap_or_else(|| "sipstorm".into()),
             auth,
@@ -157,5 +213,76 @@ impl ServeConfig {
             seed: v.seed,
             max_rate: v.max_rate,
         })
+    }
+}
+
+/// One `--listen` value: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` (also `ws:`,
+/// `wss:`) or a bare `ADDR`, which is UDP.
+pub fn parse_listen(s: &str) -> Result<(TransportKind, SocketAddr), ConfigError> {
+    if let Some((scheme, rest)) = s.split_once(':')
+        && let Ok(kind) = scheme.parse::<TransportKind>()
+    {
+        return Ok((kind, resolve("--listen", rest)?));
+    }
+    Ok((TransportKind::Udp, resolve("--listen", s)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_values() {
+        let cases: Vec<(&str, Option<(TransportKind, &str)>)> = vec![
+            (
+                "127.0.0.1:5060",
+                Some((TransportKind::Udp, "127.0.0.1:5060")),
+            ),
+            (
+                "udp:127.0.0.1:5070",
+                Some((TransportKind::Udp, "127.0.0.1:5070")),
+            ),
+            (
+                "tcp:127.0.0.1:5060",
+                Some((TransportKind::Tcp, "127.0.0.1:5060")),
+            ),
+            ("TLS:[::1]:5061", Some((TransportKind::Tls, "[::1]:5061"))),
+            ("[::1]:5062", Some((TransportKind::Udp, "[::1]:5062"))),
+            ("sctp:127.0.0.1:1", None),
+            ("tcp:nowhere", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_listen(text).ok();
+            assert_eq!(got, want.map(|(k, a)| (k, a.parse().unwrap())), "{text}");
+        }
+        let c = ServeConfig::build(ServeValues {
+            listen: vec!["tcp:127.0.0.1:5090".into(), "tls:127.0.0.1:5091".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!c.udp);
+        assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.streams.len(), 2);
+        for bad in [
+            vec!["udp:127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()],
+            vec!["tcp:127.0.0.1:1".to_string(), "tcp:127.0.0.1:1".to_string()],
+            vec!["ws:127.0.0.1:1".to_string()],
+        ] {
+            assert!(
+                ServeConfig::build(ServeValues {
+                    listen: bad.clone(),
+                    ..Default::default()
+                })
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+        let e = ServeConfig::build(ServeValues {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--tls-cert"), "{e}");
     }
 }

@@ -553,6 +553,11 @@ pub struct ClientConfig {
     pub local: SocketAddr,
     /// How requests reach the target (Via transport token, reliability).
     pub transport: crate::flow::TransportKind,
+    /// Over a stream transport, which connection each attempt's requests
+    /// take: the key the engine puts in their [`Flow`](crate::flow::Flow)
+    /// (one per pool slot, per user or per attempt; see
+    /// [`ConnId::key`](crate::flow::ConnId::key)).
+    pub connection: crate::flow::ConnectionMode,
     /// Users and passwords.
     pub users: Arc<UserSource>,
     /// This worker uses users `user_offset + k·user_stride` (k = 0, 1, …) so
@@ -611,6 +616,7 @@ impl ClientConfig {
             target,
             local,
             transport: crate::flow::TransportKind::Udp,
+            connection: crate::flow::ConnectionMode::default(),
             users: Arc::new(
                 UserSource::pattern("u{000000..000999}", "pw-{user}")
                     .unwrap_or_else(|_| UserSource::list(vec![("u0".into(), "pw-u0".into())])),
@@ -832,6 +838,11 @@ pub struct ServerConfig {
     /// `serve --max-rate`: new attempts per second across every worker
     /// beyond which requests get 503 (see [`super::throttle`]).
     pub throttle: Option<super::throttle::Throttle>,
+    /// The address it listens on per transport (`serve --listen tcp:...`):
+    /// the Contact of its responses names the one the request came over
+    /// (RFC 3261 §8.1.1.8, RFC 5630 §3.1.3 for `sips:`). Empty: `local`
+    /// over UDP.
+    pub listen: Vec<(crate::flow::TransportKind, SocketAddr)>,
 }
 
 impl Default for ServerConfig {
@@ -871,6 +882,7 @@ impl Default for ServerConfig {
             max_transactions_per_source: 1 << 16,
             response_store_bytes: 32 << 20,
             throttle: None,
+            listen: Vec::new(),
         }
     }
 }

@@ -165,6 +165,11 @@ pub struct Endpoint {
     pub(super) branch_key: [u8; 32],
     /// Reused buffer of the (unescaped) user of an address-of-record.
     pub(super) aor_user: Vec<u8>,
+    /// Connection keys handed out (pool slots and per-attempt keys).
+    pub(super) conn_keys: u32,
+    /// Per-attempt connections whose attempt ended, for the transport to
+    /// close ([`Endpoint::poll_released`]).
+    pub(super) released: VecDeque<Flow>,
 }
 
 impl Endpoint {
@@ -222,7 +227,42 @@ impl Endpoint {
             source_txns: HashMap::default(),
             branch_key: [0; 32],
             aor_user: Vec::new(),
+            conn_keys: 0,
+            released: VecDeque::new(),
         }
+    }
+
+    /// The flow of a new attempt of `user` to `target`: over a stream
+    /// transport it carries the key of the connection the attempt uses
+    /// ([`ClientConfig::connection`]): a pool slot in turn, the user, or a
+    /// key of its own (released when the attempt ends, see
+    /// [`Endpoint::poll_released`]). Datagram flows are returned as they
+    /// are.
+    pub(super) fn keyed_flow(&mut self, target: Flow, user: u32) -> Flow {
+        let Some(mode) = self.role.client().map(|c| c.connection) else {
+            return target;
+        };
+        if !target.transport.is_stream() {
+            return target;
+        }
+        let key = match mode {
+            crate::flow::ConnectionMode::User => user,
+            crate::flow::ConnectionMode::Shared(n) => {
+                self.conn_keys = self.conn_keys.wrapping_add(1);
+                self.conn_keys % n.max(1)
+            }
+            crate::flow::ConnectionMode::Call => {
+                self.conn_keys = self.conn_keys.wrapping_add(1);
+                self.conn_keys
+            }
+        };
+        Flow::new(target.transport, target.peer, crate::flow::ConnId::key(key))
+    }
+
+    /// A per-attempt connection (`ConnectionMode::Call`) whose attempt
+    /// ended: the transport may close it once its queue went out.
+    pub fn poll_released(&mut self) -> Option<Flow> {
+        self.released.pop_front()
     }
 
     /// A load-generating endpoint (UAC; in mixed mode also the answering UAS).
@@ -275,7 +315,8 @@ impl Endpoint {
         };
         let (hash_seed, id_seed) = (word(0), word(1));
         let response_cap = cfg.response_store_bytes;
-        let wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        let mut wire = Wire::new(cfg.local, domain, &cfg.sdp);
+        wire.set_listen(&cfg.listen);
         let mut e = Self::new(Role::Server(cfg), wire, answer, now);
         e.nonce_mint = Some(mint);
         e.branch_key = branch_key;

@@ -355,6 +355,17 @@ impl Endpoint {
             return;
         };
         let (key, txn, txn_gen, timers) = (s.key, s.txn, s.txn_gen, s.timers);
+        if let Some(d) = s.dest
+            && d.conn.is_key()
+            && s.kind != SessKind::UasCall
+            && self
+                .role
+                .client()
+                .is_some_and(|c| c.connection == crate::flow::ConnectionMode::Call)
+        {
+            // One connection per attempt: the attempt is over.
+            self.released.push_back(d);
+        }
         if s.kind == SessKind::UasCall {
             let pk = s.inv_branch;
             if let Some(n) = self.peer_calls.get_mut(&pk) {

@@ -174,7 +174,9 @@ impl Endpoint {
     /// The transport could not deliver to `dest`: an ICMP port, host or
     /// network unreachable came back for a datagram sent there, or a
     /// connection to it could not be opened or broke. Transactions match
-    /// on peer and transport kind, not on the connection.
+    /// on peer and transport kind, and on the connection (id or key) when
+    /// `dest` names one: a broken connection fails only what was sent on
+    /// it.
     ///
     /// RFC 3261 §18.4: the transport informs its user of a failure in
     /// sending; §17.1.4: the client transaction then informs the TU and
@@ -203,17 +205,19 @@ impl Endpoint {
             .live_indices()
             .filter(|&ti| {
                 self.txns.get(ti).is_some_and(|t| {
-                    t.dest
-                        .is_some_and(|d| d.peer == dest.peer && d.transport == dest.transport)
-                        && matches!(
-                            (t.kind, t.state),
-                            (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)
-                                | (
-                                    TxKind::ClientNonInvite,
-                                    TxState::Trying | TxState::Proceeding
-                                )
-                                | (TxKind::ServerInvite, _)
-                        )
+                    t.dest.is_some_and(|d| {
+                        d.peer == dest.peer
+                            && d.transport == dest.transport
+                            && (dest.conn.is_any() || d.conn == dest.conn)
+                    }) && matches!(
+                        (t.kind, t.state),
+                        (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding)
+                            | (
+                                TxKind::ClientNonInvite,
+                                TxState::Trying | TxState::Proceeding
+                            )
+                            | (TxKind::ServerInvite, _)
+                    )
                 })
             })
             .map(|ti| (ti, self.txns.generation(ti)))

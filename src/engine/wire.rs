@@ -45,6 +45,10 @@ pub(super) struct Wire {
     pub route_set: Vec<u8>,
     /// Write our `User-Agent` (false when an extra header sets one).
     pub user_agent: bool,
+    /// The UAS Contact per transport token of the request's Via (`TCP`:
+    /// `<sip:host:port;transport=tcp>`, `TLS`: `<sips:host:port>`), for a
+    /// server listening on several transports; see [`Wire::contact_for`].
+    pub contacts: Vec<(TransportKind, Vec<u8>)>,
     pub sdp_offer: Vec<u8>,
     pub sdp_answer: Vec<u8>,
 }
@@ -87,6 +91,7 @@ impl Wire {
             from_prefix: b"<sip:".to_vec(),
             route_set: Vec::new(),
             user_agent: true,
+            contacts: Vec::new(),
             sdp_offer: body(true),
             sdp_answer: body(false),
         }
@@ -123,6 +128,31 @@ impl Wire {
         self
     }
 
+    /// A server's Contacts: `addr` for requests that came over `kind`.
+    pub(super) fn set_listen(&mut self, listen: &[(TransportKind, SocketAddr)]) {
+        self.contacts = listen
+            .iter()
+            .map(|&(kind, addr)| {
+                let (open, params) = contact_scheme(kind);
+                let mut c = open.to_vec();
+                c.extend_from_slice(&hostport(&addr));
+                c.extend_from_slice(params);
+                c.push(b'>');
+                (kind, c)
+            })
+            .collect();
+    }
+
+    /// The Contact of a response to a request whose top Via names
+    /// `via_transport` (its sent-protocol token): the address listening on
+    /// that transport, else [`Wire::contact_self`].
+    pub(super) fn contact_for(&self, via_transport: &[u8]) -> &[u8] {
+        self.contacts
+            .iter()
+            .find(|(k, _)| k.via_token().as_bytes().eq_ignore_ascii_case(via_transport))
+            .map_or(&self.contact_self, |(_, c)| c)
+    }
+
     /// Our Via up to the branch's 16 hex digits, for a request that goes
     /// over `transport`: the sent-protocol names the transport the message
     /// is sent on (RFC 3261 §18.1.1, §20.42; `WS`/`WSS` from RFC 7118 §5.1),
@@ -136,12 +166,33 @@ impl Wire {
         ]
     }
 
-    /// Our Contact for `user` (RFC 3261 §8.1.1.8): `<sip:user@host:port>`,
-    /// where requests of the dialog or registration reach us. Every Contact
-    /// a UAC writes comes from here.
+    /// Our Contact for `user` over `over` (RFC 3261 §8.1.1.8):
+    /// `<sip:user@host:port>` (with `;transport=tcp`, or `sips:`, see
+    /// [`contact_scheme`]), where requests of the dialog or registration
+    /// reach us. Every Contact a UAC writes comes from here.
     #[inline]
-    pub(super) fn contact_parts<'a>(&'a self, user: &'a [u8]) -> [&'a [u8]; 5] {
-        [b"<sip:", user, b"@", &self.hostport, b">"]
+    pub(super) fn contact_parts<'a>(
+        &'a self,
+        user: &'a [u8],
+        over: TransportKind,
+    ) -> [&'a [u8]; 6] {
+        let (open, params) = contact_scheme(over);
+        [open, user, b"@", &self.hostport, params, b">"]
+    }
+}
+
+/// How a Contact URI opens and which parameters follow its host:port for a
+/// UA reached over `t`: `sip:...;transport=tcp` for TCP (RFC 3261
+/// §19.1.1: without it a `sip:` URI means UDP to a numeric host, RFC 3263
+/// §4.1), `sips:` for TLS (RFC 5630 §3.1.3: `transport=tls` is deprecated;
+/// a SIPS URI means TLS), `;transport=ws` for WebSocket (RFC 7118 §5.2).
+pub(super) fn contact_scheme(t: TransportKind) -> (&'static [u8], &'static [u8]) {
+    match t {
+        TransportKind::Udp => (b"<sip:", b""),
+        TransportKind::Tcp => (b"<sip:", b";transport=tcp"),
+        TransportKind::Tls => (b"<sips:", b""),
+        TransportKind::Ws => (b"<sip:", b";transport=ws"),
+        TransportKind::Wss => (b"<sips:", b";transport=ws"),
     }
 }
 

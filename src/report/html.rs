@@ -272,6 +272,20 @@ pub fn render_html(r: &Report) -> Result<String, ReportError> {
             "Throughput over time".into(),
             time_chart("Throughput over time", "per second", n, &lines)?,
         ));
+        if ts.connections_opened.iter().any(|&x| x > 0) {
+            let lines = vec![
+                Line::from_options("open".into(), COLORS[0], &as_opt(&ts.connections_open)),
+                Line::from_options(
+                    "opened/s".into(),
+                    COLORS[2],
+                    &as_opt(&ts.connections_opened),
+                ),
+            ];
+            figures.push((
+                "Connections over time".into(),
+                time_chart("Connections over time", "connections", n, &lines)?,
+            ));
+        }
 
         let mut lines = Vec::new();
         // Session duration is the hold time, not a delay: it would squash

@@ -80,6 +80,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
     let mut by_method: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut messages = model::Messages::default();
     let mut errors = model::Errors::default();
+    let mut transport = model::Transport::default();
     let mut process = model::ProcessUsage::default();
     let mut offered: Option<f64> = None;
     let mut segments = 0u32;
@@ -122,6 +123,14 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         messages.unexpected += m.unexpected;
         errors.transport += r.errors.transport;
         errors.kernel_drops += r.errors.kernel_drops;
+        let (tr, rt) = (&mut transport, &r.transport);
+        tr.connections_opened += rt.connections_opened;
+        tr.connections_failed += rt.connections_failed;
+        tr.connections_closed += rt.connections_closed;
+        tr.connections_closed_by_peer += rt.connections_closed_by_peer;
+        tr.tls_handshakes += rt.tls_handshakes;
+        tr.tls_resumed += rt.tls_resumed;
+        add_map(&mut tr.connect_failures, &rt.connect_failures);
         process.cpu_user_s += r.process.cpu_user_s;
         process.cpu_sys_s += r.process.cpu_sys_s;
         process.cpu_total_s += r.process.cpu_total_s;
@@ -140,6 +149,8 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         add_vec(&mut ts.failed, &s.failed, off);
         add_vec(&mut ts.timed_out, &s.timed_out, off);
         add_vec(&mut ts.retransmitted, &s.retransmitted, off);
+        add_vec(&mut ts.connections_open, &s.connections_open, off);
+        add_vec(&mut ts.connections_opened, &s.connections_opened, off);
         for (code, v) in &s.responses {
             add_vec(ts.responses.entry(code.clone()).or_default(), v, off);
         }
@@ -163,6 +174,9 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
     normalise_lengths(&mut ts);
 
     let latency_ms = latency_map(&hist);
+    // Connect and handshake latencies from the merged histograms.
+    transport.connect_ms = latency_ms.get("connect").copied().unwrap_or_default();
+    transport.tls_handshake_ms = latency_ms.get("tls_handshake").copied().unwrap_or_default();
     let mut histograms = BTreeMap::new();
     for (slot, h) in &hist {
         histograms.insert(slot.name().to_string(), encode_b64(h)?);
@@ -205,6 +219,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         responses_by_method: by_method,
         messages,
         errors,
+        transport,
         process,
         histograms,
         timeseries: ts,
@@ -235,6 +250,8 @@ fn normalise_lengths(ts: &mut TimeSeries) {
         &mut ts.failed,
         &mut ts.timed_out,
         &mut ts.retransmitted,
+        &mut ts.connections_open,
+        &mut ts.connections_opened,
     ] {
         v.resize(n, 0);
     }

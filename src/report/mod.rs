@@ -175,6 +175,9 @@ pub struct RunInfo {
     /// CPU and memory of the run (the caller measures it at the end:
     /// `transport::resource_usage`, the OS edge).
     pub process: ProcessUsage,
+    /// What the run was told that the reader must know (e.g. TLS
+    /// verification off): first among the report's warnings.
+    pub notes: Vec<String>,
 }
 
 impl RunInfo {
@@ -198,6 +201,7 @@ impl RunInfo {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             git_sha: option_env!("SIPSTORM_GIT_SHA").map(str::to_string),
             process: ProcessUsage::default(),
+            notes: Vec::new(),
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct Report {
     pub messages: Messages,
     /// Transport-level errors.
     pub errors: Errors,
+    /// Stream connections (TCP, TLS): counters, failures by reason and
+    /// the connect and handshake latencies. All zero over UDP.
+    #[serde(default)]
+    pub transport: Transport,
     /// CPU and memory of the generator process(es).
     pub process: ProcessUsage,
     /// Whole-run histogram of every slot with samples: base64 of the
@@ -181,6 +185,35 @@ pub struct Errors {
     pub transport: u64,
     /// Datagrams dropped by the kernel.
     pub kernel_drops: u64,
+}
+
+/// `transport.*`: the generator's stream connections.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Transport {
+    /// Connections that became ready to carry messages (TCP connected;
+    /// TLS: handshake done).
+    pub connections_opened: u64,
+    /// Connections that never got there (connect or handshake failed or
+    /// timed out); by reason in `connect_failures`.
+    pub connections_failed: u64,
+    /// Opened connections that closed, for any reason.
+    pub connections_closed: u64,
+    /// Opened connections the peer ended (end of stream, `close_notify`,
+    /// reset).
+    pub connections_closed_by_peer: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// Of those, resumed sessions.
+    pub tls_resumed: u64,
+    /// Failed opens by errno (`ECONNREFUSED`, `ETIMEDOUT`,
+    /// `EHOSTUNREACH`, `other_errno`) or TLS cause (`tls_certificate`,
+    /// `tls_alert`, `tls_protocol`); reasons that did not occur are left
+    /// out.
+    pub connect_failures: BTreeMap<String, u64>,
+    /// From the start of each TCP connect to its end, milliseconds.
+    pub connect_ms: LatencyStats,
+    /// From TCP established to each TLS handshake's end, milliseconds.
+    pub tls_handshake_ms: LatencyStats,
 }
 
 /// `process.*`: CPU seconds and peak resident set size.
@@ -366,6 +399,13 @@ pub struct TimeSeries {
     pub timed_out: Vec<u64>,
     /// Retransmissions sent.
     pub retransmitted: Vec<u64>,
+    /// Stream connections open at the end of each second (opened minus
+    /// closed so far, over the whole run).
+    #[serde(default)]
+    pub connections_open: Vec<u64>,
+    /// Stream connections opened in each second.
+    #[serde(default)]
+    pub connections_opened: Vec<u64>,
     /// Per-second latency by slot name (`srd`, `srd_co`, ...), milliseconds.
     pub latency_ms: BTreeMap<String, LatencySeries>,
     /// Final responses per second by status code.
@@ -637,12 +677,14 @@ pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportErr
             transport: c.get(Counter::TransportError),
             kernel_drops: c.get(Counter::KernelDrops),
         },
+        transport: Transport::of(c, &hist),
         process: info.process,
         histograms,
         timeseries: timeseries_of(agg),
         warnings: Vec::new(),
     };
-    report.warnings = derive_warnings(&report);
+    report.warnings = info.notes.clone();
+    report.warnings.extend(derive_warnings(&report));
     if agg.codec_errors() > 0 {
         report.warnings.push(format!(
             "{} interval histograms could not be encoded and are missing from the time series",
@@ -680,6 +722,12 @@ fn timeseries_of(agg: &Aggregate) -> TimeSeries {
         ts.timed_out.push(s.counters.timeouts());
         ts.retransmitted
             .push(s.counters.get(Counter::Retransmitted));
+        let opened = s.counters.get(Counter::ConnOpened);
+        let closed = s.counters.get(Counter::ConnClosed);
+        let before = ts.connections_open.last().copied().unwrap_or(0);
+        ts.connections_open
+            .push((before + opened).saturating_sub(closed));
+        ts.connections_opened.push(opened);
         for (slot, lat) in &s.latency {
             if let Some(series) = ts.latency_ms.get_mut(slot.name()) {
                 series.count[i] = lat.count;
@@ -695,6 +743,41 @@ fn timeseries_of(agg: &Aggregate) -> TimeSeries {
         }
     }
     ts
+}
+
+impl Transport {
+    /// From the run's counters and histograms.
+    pub(crate) fn of(c: &Counters, hist: &BTreeMap<Slot, Histogram<u64>>) -> Transport {
+        let failures = [
+            (Counter::ConnFailRefused, "ECONNREFUSED"),
+            (Counter::ConnFailTimedOut, "ETIMEDOUT"),
+            (Counter::ConnFailUnreachable, "EHOSTUNREACH"),
+            (Counter::ConnFailOtherErrno, "other_errno"),
+            (Counter::TlsFailCertificate, "tls_certificate"),
+            (Counter::TlsFailAlert, "tls_alert"),
+            (Counter::TlsFailProtocol, "tls_protocol"),
+        ];
+        let stats = |m: Metric| {
+            hist.get(&Slot::service(m))
+                .map(LatencyStats::of)
+                .unwrap_or_default()
+        };
+        Transport {
+            connections_opened: c.get(Counter::ConnOpened),
+            connections_failed: c.get(Counter::ConnFailed),
+            connections_closed: c.get(Counter::ConnClosed),
+            connections_closed_by_peer: c.get(Counter::ConnClosedByPeer),
+            tls_handshakes: c.get(Counter::TlsHandshakes),
+            tls_resumed: c.get(Counter::TlsResumed),
+            connect_failures: failures
+                .iter()
+                .filter(|(k, _)| c.get(*k) > 0)
+                .map(|(k, name)| (name.to_string(), c.get(*k)))
+                .collect(),
+            connect_ms: stats(Metric::Connect),
+            tls_handshake_ms: stats(Metric::TlsHandshake),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,29 @@ pub fn render_summary(r: &Report) -> String {
         m.unparseable,
         m.unexpected
     );
+    let tr = &r.transport;
+    if tr.connections_opened + tr.connections_failed > 0 {
+        let fails: Vec<String> = tr
+            .connect_failures
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Connections opened {}  failed {}{}  closed {} (by peer {})  TLS handshakes {} (resumed {})",
+            tr.connections_opened,
+            tr.connections_failed,
+            if fails.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", fails.join(", "))
+            },
+            tr.connections_closed,
+            tr.connections_closed_by_peer,
+            tr.tls_handshakes,
+            tr.tls_resumed
+        );
+    }
     let p = &r.process;
     let _ = writeln!(
         out,
@@ -114,7 +137,14 @@ pub fn render_summary(r: &Report) -> String {
     );
     let mut any = false;
     for metric in Metric::ALL {
-        for (name, suffix) in [(metric.name(), ""), (metric.co_name(), " (co)")] {
+        // Connection latencies have no intended start: their twin repeats
+        // them.
+        let twins: &[(&str, &str)] = if metric.has_intended_start() {
+            &[(metric.name(), ""), (metric.co_name(), " (co)")]
+        } else {
+            &[(metric.name(), "")]
+        };
+        for &(name, suffix) in twins {
             if let Some(s) = r.latency_ms.get(name).filter(|s| s.count > 0) {
                 latency_row(&mut out, &format!("{}{suffix}", metric.label()), s);
                 any = true;

@@ -19,8 +19,10 @@ use super::stop::StopFlag;
 use super::worker::WorkerMsg;
 use crate::config::{RunConfig, ScenarioKind, ServeConfig};
 use crate::engine::{self, Endpoint};
+use crate::flow::TransportKind;
 use crate::stats::Counter;
-use crate::transport::{self, Backend};
+use crate::transport::tls::ServerIdentity;
+use crate::transport::{self, Backend, StreamSetup};
 
 /// What `run` ends with.
 #[derive(Debug, Clone)]
@@ -142,6 +144,12 @@ fn server_config(
 struct Servers {
     /// Every worker's own address (all equal with [`Binding::Shared`]).
     addrs: Vec<SocketAddr>,
+    /// Every worker's stream listeners' addresses.
+    stream_addrs: Vec<Vec<(TransportKind, SocketAddr)>>,
+    /// The certificate of the TLS listeners (to trust in an embedded run).
+    tls_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The certificate was generated at start.
+    tls_generated: bool,
     handles: Vec<ServerHandle>,
     agg: JoinHandle<progress::Collected>,
     stop: StopFlag,
@@ -161,6 +169,41 @@ impl Servers {
         let addrs = fleet::local_addrs(&socks)?;
         // Validate once before spawning.
         server_config(cfg, &keys, 0, addrs[0])?;
+        let listeners = fleet::bind_listeners(&cfg.streams, socks.len(), binding)?;
+        let stream_addrs: Vec<Vec<(TransportKind, SocketAddr)>> = listeners
+            .iter()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.kind, a)))
+                    .collect()
+            })
+            .collect();
+        let mut streams = StreamSetup::new();
+        let (mut tls_chain, mut tls_generated) = (Vec::new(), false);
+        if cfg.streams.iter().any(|(k, _)| *k == TransportKind::Tls) {
+            let names: Vec<String> = cfg
+                .streams
+                .iter()
+                .map(|(_, a)| a.ip().to_string())
+                .collect();
+            let id = ServerIdentity::load_or_generate(
+                cfg.tls_cert.as_deref(),
+                cfg.tls_key.as_deref(),
+                &names,
+            )
+            .map_err(|e| RunError::Usage(format!("--tls-cert/--tls-key: {e}")))?;
+            streams.server_tls = Some(
+                id.server_config()
+                    .map_err(|e| RunError::Usage(format!("--tls-cert/--tls-key: {e}")))?,
+            );
+            tls_chain = id.chain.clone();
+            tls_generated = id.generated;
+        }
+        let socks: Vec<fleet::WorkerSockets> = socks
+            .into_iter()
+            .zip(listeners)
+            .map(|(udp, listeners)| fleet::WorkerSockets { udp, listeners })
+            .collect();
         let n = socks.len();
         let (tx, rx) = bounded::<WorkerMsg>(n * 8 + 8);
         let print = !cfg.quiet;
@@ -170,14 +213,26 @@ impl Servers {
             .map_err(RunError::Thread)?;
         let cfg2 = cfg.clone();
         let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
+        let listen_of = stream_addrs.clone();
         let make = move |i: usize, local: SocketAddr| {
             let mut sc = server_config(&cfg2, &keys, i, local).unwrap_or_default();
             sc.throttle = throttle.clone();
+            sc.listen = listen_of.get(i).cloned().unwrap_or_default();
+            if cfg2.udp {
+                sc.listen.push((TransportKind::Udp, local));
+            }
+            if let Some(&(_, first)) = sc.listen.first().filter(|_| !cfg2.udp) {
+                // Without UDP the first listener is the server's address.
+                sc.local = first;
+            }
             EngineServer::new(Endpoint::server(sc, Instant::now()))
         };
-        let handles = fleet::spawn_servers(socks, backend, make, tx, stop.clone())?;
+        let handles = fleet::spawn_servers(socks, streams, backend, make, tx, stop.clone())?;
         Ok(Servers {
             addrs,
+            stream_addrs,
+            tls_chain,
+            tls_generated,
             handles,
             agg,
             stop,
@@ -197,13 +252,18 @@ impl Servers {
 /// register as anyone. `--password-pattern` (any, even the default spelled
 /// out) silences it.
 pub fn exposure_warning(cfg: &ServeConfig) -> Option<String> {
-    (cfg.default_passwords && !cfg.listen.ip().is_loopback()).then(|| {
+    let exposed = cfg
+        .udp
+        .then_some(cfg.listen)
+        .into_iter()
+        .chain(cfg.streams.iter().map(|(_, a)| *a))
+        .find(|a| !a.ip().is_loopback())?;
+    cfg.default_passwords.then(|| {
         format!(
-            "sipstorm serve: WARNING: listening on {}, beyond loopback, with the default \
+            "sipstorm serve: WARNING: listening on {exposed}, beyond loopback, with the default \
              password pattern: this is a test target whose passwords anyone can guess; \
              anyone who reaches it can register as any user and be proxied to. \
-             Set --password-pattern to choose the passwords (and silence this).",
-            cfg.listen
+             Set --password-pattern to choose the passwords (and silence this)."
         )
     })
 }
@@ -214,14 +274,27 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
     if let Some(w) = exposure_warning(cfg) {
         say!("{w}");
     }
+    transport::raise_fd_limit();
     let keys = ServerKeys::for_serve(cfg.seed)?;
     let servers = Servers::start(cfg, keys, backend, Binding::Shared, stop.child())?;
+    let mut on: Vec<String> = Vec::new();
+    if cfg.udp {
+        on.push(format!("udp {}", servers.addrs[0]));
+    }
+    for (k, a) in servers.stream_addrs.first().into_iter().flatten() {
+        on.push(format!("{k} {a}"));
+    }
     say!(
-        "sipstorm serve: listening on udp {} with {} worker(s), {} backend, auth {}",
-        servers.addrs[0],
+        "sipstorm serve: listening on {} with {} worker(s), {} backend, auth {}{}",
+        on.join(" "),
         cfg.workers,
         backend,
-        if cfg.auth { "on" } else { "off" }
+        if cfg.auth { "on" } else { "off" },
+        if servers.tls_generated {
+            " (TLS: self-signed certificate generated at start)"
+        } else {
+            ""
+        }
     );
     while !stop.stopping() {
         std::thread::sleep(Duration::from_millis(50));
@@ -296,8 +369,17 @@ fn start_embedded(
     backend: Backend,
     stop: &StopFlag,
 ) -> Result<Servers, RunError> {
+    let streams = if cfg.transport.is_stream() {
+        vec![(cfg.transport, SocketAddr::new(cfg.local_ip, 0))]
+    } else {
+        Vec::new()
+    };
     let sc = ServeConfig {
         listen: SocketAddr::new(cfg.local_ip, 0),
+        udp: !cfg.transport.is_stream(),
+        streams,
+        tls_cert: None,
+        tls_key: None,
         workers: plan.workers,
         realm: "sipstorm".into(),
         auth: true,
@@ -350,19 +432,44 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         None => Some(start_embedded(cfg, &plan, backend, &run_stop)?),
     };
     let targets: Vec<SocketAddr> = match (&embedded, cfg.target) {
+        (Some(s), _) if cfg.transport.is_stream() => s
+            .stream_addrs
+            .iter()
+            .filter_map(|ls| {
+                ls.iter()
+                    .find(|(k, _)| *k == cfg.transport)
+                    .map(|(_, a)| *a)
+            })
+            .collect(),
         (Some(s), _) => s.addrs.clone(),
         (None, Some(t)) => vec![t],
         (None, None) => return Err(RunError::Usage("--target is required".into())),
     };
-    if let Some(s) = &embedded
-        && !cfg.quiet
-    {
+    if embedded.is_some() && !cfg.quiet {
         say!(
-            "sipstorm: embedded server on udp {}; {} {}",
-            s.addrs[0],
+            "sipstorm: embedded server on {}:{}; {} {}",
+            cfg.transport,
+            targets[0],
             cfg.scenario.name(),
             plan.describe()
         );
+    }
+    // An embedded TLS server's self-signed certificate is what the client
+    // trusts unless told otherwise.
+    let mut tls = cfg.tls.clone();
+    if let (Some(t), Some(s)) = (&mut tls, &embedded)
+        && t.ca.is_empty()
+    {
+        t.ca = s.tls_chain.clone();
+    }
+    if tls.as_ref().is_some_and(|t| t.insecure) {
+        say!(
+            "sipstorm: WARNING: --tls-insecure: the server's certificate is NOT verified \
+             (anyone in the path can read and change this traffic); the report says so"
+        );
+    }
+    if cfg.transport.is_stream() {
+        transport::raise_fd_limit();
     }
     // Generated users: segment s of N and worker i of W use the users
     // s + N·(i + W·k), disjoint across segments and workers. A users file
@@ -382,6 +489,7 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         (true, Some(t)) => Some(route_source(cfg.local_ip, *t)?),
         _ => None,
     };
+    let (transport_kind, connection) = (cfg.transport, cfg.connection);
     let make = move |i: usize, local: SocketAddr, now: Instant| {
         let target = targets[i % targets.len()];
         let local = advertised.map_or(local, |ip| SocketAddr::new(ip, local.port()));
@@ -403,10 +511,12 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         cc.answer_ring = ring;
         cc.digest_algorithms = digest.algorithms.clone();
         cc.digest_qop = digest.qop;
+        cc.transport = transport_kind;
+        cc.connection = connection;
         let cc_seed = cc.seed;
         EngineClient::new(Endpoint::client(cc, now), scenario).with_mix(mix.clone(), cc_seed)
     };
-    let result = fleet::run_clients(cfg, &plan, backend, &run_stop, make);
+    let result = fleet::run_clients(cfg, &plan, backend, &run_stop, tls.clone(), make);
     let server_result = embedded.map(Servers::stop);
     let r = result?;
     if let Some(Err(e)) = server_result {
@@ -429,6 +539,12 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         r.elapsed,
     );
     info.load_duration = Some(r.load_elapsed);
+    if tls.as_ref().is_some_and(|t| t.insecure) {
+        info.notes.push(
+            "TLS certificate verification was OFF (--tls-insecure): the server's identity was not checked"
+                .into(),
+        );
+    }
     info.process = process_usage();
     let report = crate::report::write_report(&out, &info, &r.collected.aggregate)
         .map_err(|e| RunError::Report(e.to_string()))?;

@@ -17,8 +17,70 @@ use super::worker::{
     ClientSettings, ClientWorker, LoadClient, LoadServer, ServerWorker, WorkerMsg,
 };
 use crate::config::RunConfig;
+use crate::flow::TransportKind;
 use crate::schedule::{Pacer, Share};
-use crate::transport::{self, Backend, IoCounters, SocketOptions, TransportError};
+use crate::transport::tls::ClientTls;
+use crate::transport::{
+    self, Backend, IoCounters, Listener, SocketOptions, StreamSetup, TransportError,
+};
+
+/// What one worker's loop runs on: its UDP socket and, for a server, its
+/// TCP and TLS listeners (no socket is shared between workers).
+#[derive(Debug)]
+pub struct WorkerSockets {
+    pub udp: UdpSocket,
+    pub listeners: Vec<Listener>,
+}
+
+impl WorkerSockets {
+    /// A worker with a UDP socket only.
+    pub fn udp(udp: UdpSocket) -> WorkerSockets {
+        WorkerSockets {
+            udp,
+            listeners: Vec::new(),
+        }
+    }
+}
+
+/// Bind `n` workers' listeners for each of `streams` (TCP or TLS) the
+/// way [`bind_sockets`] binds UDP: one `SO_REUSEPORT` group per address
+/// ([`Binding::Shared`]: the kernel spreads new connections over the
+/// workers' accept queues), or an address per worker. Returns each
+/// worker's listeners.
+pub fn bind_listeners(
+    streams: &[(TransportKind, SocketAddr)],
+    n: usize,
+    binding: Binding,
+) -> Result<Vec<Vec<Listener>>, RunError> {
+    let mut per_worker: Vec<Vec<Listener>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    for &(kind, addr) in streams {
+        let mut first: Option<SocketAddr> = None;
+        for (i, own) in per_worker.iter_mut().enumerate() {
+            let at = match (binding, first) {
+                (Binding::Shared, Some(f)) => f,
+                (Binding::Distinct, _) if addr.port() != 0 => {
+                    let port = u16::try_from(usize::from(addr.port()) + i).map_err(|_| {
+                        RunError::Usage(format!(
+                            "--listen {kind}:{addr}: ports do not fit below 65536 for {n} workers"
+                        ))
+                    })?;
+                    SocketAddr::new(addr.ip(), port)
+                }
+                _ => addr,
+            };
+            let l = transport::bind_listener(kind, at, binding == Binding::Shared)?;
+            if first.is_none() {
+                first = Some(
+                    l.socket
+                        .local_addr()
+                        .map_err(|e| RunError::Transport(TransportError::Socket(e)))?,
+                );
+            }
+            own.push(l);
+        }
+    }
+    Ok(per_worker)
+}
 
 /// How the sockets of a set of workers share an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +194,13 @@ fn spawn_pinned<T: Send + 'static>(
 /// A server worker thread; yields its loop counters.
 pub type ServerHandle = JoinHandle<Result<IoCounters, TransportError>>;
 
-/// Start one pinned server worker per socket; worker `i`'s endpoint is
-/// `make(i, its address)`.
+/// Start one pinned server worker per socket set; worker `i`'s endpoint
+/// is `make(i, its UDP address)`; `streams` sets up its listeners'
+/// connections (the TLS server configuration is shared read-only, the
+/// connections are each worker's own).
 pub fn spawn_servers<S, F>(
-    sockets: Vec<UdpSocket>,
+    sockets: Vec<WorkerSockets>,
+    streams: StreamSetup,
     backend: Backend,
     make: F,
     tx: Sender<WorkerMsg>,
@@ -154,10 +219,19 @@ where
             format!("sipstorm-serve-{i}"),
             i,
             PinFrom::Last,
-            move || {
-                let local = sock.local_addr().map_err(TransportError::Socket)?;
-                let mut w = ServerWorker::new(i, make(i, local), t0, tx, stop);
-                transport::run_loop(backend, &sock, &mut w)
+            {
+                let streams = streams.clone();
+                move || {
+                    let local = sock.udp.local_addr().map_err(TransportError::Socket)?;
+                    let mut w = ServerWorker::new(i, make(i, local), t0, tx, stop);
+                    transport::run_worker_loop(
+                        backend,
+                        &sock.udp,
+                        &sock.listeners,
+                        &streams,
+                        &mut w,
+                    )
+                }
             },
         )?);
     }
@@ -198,12 +272,16 @@ pub struct FleetResult {
 /// Run `plan.workers` pinned client workers, each on its own socket (its
 /// own source port, so answers come back to the worker that owns the
 /// call), until every pacer is done and the attempts drained, or `stop`
-/// says so. Worker `i`'s endpoint is `make(i, its address, t0)`.
+/// says so. Worker `i`'s endpoint is `make(i, its address, t0)`. Over a
+/// stream transport each worker opens its own connections (bound to
+/// `--local-ip`); with TLS each builds its own client configuration from
+/// `tls`, so its session cache is its own.
 pub fn run_clients<C, F>(
     cfg: &RunConfig,
     plan: &RunPlan,
     backend: Backend,
     stop: &StopFlag,
+    tls: Option<ClientTls>,
     make: F,
 ) -> Result<FleetResult, RunError>
 where
@@ -237,9 +315,25 @@ where
     };
     let make = Arc::new(make);
     let mut handles = Vec::with_capacity(n);
+    let base = StreamSetup {
+        local_ip: Some(cfg.local_ip),
+        enabled: cfg.transport.is_stream(),
+        ..StreamSetup::new()
+    };
     for (i, sock) in sockets.into_iter().enumerate() {
         let (make, tx, stop) = (make.clone(), tx.clone(), stop.clone());
         let pacer = Pacer::new(t0, &plan.schedule, Share::new(i, n));
+        let mut streams = base.clone();
+        if let Some(t) = &tls {
+            let target = cfg
+                .target
+                .unwrap_or_else(|| SocketAddr::new(cfg.local_ip, 0));
+            let name = t.sni.as_ref().map(|_| t.server_name(target)).transpose();
+            streams.client_tls = Some((
+                t.build().map_err(TransportError::from)?,
+                name.map_err(TransportError::from)?,
+            ));
+        }
         handles.push(spawn_pinned(
             format!("sipstorm-run-{i}"),
             i,
@@ -248,7 +342,7 @@ where
                 let local = sock.local_addr().map_err(TransportError::Socket)?;
                 let client = make(i, local, t0);
                 let mut w = ClientWorker::new(i, client, pacer, settings, t0, tx, stop);
-                let r = transport::run_loop(backend, &sock, &mut w);
+                let r = transport::run_worker_loop(backend, &sock, &[], &streams, &mut w);
                 if r.is_err() {
                     w.abort(Instant::now());
                 }
@@ -382,8 +476,16 @@ mod tests {
         let socks = bind_sockets("127.0.0.1:0".parse().unwrap(), n, Binding::Shared).unwrap();
         let addr = socks[0].local_addr().unwrap();
         let (stx, srx) = bounded(16);
-        let servers =
-            spawn_servers(socks, backend, |_, _| Echo::default(), stx, stop.clone()).unwrap();
+        let socks = socks.into_iter().map(WorkerSockets::udp).collect();
+        let servers = spawn_servers(
+            socks,
+            StreamSetup::new(),
+            backend,
+            |_, _| Echo::default(),
+            stx,
+            stop.clone(),
+        )
+        .unwrap();
         (servers, addr, srx)
     }
 
@@ -449,7 +551,7 @@ mod tests {
             Duration::from_secs(5),
             "2s",
         );
-        let r = run_clients(&cfg, &plan, backend, &StopFlag::new(), pinger(addr)).unwrap();
+        let r = run_clients(&cfg, &plan, backend, &StopFlag::new(), None, pinger(addr)).unwrap();
         stop.set(StopFlag::DRAIN);
         for h in servers {
             h.join().unwrap().unwrap();
@@ -501,7 +603,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
             s2.escalate();
         });
-        let r = run_clients(&cfg, &plan, backend, &client_stop, pinger(addr)).unwrap();
+        let r = run_clients(&cfg, &plan, backend, &client_stop, None, pinger(addr)).unwrap();
         assert!(r.elapsed < Duration::from_secs(5));
         assert!(
             r.collected
@@ -537,7 +639,8 @@ mod tests {
                 Duration::from_secs(3),
                 "2s",
             );
-            let r = run_clients(&cfg, &plan, backend, &StopFlag::new(), pinger(addr)).unwrap();
+            let r =
+                run_clients(&cfg, &plan, backend, &StopFlag::new(), None, pinger(addr)).unwrap();
             stop.set(StopFlag::DRAIN);
             for h in servers {
                 h.join().unwrap().unwrap();

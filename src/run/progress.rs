@@ -82,7 +82,8 @@ pub fn collect(
         }
         while second_complete(&reported, &finished, next_line) {
             if let Some(peek) = agg.peek_second(next_line) {
-                let line = match view {
+                let conns = io.iter().map(|i| i.conns_open).sum::<u64>();
+                let mut line = match view {
                     View::Client { offered } => client_line(
                         next_line,
                         &peek,
@@ -92,6 +93,7 @@ pub fn collect(
                     ),
                     View::Server => server_line(next_line, &peek),
                 };
+                line.push_str(&conns_text(conns, agg.counters()));
                 out.line(&line);
             }
             next_line += 1;
@@ -172,6 +174,20 @@ pub fn client_line(
         totals.get(Counter::Retransmitted)
     ));
     line
+}
+
+/// The stream connections part of a progress line: open now, and failed
+/// opens so far; empty when the run has no stream connections.
+pub fn conns_text(open: u64, totals: &Counters) -> String {
+    let failed = totals.get(Counter::ConnFailed);
+    if open == 0 && failed == 0 && totals.get(Counter::ConnOpened) == 0 {
+        return String::new();
+    }
+    let mut s = format!("  conns {open}");
+    if failed > 0 {
+        s.push_str(&format!(" (failed {failed})"));
+    }
+    s
 }
 
 /// The built-in target's line for second `k`: messages in and out.
@@ -338,6 +354,11 @@ mod tests {
             client_line(0, &peek, None, 0, &Counters::default()).contains("closed loop"),
             "closed loop shows no offered rate"
         );
+        assert_eq!(conns_text(0, &Counters::default()), "");
+        let mut c2 = Counters::default();
+        c2.add(Counter::ConnOpened, 5);
+        c2.add(Counter::ConnFailed, 2);
+        assert_eq!(conns_text(3, &c2), "  conns 3 (failed 2)");
         let s = server_line(0, &peek);
         assert!(s.trim_start().starts_with("1.0s  received"), "{s}");
     }

@@ -334,6 +334,10 @@ impl LoadClient for EngineClient {
     fn flush_counters(&mut self, stats: &mut WorkerStats) {
         self.messages.flush(self.ep.counters(), stats);
     }
+
+    fn poll_release(&mut self) -> Option<Flow> {
+        self.ep.poll_released()
+    }
 }
 
 /// The engine's UAS/registrar endpoint for `serve`.

@@ -12,8 +12,8 @@ use super::stop::StopFlag;
 use crate::engine::SansIo;
 use crate::flow::Flow;
 use crate::schedule::{Hold, Pace, Pacer, Rng};
-use crate::stats::{Counter, Snapshot, WorkerStats};
-use crate::transport::{self, IoCounters, Tick, Worker};
+use crate::stats::{Counter, Metric, Snapshot, WorkerStats};
+use crate::transport::{self, CloseReason, Frame, IoCounters, Opened, Tick, TlsFailure, Worker};
 
 /// A load-generating endpoint as the worker loop sees it: the engine's
 /// client (or a test client) behind the sans-IO contract plus attempt
@@ -48,6 +48,105 @@ pub trait LoadClient: SansIo {
     /// Move cumulative endpoint counters (messages, retransmissions,
     /// responses) into `stats` as deltas; called before every snapshot.
     fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
+    /// A per-attempt connection whose attempt ended (see
+    /// [`Worker::poll_release`]).
+    fn poll_release(&mut self) -> Option<Flow> {
+        None
+    }
+}
+
+/// SIP over a stream (RFC 3261 §18.3): a message ends where its
+/// Content-Length says; CRLFCRLF between messages is a keep-alive ping
+/// and CRLF its pong (RFC 5626 §3.5.1).
+pub fn sip_frame(buf: &[u8]) -> Frame {
+    if buf.starts_with(b"\r\n\r\n") {
+        return Frame::Ping(4);
+    }
+    if buf.first() == Some(&b'\r') || buf.first() == Some(&b'\n') {
+        // A CRLF that may still become a ping waits for more bytes.
+        if buf.len() < 4 && buf.iter().all(|&b| b == b'\r' || b == b'\n') {
+            return Frame::Partial;
+        }
+        return Frame::Skip(if buf.starts_with(b"\r\n") { 2 } else { 1 });
+    }
+    match crate::sip::frame(buf) {
+        Ok(crate::sip::Status::Complete(n)) => Frame::Message { start: 0, end: n },
+        Ok(crate::sip::Status::Partial) => Frame::Partial,
+        Err(_) => Frame::Invalid,
+    }
+}
+
+/// Whether the first TLS certificate failure was told already: it is said
+/// once per process, with what to do; the count is in the report.
+static CERT_FAILURE_TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Count a connection that became ready: `transport.connections_opened`,
+/// the handshake counters and the `connect`/`tls_handshake` latencies
+/// (from the connect's start to its end, and from TCP established to the
+/// handshake's end: see [`Opened`]).
+fn note_opened(stats: &mut WorkerStats, info: Opened) {
+    stats.count(Counter::ConnOpened, 1);
+    if let Some(d) = info.connect {
+        stats.record(Metric::Connect, d, d);
+    }
+    if let Some(d) = info.tls_handshake {
+        stats.count(Counter::TlsHandshakes, 1);
+        if info.resumed {
+            stats.count(Counter::TlsResumed, 1);
+        }
+        stats.record(Metric::TlsHandshake, d, d);
+    }
+}
+
+/// Count a connection that closed or failed to open, by reason.
+fn note_closed(stats: &mut WorkerStats, flow: Flow, reason: CloseReason) {
+    match reason {
+        CloseReason::ConnectFailed(e) => {
+            stats.count(Counter::ConnFailed, 1);
+            stats.count(
+                match e {
+                    libc::ECONNREFUSED => Counter::ConnFailRefused,
+                    libc::ETIMEDOUT => Counter::ConnFailTimedOut,
+                    libc::EHOSTUNREACH | libc::ENETUNREACH => Counter::ConnFailUnreachable,
+                    _ => Counter::ConnFailOtherErrno,
+                },
+                1,
+            );
+        }
+        CloseReason::HandshakeFailed(t) => {
+            stats.count(Counter::ConnFailed, 1);
+            stats.count(
+                match t {
+                    TlsFailure::Certificate(_) => Counter::TlsFailCertificate,
+                    TlsFailure::AlertReceived(_) => Counter::TlsFailAlert,
+                    TlsFailure::Protocol => Counter::TlsFailProtocol,
+                },
+                1,
+            );
+            if let TlsFailure::Certificate(_) = t
+                && !CERT_FAILURE_TOLD.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                crate::say!(
+                    "sipstorm: TLS handshake with {} failed: {t}; every such failure is counted in \
+                     transport.connect_failures.tls_certificate (--tls-ca FILE trusts the server's CA, \
+                     --tls-sni NAME sets the name checked, --tls-insecure skips verification)",
+                    flow.peer
+                );
+            }
+        }
+        r => {
+            stats.count(Counter::ConnClosed, 1);
+            if r.is_by_peer() {
+                stats.count(Counter::ConnClosedByPeer, 1);
+            }
+            if matches!(
+                r,
+                CloseReason::ReadOverflow | CloseReason::WriteOverflow | CloseReason::Malformed
+            ) {
+                stats.count(Counter::ConnClosedBadPeer, 1);
+            }
+        }
+    }
 }
 
 /// A serving endpoint (the built-in target).
@@ -401,6 +500,28 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
     fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
         self.client.transport_error(now, dest);
     }
+
+    fn opened(&mut self, _now: Instant, _flow: Flow, info: Opened) {
+        note_opened(&mut self.stats, info);
+    }
+
+    /// RFC 3261 §18.4: transactions waiting on a connection that broke or
+    /// never opened fail now; a connection this side released or closed
+    /// has none waiting.
+    fn closed(&mut self, now: Instant, flow: Flow, reason: CloseReason) {
+        note_closed(&mut self.stats, flow, reason);
+        if reason != CloseReason::Local {
+            self.client.transport_error(now, flow);
+        }
+    }
+
+    fn frame(&mut self, buf: &[u8]) -> Frame {
+        sip_frame(buf)
+    }
+
+    fn poll_release(&mut self) -> Option<Flow> {
+        self.client.poll_release()
+    }
 }
 
 /// One server worker: endpoint and statistics, until the stop flag.
@@ -465,7 +586,20 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
         self.server.poll_transmit(buf)
     }
 
-    /// Before issue 13 this was ignored, so a spoofed INVITE's 2xx went on
+    fn opened(&mut self, _now: Instant, _flow: Flow, info: Opened) {
+        note_opened(&mut self.stats, info);
+    }
+
+    fn closed(&mut self, _now: Instant, flow: Flow, reason: CloseReason) {
+        note_closed(&mut self.stats, flow, reason);
+    }
+
+    fn frame(&mut self, buf: &[u8]) -> Frame {
+        sip_frame(buf)
+    }
+
+    /// ICMP unreachable for `dest`: the engine ends its server transactions
+    /// to it (RFC 3261 §17.1.4, §18.4). Before issue 13 this was ignored, so a spoofed INVITE's 2xx went on
     /// being retransmitted at a closed port for 64·T1.
     fn unreachable(&mut self, now: Instant, dest: Flow, _errno: i32) {
         self.server.transport_error(now, dest);

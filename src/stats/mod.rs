@@ -101,11 +101,17 @@ pub enum Metric {
     ByeRtt,
     /// OPTIONS transaction round trip.
     OptionsRtt,
+    /// Stream connect: from the start of the TCP connect to its handshake
+    /// done (the connection's SYN to its SYN-ACK seen).
+    Connect,
+    /// TLS handshake: from TCP established to the handshake done, as the
+    /// client sees it (ClientHello out to Finished).
+    TlsHandshake,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Rrd,
         Metric::Srd,
         Metric::Answer,
@@ -115,6 +121,8 @@ impl Metric {
         Metric::InviteRtt,
         Metric::ByeRtt,
         Metric::OptionsRtt,
+        Metric::Connect,
+        Metric::TlsHandshake,
     ];
     /// Number of metrics.
     pub const COUNT: usize = Self::ALL.len();
@@ -132,6 +140,8 @@ impl Metric {
             Metric::InviteRtt => "invite_rtt",
             Metric::ByeRtt => "bye_rtt",
             Metric::OptionsRtt => "options_rtt",
+            Metric::Connect => "connect",
+            Metric::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -147,6 +157,8 @@ impl Metric {
             Metric::InviteRtt => "invite_rtt_co",
             Metric::ByeRtt => "bye_rtt_co",
             Metric::OptionsRtt => "options_rtt_co",
+            Metric::Connect => "connect_co",
+            Metric::TlsHandshake => "tls_handshake_co",
         }
     }
 
@@ -162,7 +174,16 @@ impl Metric {
             Metric::InviteRtt => "INVITE rtt",
             Metric::ByeRtt => "BYE rtt",
             Metric::OptionsRtt => "OPTIONS rtt",
+            Metric::Connect => "TCP connect",
+            Metric::TlsHandshake => "TLS handshake",
         }
+    }
+
+    /// Whether the metric belongs to an attempt with an intended start
+    /// time (so its corrected twin differs); connection latencies do not
+    /// (their twin records the same value).
+    pub const fn has_intended_start(self) -> bool {
+        !matches!(self, Metric::Connect | Metric::TlsHandshake)
     }
 
     fn index(self) -> usize {
@@ -284,11 +305,43 @@ pub enum Counter {
     TransportError,
     /// Datagrams the kernel reports as dropped (receive buffer overflow).
     KernelDrops,
+    /// Stream connections ready to carry messages (TCP connected or
+    /// accepted; TLS: handshake done).
+    ConnOpened,
+    /// Stream connections that never got there (connect or handshake
+    /// failed or timed out); by reason in the `ConnFail*` counters.
+    ConnFailed,
+    /// Opened connections that closed, for any reason.
+    ConnClosed,
+    /// Opened connections the peer ended (end of stream, `close_notify`,
+    /// reset).
+    ConnClosedByPeer,
+    /// Opened connections closed because a bound was passed (read buffer,
+    /// write queue) or the peer's bytes did not frame.
+    ConnClosedBadPeer,
+    /// TLS handshakes completed.
+    TlsHandshakes,
+    /// Of those, resumed sessions.
+    TlsResumed,
+    /// Connect failures: `ECONNREFUSED`.
+    ConnFailRefused,
+    /// Connect or handshake timeouts (`ETIMEDOUT`).
+    ConnFailTimedOut,
+    /// Connect failures: `EHOSTUNREACH`, `ENETUNREACH`.
+    ConnFailUnreachable,
+    /// Connect failures with any other errno.
+    ConnFailOtherErrno,
+    /// TLS handshakes failed on the peer's certificate.
+    TlsFailCertificate,
+    /// TLS handshakes failed on an alert from the peer.
+    TlsFailAlert,
+    /// TLS handshakes failed otherwise (protocol error).
+    TlsFailProtocol,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 37] = [
         Counter::RegisterAttempted,
         Counter::RegisterSucceeded,
         Counter::RegisterFailed,
@@ -312,6 +365,20 @@ impl Counter {
         Counter::Unexpected,
         Counter::TransportError,
         Counter::KernelDrops,
+        Counter::ConnOpened,
+        Counter::ConnFailed,
+        Counter::ConnClosed,
+        Counter::ConnClosedByPeer,
+        Counter::ConnClosedBadPeer,
+        Counter::TlsHandshakes,
+        Counter::TlsResumed,
+        Counter::ConnFailRefused,
+        Counter::ConnFailTimedOut,
+        Counter::ConnFailUnreachable,
+        Counter::ConnFailOtherErrno,
+        Counter::TlsFailCertificate,
+        Counter::TlsFailAlert,
+        Counter::TlsFailProtocol,
     ];
     /// Number of counters.
     pub const COUNT: usize = Self::ALL.len();
@@ -342,6 +409,20 @@ impl Counter {
             Counter::Unexpected => "messages.unexpected",
             Counter::TransportError => "errors.transport",
             Counter::KernelDrops => "errors.kernel_drops",
+            Counter::ConnOpened => "transport.connections_opened",
+            Counter::ConnFailed => "transport.connections_failed",
+            Counter::ConnClosed => "transport.connections_closed",
+            Counter::ConnClosedByPeer => "transport.connections_closed_by_peer",
+            Counter::ConnClosedBadPeer => "transport.connections_closed_bad_peer",
+            Counter::TlsHandshakes => "transport.tls_handshakes",
+            Counter::TlsResumed => "transport.tls_resumed",
+            Counter::ConnFailRefused => "transport.connect_failures.ECONNREFUSED",
+            Counter::ConnFailTimedOut => "transport.connect_failures.ETIMEDOUT",
+            Counter::ConnFailUnreachable => "transport.connect_failures.EHOSTUNREACH",
+            Counter::ConnFailOtherErrno => "transport.connect_failures.other_errno",
+            Counter::TlsFailCertificate => "transport.connect_failures.tls_certificate",
+            Counter::TlsFailAlert => "transport.connect_failures.tls_alert",
+            Counter::TlsFailProtocol => "transport.connect_failures.tls_protocol",
         }
     }
 

@@ -59,6 +59,145 @@ pub enum CloseReason {
     ReadOverflow,
     /// More than [`ConnLimits::write_queue`] bytes waited for the peer.
     WriteOverflow,
+    /// The peer's bytes are not a stream of messages (framing failed:
+    /// no Content-Length, a message larger than the parser's limit, ...).
+    Malformed,
+    /// The TLS handshake failed: the connection never carried a message.
+    HandshakeFailed(TlsFailure),
+    /// TLS failed on an open session (a bad record, an alert).
+    Tls(TlsFailure),
+}
+
+/// Why TLS failed, as counted in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// The peer's certificate did not verify: which check failed (see
+    /// [`TlsFailure::certificate_name`]).
+    Certificate(u8),
+    /// The peer sent this fatal alert (RFC 8446 §6.2 description code).
+    AlertReceived(u8),
+    /// Anything else: a malformed or unexpected record, no shared version
+    /// or cipher suite, a failed decryption. The peer is sent an alert.
+    Protocol,
+}
+
+/// rustls' certificate errors, in the order of [`TlsFailure::Certificate`]
+/// codes.
+const CERT_PROBLEMS: [&str; 9] = [
+    "BadEncoding",
+    "Expired",
+    "NotValidYet",
+    "Revoked",
+    "UnknownIssuer",
+    "BadSignature",
+    "NotValidForName",
+    "InvalidPurpose",
+    "Other",
+];
+
+impl TlsFailure {
+    /// The failure of a rustls error.
+    pub fn of(e: &rustls::Error) -> TlsFailure {
+        use rustls::CertificateError as C;
+        match e {
+            rustls::Error::InvalidCertificate(c) => {
+                let i = match c {
+                    C::BadEncoding => 0,
+                    C::Expired | C::ExpiredContext { .. } => 1,
+                    C::NotValidYet | C::NotValidYetContext { .. } => 2,
+                    C::Revoked => 3,
+                    C::UnknownIssuer => 4,
+                    C::BadSignature => 5,
+                    C::NotValidForName | C::NotValidForNameContext { .. } => 6,
+                    C::InvalidPurpose | C::InvalidPurposeContext { .. } => 7,
+                    _ => 8,
+                };
+                TlsFailure::Certificate(i)
+            }
+            rustls::Error::AlertReceived(a) => TlsFailure::AlertReceived(u8::from(*a)),
+            _ => TlsFailure::Protocol,
+        }
+    }
+
+    /// `UnknownIssuer`, `NotValidForName`, ... for a certificate failure.
+    pub fn certificate_name(code: u8) -> &'static str {
+        CERT_PROBLEMS
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or("Other")
+    }
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            TlsFailure::Certificate(c) => {
+                write!(f, "certificate not trusted: {}", Self::certificate_name(c))
+            }
+            TlsFailure::AlertReceived(a) => {
+                write!(f, "peer sent alert {:?}", rustls::AlertDescription::from(a))
+            }
+            TlsFailure::Protocol => f.write_str("TLS protocol error"),
+        }
+    }
+}
+
+impl CloseReason {
+    /// Opening failed: the connection never carried a message.
+    pub fn is_open_failure(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ConnectFailed(_) | CloseReason::HandshakeFailed(_)
+        )
+    }
+
+    /// The peer ended the connection: EOF, `close_notify`, a reset.
+    pub fn is_by_peer(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Peer | CloseReason::Error(libc::ECONNRESET | libc::EPIPE)
+        )
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CloseReason::Peer => f.write_str("closed by the peer"),
+            CloseReason::Local => f.write_str("closed here"),
+            CloseReason::ConnectFailed(e) => write!(f, "connect failed: {}", errno_name(e)),
+            CloseReason::Error(e) => write!(f, "connection error: {}", errno_name(e)),
+            CloseReason::ReadOverflow => f.write_str("peer sent more than the read buffer holds"),
+            CloseReason::WriteOverflow => f.write_str("peer stopped reading (write queue full)"),
+            CloseReason::Malformed => f.write_str("peer sent bytes that do not frame as messages"),
+            CloseReason::HandshakeFailed(t) => write!(f, "TLS handshake failed: {t}"),
+            CloseReason::Tls(t) => write!(f, "TLS: {t}"),
+        }
+    }
+}
+
+/// The symbolic name of the error numbers a connection meets, `errno N`
+/// for others.
+pub fn errno_name(e: i32) -> String {
+    let name = match e {
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::EPIPE => "EPIPE",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EPROTO => "EPROTO",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EACCES => "EACCES",
+        _ => return format!("errno {e}"),
+    };
+    name.to_string()
 }
 
 /// Where a connection is in its life.
@@ -88,19 +227,20 @@ pub struct ConnLimits {
 
 impl Default for ConnLimits {
     /// 65,535 connections; 64 KiB to frame a message in (SIPp's largest
-    /// message); 256 KiB queued per connection.
+    /// message); 4 MiB queued per connection (a busy persistent connection
+    /// between two loaded workers; an idle one holds nothing).
     fn default() -> Self {
         ConnLimits {
             max_conns: 65_535,
             read_buf: 64 << 10,
-            write_queue: 256 << 10,
+            write_queue: 4 << 20,
         }
     }
 }
 
 /// Most connections one table can hold: ids keep at least 8 bits of
-/// generation.
-pub const MAX_CONNS: u32 = (1 << 24) - 1;
+/// generation below the key bit (ids use 31 bits; see [`ConnId::key`]).
+pub const MAX_CONNS: u32 = (1 << 23) - 1;
 
 /// Capacity an emptied buffer keeps; more is given back.
 const KEEP: usize = 4096;
@@ -310,13 +450,14 @@ struct Chain {
 /// A worker's connections: a slab indexed by [`ConnId`], plus the
 /// connections to each (kind, peer).
 ///
-/// An id is `generation << index_bits | (slot + 1)`, where `index_bits`
-/// is just wide enough for `max_conns`: never 0 ([`ConnId::ANY`]), and
+/// An id is `generation << index_bits | (slot + 1)` in 31 bits, where
+/// `index_bits` is just wide enough for `max_conns`: never 0
+/// ([`ConnId::ANY`]), never with the key bit of [`ConnId::key`], and
 /// removing a connection bumps its slot's generation so the old id finds
 /// nothing. Freed slots are reused oldest-freed first, and a slot whose
 /// generation would wrap is retired, so no id is ever issued twice; the
 /// table then holds fewer connections, after at least
-/// `2^(32 - index_bits)` openings per slot (65,536 with the default
+/// `2^(31 - index_bits)` openings per slot (32,768 with the default
 /// limits).
 #[derive(Debug)]
 pub struct ConnTable<L> {
@@ -409,6 +550,9 @@ impl<L> ConnTable<L> {
 
     /// The slot `id` names, if it is that slot's current occupant.
     fn index(&self, id: ConnId) -> Option<usize> {
+        if id.is_key() {
+            return None;
+        }
         let mask = (1u32 << self.index_bits) - 1;
         let index = ((id.0 & mask) as usize).checked_sub(1)?;
         let slot = self.slots.get(index)?;
@@ -433,7 +577,7 @@ impl<L> ConnTable<L> {
         let slot = &mut self.slots[index];
         let conn = slot.conn.take()?;
         let (prev, next) = (slot.prev, slot.next);
-        let max_generation = u32::MAX >> self.index_bits;
+        let max_generation = (u32::MAX >> 1) >> self.index_bits;
         let retire = slot.generation == max_generation;
         slot.generation = slot.generation.wrapping_add(1) & max_generation;
         let key = (conn.flow.transport, conn.flow.peer);
@@ -701,11 +845,12 @@ mod tests {
         let index = |id: ConnId| id.0 & MAX_CONNS;
         for g in 0..256 {
             let id = t.insert(Tcp, peer, ConnState::Open, g).unwrap();
-            assert_eq!((index(id), id.0 >> 24), (1, g), "use {g}");
+            assert_eq!((index(id), id.0 >> 23), (1, g), "use {g}");
+            assert!(!id.is_key());
             t.remove(id);
         }
         let id = t.insert(Tcp, peer, ConnState::Open, 0).unwrap();
-        assert_eq!((index(id), id.0 >> 24), (2, 0));
+        assert_eq!((index(id), id.0 >> 23), (2, 0));
     }
 
     #[test]

@@ -7,6 +7,15 @@
 //! ICMP errors: `EPOLLERR` (always reported by epoll) or a receive or send
 //! failing with a pending ICMP error marks the error queue, which the turn
 //! reads in its next receive phase.
+//!
+//! Streams: every listener and connection socket is in the same epoll set
+//! (level-triggered), its event data naming it. A ready listener is
+//! drained with `accept4`; a ready connection with `read` into one
+//! 64 KiB scratch buffer until it would block; sends are `sendmsg`
+//! (`MSG_NOSIGNAL`) of the write queue's iovecs at once, with `EPOLLOUT`
+//! watched only while a send would block or a connect is in progress
+//! (its result read with `SO_ERROR`); a close is `EPOLL_CTL_DEL` and
+//! `close`.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -14,8 +23,23 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::stream::{Listener, Op, Streams, close_fd, last_errno, listener_fd};
 use super::turn::{Book, Inbox, LoopIo, drive};
 use super::{CONTROL_LEN, IoCounters, MAX_DATAGRAM, TransportError, Worker};
+use crate::flow::{ConnId, TransportKind};
+
+/// Event data of a listener: this bit and its index.
+const LISTENER_TAG: u64 = 1 << 62;
+/// Event data of a connection: this bit and its id.
+const CONN_TAG: u64 = 1 << 63;
+/// Events one `epoll_wait` returns at most.
+const EVENTS: usize = 256;
+/// Connections accepted per listener per turn (fairness).
+const MAX_ACCEPTS: usize = 256;
+/// Reads per connection per turn (fairness).
+const MAX_READS: usize = 16;
+/// Scratch buffer of stream reads.
+const STREAM_READ: usize = 64 * 1024;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 64;
@@ -194,11 +218,17 @@ struct Epoll {
     pwait2: bool,
     rx: RecvBatch,
     tx: SendBatch,
-    events: [libc::epoll_event; 4],
+    events: Box<[libc::epoll_event; EVENTS]>,
+    /// Stream events of the last wait: (event data, event bits).
+    ready: Vec<(u64, u32)>,
+    /// Listening sockets and their transports.
+    listeners: Vec<(TransportKind, RawFd)>,
+    /// Scratch buffer of stream reads (allocated when streams are used).
+    scratch: Vec<u8>,
 }
 
 impl Epoll {
-    fn new(fd: RawFd) -> io::Result<Epoll> {
+    fn new(fd: RawFd, listeners: &[Listener]) -> io::Result<Epoll> {
         // SAFETY: plain syscall; the result is checked and owned below.
         let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `ep` is a new descriptor nothing else owns.
@@ -210,10 +240,244 @@ impl Epoll {
             pwait2: true,
             rx: RecvBatch::new(),
             tx: SendBatch::new(),
-            events: [libc::epoll_event { events: 0, u64: 0 }; 4],
+            events: Box::new([libc::epoll_event { events: 0, u64: 0 }; EVENTS]),
+            ready: Vec::new(),
+            listeners: listeners.iter().map(|l| (l.kind, listener_fd(l))).collect(),
+            scratch: Vec::new(),
         };
         lp.interest(libc::EPOLL_CTL_ADD)?;
+        for (i, &(_, lfd)) in lp.listeners.iter().enumerate() {
+            lp.ctl(
+                libc::EPOLL_CTL_ADD,
+                lfd,
+                libc::EPOLLIN as u32,
+                LISTENER_TAG | i as u64,
+            )?;
+        }
         Ok(lp)
+    }
+
+    /// `epoll_ctl` on another descriptor of this loop.
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: data };
+        // SAFETY: `ev` is valid for the call; `fd` is a descriptor this
+        // loop owns (a listener or a connection socket).
+        cvt(unsafe { libc::epoll_ctl(self.ep.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Set the interest of connection `id` (registering it the first time).
+    fn conn_interest(&self, streams: &mut Streams, id: ConnId, out: bool) {
+        let Some(c) = streams.table.get_mut(id) else {
+            return;
+        };
+        let io = &mut c.layer.io;
+        let events =
+            (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | if out { libc::EPOLLOUT as u32 } else { 0 };
+        let op = if io.recv_armed {
+            if io.want_out == out {
+                return;
+            }
+            libc::EPOLL_CTL_MOD
+        } else {
+            libc::EPOLL_CTL_ADD
+        };
+        if self
+            .ctl(op, c.layer.fd, events, CONN_TAG | u64::from(id.0))
+            .is_ok()
+        {
+            io.recv_armed = true;
+            io.want_out = out;
+        }
+    }
+
+    /// Accept what is waiting on listener `i`.
+    fn accept_from<W: Worker>(&mut self, i: usize, inbox: &mut Inbox<'_, W>) {
+        let Some(&(kind, lfd)) = self.listeners.get(i) else {
+            return;
+        };
+        for _ in 0..MAX_ACCEPTS {
+            // SAFETY: `lfd` is a listening socket this loop watches; null
+            // address pointers are allowed.
+            let fd = unsafe {
+                libc::accept4(
+                    lfd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                // EAGAIN: drained; EMFILE and the like: try next turn.
+                return;
+            }
+            inbox.accepted(kind, fd);
+        }
+    }
+
+    /// Read what connection `id` has, up to [`MAX_READS`] reads.
+    fn read_conn<W: Worker>(&mut self, id: ConnId, inbox: &mut Inbox<'_, W>) {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; STREAM_READ];
+        }
+        for _ in 0..MAX_READS {
+            let Some(c) = inbox.streams().table.get(id) else {
+                return;
+            };
+            if c.layer.closing() && c.layer.io.close_sent {
+                return;
+            }
+            let fd = c.layer.fd;
+            // SAFETY: `scratch` is valid for writes of its length; `fd` is
+            // the connection's open socket.
+            let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr().cast(), self.scratch.len()) };
+            match n {
+                0 => {
+                    inbox.stream_eof(id);
+                    self.forget(inbox.streams(), id);
+                    return;
+                }
+                n if n > 0 => {
+                    let n = usize::try_from(n).unwrap_or(0);
+                    inbox.stream_data(id, &self.scratch[..n]);
+                    if n < self.scratch.len() {
+                        return;
+                    }
+                }
+                _ => {
+                    let e = last_errno();
+                    if e != libc::EAGAIN && e != libc::EINTR {
+                        inbox.stream_error(id, e);
+                        self.forget(inbox.streams(), id);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stop watching a connection whose stream ended (it stays readable
+    /// at EOF, which would wake every turn until it is closed).
+    fn forget(&self, streams: &mut Streams, id: ConnId) {
+        if let Some(c) = streams.table.get_mut(id)
+            && c.layer.io.recv_armed
+        {
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, c.layer.fd, 0, 0);
+            c.layer.io.recv_armed = false;
+            c.layer.io.want_out = false;
+        }
+    }
+
+    /// Send what connection `id` has queued until done or it would block.
+    fn send_conn<W: Worker>(&mut self, id: ConnId, inbox: &mut Inbox<'_, W>) {
+        loop {
+            let Some(c) = inbox.streams().table.get(id) else {
+                return;
+            };
+            if !c.layer.can_send() || c.layer.io.connecting {
+                return;
+            }
+            let fd = c.layer.fd;
+            let (n, _) = inbox.streams().fill_iovs(id);
+            if n == 0 {
+                self.conn_interest(inbox.streams(), id, false);
+                return;
+            }
+            let Some(c) = inbox.streams().table.get(id) else {
+                return;
+            };
+            // SAFETY: the msghdr points at the iovecs in the connection's
+            // OpMem, which point into its write queue: all alive and
+            // unchanged for the duration of the call.
+            let rc = unsafe {
+                libc::sendmsg(
+                    fd,
+                    &raw const c.layer.io.mem.msg,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if rc < 0 {
+                let e = last_errno();
+                if e == libc::EAGAIN {
+                    self.conn_interest(inbox.streams(), id, true);
+                    return;
+                }
+                if e != libc::EINTR {
+                    inbox.stream_sent(id, Err(e));
+                    return;
+                }
+                continue;
+            }
+            inbox.stream_sent(id, Ok(usize::try_from(rc).unwrap_or(0)));
+        }
+    }
+
+    /// A connect finished (the socket became writable or failed).
+    fn connect_done<W: Worker>(&mut self, id: ConnId, inbox: &mut Inbox<'_, W>) {
+        let Some(c) = inbox.streams().table.get_mut(id) else {
+            return;
+        };
+        if !c.layer.io.connecting {
+            return;
+        }
+        let fd = c.layer.fd;
+        let mut err: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &mut len,
+            )
+        };
+        let result = if rc < 0 {
+            Err(last_errno())
+        } else if err != 0 {
+            Err(err)
+        } else {
+            Ok(())
+        };
+        self.conn_interest(inbox.streams(), id, false);
+        inbox.connected(id, result);
+    }
+
+    /// Start the connect of `id`.
+    fn connect<W: Worker>(&mut self, id: ConnId, inbox: &mut Inbox<'_, W>) {
+        let Some(c) = inbox.streams().table.get_mut(id) else {
+            return;
+        };
+        if c.layer.closing() {
+            return;
+        }
+        let fd = c.layer.fd;
+        let m = &c.layer.io.mem;
+        // SAFETY: `m.addr` holds a valid address of length `m.addr_len`.
+        let rc = unsafe { libc::connect(fd, (&raw const m.addr).cast(), m.addr_len) };
+        let e = if rc < 0 { last_errno() } else { 0 };
+        if e == libc::EINPROGRESS || e == libc::EINTR {
+            c.layer.io.connecting = true;
+            self.conn_interest(inbox.streams(), id, true);
+        } else {
+            self.conn_interest(inbox.streams(), id, false);
+            inbox.connected(id, if e == 0 { Ok(()) } else { Err(e) });
+        }
+    }
+
+    /// Close connection `id`: out of the set, closed, out of the table.
+    fn close_conn(&mut self, streams: &mut Streams, id: ConnId) {
+        let Some(c) = streams.table.get_mut(id) else {
+            return;
+        };
+        c.layer.set_closing();
+        if c.layer.io.recv_armed {
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, c.layer.fd, 0, 0);
+        }
+        c.layer.io.close_sent = true;
+        close_fd(c.layer.fd);
+        streams.remove(id);
     }
 
     /// Register (or update) the socket: readable, and writable while sends
@@ -234,11 +498,13 @@ impl Epoll {
         Ok(())
     }
 
-    /// Wait for the socket or `sleep`; true when epoll reported `EPOLLERR`
-    /// (the error queue holds something).
+    /// Wait for the sockets or `sleep`; true when epoll reported
+    /// `EPOLLERR` on the UDP socket (its error queue holds something).
+    /// Stream events are kept in `ready` for the next reap.
     fn epoll_wait(&mut self, sleep: Duration) -> io::Result<bool> {
         let ep = self.ep.as_raw_fd();
         let events = &mut self.events;
+        let max = EVENTS as libc::c_int;
         let rc = if self.pwait2 {
             let ts = libc::timespec {
                 tv_sec: sleep.as_secs() as libc::time_t,
@@ -246,15 +512,15 @@ impl Epoll {
             };
             // SAFETY: `events` and `ts` are valid for the call; null sigmask.
             let rc =
-                unsafe { libc::epoll_pwait2(ep, events.as_mut_ptr(), 4, &ts, std::ptr::null()) };
+                unsafe { libc::epoll_pwait2(ep, events.as_mut_ptr(), max, &ts, std::ptr::null()) };
             if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
                 self.pwait2 = false;
             }
             rc
         } else {
             let ms = sleep.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
-            // SAFETY: `events` is valid for 4 entries.
-            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 4, ms) }
+            // SAFETY: `events` is valid for `max` entries.
+            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), max, ms) }
         };
         if rc < 0 {
             let e = io::Error::last_os_error();
@@ -264,20 +530,23 @@ impl Epoll {
             return Err(e);
         }
         let n = usize::try_from(rc).unwrap_or(0).min(events.len());
-        Ok(events[..n]
-            .iter()
-            .any(|e| e.events & libc::EPOLLERR as u32 != 0))
+        let mut udp_err = false;
+        for e in &events[..n] {
+            let (data, bits) = (e.u64, e.events);
+            if data == 0 {
+                udp_err |= bits & libc::EPOLLERR as u32 != 0;
+            } else {
+                self.ready.push((data, bits));
+            }
+        }
+        Ok(udp_err)
     }
 }
 
-impl LoopIo for Epoll {
-    fn fd(&self) -> RawFd {
-        self.fd
-    }
-
+impl Epoll {
     /// Up to [`MAX_RECV_BATCHES`] `recvmmsg` calls, each datagram to the
     /// inbox.
-    fn reap<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+    fn reap_datagrams<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
         let rx = &mut self.rx;
         for _ in 0..MAX_RECV_BATCHES {
             rx.reset();
@@ -327,7 +596,77 @@ impl LoopIo for Epoll {
         }
         Ok(())
     }
+}
 
+impl LoopIo for Epoll {
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Up to [`MAX_RECV_BATCHES`] `recvmmsg` calls, each datagram to the
+    /// inbox; then the stream events of the last wait.
+    fn reap<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+        self.reap_datagrams(inbox)?;
+        let ready = std::mem::take(&mut self.ready);
+        for &(data, bits) in &ready {
+            if data & CONN_TAG != 0 {
+                let id = ConnId((data & u64::from(u32::MAX)) as u32);
+                let Some(c) = inbox.streams().table.get(id) else {
+                    continue;
+                };
+                if c.layer.io.connecting {
+                    self.connect_done(id, inbox);
+                    continue;
+                }
+                let err =
+                    (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32;
+                if bits & err != 0 {
+                    self.read_conn(id, inbox);
+                }
+                if bits & libc::EPOLLOUT as u32 != 0 {
+                    self.send_conn(id, inbox);
+                }
+            } else if data & LISTENER_TAG != 0 {
+                self.accept_from((data & !LISTENER_TAG) as usize, inbox);
+            }
+        }
+        self.ready = ready;
+        self.ready.clear();
+        Ok(())
+    }
+
+    fn streams<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+        // Completions queue further operations: go on until none is left.
+        for _ in 0..64 {
+            let todo = inbox.streams().take_todo();
+            if todo.is_empty() {
+                break;
+            }
+            for (id, op) in todo {
+                match op {
+                    Op::Connect => self.connect(id, inbox),
+                    Op::Recv => {
+                        let out = inbox
+                            .streams()
+                            .table
+                            .get(id)
+                            .is_some_and(|c| c.layer.io.want_out);
+                        if inbox
+                            .streams()
+                            .table
+                            .get(id)
+                            .is_some_and(|c| !c.layer.io.close_sent)
+                        {
+                            self.conn_interest(inbox.streams(), id, out);
+                        }
+                    }
+                    Op::Send => self.send_conn(id, inbox),
+                    Op::Close => self.close_conn(inbox.streams(), id),
+                }
+            }
+        }
+        Ok(())
+    }
     fn send_buf(&mut self) -> Option<&mut Vec<u8>> {
         self.tx.buf()
     }
@@ -358,10 +697,15 @@ impl LoopIo for Epoll {
             self.want_out = self.tx.blocked;
             self.interest(libc::EPOLL_CTL_MOD)?;
         }
-        if window >= timeout && !self.tx.blocked {
+        // A window covering the whole wait: sleep to the deadline, then
+        // collect the readiness that came meanwhile without waiting (the
+        // stream connections learn of connects, accepts and data from it).
+        let timeout = if window >= timeout && !self.tx.blocked {
             std::thread::sleep(timeout);
-            return Ok(());
-        }
+            Duration::ZERO
+        } else {
+            timeout
+        };
         if self.epoll_wait(timeout)? {
             book.error_pending();
         }
@@ -373,8 +717,16 @@ impl LoopIo for Epoll {
     }
 }
 
-/// Drive `worker` on `socket` until it returns [`Tick::Stop`](super::Tick::Stop).
-pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
-    let mut lp = Epoll::new(socket.as_raw_fd()).map_err(TransportError::Epoll)?;
-    drive(&mut lp, worker).map_err(TransportError::Epoll)
+/// Drive `worker` on `socket`, `listeners` and the connections of
+/// `streams` until it returns [`Tick::Stop`](super::Tick::Stop).
+pub(crate) fn run<W: Worker>(
+    socket: &UdpSocket,
+    listeners: &[Listener],
+    streams: &mut Streams,
+    worker: &mut W,
+) -> Result<IoCounters, TransportError> {
+    let mut lp = Epoll::new(socket.as_raw_fd(), listeners).map_err(TransportError::Epoll)?;
+    let r = drive(&mut lp, streams, worker).map_err(TransportError::Epoll);
+    // Connections still open are closed with the stream core.
+    r
 }

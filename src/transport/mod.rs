@@ -50,14 +50,17 @@ pub mod epoll;
 /// The kernel floor of CPU per call (issue 18): benches and scripts only.
 #[cfg(any(test, feature = "testing"))]
 pub mod floor;
+mod stream;
 /// Small endpoints that exercise the loops: for tests and the `testing`
 /// feature only.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 mod turn;
 pub mod uring;
 
-pub use conn::CloseReason;
+pub use conn::{CloseReason, TlsFailure, errno_name};
+pub use stream::{Listener, StreamSetup};
 
 /// `SO_RXQ_OVFL` (include/uapi/asm-generic/socket.h): ask for a control
 /// message carrying the socket's cumulative count of dropped datagrams.
@@ -143,6 +146,61 @@ pub trait Worker {
     /// it have failed in sending (§18.4). Only stream transports have
     /// connections: the UDP loop never calls this. Default: ignored.
     fn closed(&mut self, _now: Instant, _flow: Flow, _reason: CloseReason) {}
+
+    /// A stream connection is ready to carry messages: TCP connected or
+    /// accepted, and for TLS its handshake done. `flow` names it as the
+    /// worker sends on it (its key for a keyed connection). Default:
+    /// ignored.
+    fn opened(&mut self, _now: Instant, _flow: Flow, _info: Opened) {}
+
+    /// Where the next message starts and ends in `buf`, the unframed bytes
+    /// of a stream connection: the transport knows no message format, so
+    /// the worker frames (SIP: by Content-Length, RFC 3261 §18.3).
+    /// Default: all of it is one message.
+    fn frame(&mut self, buf: &[u8]) -> Frame {
+        Frame::Message {
+            start: 0,
+            end: buf.len(),
+        }
+    }
+
+    /// A keyed connection the worker no longer needs (one per attempt,
+    /// after the attempt ended): the loop closes it once what is queued on
+    /// it went out. Asked after every `tick`. Default: none.
+    fn poll_release(&mut self) -> Option<Flow> {
+        None
+    }
+}
+
+/// See [`Worker::frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole message at `buf[start..end]`; `end` bytes are consumed.
+    Message { start: usize, end: usize },
+    /// Not a whole message yet: wait for more bytes.
+    Partial,
+    /// A keep-alive ping of this many bytes (RFC 5626 §3.5.1: CRLFCRLF),
+    /// answered with a pong (CRLF).
+    Ping(usize),
+    /// Bytes to drop (a keep-alive pong, CRLF).
+    Skip(usize),
+    /// The bytes cannot be framed: the connection is closed
+    /// ([`CloseReason::Malformed`]).
+    Invalid,
+}
+
+/// What [`Worker::opened`] learns about a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// This side accepted it (a server's connection).
+    pub inbound: bool,
+    /// From the start of the connect to TCP's handshake done (outbound
+    /// connections only).
+    pub connect: Option<Duration>,
+    /// From TCP established (or accepted) to the TLS handshake done.
+    pub tls_handshake: Option<Duration>,
+    /// The TLS session was resumed (RFC 8446 §2.2, RFC 5077).
+    pub resumed: bool,
 }
 
 /// The worker's answer to a loop turn.
@@ -175,6 +233,13 @@ pub struct IoCounters {
     /// ICMP errors read from the socket's error queue and reported to
     /// [`Worker::unreachable`] (port, host or network unreachable).
     pub icmp_errors: u64,
+    /// Stream connections open now (a gauge, not cumulative), connecting
+    /// and closing ones included.
+    pub conns_open: u64,
+    /// Messages framed out of stream connections.
+    pub stream_messages_received: u64,
+    /// Messages queued on stream connections.
+    pub stream_messages_sent: u64,
 }
 
 /// Which event loop drives the worker.
@@ -218,6 +283,14 @@ impl std::fmt::Display for Backend {
 pub enum TransportError {
     #[error("cannot bind UDP socket on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on {kind}:{addr}: {source}")]
+    BindStream {
+        kind: crate::flow::TransportKind,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("cannot set up socket: {0}")]
     Socket(io::Error),
     #[error("io_uring is not usable here: {0}")]
@@ -256,15 +329,85 @@ impl Backend {
 /// Run `worker` on `socket` with `backend` (already resolved) until the worker
 /// returns [`Tick::Stop`]. The worker owns every decision about stopping and
 /// draining; the loop only guarantees a `tick` at least every [`MAX_SLEEP`].
+/// Datagrams only: see [`run_worker_loop`] for stream connections.
 pub fn run_loop<W: Worker>(
     backend: Backend,
     socket: &UdpSocket,
     worker: &mut W,
 ) -> Result<IoCounters, TransportError> {
+    run_worker_loop(backend, socket, &[], &StreamSetup::new(), worker)
+}
+
+/// [`run_loop`] with stream connections: `listeners` (a server's TCP and
+/// TLS sockets) and outbound connections as `streams` allows. The
+/// connection table is the loop's own and dies with it; no connection
+/// outlives its worker's loop.
+pub fn run_worker_loop<W: Worker>(
+    backend: Backend,
+    socket: &UdpSocket,
+    listeners: &[Listener],
+    streams: &StreamSetup,
+    worker: &mut W,
+) -> Result<IoCounters, TransportError> {
+    let mut setup = streams.clone();
+    setup.enabled |= !listeners.is_empty();
+    // Declared before the loop runs, dropped after its ring: in-flight
+    // operations never outlive the memory they point at.
+    let mut table = stream::Streams::new(setup);
     match backend {
-        Backend::Uring | Backend::Auto => uring::run(socket, worker),
-        Backend::Epoll => epoll::run(socket, worker),
+        Backend::Uring | Backend::Auto => uring::run(socket, listeners, &mut table, worker),
+        Backend::Epoll => epoll::run(socket, listeners, &mut table, worker),
     }
+}
+
+/// Bind a TCP listening socket on `addr` for `kind` (TCP or TLS):
+/// non-blocking, `SO_REUSEADDR`, and `SO_REUSEPORT` with `reuse_port` so
+/// each worker of a server has its own accept queue on one address (the
+/// kernel spreads new connections among them).
+pub fn bind_listener(
+    kind: crate::flow::TransportKind,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> Result<Listener, TransportError> {
+    let fd = new_socket(addr, libc::SOCK_STREAM).map_err(TransportError::Socket)?;
+    // SAFETY: `fd` is a fresh socket nothing else owns; the listener
+    // closes it on drop (also on early return).
+    let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).map_err(TransportError::Socket)?;
+    if reuse_port {
+        setsockopt_int(fd, libc::SOL_SOCKET, SO_REUSEPORT, 1).map_err(TransportError::Socket)?;
+    }
+    bind_fd(fd, addr).map_err(|source| TransportError::BindStream { kind, addr, source })?;
+    // SAFETY: plain listen(2) on the socket bound above.
+    if unsafe { libc::listen(fd, 4096) } < 0 {
+        return Err(TransportError::Socket(io::Error::last_os_error()));
+    }
+    Ok(Listener { kind, socket })
+}
+
+/// Raise this process's open-file limit to its hard limit: every stream
+/// connection is a descriptor, and the common soft limit (1,024) is far
+/// below what a connection storm needs. Returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is valid for writes; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `want` is a valid rlimit not above the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            return want.rlim_cur;
+        }
+    }
+    lim.rlim_cur
 }
 
 /// Socket options for a worker's socket.
@@ -303,23 +446,8 @@ impl Default for SocketOptions {
 /// Create a non-blocking UDP socket bound to `addr` with raised buffers and
 /// drop counting enabled.
 pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, TransportError> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call with constant arguments; the result is
-    // checked before use.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(TransportError::Socket(io::Error::last_os_error()));
-    }
+    let family = family_of(addr);
+    let fd = new_socket(addr, libc::SOCK_DGRAM).map_err(TransportError::Socket)?;
     // SAFETY: `fd` is a freshly created socket that nothing else owns; the
     // UdpSocket takes ownership and closes it on drop (also on early return).
     let sock = unsafe { UdpSocket::from_raw_fd(fd) };
@@ -353,18 +481,46 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> Result<UdpSocket, Tran
             let _ = setsockopt_int(fd, libc::SOL_SOCKET, plain, want);
         }
     }
+    bind_fd(fd, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    Ok(sock)
+}
+
+fn family_of(addr: SocketAddr) -> libc::c_int {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A non-blocking, close-on-exec socket of type `ty` (`SOCK_DGRAM`,
+/// `SOCK_STREAM`) for the family of `addr`; the caller owns the fd.
+pub(crate) fn new_socket(addr: SocketAddr, ty: libc::c_int) -> io::Result<RawFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            family_of(addr),
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// bind(2) `fd` to `addr`.
+pub(crate) fn bind_fd(fd: RawFd, addr: SocketAddr) -> io::Result<()> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let len = sockaddr_from(addr, &mut storage);
-    // SAFETY: `storage` holds a valid sockaddr of length `len` for `family`.
-    let rc = unsafe { libc::bind(fd, (&raw const storage).cast(), len) };
-    if rc < 0 {
-        return Err(TransportError::Bind {
-            addr,
-            source: io::Error::last_os_error(),
-        });
+    // SAFETY: `storage` holds a valid sockaddr of length `len`; `fd` is the
+    // caller's open socket.
+    if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(sock)
+    Ok(())
 }
 
 fn setsockopt_int(

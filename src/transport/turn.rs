@@ -13,10 +13,20 @@
 //! 2. `Worker::tick(now)`;
 //! 3. the worker's `poll_transmit` output goes into the backend's send
 //!    buffers ([`LoopIo::send_buf`], [`LoopIo::queue_send`]) until it has no
-//!    more or the backend no room; a message on a flow this loop cannot
-//!    carry (anything but UDP) is counted in `send_errors` and dropped;
-//! 4. [`LoopIo::wait`]: submit the sends and sleep until I/O, the worker's
-//!    wake-up instant or [`MAX_SLEEP`], with the worker's batch window.
+//!    more or the backend no room; a message on a stream flow goes to the
+//!    stream core ([`Streams::send`]), which queues it on its connection
+//!    (opening one if need be); one it refuses is counted in `send_errors`
+//!    and reported to `Worker::unreachable` in the next receive phase; then
+//!    the worker's released connections ([`Worker::poll_release`]);
+//! 4. [`LoopIo::streams`]: the backend carries out the stream operations
+//!    the core queued (connect, receive, send, close);
+//! 5. [`LoopIo::wait`]: submit the sends and sleep until I/O, the worker's
+//!    wake-up instant, a connection deadline or [`MAX_SLEEP`], with the
+//!    worker's batch window.
+//!
+//! Stream completions (connected, bytes, end of stream, sent, accepted)
+//! reach the core through the [`Inbox`] in the receive phase, which also
+//! expires connection deadlines.
 //!
 //! After `Tick::Stop` the worker still empties its transmit queue; the loop
 //! keeps sending for at most [`FLUSH_LIMIT`], counting (not delivering)
@@ -28,8 +38,9 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::flow::{Flow, TransportKind};
+use crate::flow::{ConnId, Flow, TransportKind};
 
+use super::stream::Streams;
 use super::{IoCounters, MAX_SLEEP, RxClock, Tick, Worker};
 
 /// Longest the loop keeps sending after the worker stopped.
@@ -74,6 +85,11 @@ pub(crate) trait LoopIo {
 
     /// Sends queued or in flight.
     fn sends_pending(&self) -> bool;
+
+    /// Carry out the operations the stream core queued
+    /// ([`Streams::take_todo`]), reporting what completes at once through
+    /// `inbox`.
+    fn streams<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()>;
 }
 
 /// The loop's bookkeeping: the counters and whether the error queue needs
@@ -135,6 +151,7 @@ pub(crate) struct Inbox<'a, W> {
     book: &'a mut Book,
     clock: &'a mut RxClock,
     worker: Option<&'a mut W>,
+    streams: &'a mut Streams,
 }
 
 impl<W: Worker> Inbox<'_, W> {
@@ -163,6 +180,56 @@ impl<W: Worker> Inbox<'_, W> {
         self.book
     }
 
+    /// The stream core, for a backend's bookkeeping of its connections.
+    pub(crate) fn streams(&mut self) -> &mut Streams {
+        self.streams
+    }
+
+    /// A listener of `kind` accepted `fd`.
+    pub(crate) fn accepted(&mut self, kind: TransportKind, fd: RawFd) {
+        let now = self.clock.now;
+        self.streams
+            .accepted(now, kind, fd, self.worker.as_deref_mut());
+    }
+
+    /// The connect of `id` finished.
+    pub(crate) fn connected(&mut self, id: ConnId, result: Result<(), i32>) {
+        let now = self.clock.now;
+        self.streams
+            .on_connect(now, id, result, self.worker.as_deref_mut());
+    }
+
+    /// Bytes received on connection `id`.
+    pub(crate) fn stream_data(&mut self, id: ConnId, bytes: &[u8]) {
+        let now = self.clock.now;
+        self.book.io.bytes_received += bytes.len() as u64;
+        self.streams
+            .on_data(now, id, bytes, self.worker.as_deref_mut());
+    }
+
+    /// The peer of `id` ended its side.
+    pub(crate) fn stream_eof(&mut self, id: ConnId) {
+        let now = self.clock.now;
+        self.streams.on_eof(now, id, self.worker.as_deref_mut());
+    }
+
+    /// Receiving on `id` failed.
+    pub(crate) fn stream_error(&mut self, id: ConnId, errno: i32) {
+        let now = self.clock.now;
+        self.streams
+            .on_recv_error(now, id, errno, self.worker.as_deref_mut());
+    }
+
+    /// A send on `id` finished.
+    pub(crate) fn stream_sent(&mut self, id: ConnId, result: Result<usize, i32>) {
+        let now = self.clock.now;
+        if let Ok(n) = result {
+            self.book.io.bytes_sent += n as u64;
+        }
+        self.streams
+            .on_sent(now, id, result, self.worker.as_deref_mut());
+    }
+
     /// An ICMP error for a datagram sent to `dest`.
     fn unreachable(&mut self, now: Instant, dest: Flow, errno: i32) {
         self.book.io.icmp_errors += 1;
@@ -187,24 +254,38 @@ fn sleep_for(now: Instant, wake: Option<Instant>) -> Duration {
     }
 }
 
-/// Run `worker` over `backend` until it returns [`Tick::Stop`], then flush.
+/// Run `worker` over `backend` and the stream connections in `streams`
+/// until it returns [`Tick::Stop`], then flush.
 pub(crate) fn drive<B: LoopIo, W: Worker>(
     backend: &mut B,
+    streams: &mut Streams,
     worker: &mut W,
 ) -> io::Result<IoCounters> {
     let mut t = Turns {
         book: Book::default(),
         clock: RxClock::new(Instant::now()),
         refused: Vec::new(),
+        streams,
     };
     loop {
         let now = Instant::now();
         t.receive(backend, now, Some(&mut *worker))?;
         t.book.io.turns += 1;
+        t.book.io.conns_open = t.streams.len() as u64;
+        t.book.io.stream_messages_received = t.streams.messages_received;
+        t.book.io.stream_messages_sent = t.streams.messages_sent;
         let tick = worker.tick(now, &t.book.io);
         let backlog = t.queue_sends(backend, worker, true)?;
+        while let Some(flow) = worker.poll_release() {
+            t.streams.release(flow);
+        }
+        t.run_streams(backend, Some(&mut *worker))?;
         let Tick::Continue(wake) = tick else {
             break;
+        };
+        let wake = match (wake, t.streams.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let sleep = if !t.refused.is_empty() {
             // Report the refused messages at once (next receive phase).
@@ -222,18 +303,20 @@ pub(crate) fn drive<B: LoopIo, W: Worker>(
 }
 
 /// State [`drive`] keeps across turns.
-struct Turns {
+struct Turns<'s> {
     book: Book,
     /// Arrival instants from kernel timestamps.
     clock: RxClock,
-    /// Messages dropped because this loop cannot carry their flow, to
-    /// report in the next receive phase.
-    refused: Vec<Flow>,
+    /// Messages dropped because they cannot go out (a flow this loop
+    /// cannot carry, a connection that cannot be opened), with the errno,
+    /// to report in the next receive phase.
+    refused: Vec<(Flow, i32)>,
+    streams: &'s mut Streams,
 }
 
-impl Turns {
+impl Turns<'_> {
     /// The receive phase: completions, then the error queue, then the
-    /// refused messages of the last turn.
+    /// refused messages of the last turn, then connection deadlines.
     fn receive<B: LoopIo, W: Worker>(
         &mut self,
         backend: &mut B,
@@ -245,17 +328,37 @@ impl Turns {
             book: &mut self.book,
             clock: &mut self.clock,
             worker,
+            streams: self.streams,
         };
         backend.reap(&mut inbox)?;
         if std::mem::take(&mut inbox.book.errq) {
             drain_error_queue(backend.fd(), now, &mut inbox);
         }
+        inbox.streams.expire(now, inbox.worker.as_deref_mut());
         if let Some(w) = inbox.worker {
-            for flow in self.refused.drain(..) {
-                w.unreachable(now, flow, UNSUPPORTED_FLOW);
+            for (flow, errno) in self.refused.drain(..) {
+                w.unreachable(now, flow, errno);
             }
         }
         Ok(())
+    }
+
+    /// Let the backend carry out the stream core's operations.
+    fn run_streams<B: LoopIo, W: Worker>(
+        &mut self,
+        backend: &mut B,
+        worker: Option<&mut W>,
+    ) -> io::Result<()> {
+        if self.streams.todo.is_empty() {
+            return Ok(());
+        }
+        let mut inbox = Inbox {
+            book: &mut self.book,
+            clock: &mut self.clock,
+            worker,
+            streams: self.streams,
+        };
+        backend.streams(&mut inbox)
     }
 
     /// Move the worker's messages into the backend's send buffers. Returns
@@ -276,12 +379,18 @@ impl Turns {
                 return Ok(false);
             };
             if flow.transport != TransportKind::Udp {
-                // Only datagrams here: a stream message sent as a datagram
-                // would reach the peer's UDP port as garbage. The buffer
+                // A stream message goes to its connection; the buffer
                 // stays free for the next message.
-                self.book.io.send_errors += 1;
-                if report {
-                    self.refused.push(flow);
+                let r = if flow.transport.is_stream() {
+                    self.streams.send(self.clock.now, flow, buf)
+                } else {
+                    Err(UNSUPPORTED_FLOW)
+                };
+                if let Err(errno) = r {
+                    self.book.io.send_errors += 1;
+                    if report {
+                        self.refused.push((flow, errno));
+                    }
                 }
                 continue;
             }
@@ -293,10 +402,20 @@ impl Turns {
     /// [`FLUSH_LIMIT`].
     fn flush<B: LoopIo, W: Worker>(&mut self, backend: &mut B, worker: &mut W) -> io::Result<()> {
         let deadline = Instant::now() + FLUSH_LIMIT;
+        let mut closed = false;
         loop {
             let backlog = self.queue_sends(backend, worker, false)?;
+            if !backlog && !closed {
+                // Everything the worker had is queued: close the
+                // connections once it went out.
+                self.streams.close_all(Instant::now());
+                closed = true;
+            }
+            self.run_streams(backend, None::<&mut W>)?;
             backend.submit(&mut self.book)?;
-            if (!backlog && !backend.sends_pending()) || Instant::now() >= deadline {
+            let streams_done = closed && self.streams.is_empty();
+            if (!backlog && !backend.sends_pending() && streams_done) || Instant::now() >= deadline
+            {
                 return Ok(());
             }
             backend.wait(FLUSH_STEP, Duration::ZERO, &mut self.book)?;

@@ -21,6 +21,20 @@
 //!   multishot, which is re-armed) or a send fail with it (the send did not
 //!   happen and is submitted once more). Any of these marks the error
 //!   queue, which the turn reads before the worker's tick.
+//! - Streams (when the worker has any): each listener has a multishot
+//!   `Accept`; a connect is a `Connect` on a socket the stream core made
+//!   (its address in the connection's boxed `OpMem`); each connection has
+//!   a multishot `Recv` selecting buffers from a second provided-buffer
+//!   ring (group [`STREAM_BGID`], [`STREAM_BUFS`] buffers of
+//!   [`STREAM_BUF_SIZE`] bytes shared by all connections); a send is one
+//!   `SendMsg` (`MSG_NOSIGNAL`) of the write queue's iovecs, at most one in
+//!   flight per connection; a close is an `AsyncCancel` of each operation
+//!   in flight on the socket (by its `user_data`), then, once nothing is,
+//!   a `Close`. A
+//!   connection's entry (and the memory its operations point at: `OpMem`,
+//!   the write queue's chunks) leaves the table only after its `Close`
+//!   completed. `user_data` of a stream operation is its kind in the top
+//!   byte and the connection id (or listener index) in the low 32 bits.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
@@ -33,8 +47,29 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use super::stream::{Listener, Op, Streams, listener_fd};
 use super::turn::{Book, Inbox, LoopIo, drive};
 use super::{CONTROL_LEN, IoCounters, MAX_DATAGRAM, TransportError, Worker};
+use crate::flow::{ConnId, TransportKind};
+
+/// Buffer group of the stream receive ring.
+const STREAM_BGID: u16 = 2;
+/// Provided stream receive buffers per worker (power of two).
+const STREAM_BUFS: u16 = 512;
+/// One stream receive buffer: a whole TLS record (16 KiB plus overhead)
+/// usually fits; 512 of them are 8 MiB per worker.
+const STREAM_BUF_SIZE: usize = 16 * 1024;
+/// Top byte of `user_data` for stream operations.
+const OP_ACCEPT: u64 = 1;
+const OP_CONNECT: u64 = 2;
+const OP_RECV: u64 = 3;
+const OP_SEND: u64 = 4;
+const OP_CANCEL: u64 = 5;
+const OP_CLOSE: u64 = 6;
+
+fn stream_tag(op: u64, low: u32) -> u64 {
+    (op << 56) | u64::from(low)
+}
 
 /// Buffer group id of the receive ring (one ring per io_uring instance).
 const BGID: u16 = 1;
@@ -82,7 +117,7 @@ pub fn probe() -> io::Result<()> {
             "kernel lacks IORING_FEAT_EXT_ARG",
         ));
     }
-    let probe_bufs = BufRing::new(8)?;
+    let probe_bufs = BufRing::new(8, RECV_BUF_SIZE)?;
     // SAFETY: the ring memory stays alive until it is unregistered just below
     // (and `probe_bufs` outlives that call).
     unsafe {
@@ -98,6 +133,20 @@ pub fn probe() -> io::Result<()> {
             "kernel lacks IORING_OP_RECVMSG",
         ));
     }
+    for (code, name) in [
+        (opcode::AcceptMulti::CODE, "ACCEPT"),
+        (opcode::Connect::CODE, "CONNECT"),
+        (opcode::RecvMulti::CODE, "RECV"),
+        (opcode::Close::CODE, "CLOSE"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !p.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("kernel lacks IORING_OP_{name}"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -109,18 +158,20 @@ struct BufRing {
     bufs: *mut u8,
     bufs_layout: Layout,
     entries: u16,
+    /// Bytes per buffer.
+    size: usize,
     /// Our copy of the tail; published to the kernel by `commit`.
     tail: u16,
 }
 
 impl BufRing {
-    fn new(entries: u16) -> io::Result<BufRing> {
+    fn new(entries: u16, size: usize) -> io::Result<BufRing> {
         let oom = || io::Error::new(io::ErrorKind::OutOfMemory, "buffer ring allocation failed");
         let ring_layout =
             Layout::from_size_align(usize::from(entries) * size_of::<BufRingEntry>(), 4096)
                 .map_err(|_| oom())?;
-        let bufs_layout = Layout::from_size_align(usize::from(entries) * RECV_BUF_SIZE, 4096)
-            .map_err(|_| oom())?;
+        let bufs_layout =
+            Layout::from_size_align(usize::from(entries) * size, 4096).map_err(|_| oom())?;
         // SAFETY: both layouts have non-zero size (entries > 0).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
         // SAFETY: as above.
@@ -143,6 +194,7 @@ impl BufRing {
             bufs,
             bufs_layout,
             entries,
+            size,
             tail: 0,
         };
         for bid in 0..entries {
@@ -164,9 +216,9 @@ impl BufRing {
         // tail, and this slot is past the published tail.
         let entry = unsafe { &mut *self.ring.add(idx) };
         // SAFETY: bid < entries, so the buffer is inside the allocation.
-        let addr = unsafe { self.bufs.add(usize::from(bid) * RECV_BUF_SIZE) };
+        let addr = unsafe { self.bufs.add(usize::from(bid) * self.size) };
         entry.set_addr(addr as u64);
-        entry.set_len(RECV_BUF_SIZE as u32);
+        entry.set_len(self.size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
     }
@@ -184,14 +236,14 @@ impl BufRing {
 
     /// The first `len` bytes of buffer `bid`, which the kernel has completed.
     fn get(&self, bid: u16, len: usize) -> Option<&[u8]> {
-        if bid >= self.entries || len > RECV_BUF_SIZE {
+        if bid >= self.entries || len > self.size {
             return None;
         }
         // SAFETY: in bounds (checked above); the kernel handed this buffer
         // back to us in a completion and does not touch it until we push it
         // again, which happens after the returned borrow ends.
         Some(unsafe {
-            std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * RECV_BUF_SIZE), len)
+            std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * self.size), len)
         })
     }
 }
@@ -222,6 +274,10 @@ struct SendSlot {
 struct Loop {
     ring: IoUring,
     bufs: BufRing,
+    /// Stream receive buffers (only when the worker has streams).
+    sbufs: Option<BufRing>,
+    /// Listeners: transport, socket, multishot accept armed.
+    listeners: Vec<(TransportKind, RawFd, bool)>,
     recv_msg: Box<libc::msghdr>,
     slots: Box<[SendSlot]>,
     free: Vec<usize>,
@@ -268,14 +324,30 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
 }
 
 impl Loop {
-    fn new(socket: &UdpSocket) -> io::Result<Loop> {
+    fn new(socket: &UdpSocket, listeners: &[Listener], streams: bool) -> io::Result<Loop> {
         let ring = build_ring(SQ_ENTRIES)?;
-        let bufs = BufRing::new(RECV_BUFS)?;
+        let bufs = BufRing::new(RECV_BUFS, RECV_BUF_SIZE)?;
         // SAFETY: the ring memory lives in `bufs`, which is dropped after
         // `ring` (field order of `Loop`).
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.ring_addr(), RECV_BUFS, BGID, 0)?
+        };
+        let sbufs = if streams {
+            let sb = BufRing::new(STREAM_BUFS, STREAM_BUF_SIZE)?;
+            // SAFETY: the ring memory lives in `sbufs`, dropped after
+            // `ring` (field order of `Loop`).
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    sb.ring_addr(),
+                    STREAM_BUFS,
+                    STREAM_BGID,
+                    0,
+                )?
+            };
+            Some(sb)
+        } else {
+            None
         };
         let recv_msg = Box::new(recv_template());
         let slots = (0..SEND_SLOTS)
@@ -296,6 +368,11 @@ impl Loop {
         Ok(Loop {
             ring,
             bufs,
+            sbufs,
+            listeners: listeners
+                .iter()
+                .map(|l| (l.kind, listener_fd(l), false))
+                .collect(),
             recv_msg,
             slots,
             free: (0..SEND_SLOTS).rev().collect(),
@@ -428,12 +505,97 @@ impl LoopIo for Loop {
         if self.err_poll && !self.err_armed {
             self.arm_err_poll()?;
         }
+        for i in 0..self.listeners.len() {
+            if !self.listeners[i].2 {
+                let e = opcode::AcceptMulti::new(types::Fd(self.listeners[i].1))
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(stream_tag(OP_ACCEPT, i as u32));
+                self.push(&e)?;
+                self.listeners[i].2 = true;
+            }
+        }
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in &mut cq {
             let ud = cqe.user_data();
             let res = cqe.result();
             let flags = cqe.flags();
+            let op = ud >> 56;
+            if (OP_ACCEPT..=OP_CLOSE).contains(&op) {
+                let low = ud as u32;
+                if op == OP_ACCEPT {
+                    let Some(l) = self.listeners.get_mut(low as usize) else {
+                        continue;
+                    };
+                    if !cqueue::more(flags) {
+                        l.2 = false;
+                    }
+                    if res >= 0 {
+                        inbox.accepted(l.0, res);
+                    }
+                    continue;
+                }
+                let id = ConnId(low);
+                let Some(c) = inbox.streams().table.get_mut(id) else {
+                    continue;
+                };
+                let io = &mut c.layer.io;
+                match op {
+                    OP_CONNECT => {
+                        io.ops -= 1;
+                        inbox.connected(id, if res < 0 { Err(-res) } else { Ok(()) });
+                    }
+                    OP_RECV => {
+                        if !cqueue::more(flags) {
+                            io.ops -= 1;
+                            io.recv_armed = false;
+                        }
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            if res > 0
+                                && let Some(sb) = &self.sbufs
+                                && let Some(data) = sb.get(bid, usize::try_from(res).unwrap_or(0))
+                            {
+                                inbox.stream_data(id, data);
+                            }
+                            if let Some(sb) = &mut self.sbufs {
+                                sb.push(bid);
+                            }
+                        } else if res == 0 {
+                            inbox.stream_eof(id);
+                        } else if res == -libc::ENOBUFS {
+                            // The buffer ring ran dry: armed again below.
+                        } else if res < 0 && res != -libc::ECANCELED {
+                            inbox.stream_error(id, -res);
+                        }
+                        if let Some(c) = inbox.streams().table.get(id)
+                            && !c.layer.io.recv_armed
+                            && !c.layer.closing()
+                            && res != 0
+                        {
+                            inbox.streams().todo.push((id, Op::Recv));
+                        }
+                    }
+                    OP_SEND => {
+                        io.ops -= 1;
+                        inbox.stream_sent(id, usize::try_from(res).map_err(|_| -res));
+                    }
+                    OP_CANCEL => io.ops -= 1,
+                    _ => {
+                        io.ops -= 1;
+                        inbox.streams().remove(id);
+                        continue;
+                    }
+                }
+                if let Some(c) = inbox.streams().table.get(id)
+                    && c.layer.closing()
+                    && c.layer.io.ops == 0
+                    && !c.layer.io.close_sent
+                {
+                    inbox.streams().todo.push((id, Op::Close));
+                }
+                continue;
+            }
             if ud == ERR_TAG {
                 if !cqueue::more(flags) {
                     self.err_armed = false;
@@ -483,6 +645,9 @@ impl LoopIo for Loop {
         }
         drop(cq);
         self.bufs.commit();
+        if let Some(sb) = &self.sbufs {
+            sb.commit();
+        }
         while let Some(idx) = self.resend.pop() {
             self.push_send(idx)?;
         }
@@ -533,10 +698,121 @@ impl LoopIo for Loop {
     fn sends_pending(&self) -> bool {
         self.free.len() != SEND_SLOTS || !self.resend.is_empty()
     }
+
+    fn streams<W: Worker>(&mut self, inbox: &mut Inbox<'_, W>) -> io::Result<()> {
+        let todo = inbox.streams().take_todo();
+        for (id, op) in todo {
+            let streams = inbox.streams();
+            if op == Op::Send {
+                let Some(c) = streams.table.get(id) else {
+                    continue;
+                };
+                let io = &c.layer.io;
+                if io.sending > 0 || io.connecting || io.cancel_sent || !c.layer.can_send() {
+                    continue;
+                }
+                let (n, total) = streams.fill_iovs(id);
+                let Some(c) = streams.table.get_mut(id) else {
+                    continue;
+                };
+                if n == 0 {
+                    continue;
+                }
+                let e = opcode::SendMsg::new(types::Fd(c.layer.fd), &raw const c.layer.io.mem.msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+                    .user_data(stream_tag(OP_SEND, id.0));
+                c.layer.io.sending = total;
+                c.layer.io.ops += 1;
+                self.push(&e)?;
+                continue;
+            }
+            let Some(c) = streams.table.get_mut(id) else {
+                continue;
+            };
+            let fd = types::Fd(c.layer.fd);
+            let closing = c.layer.closing();
+            let io = &mut c.layer.io;
+            let entry = match op {
+                Op::Connect => {
+                    if closing || io.connecting {
+                        continue;
+                    }
+                    io.connecting = true;
+                    opcode::Connect::new(fd, (&raw const io.mem.addr).cast(), io.mem.addr_len)
+                        .build()
+                        .user_data(stream_tag(OP_CONNECT, id.0))
+                }
+                Op::Recv => {
+                    if io.recv_armed || io.close_sent || self.sbufs.is_none() {
+                        continue;
+                    }
+                    io.recv_armed = true;
+                    opcode::RecvMulti::new(fd, STREAM_BGID)
+                        .build()
+                        .user_data(stream_tag(OP_RECV, id.0))
+                }
+                Op::Close => {
+                    c.layer.set_closing();
+                    let io = &mut c.layer.io;
+                    if io.close_sent {
+                        continue;
+                    }
+                    if io.ops > 0 {
+                        if io.cancel_sent {
+                            continue;
+                        }
+                        io.cancel_sent = true;
+                        // Cancel each operation in flight by its user_data
+                        // (a cancel by fd scans every request of the ring:
+                        // costly with thousands of armed receives).
+                        let inflight = [
+                            (io.connecting, OP_CONNECT),
+                            (io.recv_armed, OP_RECV),
+                            (io.sending > 0, OP_SEND),
+                        ];
+                        let mut cancels = 0;
+                        for (on, op) in inflight {
+                            if on {
+                                let e = opcode::AsyncCancel::new(stream_tag(op, id.0))
+                                    .build()
+                                    .user_data(stream_tag(OP_CANCEL, id.0));
+                                self.push(&e)?;
+                                cancels += 1;
+                            }
+                        }
+                        if let Some(c) = inbox.streams().table.get_mut(id) {
+                            c.layer.io.ops += cancels;
+                        }
+                        continue;
+                    } else {
+                        io.close_sent = true;
+                        opcode::Close::new(fd)
+                            .build()
+                            .user_data(stream_tag(OP_CLOSE, id.0))
+                    }
+                }
+                Op::Send => continue,
+            };
+            c.layer.io.ops += 1;
+            self.push(&entry)?;
+        }
+        Ok(())
+    }
 }
 
-/// Drive `worker` on `socket` until it returns [`Tick::Stop`](super::Tick::Stop).
-pub fn run<W: Worker>(socket: &UdpSocket, worker: &mut W) -> Result<IoCounters, TransportError> {
-    let mut lp = Loop::new(socket).map_err(TransportError::UringUnavailable)?;
-    drive(&mut lp, worker).map_err(TransportError::Uring)
+/// Drive `worker` on `socket`, `listeners` and the connections of
+/// `streams` until it returns [`Tick::Stop`](super::Tick::Stop).
+///
+/// `streams` outlives the ring (it is the caller's): the ring, and with it
+/// every operation in flight, is gone before the connections' memory is.
+pub(crate) fn run<W: Worker>(
+    socket: &UdpSocket,
+    listeners: &[Listener],
+    streams: &mut Streams,
+    worker: &mut W,
+) -> Result<IoCounters, TransportError> {
+    let mut lp = Loop::new(socket, listeners, streams.enabled())
+        .map_err(TransportError::UringUnavailable)?;
+    drive(&mut lp, streams, worker).map_err(TransportError::Uring)
 }

@@ -32,18 +32,23 @@ pub fn tmpdir(tag: &str) -> PathBuf {
 /// A `sipstorm serve` child on an ephemeral loopback port.
 pub struct Server {
     pub child: Child,
+    /// The UDP address (when it listens on UDP).
     pub addr: String,
+    /// `(transport, address)` of each `tcp:`/`tls:` listener.
+    pub streams: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn start(backend: &str, workers: u32, extra: &[&str]) -> Server {
-        Server::start_on("127.0.0.1:0", backend, workers, extra)
+        Server::start_on(backend, workers, &["127.0.0.1:0"], extra)
     }
 
-    /// [`Server::start`] on another address (`[::1]:0`).
-    pub fn start_on(listen: &str, backend: &str, workers: u32, extra: &[&str]) -> Server {
+    /// With `--listen` for each of `listen` (`udp:`, `tcp:`, `tls:`).
+    pub fn start_on(backend: &str, workers: u32, listen: &[&str], extra: &[&str]) -> Server {
         let mut child = bin()
-            .args(["serve", "--listen", listen, "--quiet", "--backend", backend])
+            .arg("serve")
+            .args(listen.iter().flat_map(|l| ["--listen", l]))
+            .args(["--quiet", "--backend", backend])
             .args(["--workers", &workers.to_string()])
             .args(extra)
             .stderr(Stdio::piped())
@@ -53,18 +58,58 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut addr = None;
+        let mut words = None;
         while Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
-            if let Some(rest) = line.split("listening on udp ").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_string);
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let upto = rest.split(" with ").next().unwrap_or("");
+                words = Some(
+                    upto.split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>(),
+                );
                 break;
             }
         }
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let addr = addr.expect("serve printed its address");
-        Server { child, addr }
+        let words = words.expect("serve printed its addresses");
+        let pairs: Vec<(String, String)> = words
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
+        let addr = pairs
+            .iter()
+            .find(|(k, _)| k == "udp")
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let streams = pairs.into_iter().filter(|(k, _)| k != "udp").collect();
+        Server {
+            child,
+            addr,
+            streams,
+        }
+    }
+
+    /// The address of the listener of `kind` (`tcp`, `tls`).
+    pub fn stream(&self, kind: &str) -> String {
+        self.streams
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("serve has no {kind} listener: {:?}", self.streams))
+    }
+
+    /// Resident memory of the server process, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn stop(mut self) {

@@ -360,3 +360,66 @@ fn reliable_flows_are_lossless_and_ordered_in_the_sim() {
         p.assert_clean();
     }
 }
+
+/// Connection keys (`ClientConfig::connection`): one per attempt, released
+/// when the attempt ends (`-t tn`); one per user or per pool slot, never
+/// released (they stay open for the run); none over UDP. Contacts name
+/// the transport: `;transport=tcp` over TCP, `sips:` over TLS (RFC 5630),
+/// on both sides when the server listens on that transport.
+#[test]
+fn connection_keys_and_contacts_per_transport() {
+    use crate::flow::{ConnectionMode, TransportKind::Tls};
+    // (mode, transport, attempts, released, Contact fragment)
+    let rows: [(ConnectionMode, TransportKind, usize, usize, &str); 5] = [
+        (ConnectionMode::Call, Tcp, 3, 3, ";transport=tcp>"),
+        (ConnectionMode::User, Tcp, 3, 0, ";transport=tcp>"),
+        (ConnectionMode::Shared(2), Tls, 3, 0, "<sips:"),
+        (ConnectionMode::Call, Tls, 2, 2, "<sips:"),
+        (ConnectionMode::Call, Udp, 2, 0, "<sip:"),
+    ];
+    for (mode, transport, n, released, contact) in rows {
+        for scenario in [Scenario::Register, Scenario::Call] {
+            let mut cc = ccfg(scenario);
+            cc.transport = transport;
+            cc.connection = mode;
+            let mut sc = scfg();
+            sc.listen = vec![(transport, addr(S))];
+            let mut p = pair(cc, sc, NetConfig::default());
+            p.start(n, Duration::from_millis(50));
+            p.run(Duration::from_secs(2));
+            let what = format!("{mode} {transport} {scenario:?}");
+            assert_eq!(p.outcomes(), vec![Outcome::Success; n], "{what}");
+            let mut keys = Vec::new();
+            while let Some(f) = p.sim.ep(p.c).poll_released() {
+                assert!(f.conn.is_key(), "{what}: {f}");
+                assert_eq!((f.transport, f.peer), (transport, addr(S)), "{what}");
+                keys.push(f.conn);
+            }
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), released, "{what}: one key per attempt");
+            // Every Contact this pair wrote (client REGISTER/INVITE, server
+            // 200) names the transport.
+            let contacts: Vec<String> = p
+                .sim
+                .trace
+                .iter()
+                .filter_map(|t| {
+                    let m = sip::parse(&t.3).ok()?;
+                    m.header(b"Contact")
+                        .map(|c| String::from_utf8_lossy(c).into_owned())
+                })
+                .collect();
+            assert!(!contacts.is_empty(), "{what}");
+            for c in &contacts {
+                assert!(c.contains(contact), "{what}: {c}");
+                if transport == Udp {
+                    assert!(
+                        !c.contains("transport=") && !c.contains("sips:"),
+                        "{what}: {c}"
+                    );
+                }
+            }
+        }
+    }
+}

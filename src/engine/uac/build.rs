@@ -210,7 +210,7 @@ impl Endpoint {
         b.header(b"Call-ID", &ch);
         b.header_parts(b"CSeq", &[cs, b" ", mname]);
         if matches!(req, Req::Invite | Req::Register(_)) {
-            b.header_parts(b"Contact", &wire.contact_parts(name));
+            b.header_parts(b"Contact", &wire.contact_parts(name, over));
         }
         if let Req::Register(e) = req {
             b.header_u32(b"Expires", e);

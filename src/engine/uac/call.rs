@@ -16,7 +16,7 @@ use crate::engine::state::{
 use crate::engine::timers::{TimerKind, later};
 use crate::engine::util::mix;
 use crate::engine::wire::{hop_of, strip_angle};
-use crate::flow::{Flow, TransportKind};
+use crate::flow::{ConnId, Flow, TransportKind};
 use crate::sip::{Contact, Message};
 
 /// Callee of a new call.
@@ -61,6 +61,7 @@ impl Endpoint {
         }
         self.scratch.name.push(b'@');
         self.scratch.name.extend_from_slice(&self.wire.domain);
+        let target = self.keyed_flow(target, caller);
         let si = self.uac_session(
             SessKind::UacCall,
             SessState::Inviting,
@@ -229,7 +230,9 @@ impl Endpoint {
         } else {
             rr.last().and_then(|r| hop_of(r, transport))
         };
-        s.dest = Some(first_hop.unwrap_or(from));
+        // In-dialog requests keep the attempt's connection key.
+        let key = s.dest.map_or(ConnId::ANY, |d| d.conn);
+        s.dest = Some(first_hop.map_or(from, |h| Flow { conn: key, ..h }));
         s.answered_ns = ns;
         s.flags |= F_ANSWERED;
         s.txn = NONE;
@@ -324,7 +327,8 @@ impl Endpoint {
                 match hop_of(uri, transport) {
                     Some(dest) => {
                         s.request_uri = s.put(uri);
-                        s.dest = Some(dest);
+                        let key = s.dest.map_or(ConnId::ANY, |d| d.conn);
+                        s.dest = Some(Flow { conn: key, ..dest });
                         s.redirects += 1;
                         s.cseq += 1;
                         s.flags &= !F_PROV;

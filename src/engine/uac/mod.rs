@@ -98,6 +98,24 @@ impl Endpoint {
         si
     }
 
+    /// Where session `si`'s out-of-dialog requests go: the target, with
+    /// the key of the attempt's connection over a stream transport (see
+    /// `keyed_flow`), fixed at its first request so a challenge resend,
+    /// refresh or unregistration takes the same connection.
+    pub(super) fn attempt_flow(&mut self, si: u32) -> Option<crate::flow::Flow> {
+        let s = self.sessions.get(si)?;
+        if let Some(d) = s.dest {
+            return Some(d);
+        }
+        let user = s.user;
+        let target = self.role.client()?.target_flow();
+        let flow = self.keyed_flow(target, user);
+        if let Some(s) = self.sessions.get_mut(si) {
+            s.dest = Some(flow);
+        }
+        Some(flow)
+    }
+
     /// Start one attempt of the configured scenario: a registration, a call
     /// or a ping (RFC 6076 attempts). `intended` is the schedule's start time
     /// (events carry it for coordinated-omission correction), `hold` the

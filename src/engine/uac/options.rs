@@ -9,9 +9,6 @@ use crate::engine::state::{SessKind, SessState};
 
 impl Endpoint {
     pub(super) fn start_options(&mut self, now: Instant, intended: Instant, user: u32) {
-        let Some(dest) = self.role.client().map(|c| c.target_flow()) else {
-            return;
-        };
         let si = self.uac_session(
             SessKind::UacOptions,
             SessState::Pinging,
@@ -19,6 +16,9 @@ impl Endpoint {
             now,
             intended,
         );
+        let Some(dest) = self.attempt_flow(si) else {
+            return;
+        };
         let branch = self.new_id();
         self.live_attempts += 1;
         self.send_request(now, si, Req::Options, MethodKind::Options, branch, 1, dest);

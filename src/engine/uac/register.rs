@@ -69,7 +69,7 @@ impl Endpoint {
 
     pub(super) fn send_register(&mut self, now: Instant, si: u32, expires: u32) {
         let branch = self.new_id();
-        let Some(dest) = self.role.client().map(|c| c.target_flow()) else {
+        let Some(dest) = self.attempt_flow(si) else {
             return;
         };
         let Some(s) = self.sessions.get_mut(si) else {

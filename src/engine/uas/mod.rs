@@ -336,7 +336,8 @@ impl Endpoint {
             for rr in req.headers(b"Record-Route") {
                 b.header(b"Record-Route", rr);
             }
-            b.header(b"Contact", &wire.contact_self);
+            let via = req.top_via().map_or(&b"UDP"[..], |v| v.transport);
+            b.header(b"Contact", wire.contact_for(via));
         }
         if sdp {
             b.finish(Some(b"application/sdp"), &wire.sdp_answer);
