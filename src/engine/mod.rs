@@ -88,6 +88,7 @@ mod timers;
 mod txn;
 mod uac;
 mod uas;
+mod users;
 pub(crate) mod util;
 pub(crate) mod wheel;
 mod wire;
