@@ -315,6 +315,9 @@ pub struct ClientWorker<C: LoadClient> {
     pub load_end: Option<Instant>,
     /// See [`Worker::batch_window`].
     batch_window: Duration,
+    /// Hold received messages until the next tick when no measured reply
+    /// may be due (see `batch_window`).
+    tick_wait: bool,
 }
 
 impl<C: LoadClient> std::fmt::Debug for ClientWorker<C> {
@@ -365,6 +368,7 @@ impl<C: LoadClient> ClientWorker<C> {
             refused: 0,
             load_end: None,
             batch_window: settings.batch_window.min(Duration::from_millis(1)),
+            tick_wait: std::env::var_os("SIPSTORM_WAKE_ON_RECEIVE").is_none(),
         }
     }
 
@@ -403,8 +407,12 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
     /// messages wait for the next pacing tick (or timer): their arrival
     /// stamps keep every latency exact, and the loop wakes once per tick
     /// instead of once per datagram.
+    ///
+    /// `SIPSTORM_WAKE_ON_RECEIVE=1` turns the tick wait off (every received
+    /// message ends the wait after the batch window, as before issue 18),
+    /// to measure what it buys.
     fn batch_window(&self) -> Duration {
-        if self.client.prompt_replies() {
+        if !self.tick_wait || self.client.prompt_replies() {
             self.batch_window
         } else {
             transport::UNTIL_DEADLINE
