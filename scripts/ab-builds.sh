@@ -9,7 +9,9 @@
 #
 # Env: ROUNDS (default 2: A B B A A B B A), LOOPBACK=0 to skip the loopback
 #      part, plus bench-loopback.sh's own (CALL_RATES, REG_RATES, DURATION,
-#      HOLD_CALLS defaults to 0 here).
+#      HOLD_CALLS defaults to 0 here). AB_WORKDIR=DIR keeps the two builds
+#      in DIR (reused by the next run), and BUILD_ONLY=1 stops after
+#      building: build while the machine is busy, measure once it is quiet.
 # Writes OUTDIR/{engine,loopback}-<round>-<A|B>.txt and OUTDIR/table.md with
 # the medians; the load average is recorded before every run. Run it alone on
 # the machine (no builds beside it).
@@ -23,19 +25,33 @@ LOOPBACK=${LOOPBACK:-1}
 export HOLD_CALLS=${HOLD_CALLS:-0}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WT=$(mktemp -d /tmp/sipstorm-ab.XXXXXX)
-cleanup() {
-  for x in A B; do git -C "$ROOT" worktree remove --force "$WT/$x" 2>/dev/null || true; done
-  rm -rf "$WT"
-}
-trap cleanup EXIT
+if [ -n "${AB_WORKDIR:-}" ]; then
+  WT=$AB_WORKDIR
+  mkdir -p "$WT"
+else
+  WT=$(mktemp -d /tmp/sipstorm-ab.XXXXXX)
+  cleanup() {
+    for x in A B; do git -C "$ROOT" worktree remove --force "$WT/$x" 2>/dev/null || true; done
+    rm -rf "$WT"
+  }
+  trap cleanup EXIT
+fi
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 for x in A B; do
   rev=REV_$x
-  git -C "$ROOT" worktree add -q --detach "$WT/$x" "${!rev}"
+  if [ -d "$WT/$x" ]; then
+    git -C "$WT/$x" checkout -q --detach "${!rev}"
+  else
+    git -C "$ROOT" worktree add -q --detach "$WT/$x" "${!rev}"
+  fi
   echo "building $x = ${!rev}" >&2
   (cd "$WT/$x" && cargo build -q --release --bin sipstorm && cargo bench -q --bench engine --no-run 2>/dev/null)
 done
+if [ "${BUILD_ONLY:-0}" = 1 ]; then
+  echo "ab-builds: built in $WT (BUILD_ONLY=1)" >&2
+  rmdir "$OUT" 2>/dev/null || true
+  exit 0
+fi
 {
   echo "A: $REV_A ($(git -C "$ROOT" rev-parse --short "$REV_A"))"
   echo "B: $REV_B ($(git -C "$ROOT" rev-parse --short "$REV_B"))"

@@ -350,6 +350,11 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
         max_steps: a.max_steps,
         step_duration,
     };
+    // Before a directory is claimed: a usage error leaves nothing behind.
+    if let Err(e) = opts.validate() {
+        say!("sipstorm: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let out = match out {
         Some(o) => o,
         None => {

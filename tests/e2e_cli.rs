@@ -5,9 +5,21 @@ mod e2e_common;
 use e2e_common::*;
 
 fn check(args: &[&str], code: i32, needle: &str) {
-    let o = bin().args(args).output().unwrap();
+    // In a directory of its own: a usage error must leave nothing behind
+    // (no claimed, empty report directory).
+    let cwd = tmpdir("cli");
+    let o = bin().current_dir(&cwd).args(args).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(code), "{args:?}: {}", show(&o));
+    if code == 2 {
+        let left: Vec<_> = std::fs::read_dir(&cwd)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?} behind");
+    }
+    let _ = std::fs::remove_dir_all(&cwd);
     assert!(
         err.contains(needle),
         "{args:?}: stderr should mention {needle:?}: {err}"
