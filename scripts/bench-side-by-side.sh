@@ -60,6 +60,12 @@
 #               unless SO_RCVBUFFORCE works, which sipstorm tries first)
 #   KAMAILIO_CHILDREN  Kamailio UDP workers (default 4)
 #   SIPSTORM_FLAGS  extra `sipstorm run` flags, e.g. "--batch-window 1ms"
+#   SIPSTORM_OLD  another sipstorm build (e.g. one of scripts/ab-builds.sh's),
+#               run as a third tool, "sipstorm-old", in the same rotation with
+#               the same flags: what a change bought, side by side
+#   TOOLS       the generators (default "sipstorm sipp", plus sipstorm-old when
+#               SIPSTORM_OLD is set); e.g. TOOLS=sipstorm RATES=30000
+#               CALL_TARGETS=serve for rates SIPp cannot offer
 #   SIPSTORM    sipstorm binary (default: cargo build --release, then
 #               $CARGO_TARGET_DIR/release/sipstorm or target/release/sipstorm)
 # Needs sipp, kamailio, kamcmd, python3; installs them (scripts/install-test-
@@ -81,6 +87,11 @@ ROUNDS=${ROUNDS:-2}
 WIRE_RATE=${WIRE_RATE:-500}
 CAPTURE=0
 WORKERS=${WORKERS:-}
+TOOLS=${TOOLS:-"sipstorm sipp${SIPSTORM_OLD:+ sipstorm-old}"}
+for t in $TOOLS; do
+  case "$t" in sipstorm | sipp) ;; sipstorm-old) [ -x "${SIPSTORM_OLD:-}" ] || { echo "TOOLS has sipstorm-old: set SIPSTORM_OLD to a sipstorm binary" >&2; exit 2; } ;;
+    *) echo "TOOLS: unknown tool '$t' (sipstorm, sipp, sipstorm-old)" >&2; exit 2 ;; esac
+done
 SIPP_BUFF=${SIPP_BUFF:-8388608}
 export KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 case "$ONLY" in calls | register | both) ;; *) echo "ONLY must be calls, register or both" >&2; exit 2 ;; esac
@@ -195,7 +206,10 @@ json.dump(d, open(sys.argv[1] + "/meta.json", "w"), indent=1)' "$dir" seq="$SEQ"
 # gen TOOL SCENARIO
 gen() {
   local tool=$1 scenario=$2 cport
-  if [ "$tool" = sipstorm ]; then
+  # The generator's binary (the target, started before, is always $BIN).
+  local BIN=$BIN
+  [ "$tool" = sipstorm-old ] && BIN=$SIPSTORM_OLD
+  if [ "$tool" != sipp ]; then
     local extra=()
     [ "$scenario" = register ] && extra=(--users "$SIPP_DIR/users.csv")
     [ -n "$WORKERS" ] && extra+=(--workers "$WORKERS")
@@ -298,6 +312,8 @@ bench_register() {
   echo "kernel: $(uname -srvm)"
   echo "load average before: $(loadavg)"
   echo "sipstorm: $("$BIN" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null || true)), --workers ${WORKERS:-default} ${SIPSTORM_FLAGS:-}"
+  [ -n "${SIPSTORM_OLD:-}" ] && echo "sipstorm-old: $("$SIPSTORM_OLD" --version) ($SIPSTORM_OLD)"
+  echo "tools: $TOOLS"
   echo "sipp: $({ sipp -v 2>&1 || true; } | grep -m1 -o 'SIPp v[^ ]*'), -buff_size $SIPP_BUFF (UAC and UAS)"
   echo "net.core.rmem_max: $(cat /proc/sys/net/core/rmem_max), wmem_max: $(cat /proc/sys/net/core/wmem_max)"
   echo "kamailio: $(kamailio -v 2>&1 | head -n1), $KAMAILIO_CHILDREN UDP workers"
@@ -326,8 +342,8 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   fi
   for pair in "${pairs[@]}"; do
     IFS=: read -r sc rate target <<<"$pair"
-    order=(sipstorm sipp)
-    [ $((i % 2)) = 0 ] || order=(sipp sipstorm)
+    read -r -a order <<<"$TOOLS"
+    [ $((i % 2)) = 0 ] || read -r -a order <<<"$(printf '%s\n' $TOOLS | tac | xargs)"
     i=$((i + 1))
     for tool in "${order[@]}"; do "bench_$sc" "$tool" "$rate" "$target"; done
   done
@@ -339,7 +355,7 @@ done
 if [ "$ONLY" != register ] && [ "$WIRE_RATE" != 0 ]; then
   if command -v tshark >/dev/null 2>&1; then
     CAPTURE=1 ROUND=w
-    for tool in sipstorm sipp; do bench_call "$tool" "$WIRE_RATE" sipp; done
+    for tool in $TOOLS; do [ "$tool" = sipstorm-old ] || bench_call "$tool" "$WIRE_RATE" sipp; done
     CAPTURE=0
   else
     log "tshark missing: no wire check"
@@ -396,7 +412,7 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
              load_after=m["load_after"], nvcsw=g.get("nvcsw"),
              drops_machine=int(m["udp_drops_machine"]), drops_target=int(m["udp_drops_target"]), ok=0, retrans=None, p50_ms=None, p99_ms=None, samples=0,
              dir=os.path.relpath(d, out))
-    if m["tool"] == "sipstorm":
+    if m["tool"].startswith("sipstorm"):
         rep_path = os.path.join(d, "sipstorm", "report.json")
         if os.path.exists(rep_path):
             rep = json.load(open(rep_path))
@@ -428,7 +444,8 @@ for d in sorted(glob.glob(os.path.join(out, "raw", "*-*-*"))):
     runs.append(r)
 
 order = {"call": 0, "register": 1}
-runs.sort(key=lambda r: (order[r["scenario"]], r["target"], r["rate"], r["tool"] != "sipstorm", r["round"]))
+TOOL_ORDER = ["sipstorm", "sipstorm-old", "sipp"]
+runs.sort(key=lambda r: (order[r["scenario"]], r["target"], r["rate"], TOOL_ORDER.index(r["tool"]), r["round"]))
 
 # The kernel floor per call rate: client CPU µs per call, every round.
 floor = {}
@@ -444,10 +461,10 @@ def f(v, fmt):
 
 def lat(r, key):
     # SIPp's samples are whole milliseconds; sipstorm's have µs resolution.
-    return f(r[key], ".2f" if r["tool"] == "sipstorm" else ".0f")
+    return f(r[key], ".0f" if r["tool"] == "sipp" else ".3f")
 
 def tool_name(r):
-    return "sipstorm" if r["tool"] == "sipstorm" else "SIPp"
+    return {"sipstorm": "sipstorm", "sipstorm-old": "sipstorm (old build)"}.get(r["tool"], "SIPp")
 
 def status(rs):
     bad = [f"r{r['round']} exit {r['rc']}{' (timed out)' if r['timed_out'] else ''}" for r in rs if r["rc"] not in (0, None)]
@@ -475,12 +492,20 @@ for (sc, target, rate, tool), rs in groups.items():
     vs_floor = ""
     if sc == "call" and cpu is not None and floor_us.get(rate):
         vs_floor = f"{cpu / floor_us[rate]:.2f}×"
-    if tool == "sipstorm":
+    if tool != "sipp":
         other = per_op(groups.get((sc, target, rate, "sipp"), []), "cpu_s")
         if cpu is not None and other:
             ratio = f"**{cpu / other:.2f}×**"
-            result_lines.append(f"RESULT {sc} vs {target} {rate}/s: sipstorm/SIPp generator CPU per op = {cpu / other:.2f} ({cpu:.1f} vs {other:.1f} µs){', ' + vs_floor + ' floor' if vs_floor else ''}")
-    workers = ",".join(sorted({str(r.get("workers_started") or "–") for r in rs})) if tool == "sipstorm" else "1"
+            result_lines.append(f"RESULT {sc} vs {target} {rate}/s: {tool}/SIPp generator CPU per op = {cpu / other:.2f} ({cpu:.1f} vs {other:.1f} µs){', ' + vs_floor + ' floor' if vs_floor else ''}")
+    old_rs = groups.get((sc, target, rate, "sipstorm-old"), [])
+    if tool == "sipstorm" and old_rs:
+        old_cpu = per_op(old_rs, "cpu_s")
+        p50 = lambda xs: sorted(x["p50_ms"] for x in xs if x["p50_ms"] is not None)
+        new_p, old_p = p50(rs), p50(old_rs)
+        if cpu is not None and old_cpu and new_p and old_p:
+            result_lines.append(f"RESULT {sc} vs {target} {rate}/s: sipstorm vs the old build: CPU per op {cpu / old_cpu:.2f}× ({cpu:.1f} vs {old_cpu:.1f} µs); "
+                                f"latency p50 median {new_p[len(new_p) // 2]:.3f} vs {old_p[len(old_p) // 2]:.3f} ms ({new_p[len(new_p) // 2] - old_p[len(old_p) // 2]:+.3f} ms)")
+    workers = ",".join(sorted({str(r.get("workers_started") or "–") for r in rs})) if tool != "sipp" else "1"
     rounds = ", ".join(f(r["cpu_us_per_op"], ".1f") for r in rs)
     ach = [r["achieved_per_s"] for r in rs if r["achieved_per_s"] is not None]
     rss = [r["maxrss_kib"] for r in rs if r["maxrss_kib"]]
