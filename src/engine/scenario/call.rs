@@ -330,7 +330,6 @@ impl ScenEngine {
             return false;
         };
         let dest = ep.keyed_flow(target, user);
-        let id = ep.new_id();
         let ci = self.new_call(ep, now);
         let intended_ns = ep.to_ns(intended);
         let via_host = ep.wire.via_host.clone();
@@ -340,7 +339,14 @@ impl ScenEngine {
         c.user = user;
         c.dest = Some(dest);
         c.intended_ns = intended_ns.min(c.started_ns);
-        c.call_id.extend_from_slice(&hex16(id));
+        // SIPp's shape: `<call_number>-<pid>@<local_ip>` (unique: call
+        // numbers are unique in a run, the pid across runs).
+        let mut d = [0u8; 20];
+        c.call_id
+            .extend_from_slice(crate::engine::util::dec(c.call_number, &mut d));
+        c.call_id.push(b'-');
+        c.call_id
+            .extend_from_slice(crate::engine::util::dec(u64::from(self.setup.pid), &mut d));
         c.call_id.push(b'@');
         c.call_id.extend_from_slice(&via_host);
         let key = ep.hash(&c.call_id);
