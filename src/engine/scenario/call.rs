@@ -157,6 +157,8 @@ pub(super) struct ScenCall {
     pub invite_open: bool,
     /// A `jump` action ran: where the call goes after this step.
     pub jump: Option<Target>,
+    /// Steps (mod 64) that matched a message in this call.
+    pub matched: u64,
 }
 
 impl ScenCall {
@@ -793,7 +795,17 @@ impl ScenEngine {
                 };
                 self.counters.steps[usize::from(last)].retransmissions += 1;
                 ep.counters.duplicates += 1;
-                if again != NONE {
+                // A retransmitted request gets the latest response sent
+                // since (RFC 3261 §17.2.1); a retransmitted response only
+                // its ACK again (§13.2.2.4): re-sending any other request
+                // could ping-pong with the peer.
+                let resend = again != NONE
+                    && (msg.is_request()
+                        || matches!(
+                            &self.prog.steps[usize::from(again)].kind,
+                            StepKind::Send(x) if x.method.as_ref().is_some_and(|m| m.1 == MethodKind::Ack)
+                        ));
+                if resend {
                     self.send_step(ep, now, ci, again, true);
                 }
                 return;
@@ -957,6 +969,28 @@ impl ScenEngine {
                 }
             }
         }
+        if matched.is_none() {
+            // An optional message of an earlier step arriving after the
+            // call moved on (a 180 overtaken by its 200): counted on that
+            // step (as a retransmission if the step matched already) and
+            // otherwise ignored; the call stays where it is.
+            for j in (0..pc.min(n)).rev() {
+                if self.is_optional(j) && self.matches(j, msg) {
+                    let seen = c.matched & (1u64 << (j % 64)) != 0;
+                    let s = &mut self.counters.steps[j];
+                    if seen {
+                        s.retransmissions += 1;
+                        ep.counters.duplicates += 1;
+                    } else {
+                        s.received += 1;
+                    }
+                    if let Some(c) = self.calls.get_mut(ci) {
+                        c.matched |= 1u64 << (j % 64);
+                    }
+                    return;
+                }
+            }
+        }
         let Some(m) = matched else {
             // A response to an INVITE whose ACK step went already: ACK again.
             if msg.status().is_some_and(|c| c >= 200)
@@ -1017,6 +1051,9 @@ impl ScenEngine {
     fn accept(&mut self, ep: &mut Endpoint, now: Instant, ci: u32, m: usize, msg: &Message<'_>, hash: u64) {
         self.common(ep, now, ci, m as u16);
         self.counters.steps[m].received += 1;
+        if let Some(c) = self.calls.get_mut(ci) {
+            c.matched |= 1u64 << (m % 64);
+        }
         let StepKind::Recv(r) = &self.prog.steps[m].kind else { return };
         let (rrs, auth) = (r.rrs, r.auth);
         self.keep_last(ci, msg);
@@ -1153,6 +1190,7 @@ impl ScenEngine {
         let Some(c) = self.calls.get(ci) else { return };
         let at = usize::from(c.pc).min(self.prog.steps.len().saturating_sub(1));
         self.counters.steps[at].unexpected += 1;
+
         ep.counters.unexpected += 1;
         self.keep_last(ci, msg);
         if matches!(msg.method(), Some(sip::Method::Bye | sip::Method::Cancel)) {
