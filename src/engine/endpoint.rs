@@ -289,12 +289,13 @@ impl Endpoint {
         // Per-user state (`user_registering`, `mixed_users`) is sized by the
         // first attempt of the scenario that needs it (a mix may start any).
         let scen = cfg.scenario_file.clone().map(|s| {
+            let users = s.users.clone().unwrap_or_else(|| cfg.users.clone());
             Box::new(super::scenario::ScenEngine::new(
                 s,
                 cfg.transport,
                 cfg.local,
                 Some(cfg.target),
-                cfg.users.clone(),
+                users,
                 cfg.timers.t2,
                 cfg.seed,
             ))
@@ -339,12 +340,13 @@ impl Endpoint {
                 .listen
                 .first()
                 .map_or(crate::flow::TransportKind::Udp, |l| l.0);
+            let users = s.users.clone().unwrap_or_else(|| cfg.passwords.clone());
             Box::new(super::scenario::ScenEngine::new(
                 s,
                 transport,
                 cfg.local,
                 None,
-                cfg.passwords.clone(),
+                users,
                 cfg.timers.t2,
                 cfg.seed,
             ))

@@ -243,7 +243,7 @@ impl ScenarioFileReport {
         let uas = self.role == "uas";
         let _ = writeln!(
             out,
-            "{:<34}{:>10}{:>10}{:>10}{:>12}",
+            "{:<40}{:>10}{:>10}{:>10}{:>12}",
             "", "Messages", "Retrans", "Timeout", "Unexpected"
         );
         let cell = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
@@ -264,7 +264,7 @@ impl ScenarioFileReport {
             let opt = if s.optional { " (opt)" } else { "" };
             let _ = writeln!(
                 out,
-                "{:<34}{:>10}{:>10}{:>10}{:>12}",
+                "{:<40}{:>10}{:>10}{:>10}{:>12}",
                 format!("{head} {mark}{opt}"),
                 cell(first),
                 cell(s.retransmissions),

@@ -613,6 +613,9 @@ impl LoadServer for EngineServer {
             sf.flush(now, stats);
         }
     }
+    fn stop(&mut self, now: Instant) {
+        self.ep.scenario_stop(now);
+    }
 }
 
 pub(super) fn engine_scenario(s: ScenarioKind) -> engine::Scenario {

@@ -1375,6 +1375,17 @@ impl ScenEngine {
         self.calls.remove(ci);
     }
 
+    /// Stopping: calls in their timewait succeed, the others are abandoned.
+    pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+        let live: Vec<u32> = self.calls.live_indices().collect();
+        for ci in live {
+            let tw = self.calls.get(ci).is_some_and(|c| c.state == CallState::TimeWait);
+            let failed = self.calls.get(ci).and_then(|c| c.failed);
+            let reason = if tw { failed } else { Some(FailReason::Abandoned) };
+            self.end(ep, now, ci, reason);
+        }
+    }
+
     /// The drain is over: every live call fails as abandoned.
     pub fn abandon(&mut self, ep: &mut Endpoint, now: Instant) {
         let live: Vec<u32> = self.calls.live_indices().collect();

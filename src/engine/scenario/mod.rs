@@ -90,6 +90,9 @@ pub struct ScenarioSetup {
     /// `-nr`: no retransmission of `retrans` sends and no detection of
     /// received retransmissions.
     pub no_retrans: bool,
+    /// The users of `[fieldN]` and `[authentication]` when not the
+    /// endpoint's own (a server's first `-inf` file).
+    pub users: Option<Arc<UserSource>>,
 }
 
 impl ScenarioSetup {
@@ -105,6 +108,7 @@ impl ScenarioSetup {
             inf: Vec::new(),
             log: false,
             no_retrans: false,
+            users: None,
         }
     }
 }
@@ -278,6 +282,15 @@ impl Endpoint {
     pub(super) fn scen_timer(&mut self, now: Instant, retransmit: bool, idx: u32, generation: u32) {
         if let Some(mut se) = self.scen.take() {
             se.timer(self, now, retransmit, idx, generation);
+            self.scen = Some(se);
+        }
+    }
+
+    /// A scenario server stops: calls in their final timewait succeed (as
+    /// SIPp counts them), the others end as abandoned.
+    pub fn scenario_stop(&mut self, now: Instant) {
+        if let Some(mut se) = self.scen.take() {
+            se.close(self, now);
             self.scen = Some(se);
         }
     }
