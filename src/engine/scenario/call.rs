@@ -144,7 +144,8 @@ pub(super) struct ScenCall {
     pub vars: Vec<Val>,
     pub rtd_start: [u64; MAX_RTDS],
     pub rtd_done: u8,
-    /// RFC 6076: INVITE sent (0: not yet), first 18x/200, 2xx, BYE.
+    /// RFC 6076: INVITE sent, first 18x/200, 2xx, BYE, as ns + 1 since
+    /// the endpoint's epoch (0: not yet).
     pub invite_ns: u64,
     pub setup_done: bool,
     pub answered_ns: u64,
@@ -620,10 +621,9 @@ impl ScenEngine {
             let bit = 1u8 << r;
             if c.rtd_done & bit == 0 || s.repeat_rtd {
                 c.rtd_done |= bit;
-                let start = if c.rtd_start[usize::from(r)] == 0 {
-                    c.started_ns
-                } else {
-                    c.rtd_start[usize::from(r)]
+                let start = match c.rtd_start[usize::from(r)] {
+                    0 => c.started_ns,
+                    t => t - 1,
                 };
                 // The corrected twin: the same interval shifted back by
                 // how late the call started.
@@ -637,7 +637,7 @@ impl ScenEngine {
             }
         }
         if let Some(r) = s.start_rtd {
-            c.rtd_start[usize::from(r)] = now_ns.max(1);
+            c.rtd_start[usize::from(r)] = now_ns + 1;
         }
     }
 
@@ -693,9 +693,9 @@ impl ScenEngine {
                 _ => {}
             }
             match mark {
-                Mark::Invite if c.invite_ns == 0 => c.invite_ns = now_ns.max(1),
-                Mark::Bye if c.bye_ns == 0 => c.bye_ns = now_ns.max(1),
-                Mark::Register if c.register_ns == 0 => c.register_ns = now_ns.max(1),
+                Mark::Invite if c.invite_ns == 0 => c.invite_ns = now_ns + 1,
+                Mark::Bye if c.bye_ns == 0 => c.bye_ns = now_ns + 1,
+                Mark::Register if c.register_ns == 0 => c.register_ns = now_ns + 1,
                 _ => {}
             }
             if let Some(t) = retrans
@@ -854,7 +854,7 @@ impl ScenEngine {
         }
         match (shape, method) {
             (Shape::Call, Some(MethodKind::Invite)) if c.invite_ns != 0 => {
-                let invite_sent = ep.to_instant(c.invite_ns);
+                let invite_sent = ep.to_instant(c.invite_ns - 1);
                 if !c.setup_done && (code >= 180 || (200..300).contains(&code)) && code < 300 {
                     c.setup_done = true;
                     ep.emit(Event::CallSetup {
@@ -864,7 +864,7 @@ impl ScenEngine {
                     });
                 }
                 if (200..300).contains(&code) && c.answered_ns == 0 {
-                    c.answered_ns = now_ns.max(1);
+                    c.answered_ns = now_ns + 1;
                     ep.emit(Event::CallAnswered {
                         intended,
                         invite_sent,
@@ -876,7 +876,7 @@ impl ScenEngine {
                 }
             }
             (Shape::Call, Some(MethodKind::Bye)) if code >= 200 && c.bye_ns != 0 && c.bye_done_ns == 0 => {
-                c.bye_done_ns = now_ns.max(1);
+                c.bye_done_ns = now_ns + 1;
             }
             (Shape::Register, Some(MethodKind::Register))
                 if code >= 200 && code != 401 && code != 407 && !c.register_done && c.register_ns != 0 =>
@@ -890,7 +890,7 @@ impl ScenEngine {
                 let _ = started;
                 ep.emit(Event::RegisterDone {
                     intended,
-                    started: ep.to_instant(c.register_ns),
+                    started: ep.to_instant(c.register_ns - 1),
                     finished: now,
                     outcome,
                 });
@@ -1309,7 +1309,7 @@ impl ScenEngine {
             None => self.counters.succeeded += 1,
             Some(r) => self.counters.failed[r as usize] += 1,
         }
-        let at = |ns: u64| (ns != 0).then(|| ep.to_instant(ns));
+        let at = |ns: u64| (ns != 0).then(|| ep.to_instant(ns - 1));
         let (intended, started) = (ep.to_instant(c.intended_ns), ep.to_instant(c.started_ns));
         let timeout_like = matches!(
             failed,
@@ -1428,7 +1428,7 @@ impl ScenEngine {
         let base = out.len();
         let mut skip_ws = false;
         let mut len_at: Option<(usize, i32)> = None;
-        let mut auth_at: Option<(usize, u16, bool)> = None;
+        let mut auth_at: Option<(usize, AuthSrc)> = None;
         let Some(c) = self.calls.get(ci) else {
             return Ok(());
         };
@@ -1456,13 +1456,31 @@ impl ScenEngine {
                             len_at = Some((out.len(), *offset));
                             out.extend_from_slice(b"     ");
                         }
-                        Slot::Auth(i) => auth_at = Some((out.len(), *i, false)),
+                        Slot::Auth(i) => auth_at = Some((out.len(), AuthSrc::Spec(*i))),
                         Slot::Field { file, n } => {
                             let start = out.len();
                             self.write_field(c, *file, *n, out);
+                            // A users-file field in SIPp's keyword form acts
+                            // as that keyword, with its own credentials.
                             if out[start..].starts_with(b"[authentication") {
+                                let inner = String::from_utf8_lossy(
+                                    out[start + 1..].strip_suffix(b"]").unwrap_or(&out[start + 1..]),
+                                )
+                                .into_owned();
                                 out.truncate(start);
-                                auth_at = Some((start, *n, true));
+                                let kw = super::template::parse_keyword(&inner).unwrap_or_default();
+                                let get = |k: &str| {
+                                    kw.attrs
+                                        .iter()
+                                        .find(|(n, _)| n == k)
+                                        .map(|(_, v)| v.as_bytes().to_vec())
+                                };
+                                auth_at = Some((
+                                    start,
+                                    AuthSrc::Inline(get("username"), get("password")),
+                                ));
+                                skip_ws = false;
+                                continue;
                             }
                         }
                         _ => self.write_slot(c, slot, off, step, out),
@@ -1471,8 +1489,8 @@ impl ScenEngine {
                 }
             }
         }
-        if let Some((pos, idx, from_user)) = auth_at {
-            self.auth_header(ep, ci, out, base, pos, idx, from_user, step)?;
+        if let Some((pos, src)) = auth_at {
+            self.auth_header(ep, ci, out, base, pos, src, step)?;
             if let Some((lp, o)) = &mut len_at
                 && *lp >= pos
             {
@@ -1604,8 +1622,7 @@ impl ScenEngine {
         out: &mut Vec<u8>,
         base: usize,
         pos: usize,
-        idx: u16,
-        from_user: bool,
+        src: AuthSrc,
         step: u16,
     ) -> Result<(), FailReason> {
         let prog = self.prog.clone();
@@ -1621,28 +1638,30 @@ impl ScenEngine {
         let mut user = std::mem::take(&mut self.scratch);
         let mut pass = Vec::new();
         user.clear();
-        let spec = (!from_user).then(|| prog.auths.get(usize::from(idx))).flatten();
+        let (spec, inline) = match src {
+            AuthSrc::Spec(i) => (prog.auths.get(usize::from(i)), (None, None)),
+            AuthSrc::Inline(u, p) => (None, (u, p)),
+        };
+        let client = ep.role.client().is_some();
         let mut tmp = Vec::new();
-        match spec.and_then(|s| s.user.as_ref()) {
-            Some(t) => {
+        match (spec.and_then(|s| s.user.as_ref()), inline.0) {
+            (_, Some(u)) => user.extend_from_slice(&u),
+            (Some(t), None) => {
                 let _ = self.render(ep, ci, t, step, &mut tmp);
                 user.extend_from_slice(&tmp);
             }
-            None if from_user || ep.role.client().is_some() => {
-                self.users.write_auth_name(call_user, &mut user)
-            }
-            None => user.extend_from_slice(&self.consts.service),
+            (None, None) if client => self.users.write_auth_name(call_user, &mut user),
+            (None, None) => user.extend_from_slice(&self.consts.service),
         }
         tmp.clear();
-        match spec.and_then(|s| s.password.as_ref()) {
-            Some(t) => {
+        match (spec.and_then(|s| s.password.as_ref()), inline.1) {
+            (_, Some(p)) => pass.extend_from_slice(&p),
+            (Some(t), None) => {
                 let _ = self.render(ep, ci, t, step, &mut tmp);
                 pass.extend_from_slice(&tmp);
             }
-            None if from_user || ep.role.client().is_some() => {
-                self.users.write_password(call_user, &mut pass)
-            }
-            None => pass.extend_from_slice(b"password"),
+            (None, None) if client => self.users.write_password(call_user, &mut pass),
+            (None, None) => pass.extend_from_slice(b"password"),
         }
         let Some(c) = self.calls.get_mut(ci) else {
             return Ok(());
@@ -1683,6 +1702,15 @@ impl ScenEngine {
         self.scratch2 = hdr;
         Ok(())
     }
+}
+
+/// Where `[authentication]` takes its credentials: the keyword's own
+/// attributes (index into `Program::auths`), or a users-file field in
+/// SIPp's keyword form.
+#[derive(Debug)]
+enum AuthSrc {
+    Spec(u16),
+    Inline(Option<Vec<u8>>, Option<Vec<u8>>),
 }
 
 /// Whether header name `n` (as received) is `lower` (lower case, long
