@@ -1504,12 +1504,14 @@ impl ScenEngine {
                 .header_end
                 .find(&out[base..])
                 .map_or(0, |p| out.len() - (base + p + 4));
-            let v = (body as i64 + i64::from(offset)).max(0).to_string();
+            let mut d = [0u8; 20];
+            let v = crate::engine::util::dec((body as i64 + i64::from(offset)).max(0) as u64, &mut d);
             let field = &mut out[at..at + 5];
             if v.len() <= 5 {
-                field[5 - v.len()..].copy_from_slice(v.as_bytes());
+                field[5 - v.len()..].copy_from_slice(v);
             } else {
-                out.splice(at..at + 5, v.bytes());
+                let v = v.to_vec();
+                out.splice(at..at + 5, v);
             }
         }
         Ok(())
@@ -1527,7 +1529,14 @@ impl ScenEngine {
     }
 
     fn write_slot(&self, c: &ScenCall, slot: &Slot, off: i64, step: u16, out: &mut Vec<u8>) {
-        let num = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(v.to_string().as_bytes());
+        // Integers are formatted on the stack: no allocation per message.
+        let num = |out: &mut Vec<u8>, v: i64| {
+            if v < 0 {
+                out.push(b'-');
+            }
+            let mut d = [0u8; 20];
+            out.extend_from_slice(crate::engine::util::dec(v.unsigned_abs(), &mut d));
+        };
         match slot {
             Slot::CallId => out.extend_from_slice(&c.call_id),
             Slot::CallNumber => num(out, c.call_number as i64 + off),
