@@ -301,7 +301,7 @@ impl PauseDist {
 /// Gamma(k, 1) by Marsaglia and Tsang (2000), with the U^(1/k) boost for
 /// k < 1.
 fn gamma(rng: &mut Rng, k: f64) -> f64 {
-    if !(k > 0.0) || !k.is_finite() {
+    if k.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !k.is_finite() {
         return 0.0;
     }
     if k < 1.0 {
@@ -326,7 +326,7 @@ fn gamma(rng: &mut Rng, k: f64) -> f64 {
 
 /// Poisson(λ): Knuth's product for small λ, a rounded normal beyond.
 fn poisson(rng: &mut Rng, lambda: f64) -> f64 {
-    if !(lambda > 0.0) || !lambda.is_finite() {
+    if lambda.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !lambda.is_finite() {
         return 0.0;
     }
     if lambda > 60.0 {

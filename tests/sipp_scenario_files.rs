@@ -46,18 +46,67 @@ fn refusals_exit_2_with_file_and_line_before_any_traffic() {
     // A target nobody listens on: nothing may be sent, so nothing fails
     // there; the refusal comes first.
     let cases: Vec<(String, &str)> = vec![
-        (scen("uac_pcap.xml"), "uac_pcap.xml:87: <exec play_pcap_audio=\"pcap/g711a.pcap\">: media is not supported"),
-        (scen("3pcc-C-A.xml"), "3pcc-C-A.xml:67: <sendCmd>: 3PCC (sendCmd/recvCmd) is not supported"),
-        (write(d, "exec.xml", "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>\n<nop><action><exec command=\"rm -rf /\"/></action></nop>"), "exec.xml:6: "),
-        (write(d, "elem.xml", "<bogus/>"), "elem.xml:3: the element <bogus> is not supported"),
-        (write(d, "attr.xml", "<send foo=\"1\"><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>"), "attr.xml:3: <send foo=\"1\">: the attribute foo"),
-        (write(d, "kw.xml", "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [nope]\n]]></send>"), "kw.xml:5: unknown keyword [nope]"),
-        (write(d, "act.xml", "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>\n<nop><action><sample assign_to=\"x\"/></action></nop>"), "act.xml:6: the action <sample>"),
+        (
+            scen("uac_pcap.xml"),
+            "uac_pcap.xml:87: <exec play_pcap_audio=\"pcap/g711a.pcap\">: media is not supported",
+        ),
+        (
+            scen("3pcc-C-A.xml"),
+            "3pcc-C-A.xml:67: <sendCmd>: 3PCC (sendCmd/recvCmd) is not supported",
+        ),
+        (
+            write(
+                d,
+                "exec.xml",
+                "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>\n<nop><action><exec command=\"rm -rf /\"/></action></nop>",
+            ),
+            "exec.xml:6: ",
+        ),
+        (
+            write(d, "elem.xml", "<bogus/>"),
+            "elem.xml:3: the element <bogus> is not supported",
+        ),
+        (
+            write(
+                d,
+                "attr.xml",
+                "<send foo=\"1\"><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>",
+            ),
+            "attr.xml:3: <send foo=\"1\">: the attribute foo",
+        ),
+        (
+            write(
+                d,
+                "kw.xml",
+                "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [nope]\n]]></send>",
+            ),
+            "kw.xml:5: unknown keyword [nope]",
+        ),
+        (
+            write(
+                d,
+                "act.xml",
+                "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>\n<nop><action><sample assign_to=\"x\"/></action></nop>",
+            ),
+            "act.xml:6: the action <sample>",
+        ),
         (scen("uas.xml"), "a server (UAS) scenario"),
-        ("/nonexistent/x.xml".to_string(), "/nonexistent/x.xml: cannot read"),
+        (
+            "/nonexistent/x.xml".to_string(),
+            "/nonexistent/x.xml: cannot read",
+        ),
     ];
     for (file, want) in cases {
-        let (code, _, err) = run(&["run", "--target", "127.0.0.1:9", "--sf", &file, "--quiet", "-m", "1"]);
+        let (code, _, err) = run(&[
+            "run",
+            "--target",
+            "127.0.0.1:9",
+            "--sf",
+            &file,
+            "--quiet",
+            "-m",
+            "1",
+        ]);
         assert_eq!(code, Some(2), "{file}: {err}");
         assert!(err.contains(want), "{file}: {err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -69,17 +118,41 @@ fn refusals_exit_2_with_file_and_line_before_any_traffic() {
     // Flags that would have no effect are refused with --sf, and SIPp's
     // flags without one.
     let flag_cases: &[(&[&str], &str)] = &[
-        (&["run", "--sf", "X", "--scenario", "register"], "--scenario: has no effect with --sf"),
-        (&["run", "--sf", "X", "--header", "X-A: 1"], "--header: has no effect with --sf"),
-        (&["run", "-key", "a", "b"], "-key: only with a scenario file"),
-        (&["run", "-s", "1000"], "-s/--service: only with a scenario file"),
-        (&["serve", "--sf", "X", "--auth", "on"], "--auth: has no effect with --sf"),
-        (&["serve", "-set", "a", "1"], "-set: only with a scenario file"),
-        (&["run", "--sf", "X", "--recv-timeout", "soon"], "--recv-timeout"),
+        (
+            &["run", "--sf", "X", "--scenario", "register"],
+            "--scenario: has no effect with --sf",
+        ),
+        (
+            &["run", "--sf", "X", "--header", "X-A: 1"],
+            "--header: has no effect with --sf",
+        ),
+        (
+            &["run", "-key", "a", "b"],
+            "-key: only with a scenario file",
+        ),
+        (
+            &["run", "-s", "1000"],
+            "-s/--service: only with a scenario file",
+        ),
+        (
+            &["serve", "--sf", "X", "--auth", "on"],
+            "--auth: has no effect with --sf",
+        ),
+        (
+            &["serve", "-set", "a", "1"],
+            "-set: only with a scenario file",
+        ),
+        (
+            &["run", "--sf", "X", "--recv-timeout", "soon"],
+            "--recv-timeout",
+        ),
     ];
     let uac = scen("uac.xml");
     for (args, want) in flag_cases {
-        let args: Vec<&str> = args.iter().map(|a| if *a == "X" { uac.as_str() } else { a }).collect();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "X" { uac.as_str() } else { a })
+            .collect();
         let (code, _, err) = run(&args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
@@ -98,7 +171,13 @@ fn run_sf_against_serve_sf_writes_scenario_counters() {
         .unwrap()
         .port();
     let serve = bin()
-        .args(["serve", "--sf", &scen("uas.xml"), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--sf",
+            &scen("uas.xml"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--workers", "2", "--quiet"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -107,16 +186,32 @@ fn run_sf_against_serve_sf_writes_scenario_counters() {
     std::thread::sleep(Duration::from_millis(300));
     let out = tmpdir("sf-run");
     let (code, stdout, err) = run(&[
-        "run", "--target", &format!("127.0.0.1:{port}"), "-sf", &scen("uac.xml"),
-        "-m", "60", "-r", "200", "-d", "50", "--workers", "2", "--quiet",
-        "--out", &out.display().to_string(),
+        "run",
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "-sf",
+        &scen("uac.xml"),
+        "-m",
+        "60",
+        "-r",
+        "200",
+        "-d",
+        "50",
+        "--workers",
+        "2",
+        "--quiet",
+        "--out",
+        &out.display().to_string(),
     ]);
     assert_eq!(code, Some(0), "{stdout}\n{err}");
     // uas.xml's timewait is 4 s: let it pass, then stop serve.
     std::thread::sleep(Duration::from_millis(4300));
     signal(serve.id(), "INT");
     let so = String::from_utf8_lossy(&serve.wait_with_output().unwrap().stdout).into_owned();
-    assert!(so.contains("calls: 60 incoming, 60 succeeded, 0 failed"), "{so}");
+    assert!(
+        so.contains("calls: 60 incoming, 60 succeeded, 0 failed"),
+        "{so}"
+    );
     assert!(so.contains("----------> INVITE"), "{so}");
     let report = std::fs::read_to_string(out.join("report.json")).unwrap();
     report_support::assert_valid(&out.join("report.json"));
@@ -128,7 +223,16 @@ fn run_sf_against_serve_sf_writes_scenario_counters() {
     assert_eq!(sf["calls"]["attempted"], 60);
     assert_eq!(sf["calls"]["succeeded"], 60);
     let steps = sf["steps"].as_array().unwrap();
-    let sent: Vec<u64> = steps.iter().map(|s| s["sent"].as_u64().or(s["received"].as_u64()).or(s["sessions"].as_u64()).unwrap()).collect();
+    let sent: Vec<u64> = steps
+        .iter()
+        .map(|s| {
+            s["sent"]
+                .as_u64()
+                .or(s["received"].as_u64())
+                .or(s["sessions"].as_u64())
+                .unwrap()
+        })
+        .collect();
     assert_eq!(sent, [60, 0, 60, 0, 60, 60, 60, 60, 60]);
     assert_eq!(steps[4]["rtd"], "1");
     assert_eq!(sf["rtds"][0]["metric"], "rtd1");
@@ -136,7 +240,10 @@ fn run_sf_against_serve_sf_writes_scenario_counters() {
     assert_eq!(r["latency_ms"]["rtd1_co"]["count"], 60);
     assert_eq!(r["totals"]["call"]["completed"], 60);
     assert_eq!(r["rfc6076"]["srd_ms"]["count"], 60);
-    assert!(r["latency_ms"].get("rtd2").is_none(), "unused timers are left out");
+    assert!(
+        r["latency_ms"].get("rtd2").is_none(),
+        "unused timers are left out"
+    );
     let hlog = std::fs::read_to_string(out.join("intervals.hlog")).unwrap();
     assert!(hlog.contains("Tag=rtd1,") && hlog.contains("Tag=rtd1_co,"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -151,9 +258,16 @@ fn sipp_in_both_roles() {
     if !peers::tools_available(&["sipp", "python3"]) {
         return;
     }
-    let (code, output) = peers::run_script("interop-sipp-scenarios.sh", &["100", "100"], &[("SIPP_TIMEOUT", "40")]);
+    let (code, output) = peers::run_script(
+        "interop-sipp-scenarios.sh",
+        &["100", "100"],
+        &[("SIPP_TIMEOUT", "40")],
+    );
     assert_eq!(code, Some(0), "{output}");
-    assert!(output.contains("PASS: SIPp scenarios in both roles"), "{output}");
+    assert!(
+        output.contains("PASS: SIPp scenarios in both roles"),
+        "{output}"
+    );
 }
 
 /// A digest REGISTER scenario with `[authentication]` and a users file at
@@ -165,5 +279,8 @@ fn digest_register_scenario_at_kamailio() {
     }
     let (code, output) = peers::run_script("interop-kamailio-register-sf.sh", &["300", "300"], &[]);
     assert_eq!(code, Some(0), "{output}");
-    assert!(output.contains("PASS: 300 digest registrations"), "{output}");
+    assert!(
+        output.contains("PASS: 300 digest registrations"),
+        "{output}"
+    );
 }

@@ -115,7 +115,8 @@ pub(crate) fn build(v: ScenarioValues<'_>, role: Role) -> Result<ScenarioFileCon
         inf_files,
         recv_timeout,
     };
-    let program = compile_file(v.file, &opts).map_err(|e| ConfigError::Unsupported(e.to_string()))?;
+    let program =
+        compile_file(v.file, &opts).map_err(|e| ConfigError::Unsupported(e.to_string()))?;
     for w in &program.warnings {
         crate::say!("sipstorm: warning: {w}");
     }

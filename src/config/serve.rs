@@ -269,7 +269,9 @@ fn scenario_for_serve(v: &ServeValues) -> Result<Option<super::ScenarioFileConfi
         ));
     }
     let pairs = |m: &std::collections::BTreeMap<String, String>| {
-        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
     };
     super::scenario::build(
         super::scenario::ScenarioValues {

@@ -140,7 +140,15 @@ impl ScenarioFileReport {
             .iter()
             .map(|st| {
                 let c = s.steps.get(st.index).copied().unwrap_or([0; 7]);
-                let [sent, received, retrans, timeouts, unexpected, lost, sessions] = c;
+                let [
+                    sent,
+                    received,
+                    retrans,
+                    timeouts,
+                    unexpected,
+                    lost,
+                    sessions,
+                ] = c;
                 let mut r = StepReport {
                     index: st.index,
                     line: st.line,
@@ -282,7 +290,11 @@ impl ScenarioFileReport {
             c.failed
         );
         if !c.failed_by.is_empty() {
-            let by: Vec<String> = c.failed_by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let by: Vec<String> = c
+                .failed_by
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             let _ = write!(out, " ({})", by.join(", "));
         }
         let _ = writeln!(out);
@@ -294,11 +306,19 @@ impl ScenarioFileReport {
             );
         }
         if !self.counters.is_empty() {
-            let cs: Vec<String> = self.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let cs: Vec<String> = self
+                .counters
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let _ = writeln!(out, "counters: {}", cs.join(" "));
         }
         for r in &self.rtds {
-            let _ = writeln!(out, "rtd {} = latency {} (and {}_co)", r.name, r.metric, r.metric);
+            let _ = writeln!(
+                out,
+                "rtd {} = latency {} (and {}_co)",
+                r.name, r.metric, r.metric
+            );
         }
         out
     }
@@ -383,16 +403,27 @@ mod tests {
     #[test]
     fn columns_follow_sipps_screen_and_segments_add_up() {
         let stats = ScenarioStats {
-            steps: vec![[5, 0, 2, 1, 0, 0, 0], [0, 4, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 4]],
+            steps: vec![
+                [5, 0, 2, 1, 0, 0, 0],
+                [0, 4, 0, 0, 1, 0, 0],
+                [0, 0, 0, 0, 0, 0, 4],
+            ],
             calls: vec![5, 3, 1, 1],
             misc: [2, 1, 0],
             counters: vec![7],
             rfc: [0; 11],
         };
         let r = ScenarioFileReport::build(&info(), Some(&stats));
-        assert_eq!((r.calls.attempted, r.calls.succeeded, r.calls.failed), (5, 3, 2));
+        assert_eq!(
+            (r.calls.attempted, r.calls.succeeded, r.calls.failed),
+            (5, 3, 2)
+        );
         assert_eq!(r.calls.failed_by.len(), 2);
-        assert_eq!(r.steps[0].timeouts, Some(1), "a send with retrans shows Timeout");
+        assert_eq!(
+            r.steps[0].timeouts,
+            Some(1),
+            "a send with retrans shows Timeout"
+        );
         assert_eq!(r.steps[0].received, None);
         assert_eq!(r.steps[1].unexpected, Some(1));
         assert_eq!(r.steps[2].sessions, Some(4));

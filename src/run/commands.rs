@@ -333,9 +333,13 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
     if let Some(sf) = &cfg.scenario_file {
         // SIPp's screen at the end: the scenario's counters per step.
         let agg = &collected.aggregate;
-        let report =
-            crate::report::ScenarioFileReport::build(&scenario_info(sf), agg.scenario());
-        let mut text = format!("Scenario {} ({}, uas)\n{}", sf.program.name, sf.program.file, report.screen());
+        let report = crate::report::ScenarioFileReport::build(&scenario_info(sf), agg.scenario());
+        let mut text = format!(
+            "Scenario {} ({}, uas)\n{}",
+            sf.program.name,
+            sf.program.file,
+            report.screen()
+        );
         for (i, r) in report.rtds.iter().enumerate() {
             let h = agg.histogram(crate::stats::Slot::service(crate::stats::Metric::RTD[i]));
             if !h.is_empty() {

@@ -475,7 +475,11 @@ impl ScenarioFold {
         if self.log.is_none()
             && let Some(p) = self.log_path.take()
         {
-            match std::fs::OpenOptions::new().create(true).append(true).open(&p) {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+            {
                 Ok(f) => self.log = Some(std::io::LineWriter::new(f)),
                 Err(e) => crate::say!("sipstorm: scenario log {}: {e}", p.display()),
             }
@@ -501,7 +505,10 @@ impl ScenarioFold {
                 std::array::from_fn(|j| d(a[j], b[j]))
             })
             .collect();
-        let mut calls = vec![d(now.started, last.started), d(now.succeeded, last.succeeded)];
+        let mut calls = vec![
+            d(now.started, last.started),
+            d(now.succeeded, last.succeeded),
+        ];
         calls.extend(now.failed.iter().zip(&last.failed).map(|(a, b)| d(*a, *b)));
         let counters = now
             .counters

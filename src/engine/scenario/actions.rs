@@ -61,7 +61,11 @@ impl ScenEngine {
     }
 
     fn set(&mut self, ci: u32, v: u16, val: Val) {
-        if let Some(slot) = self.calls.get_mut(ci).and_then(|c| c.vars.get_mut(usize::from(v))) {
+        if let Some(slot) = self
+            .calls
+            .get_mut(ci)
+            .and_then(|c| c.vars.get_mut(usize::from(v)))
+        {
             *slot = val;
         }
     }
@@ -111,7 +115,13 @@ impl ScenEngine {
                                 start_line,
                             },
                             Some(m),
-                        ) => match header_text(m.as_bytes(), name, *case_indep, *occurrence, *start_line) {
+                        ) => match header_text(
+                            m.as_bytes(),
+                            name,
+                            *case_indep,
+                            *occurrence,
+                            *start_line,
+                        ) {
                             Some(t) => text.extend_from_slice(t),
                             None => hdr_missing = true,
                         },
@@ -124,7 +134,11 @@ impl ScenEngine {
                         }
                         (_, None) => hdr_missing = matches!(search, SearchIn::Hdr { .. }),
                     }
-                    let caps = if hdr_missing { None } else { re.captures(&text) };
+                    let caps = if hdr_missing {
+                        None
+                    } else {
+                        re.captures(&text)
+                    };
                     let found = caps.is_some();
                     if let Some(caps) = caps {
                         for (k, v) in assign.iter().enumerate() {
@@ -183,7 +197,10 @@ impl ScenEngine {
                     right,
                     check,
                 } => {
-                    let (l, r) = (self.operand(ci, Operand::Var(*left)), self.operand(ci, *right));
+                    let (l, r) = (
+                        self.operand(ci, Operand::Var(*left)),
+                        self.operand(ci, *right),
+                    );
                     let res = match op {
                         Compare::Equal => l == r,
                         Compare::NotEqual => l != r,
@@ -220,7 +237,9 @@ impl ScenEngine {
                     let l = c.vars.get(usize::from(*left)).map(text).unwrap_or_default();
                     let r = match right {
                         StrOperand::Lit(b) => b.to_vec(),
-                        StrOperand::Var(v) => c.vars.get(usize::from(*v)).map(text).unwrap_or_default(),
+                        StrOperand::Var(v) => {
+                            c.vars.get(usize::from(*v)).map(text).unwrap_or_default()
+                        }
                     };
                     let ord = l.cmp(&r) as i8;
                     if let Some(to) = to {
@@ -237,8 +256,14 @@ impl ScenEngine {
                     }
                 }
                 Action::ToDouble(to, from) => {
-                    let parsed = match self.calls.get(ci).and_then(|c| c.vars.get(usize::from(*from))) {
-                        Some(Val::Str(s)) => std::str::from_utf8(s).ok().and_then(|t| t.trim().parse::<f64>().ok()),
+                    let parsed = match self
+                        .calls
+                        .get(ci)
+                        .and_then(|c| c.vars.get(usize::from(*from)))
+                    {
+                        Some(Val::Str(s)) => std::str::from_utf8(s)
+                            .ok()
+                            .and_then(|t| t.trim().parse::<f64>().ok()),
                         Some(Val::Num(v)) => Some(*v),
                         _ => None,
                     };
@@ -251,7 +276,11 @@ impl ScenEngine {
                     let ok = self.render(ep, ci, host, i, &mut h).is_ok()
                         && self.render(ep, ci, port, i, &mut p).is_ok();
                     let h = String::from_utf8_lossy(&h).into_owned();
-                    let h = h.trim().trim_start_matches('[').trim_end_matches(']').to_string();
+                    let h = h
+                        .trim()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string();
                     let addr = std::str::from_utf8(&p)
                         .ok()
                         .and_then(|p| p.trim().parse::<u16>().ok())

@@ -323,7 +323,13 @@ impl ScenEngine {
     }
 
     /// Start a client call (`start_attempt`).
-    pub fn start(&mut self, ep: &mut Endpoint, now: Instant, intended: Instant, hold: Duration) -> bool {
+    pub fn start(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        intended: Instant,
+        hold: Duration,
+    ) -> bool {
         let _ = hold;
         if self.prog.role != Role::Uac || ep.shutting_down {
             return false;
@@ -388,7 +394,14 @@ impl ScenEngine {
     }
 
     /// A timer of call `idx` fired (`generation` as armed).
-    pub fn timer(&mut self, ep: &mut Endpoint, now: Instant, retransmit: bool, ci: u32, generation: u32) {
+    pub fn timer(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        retransmit: bool,
+        ci: u32,
+        generation: u32,
+    ) {
         if self.calls.get(ci).is_none() || self.calls.generation(ci) & 0x00ff_ffff != generation {
             return;
         }
@@ -451,7 +464,9 @@ impl ScenEngine {
         let is_invite = x.is_invite;
         let t2 = self.t2;
         let mut b = ep.take_buf();
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         b.extend_from_slice(&c.rtx_msg);
         c.rtx_count += 1;
         c.rtx_interval = if is_invite {
@@ -616,7 +631,9 @@ impl ScenEngine {
             *n += 1;
         }
         let now_ns = ep.to_ns(now);
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         if let Some(r) = s.rtd {
             let bit = 1u8 << r;
             if c.rtd_done & bit == 0 || s.repeat_rtd {
@@ -643,12 +660,24 @@ impl ScenEngine {
 
     /// Build and send step `i` (again when `resend`). False when the call
     /// ended.
-    fn send_step(&mut self, ep: &mut Endpoint, now: Instant, ci: u32, i: u16, resend: bool) -> bool {
+    fn send_step(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        ci: u32,
+        i: u16,
+        resend: bool,
+    ) -> bool {
         let StepKind::Send(x) = &self.prog.steps[usize::from(i)].kind else {
             return true;
         };
-        let (bumps, retrans, lost, is_request, mark) =
-            (x.bumps_cseq, x.retrans, x.lost, x.method.is_some(), self.prog.steps[usize::from(i)].mark);
+        let (bumps, retrans, lost, is_request, mark) = (
+            x.bumps_cseq,
+            x.retrans,
+            x.lost,
+            x.method.is_some(),
+            self.prog.steps[usize::from(i)].mark,
+        );
         let kind = x.method.as_ref().map(|m| m.1);
         if !resend
             && bumps
@@ -771,7 +800,9 @@ impl ScenEngine {
                     return;
                 }
                 let ci = self.new_call(ep, now);
-                let Some(c) = self.calls.get_mut(ci) else { return };
+                let Some(c) = self.calls.get_mut(ci) else {
+                    return;
+                };
                 c.call_id.extend_from_slice(cid);
                 c.key = key;
                 c.dest = Some(from);
@@ -784,8 +815,8 @@ impl ScenEngine {
             }
         };
         // A retransmission of the last matched message (UDP only).
+        let h = if self.reliable() { 0 } else { ep.hash(data) };
         if !self.reliable() && !self.setup.no_retrans {
-            let h = ep.hash(data);
             let Some(c) = self.calls.get(ci) else { return };
             if c.last_step != NONE && h == c.last_hash {
                 let (last, again) = if msg.is_request() {
@@ -812,7 +843,7 @@ impl ScenEngine {
             }
         }
         self.track_response(ep, now, ci, &msg);
-        self.dispatch(ep, now, ci, &msg, data);
+        self.dispatch(ep, now, ci, &msg, h);
     }
 
     fn out_of_call(&mut self, ep: &mut Endpoint) {
@@ -840,7 +871,9 @@ impl ScenEngine {
         let method = msg.cseq().map(|c| method_kind(&c.method));
         let now_ns = ep.to_ns(now);
         let shape = self.prog.shape;
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         c.last_code = code;
         c.peer_tag.clear();
         if let Some(tag) = msg.to().and_then(|t| t.tag) {
@@ -875,11 +908,17 @@ impl ScenEngine {
                     c.invite_final = code;
                 }
             }
-            (Shape::Call, Some(MethodKind::Bye)) if code >= 200 && c.bye_ns != 0 && c.bye_done_ns == 0 => {
+            (Shape::Call, Some(MethodKind::Bye))
+                if code >= 200 && c.bye_ns != 0 && c.bye_done_ns == 0 =>
+            {
                 c.bye_done_ns = now_ns + 1;
             }
             (Shape::Register, Some(MethodKind::Register))
-                if code >= 200 && code != 401 && code != 407 && !c.register_done && c.register_ns != 0 =>
+                if code >= 200
+                    && code != 401
+                    && code != 407
+                    && !c.register_done
+                    && c.register_ns != 0 =>
             {
                 c.register_done = true;
                 let outcome = if (200..300).contains(&code) {
@@ -936,7 +975,7 @@ impl ScenEngine {
 
     /// Find the step a message matches, from where the call is (docs: "How
     /// recv matches"), and move the call.
-    fn dispatch(&mut self, ep: &mut Endpoint, now: Instant, ci: u32, msg: &Message<'_>, data: &[u8]) {
+    fn dispatch(&mut self, ep: &mut Endpoint, now: Instant, ci: u32, msg: &Message<'_>, hash: u64) {
         let Some(c) = self.calls.get(ci) else { return };
         let pc = usize::from(c.pc);
         let waiting = c.state == CallState::WaitRecv;
@@ -994,7 +1033,9 @@ impl ScenEngine {
         let Some(m) = matched else {
             // A response to an INVITE whose ACK step went already: ACK again.
             if msg.status().is_some_and(|c| c >= 200)
-                && msg.cseq().is_some_and(|c| method_kind(&c.method) == MethodKind::Invite)
+                && msg
+                    .cseq()
+                    .is_some_and(|c| method_kind(&c.method) == MethodKind::Invite)
             {
                 for j in (0..pc.min(n)).rev() {
                     if self.matches(j, msg)
@@ -1012,12 +1053,13 @@ impl ScenEngine {
             self.unexpected(ep, now, ci, msg);
             return;
         };
-        let hash = if self.reliable() { 0 } else { ep.hash(data) };
         self.accept(ep, now, ci, m, msg, hash);
         if self.calls.get(ci).is_none() {
             return;
         }
-        let StepKind::Recv(_) = &self.prog.steps[m].kind else { return };
+        let StepKind::Recv(_) = &self.prog.steps[m].kind else {
+            return;
+        };
         let s = &self.prog.steps[m];
         let optional = self.is_optional(m);
         let takes_next = s.next.is_some();
@@ -1048,16 +1090,28 @@ impl ScenEngine {
 
     /// A message matched step `m`: count it, run its actions, keep what
     /// later steps read.
-    fn accept(&mut self, ep: &mut Endpoint, now: Instant, ci: u32, m: usize, msg: &Message<'_>, hash: u64) {
+    fn accept(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        ci: u32,
+        m: usize,
+        msg: &Message<'_>,
+        hash: u64,
+    ) {
         self.common(ep, now, ci, m as u16);
         self.counters.steps[m].received += 1;
         if let Some(c) = self.calls.get_mut(ci) {
             c.matched |= 1u64 << (m % 64);
         }
-        let StepKind::Recv(r) = &self.prog.steps[m].kind else { return };
+        let StepKind::Recv(r) = &self.prog.steps[m].kind else {
+            return;
+        };
         let (rrs, auth) = (r.rrs, r.auth);
         self.keep_last(ci, msg);
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         c.last_hash = hash;
         c.last_step = m as u16;
         c.first_req_after = NONE;
@@ -1077,7 +1131,10 @@ impl ScenEngine {
                 None => msg.method().is_some_and(|x| {
                     matches!(
                         x,
-                        sip::Method::Ack | sip::Method::Cancel | sip::Method::Bye | sip::Method::Prack
+                        sip::Method::Ack
+                            | sip::Method::Cancel
+                            | sip::Method::Bye
+                            | sip::Method::Prack
                     )
                 }),
             };
@@ -1118,30 +1175,31 @@ impl ScenEngine {
     /// Keep the headers later steps read (`[last_X:]`), the To URI and the
     /// CSeq number.
     fn keep_last(&mut self, ci: u32, msg: &Message<'_>) {
-        let prog = self.prog.clone();
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         c.lbuf.clear();
-        for (k, name) in prog.last_headers.iter().enumerate() {
+        // Several occurrences of a header are joined with ", ", as SIPp
+        // writes them. Scenarios read a handful of names, so one scan of the
+        // headers per name is cheaper than sorting them.
+        for (name, span) in self.prog.last_headers.iter().zip(c.last.iter_mut()) {
             let start = c.lbuf.len();
-            let mut first = true;
             for (n, v) in msg.all_headers() {
                 if header_is(n, name) {
-                    if !first {
+                    if c.lbuf.len() > start {
                         c.lbuf.extend_from_slice(b", ");
                     }
-                    first = false;
                     c.lbuf.extend_from_slice(v);
                 }
             }
-            c.last[k] = Span(start as u32, (c.lbuf.len() - start) as u32);
+            *span = Span(start as u32, (c.lbuf.len() - start) as u32);
         }
         let start = c.lbuf.len();
-        if let Some(to) = msg.header(b"To") {
-            if let (Some(a), Some(b)) = (memchr::memchr(b'<', to), memchr::memchr(b'>', to))
-                && a < b
-            {
-                c.lbuf.extend_from_slice(&to[a + 1..b]);
-            }
+        if let Some(to) = msg.header(b"To")
+            && let (Some(a), Some(b)) = (memchr::memchr(b'<', to), memchr::memchr(b'>', to))
+            && a < b
+        {
+            c.lbuf.extend_from_slice(&to[a + 1..b]);
         }
         c.last_ruri = Span(start as u32, (c.lbuf.len() - start) as u32);
         c.last_cseq = msg.cseq().map_or(0, |cs| cs.seq);
@@ -1149,7 +1207,9 @@ impl ScenEngine {
 
     /// `rrs="true"`: the route set and remote target, once per call.
     fn record_routes(&mut self, ci: u32, msg: &Message<'_>) {
-        let Some(c) = self.calls.get_mut(ci) else { return };
+        let Some(c) = self.calls.get_mut(ci) else {
+            return;
+        };
         if c.rrs_done {
             return;
         }
@@ -1271,7 +1331,11 @@ impl ScenEngine {
         out.extend_from_slice(b"Call-ID: ");
         out.extend_from_slice(&c.call_id);
         out.extend_from_slice(b"\r\nCSeq: ");
-        let seq = if method == b"BYE" { c.cseq + 1 } else { c.last_cseq };
+        let seq = if method == b"BYE" {
+            c.cseq + 1
+        } else {
+            c.last_cseq
+        };
         out.extend_from_slice(seq.to_string().as_bytes());
         out.push(b' ');
         out.extend_from_slice(method);
@@ -1379,9 +1443,16 @@ impl ScenEngine {
     pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
         let live: Vec<u32> = self.calls.live_indices().collect();
         for ci in live {
-            let tw = self.calls.get(ci).is_some_and(|c| c.state == CallState::TimeWait);
+            let tw = self
+                .calls
+                .get(ci)
+                .is_some_and(|c| c.state == CallState::TimeWait);
             let failed = self.calls.get(ci).and_then(|c| c.failed);
-            let reason = if tw { failed } else { Some(FailReason::Abandoned) };
+            let reason = if tw {
+                failed
+            } else {
+                Some(FailReason::Abandoned)
+            };
             self.end(ep, now, ci, reason);
         }
     }
@@ -1464,7 +1535,9 @@ impl ScenEngine {
                             // as that keyword, with its own credentials.
                             if out[start..].starts_with(b"[authentication") {
                                 let inner = String::from_utf8_lossy(
-                                    out[start + 1..].strip_suffix(b"]").unwrap_or(&out[start + 1..]),
+                                    out[start + 1..]
+                                        .strip_suffix(b"]")
+                                        .unwrap_or(&out[start + 1..]),
                                 )
                                 .into_owned();
                                 out.truncate(start);
@@ -1485,7 +1558,9 @@ impl ScenEngine {
                         }
                         _ => self.write_slot(c, slot, off, step, out),
                     }
-                    skip_ws = *line_start && out.len() == before && !matches!(slot, Slot::Auth(_) | Slot::Len);
+                    skip_ws = *line_start
+                        && out.len() == before
+                        && !matches!(slot, Slot::Auth(_) | Slot::Len);
                 }
             }
         }
@@ -1505,7 +1580,8 @@ impl ScenEngine {
                 .find(&out[base..])
                 .map_or(0, |p| out.len() - (base + p + 4));
             let mut d = [0u8; 20];
-            let v = crate::engine::util::dec((body as i64 + i64::from(offset)).max(0) as u64, &mut d);
+            let v =
+                crate::engine::util::dec((body as i64 + i64::from(offset)).max(0) as u64, &mut d);
             let field = &mut out[at..at + 5];
             if v.len() <= 5 {
                 field[5 - v.len()..].copy_from_slice(v);
@@ -1587,12 +1663,16 @@ impl ScenEngine {
             }
             Slot::AutoMediaPort => num(
                 out,
-                i64::from(self.consts.media_port) + 4 * ((c.call_number.saturating_sub(1) % 2500) as i64) + off,
+                i64::from(self.consts.media_port)
+                    + 4 * ((c.call_number.saturating_sub(1) % 2500) as i64)
+                    + off,
             ),
             Slot::RemoteIp => match (&self.consts.remote_ip, c.dest) {
                 (Some(ip), _) => out.extend_from_slice(ip),
                 (None, Some(d)) => match d.peer {
-                    std::net::SocketAddr::V4(v) => out.extend_from_slice(v.ip().to_string().as_bytes()),
+                    std::net::SocketAddr::V4(v) => {
+                        out.extend_from_slice(v.ip().to_string().as_bytes())
+                    }
                     std::net::SocketAddr::V6(v) => {
                         out.extend_from_slice(format!("[{}]", v.ip()).as_bytes())
                     }
@@ -1605,7 +1685,9 @@ impl ScenEngine {
                 (None, None) => {}
             },
             Slot::LocalIp => out.extend_from_slice(&self.consts.local_ip),
-            Slot::LocalIpType | Slot::MediaIpType => out.extend_from_slice(self.consts.local_ip_type),
+            Slot::LocalIpType | Slot::MediaIpType => {
+                out.extend_from_slice(self.consts.local_ip_type)
+            }
             Slot::LocalPort => num(out, i64::from(self.consts.local_port) + off),
             Slot::Transport => out.extend_from_slice(self.consts.transport),
             Slot::MediaIp => out.extend_from_slice(&self.consts.media_ip),
@@ -1697,8 +1779,10 @@ impl ScenEngine {
         let ok = match crate::auth::parse_challenge(&c.challenge) {
             Ok(ch) => {
                 let ha1 = crate::auth::Ha1::from_challenge(&ch, &user, &pass);
-                crate::auth::write_authorization(&mut hdr, &ch, &user, &ha1, method, uri, body, nc, &cnonce)
-                    .is_ok()
+                crate::auth::write_authorization(
+                    &mut hdr, &ch, &user, &ha1, method, uri, body, nc, &cnonce,
+                )
+                .is_ok()
             }
             Err(_) => false,
         };
@@ -1748,5 +1832,6 @@ fn header_is(n: &[u8], lower: &[u8]) -> bool {
 }
 
 fn contains_ci(h: &[u8], needle: &[u8]) -> bool {
-    h.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    h.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -117,7 +117,10 @@ fn refuse_kinds(n: &Node, file: &str) -> Result<(), ScenarioError> {
             return Err(err(
                 file,
                 n.line,
-                format!("{}: exec is not supported (sipstorm runs no commands)", tag(n)),
+                format!(
+                    "{}: exec is not supported (sipstorm runs no commands)",
+                    tag(n)
+                ),
             ));
         }
         _ => {}
@@ -214,7 +217,12 @@ impl Ctx<'_> {
             .iter()
             .find(|(l, _)| l == id)
             .map(|(_, t)| *t)
-            .ok_or_else(|| self.err(line, format!("{what}=\"{id}\": there is no <label id=\"{id}\"/>")))
+            .ok_or_else(|| {
+                self.err(
+                    line,
+                    format!("{what}=\"{id}\": there is no <label id=\"{id}\"/>"),
+                )
+            })
     }
 
     fn method_bit(&mut self, m: &[u8]) -> u64 {
@@ -256,7 +264,11 @@ impl Ctx<'_> {
         let Some(v) = n.attr(attr) else {
             return Ok(None);
         };
-        let line = n.attrs.iter().find(|(k, _, _)| k == attr).map_or(n.line, |a| a.2);
+        let line = n
+            .attrs
+            .iter()
+            .find(|(k, _, _)| k == attr)
+            .map_or(n.line, |a| a.2);
         v.trim()
             .parse::<f64>()
             .ok()
@@ -303,7 +315,12 @@ impl Ctx<'_> {
     }
 
     /// A template of message text (or `log` text): keywords to slots.
-    fn template(&mut self, raw: &[u8], line0: u32, in_message: bool) -> Result<MsgTemplate, ScenarioError> {
+    fn template(
+        &mut self,
+        raw: &[u8],
+        line0: u32,
+        in_message: bool,
+    ) -> Result<MsgTemplate, ScenarioError> {
         let mut parts: Vec<Part> = Vec::new();
         let mut lit: Vec<u8> = Vec::new();
         let mut i = 0;
@@ -354,7 +371,10 @@ impl Ctx<'_> {
                     return Err(self.err(line, "only one [authentication] per message"));
                 }
                 if header_end.is_some() {
-                    return Err(self.err(line, "[authentication] must be in the headers, not the body"));
+                    return Err(self.err(
+                        line,
+                        "[authentication] must be in the headers, not the body",
+                    ));
                 }
                 auth_seen = true;
             }
@@ -431,7 +451,10 @@ impl Ctx<'_> {
             }
             let k = self.last_header(h.to_ascii_lowercase().as_bytes());
             self.last_spellings.push((k, h.as_bytes().into()));
-            return no_attrs(Slot::LastHeader((self.last_spellings.len() - 1) as u16), self);
+            return no_attrs(
+                Slot::LastHeader((self.last_spellings.len() - 1) as u16),
+                self,
+            );
         }
         if let Some(n) = name.strip_prefix("field")
             && !n.is_empty()
@@ -471,7 +494,10 @@ impl Ctx<'_> {
                         }
                     }
                     "line" => {
-                        return Err(self.err(line, format!("[{inner}]: line= is not supported by sipstorm")));
+                        return Err(self.err(
+                            line,
+                            format!("[{inner}]: line= is not supported by sipstorm"),
+                        ));
                     }
                     o => return Err(self.err(line, format!("[{inner}]: unknown attribute {o}"))),
                 }
@@ -492,7 +518,10 @@ impl Ctx<'_> {
                     "username" => spec.user = Some(t),
                     "password" => spec.password = Some(t),
                     o if o.starts_with("aka_") => {
-                        return Err(self.err(line, format!("[{inner}]: Digest AKA ({o}) is not supported by sipstorm")));
+                        return Err(self.err(
+                            line,
+                            format!("[{inner}]: Digest AKA ({o}) is not supported by sipstorm"),
+                        ));
                     }
                     o => return Err(self.err(line, format!("[{inner}]: unknown attribute {o}"))),
                 }
@@ -517,7 +546,10 @@ impl Ctx<'_> {
             "last_keyword",
         ];
         if known_unsupported.contains(&name) {
-            return Err(self.err(line, format!("the keyword [{name}] is not supported by sipstorm")));
+            return Err(self.err(
+                line,
+                format!("the keyword [{name}] is not supported by sipstorm"),
+            ));
         }
         Err(self.err(
             line,
@@ -526,30 +558,47 @@ impl Ctx<'_> {
     }
 
     fn check(&self, n: &Node) -> Result<Check, ScenarioError> {
-        Ok(match (self.boolean(n, "check_it")?, self.boolean(n, "check_it_inverse")?) {
-            (true, true) => {
-                return Err(self.err(n.line, format!("<{}>: check_it and check_it_inverse together", n.name)));
-            }
-            (true, false) => Check::It,
-            (false, true) => Check::Inverse,
-            (false, false) => Check::None,
-        })
+        Ok(
+            match (
+                self.boolean(n, "check_it")?,
+                self.boolean(n, "check_it_inverse")?,
+            ) {
+                (true, true) => {
+                    return Err(self.err(
+                        n.line,
+                        format!("<{}>: check_it and check_it_inverse together", n.name),
+                    ));
+                }
+                (true, false) => Check::It,
+                (false, true) => Check::Inverse,
+                (false, false) => Check::None,
+            },
+        )
     }
 
     fn required<'n>(&self, n: &'n Node, attr: &str) -> Result<&'n str, ScenarioError> {
-        n.attr(attr)
-            .ok_or_else(|| self.err(n.line, format!("<{}>: the attribute {attr} is required", n.name)))
+        n.attr(attr).ok_or_else(|| {
+            self.err(
+                n.line,
+                format!("<{}>: the attribute {attr} is required", n.name),
+            )
+        })
     }
 
     fn operand(&mut self, n: &Node) -> Result<Operand, ScenarioError> {
         match (n.attr("value"), n.attr("variable")) {
-            (Some(_), Some(_)) => Err(self.err(n.line, format!("<{}>: value and variable together", n.name))),
+            (Some(_), Some(_)) => {
+                Err(self.err(n.line, format!("<{}>: value and variable together", n.name)))
+            }
             (Some(_), None) => Ok(Operand::Const(self.number(n, "value")?.unwrap_or(0.0))),
             (None, Some(v)) => {
                 let v = v.to_string();
                 Ok(Operand::Var(self.var(&v)))
             }
-            (None, None) => Err(self.err(n.line, format!("<{}>: value or variable is required", n.name))),
+            (None, None) => Err(self.err(
+                n.line,
+                format!("<{}>: value or variable is required", n.name),
+            )),
         }
     }
 
@@ -592,9 +641,15 @@ impl Ctx<'_> {
                     "hdr" => {
                         let h = self.required(n, "header")?;
                         let occ = n.attr("occurrence").or(n.attr("occurence")).unwrap_or("1");
-                        let occurrence: u16 = occ.trim().parse().ok().filter(|&o| o >= 1).ok_or_else(|| {
-                            self.err(n.line, format!("<ereg occurrence=\"{occ}\">: expected a number from 1"))
-                        })?;
+                        let occurrence: u16 =
+                            occ.trim().parse().ok().filter(|&o| o >= 1).ok_or_else(|| {
+                                self.err(
+                                    n.line,
+                                    format!(
+                                        "<ereg occurrence=\"{occ}\">: expected a number from 1"
+                                    ),
+                                )
+                            })?;
                         SearchIn::Hdr {
                             name: h.as_bytes().into(),
                             case_indep,
@@ -603,7 +658,10 @@ impl Ctx<'_> {
                         }
                     }
                     o => {
-                        return Err(self.err(n.line, format!("<ereg search_in=\"{o}\">: expected msg, hdr, body or var")));
+                        return Err(self.err(
+                            n.line,
+                            format!("<ereg search_in=\"{o}\">: expected msg, hdr, body or var"),
+                        ));
                     }
                 };
                 let names = n.attr("assign_to").unwrap_or("").to_string();
@@ -612,7 +670,10 @@ impl Ctx<'_> {
                     assign.push(self.var_w(v, n.line)?);
                 }
                 if assign.len() > 10 {
-                    return Err(self.err(n.line, "<ereg>: at most 10 variables in assign_to (the match and 9 groups)"));
+                    return Err(self.err(
+                        n.line,
+                        "<ereg>: at most 10 variables in assign_to (the match and 9 groups)",
+                    ));
                 }
                 Action::Ereg {
                     re,
@@ -646,7 +707,15 @@ impl Ctx<'_> {
             "test" => {
                 self.check_attrs(
                     n,
-                    &["assign_to", "variable", "compare", "value", "variable2", "check_it", "check_it_inverse"],
+                    &[
+                        "assign_to",
+                        "variable",
+                        "compare",
+                        "value",
+                        "variable2",
+                        "check_it",
+                        "check_it_inverse",
+                    ],
                 )?;
                 let to = match n.attr("assign_to") {
                     Some(v) => {
@@ -674,7 +743,12 @@ impl Ctx<'_> {
                         let v = v.to_string();
                         Operand::Var(self.var(&v))
                     }
-                    _ => return Err(self.err(n.line, "<test>: value or variable2 is required (one of them)")),
+                    _ => {
+                        return Err(self.err(
+                            n.line,
+                            "<test>: value or variable2 is required (one of them)",
+                        ));
+                    }
                 };
                 Action::Test {
                     to,
@@ -687,7 +761,14 @@ impl Ctx<'_> {
             "strcmp" => {
                 self.check_attrs(
                     n,
-                    &["assign_to", "variable", "value", "variable2", "check_it", "check_it_inverse"],
+                    &[
+                        "assign_to",
+                        "variable",
+                        "value",
+                        "variable2",
+                        "check_it",
+                        "check_it_inverse",
+                    ],
                 )?;
                 let to = match n.attr("assign_to") {
                     Some(v) => {
@@ -704,7 +785,12 @@ impl Ctx<'_> {
                         let v = v.to_string();
                         StrOperand::Var(self.var(&v))
                     }
-                    _ => return Err(self.err(n.line, "<strcmp>: value or variable2 is required (one of them)")),
+                    _ => {
+                        return Err(self.err(
+                            n.line,
+                            "<strcmp>: value or variable2 is required (one of them)",
+                        ));
+                    }
                 };
                 Action::Strcmp {
                     to,
@@ -726,10 +812,21 @@ impl Ctx<'_> {
                 let proto = self.required(n, "protocol")?.to_string();
                 // The protocol must be the run's: checked when binding.
                 let proto_t = self.template(proto.as_bytes(), n.line, false)?;
-                let is_transport = matches!(proto_t.parts.as_slice(), [Part::Slot { slot: Slot::Transport, .. }]);
+                let is_transport = matches!(
+                    proto_t.parts.as_slice(),
+                    [Part::Slot {
+                        slot: Slot::Transport,
+                        ..
+                    }]
+                );
                 let lit_ok = matches!(proto.to_ascii_lowercase().as_str(), "udp" | "tcp" | "tls");
                 if !is_transport && !lit_ok {
-                    return Err(self.err(n.line, format!("<setdest protocol=\"{proto}\">: expected udp, tcp, tls or [transport]")));
+                    return Err(self.err(
+                        n.line,
+                        format!(
+                            "<setdest protocol=\"{proto}\">: expected udp, tcp, tls or [transport]"
+                        ),
+                    ));
                 }
                 Action::SetDest {
                     host: self.template(host.as_bytes(), n.line, false)?,
@@ -741,10 +838,19 @@ impl Ctx<'_> {
                 match (n.attr("value"), n.attr("variable")) {
                     (Some(v), None) => {
                         let idx: usize = v.trim().parse().map_err(|_| {
-                            self.err(n.line, format!("<jump value=\"{v}\">: expected a step index"))
+                            self.err(
+                                n.line,
+                                format!("<jump value=\"{v}\">: expected a step index"),
+                            )
                         })?;
                         if idx > self.n_steps {
-                            return Err(self.err(n.line, format!("<jump value=\"{v}\">: the scenario has {} steps", self.n_steps)));
+                            return Err(self.err(
+                                n.line,
+                                format!(
+                                    "<jump value=\"{v}\">: the scenario has {} steps",
+                                    self.n_steps
+                                ),
+                            ));
                         }
                         Action::Jump(JumpTo::Index(idx as Target))
                     }
@@ -752,12 +858,20 @@ impl Ctx<'_> {
                         let v = v.to_string();
                         Action::Jump(JumpTo::Var(self.var(&v)))
                     }
-                    _ => return Err(self.err(n.line, "<jump>: value or variable is required (one of them)")),
+                    _ => {
+                        return Err(self.err(
+                            n.line,
+                            "<jump>: value or variable is required (one of them)",
+                        ));
+                    }
                 }
             }
             "exec" | "sendCmd" | "recvCmd" => unreachable!("refused before compiling"),
             o => {
-                return Err(self.err(n.line, format!("the action <{o}> is not supported by sipstorm")));
+                return Err(self.err(
+                    n.line,
+                    format!("the action <{o}> is not supported by sipstorm"),
+                ));
             }
         })
     }
@@ -781,7 +895,13 @@ impl Ctx<'_> {
     fn children_ok(&self, n: &Node, allowed: &[&str]) -> Result<(), ScenarioError> {
         for c in &n.children {
             if !allowed.contains(&c.name.as_str()) {
-                return Err(self.err(c.line, format!("<{}> inside <{}> is not supported by sipstorm", c.name, n.name)));
+                return Err(self.err(
+                    c.line,
+                    format!(
+                        "<{}> inside <{}> is not supported by sipstorm",
+                        c.name, n.name
+                    ),
+                ));
             }
         }
         if let Some(l) = n.stray_text {
@@ -792,7 +912,12 @@ impl Ctx<'_> {
 
     fn warn_stray(&self, _l: u32, _n: &Node) {}
 
-    fn step(&mut self, n: &Node, index: usize, methods_before: &mut u64) -> Result<Step, ScenarioError> {
+    fn step(
+        &mut self,
+        n: &Node,
+        index: usize,
+        methods_before: &mut u64,
+    ) -> Result<Step, ScenarioError> {
         if let Some(l) = n.stray_text {
             self.warnings.push(format!(
                 "{}:{l}: text outside CDATA inside <{}> is ignored (as SIPp ignores it)",
@@ -816,7 +941,11 @@ impl Ctx<'_> {
                     ));
                 }
                 let raw = self.src.bytes_of(text);
-                let lead = raw.iter().take_while(|b| b.is_ascii_whitespace()).filter(|&&b| b == b'\n').count() as u32;
+                let lead = raw
+                    .iter()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .filter(|&&b| b == b'\n')
+                    .count() as u32;
                 let msg = clean_message(&raw);
                 let line0 = cline + lead;
                 let first_end = memchr::memmem::find(&msg, b"\r\n").unwrap_or(msg.len());
@@ -824,19 +953,37 @@ impl Ctx<'_> {
                 let sp = memchr::memchr(b' ', first).unwrap_or(first.len());
                 let token = &first[..sp];
                 if token.contains(&b'[') || token.is_empty() {
-                    return Err(self.err(line0, "a message must start with a literal method or SIP/2.0 (no keyword there)"));
+                    return Err(self.err(
+                        line0,
+                        "a message must start with a literal method or SIP/2.0 (no keyword there)",
+                    ));
                 }
                 let (method, code) = if token == b"SIP/2.0" {
-                    let c = first.get(sp + 1..sp + 4).and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.parse::<u16>().ok());
+                    let c = first
+                        .get(sp + 1..sp + 4)
+                        .and_then(|c| std::str::from_utf8(c).ok())
+                        .and_then(|c| c.parse::<u16>().ok());
                     match c {
                         Some(c) if (100..700).contains(&c) => (None, c),
-                        _ => return Err(self.err(line0, "a response must start with SIP/2.0 and a status code 100-699")),
+                        _ => {
+                            return Err(self.err(
+                                line0,
+                                "a response must start with SIP/2.0 and a status code 100-699",
+                            ));
+                        }
                     }
                 } else {
-                    if !token.iter().all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(b)) {
-                        return Err(self.err(line0, format!("\"{}\" is not a SIP method", String::from_utf8_lossy(token))));
+                    if !token
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(b))
+                    {
+                        return Err(self.err(
+                            line0,
+                            format!("\"{}\" is not a SIP method", String::from_utf8_lossy(token)),
+                        ));
                     }
-                    let kind = crate::engine::wire::method_kind(&crate::sip::Method::from_bytes(token));
+                    let kind =
+                        crate::engine::wire::method_kind(&crate::sip::Method::from_bytes(token));
                     (Some((Box::<[u8]>::from(token), kind)), 0)
                 };
                 let tpl = self.template(&msg, line0, true)?;
@@ -847,13 +994,23 @@ impl Ctx<'_> {
                 let retrans = match self.number(n, "retrans")? {
                     None => None,
                     Some(v) if v >= 1.0 => Some(v.min(1e7) as u32),
-                    Some(v) => return Err(self.err(n.line, format!("<send retrans=\"{v}\">: expected milliseconds, at least 1"))),
+                    Some(v) => {
+                        return Err(self.err(
+                            n.line,
+                            format!("<send retrans=\"{v}\">: expected milliseconds, at least 1"),
+                        ));
+                    }
                 };
                 let lost = self.number(n, "lost")?.unwrap_or(0.0);
                 if !(0.0..=100.0).contains(&lost) {
-                    return Err(self.err(n.line, format!("<send lost=\"{lost}\">: expected a percentage")));
+                    return Err(self.err(
+                        n.line,
+                        format!("<send lost=\"{lost}\">: expected a percentage"),
+                    ));
                 }
-                let bumps_cseq = method.as_ref().is_some_and(|(_, k)| !matches!(k, MethodKind::Ack | MethodKind::Cancel));
+                let bumps_cseq = method
+                    .as_ref()
+                    .is_some_and(|(_, k)| !matches!(k, MethodKind::Ack | MethodKind::Cancel));
                 StepKind::Send(Box::new(Send {
                     is_invite: msg.starts_with(b"INVITE"),
                     tpl,
@@ -865,16 +1022,30 @@ impl Ctx<'_> {
                 }))
             }
             "recv" => {
-                allowed.extend(["response", "request", "optional", "timeout", "rrs", "auth", "regexp_match"]);
+                allowed.extend([
+                    "response",
+                    "request",
+                    "optional",
+                    "timeout",
+                    "rrs",
+                    "auth",
+                    "regexp_match",
+                ]);
                 self.check_attrs(n, &allowed)?;
                 self.children_ok(n, &["action"])?;
                 let re = self.boolean(n, "regexp_match")?;
-                let methods = if index == 0 { u64::MAX } else { *methods_before };
+                let methods = if index == 0 {
+                    u64::MAX
+                } else {
+                    *methods_before
+                };
                 let matcher = match (n.attr("request"), n.attr("response")) {
                     (Some(m), None) if re => Matcher::MethodRe(self.regex(m, false, n.line)?),
                     (Some(m), None) => {
                         if m.is_empty() || m.contains(char::is_whitespace) {
-                            return Err(self.err(n.line, format!("<recv request=\"{m}\">: not a method")));
+                            return Err(
+                                self.err(n.line, format!("<recv request=\"{m}\">: not a method"))
+                            );
                         }
                         Matcher::Method(m.as_bytes().into())
                     }
@@ -884,10 +1055,19 @@ impl Ctx<'_> {
                     },
                     (None, Some(c)) => match c.trim().parse::<u16>() {
                         Ok(code) if (100..700).contains(&code) => Matcher::Code { code, methods },
-                        _ => return Err(self.err(n.line, format!("<recv response=\"{c}\">: expected a status code 100-699"))),
+                        _ => {
+                            return Err(self.err(
+                                n.line,
+                                format!("<recv response=\"{c}\">: expected a status code 100-699"),
+                            ));
+                        }
                     },
-                    (Some(_), Some(_)) => return Err(self.err(n.line, "<recv>: request and response together")),
-                    (None, None) => return Err(self.err(n.line, "<recv>: request or response is required")),
+                    (Some(_), Some(_)) => {
+                        return Err(self.err(n.line, "<recv>: request and response together"));
+                    }
+                    (None, None) => {
+                        return Err(self.err(n.line, "<recv>: request or response is required"));
+                    }
                 };
                 let optional = match n.attr("optional") {
                     None | Some("false") => false,
@@ -905,14 +1085,41 @@ impl Ctx<'_> {
             }
             "pause" => {
                 allowed.extend([
-                    "milliseconds", "variable", "distribution", "value", "min", "max", "mean", "stdev",
-                    "lambda", "k", "x_m", "theta", "p", "n", "sanity_check",
+                    "milliseconds",
+                    "variable",
+                    "distribution",
+                    "value",
+                    "min",
+                    "max",
+                    "mean",
+                    "stdev",
+                    "lambda",
+                    "k",
+                    "x_m",
+                    "theta",
+                    "p",
+                    "n",
+                    "sanity_check",
                 ]);
-                let old_style = ["normal", "exponential", "lognormal", "weibull", "pareto", "gamma", "negbin"];
-                if let Some((k, _, l)) = n.attrs.iter().find(|(k, _, _)| old_style.contains(&k.as_str())) {
+                let old_style = [
+                    "normal",
+                    "exponential",
+                    "lognormal",
+                    "weibull",
+                    "pareto",
+                    "gamma",
+                    "negbin",
+                ];
+                if let Some((k, _, l)) = n
+                    .attrs
+                    .iter()
+                    .find(|(k, _, _)| old_style.contains(&k.as_str()))
+                {
                     return Err(self.err(*l, format!("<pause {k}=...>: the old form is not supported by sipstorm: write distribution=\"{k}\" with its parameters")));
                 }
-                if n.attr("distribution").is_none() && (n.attr("min").is_some() || n.attr("max").is_some()) {
+                if n.attr("distribution").is_none()
+                    && (n.attr("min").is_some() || n.attr("max").is_some())
+                {
                     return Err(self.err(n.line, "<pause min= max=>: the old form is not supported by sipstorm: write distribution=\"uniform\" min=\"..\" max=\"..\""));
                 }
                 self.check_attrs(n, &allowed)?;
@@ -948,24 +1155,51 @@ impl Ctx<'_> {
         };
         let chance = match self.number(n, "chance")? {
             Some(p) if (0.0..=1.0).contains(&p) => Some(p),
-            Some(p) => return Err(self.err(n.line, format!("<{} chance=\"{p}\">: expected a probability from 0 to 1", n.name))),
+            Some(p) => {
+                return Err(self.err(
+                    n.line,
+                    format!(
+                        "<{} chance=\"{p}\">: expected a probability from 0 to 1",
+                        n.name
+                    ),
+                ));
+            }
             None => None,
         };
         if (test.is_some() || chance.is_some()) && next.is_none() {
             return Err(self.err(n.line, format!("<{}>: test and chance need next", n.name)));
         }
-        let start_rtd = n.attr("start_rtd").map(|v| v.to_string()).map(|v| self.rtd(&v));
+        let start_rtd = n
+            .attr("start_rtd")
+            .map(|v| v.to_string())
+            .map(|v| self.rtd(&v));
         let rtd = n.attr("rtd").map(|v| v.to_string()).map(|v| self.rtd(&v));
-        let counter = n.attr("counter").map(|c| {
-            match self.counters.iter().position(|x| x == c) {
+        let counter = n
+            .attr("counter")
+            .map(|c| match self.counters.iter().position(|x| x == c) {
                 Some(i) => i as u16,
                 None => {
                     self.counters.push(c.to_string());
                     (self.counters.len() - 1) as u16
                 }
-            }
-        });
+            });
         let actions = self.actions(n)?;
+        if n.name == "send"
+            && actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Ereg {
+                        search: SearchIn::Msg | SearchIn::Body | SearchIn::Hdr { .. },
+                        ..
+                    }
+                )
+            })
+        {
+            return Err(self.err(
+                n.line,
+                "<ereg> on a <send> is not supported by sipstorm (it searches received messages; search_in=\"var\" works)",
+            ));
+        }
         Ok(Step {
             line: n.line,
             kind,
@@ -995,48 +1229,103 @@ impl Ctx<'_> {
             return Ok(Pause::Default);
         };
         let p = |c: &Self, a: &str| -> Result<f64, ScenarioError> {
-            c.number(n, a)?.ok_or_else(|| c.err(n.line, format!("<pause distribution=\"{d}\">: {a} is required")))
+            c.number(n, a)?.ok_or_else(|| {
+                c.err(
+                    n.line,
+                    format!("<pause distribution=\"{d}\">: {a} is required"),
+                )
+            })
         };
         let positive = |c: &Self, a: &str| -> Result<f64, ScenarioError> {
             let v = p(c, a)?;
-            if v > 0.0 { Ok(v) } else { Err(c.err(n.line, format!("<pause distribution=\"{d}\">: {a} must be positive"))) }
+            if v > 0.0 {
+                Ok(v)
+            } else {
+                Err(c.err(
+                    n.line,
+                    format!("<pause distribution=\"{d}\">: {a} must be positive"),
+                ))
+            }
         };
         Ok(Pause::Dist(match d {
             "fixed" => PauseDist::Fixed(p(self, "value")?),
             "uniform" => {
                 let (min, max) = (p(self, "min")?, p(self, "max")?);
                 if min > max {
-                    return Err(self.err(n.line, "<pause distribution=\"uniform\">: min is above max"));
+                    return Err(
+                        self.err(n.line, "<pause distribution=\"uniform\">: min is above max")
+                    );
                 }
                 PauseDist::Uniform { min, max }
             }
-            "normal" => PauseDist::Normal { mean: p(self, "mean")?, stdev: p(self, "stdev")? },
-            "lognormal" => PauseDist::LogNormal { mu: p(self, "mean")?, sigma: p(self, "stdev")? },
-            "exponential" => PauseDist::Exponential { mean: positive(self, "mean")? },
-            "weibull" => PauseDist::Weibull { lambda: positive(self, "lambda")?, k: positive(self, "k")? },
-            "pareto" => PauseDist::Pareto { k: positive(self, "k")?, x_m: positive(self, "x_m")? },
-            "gamma" => PauseDist::Gamma { k: positive(self, "k")?, theta: positive(self, "theta")? },
+            "normal" => PauseDist::Normal {
+                mean: p(self, "mean")?,
+                stdev: p(self, "stdev")?,
+            },
+            "lognormal" => PauseDist::LogNormal {
+                mu: p(self, "mean")?,
+                sigma: p(self, "stdev")?,
+            },
+            "exponential" => PauseDist::Exponential {
+                mean: positive(self, "mean")?,
+            },
+            "weibull" => PauseDist::Weibull {
+                lambda: positive(self, "lambda")?,
+                k: positive(self, "k")?,
+            },
+            "pareto" => PauseDist::Pareto {
+                k: positive(self, "k")?,
+                x_m: positive(self, "x_m")?,
+            },
+            "gamma" => PauseDist::Gamma {
+                k: positive(self, "k")?,
+                theta: positive(self, "theta")?,
+            },
             "negbin" => {
                 let prob = p(self, "p")?;
                 if !(prob > 0.0 && prob <= 1.0) {
-                    return Err(self.err(n.line, "<pause distribution=\"negbin\">: p must be in (0, 1]"));
+                    return Err(self.err(
+                        n.line,
+                        "<pause distribution=\"negbin\">: p must be in (0, 1]",
+                    ));
                 }
-                PauseDist::NegBin { p: prob, n: positive(self, "n")? }
+                PauseDist::NegBin {
+                    p: prob,
+                    n: positive(self, "n")?,
+                }
             }
-            "gpareto" => return Err(self.err(n.line, "<pause distribution=\"gpareto\">: not supported by sipstorm")),
-            o => return Err(self.err(n.line, format!("<pause distribution=\"{o}\">: unknown distribution"))),
+            "gpareto" => {
+                return Err(self.err(
+                    n.line,
+                    "<pause distribution=\"gpareto\">: not supported by sipstorm",
+                ));
+            }
+            o => {
+                return Err(self.err(
+                    n.line,
+                    format!("<pause distribution=\"{o}\">: unknown distribution"),
+                ));
+            }
         }))
     }
 }
 
 /// Compile a scenario from its bytes; `file` names it in messages.
-pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<Program, ScenarioError> {
+pub fn compile_bytes(
+    bytes: &[u8],
+    file: &str,
+    opts: &CompileOptions,
+) -> Result<Program, ScenarioError> {
     let src = Source::new(bytes);
     let root = xml::parse(&src, file)?;
     refuse_kinds(&root, file)?;
     for (k, v, l) in &root.attrs {
         if k != "name" {
-            return Err(err(file, *l, format!("<scenario {k}=\"{v}\">: the attribute {k} is not supported by sipstorm")));
+            return Err(err(
+                file,
+                *l,
+                format!("<scenario {k}=\"{v}\">: the attribute {k} is not supported by sipstorm"),
+            ));
         }
     }
     let mut cx = Ctx {
@@ -1077,7 +1366,11 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
                 cx.check_attrs(c, &["id"])?;
                 let id = cx.required(c, "id")?.to_string();
                 if cx.labels.iter().any(|(l, _)| *l == id) {
-                    return Err(err(file, c.line, format!("<label id=\"{id}\"/> is defined twice")));
+                    return Err(err(
+                        file,
+                        c.line,
+                        format!("<label id=\"{id}\"/> is defined twice"),
+                    ));
                 }
                 cx.labels.push((id, n_steps as Target));
             }
@@ -1091,10 +1384,28 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
             }
             "ResponseTimeRepartition" | "CallLengthRepartition" => cx.check_attrs(c, &["value"])?,
             "Reference" => cx.check_attrs(c, &["variables"])?,
-            "User" => return Err(err(file, c.line, "<User> variables are not supported by sipstorm")),
+            "User" => {
+                return Err(err(
+                    file,
+                    c.line,
+                    "<User> variables are not supported by sipstorm",
+                ));
+            }
             "init" => return Err(err(file, c.line, "<init> is not supported by sipstorm")),
-            "DefaultMessage" => return Err(err(file, c.line, "<DefaultMessage> is not supported by sipstorm")),
-            o => return Err(err(file, c.line, format!("the element <{o}> is not supported by sipstorm"))),
+            "DefaultMessage" => {
+                return Err(err(
+                    file,
+                    c.line,
+                    "<DefaultMessage> is not supported by sipstorm",
+                ));
+            }
+            o => {
+                return Err(err(
+                    file,
+                    c.line,
+                    format!("the element <{o}> is not supported by sipstorm"),
+                ));
+            }
         }
     }
     if n_steps == 0 {
@@ -1110,7 +1421,9 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
             _ => {
                 return Err(ScenarioError::File {
                     file: file.to_string(),
-                    msg: format!("-set {name}: the scenario declares no <Global variables=\"{name}\"/>"),
+                    msg: format!(
+                        "-set {name}: the scenario declares no <Global variables=\"{name}\"/>"
+                    ),
                 });
             }
         }
@@ -1127,11 +1440,18 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
     if cx.rtds.len() > crate::engine::scenario::MAX_RTDS {
         return Err(ScenarioError::File {
             file: file.to_string(),
-            msg: format!("{} response-time timers (rtd): sipstorm keeps at most {}", cx.rtds.len(), crate::engine::scenario::MAX_RTDS),
+            msg: format!(
+                "{} response-time timers (rtd): sipstorm keeps at most {}",
+                cx.rtds.len(),
+                crate::engine::scenario::MAX_RTDS
+            ),
         });
     }
     if cx.methods.len() > 64 {
-        return Err(ScenarioError::File { file: file.to_string(), msg: "more than 64 request methods".into() });
+        return Err(ScenarioError::File {
+            file: file.to_string(),
+            msg: "more than 64 request methods".into(),
+        });
     }
     let role = steps
         .iter()
@@ -1150,9 +1470,16 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
         })
         .collect();
     let has = |k: MethodKind| sent.contains(&k);
-    let shape = if role == Role::Uac && has(MethodKind::Invite) && has(MethodKind::Ack) && has(MethodKind::Bye) {
+    let shape = if role == Role::Uac
+        && has(MethodKind::Invite)
+        && has(MethodKind::Ack)
+        && has(MethodKind::Bye)
+    {
         Shape::Call
-    } else if role == Role::Uac && !sent.is_empty() && sent.iter().all(|k| *k == MethodKind::Register) {
+    } else if role == Role::Uac
+        && !sent.is_empty()
+        && sent.iter().all(|k| *k == MethodKind::Register)
+    {
         Shape::Register
     } else {
         Shape::Other
@@ -1180,14 +1507,11 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
             }
             _ => false,
         });
-    let name = root
-        .attr("name")
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            std::path::Path::new(file)
-                .file_stem()
-                .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
-        });
+    let name = root.attr("name").map(str::to_string).unwrap_or_else(|| {
+        std::path::Path::new(file)
+            .file_stem()
+            .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
+    });
     Ok(Program {
         name,
         file: file.to_string(),
@@ -1209,7 +1533,10 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &CompileOptions) -> Result<
 }
 
 /// Read and compile a scenario file.
-pub fn compile_file(path: &std::path::Path, opts: &CompileOptions) -> Result<Program, ScenarioError> {
+pub fn compile_file(
+    path: &std::path::Path,
+    opts: &CompileOptions,
+) -> Result<Program, ScenarioError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ScenarioError::Io {
         file: file.clone(),

@@ -45,7 +45,11 @@ pub enum ScenarioError {
     #[error("{file}: cannot read: {reason}")]
     Io { file: String, reason: String },
     #[error("{file}:{line}: {msg}")]
-    At { file: String, line: u32, msg: String },
+    At {
+        file: String,
+        line: u32,
+        msg: String,
+    },
     #[error("{file}: {msg}")]
     File { file: String, msg: String },
 }

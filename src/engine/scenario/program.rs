@@ -391,7 +391,8 @@ impl Program {
                         false,
                     ),
                 };
-                let rtd_name = |r: Option<u8>| r.and_then(|i| self.rtds.get(usize::from(i)).cloned());
+                let rtd_name =
+                    |r: Option<u8>| r.and_then(|i| self.rtds.get(usize::from(i)).cloned());
                 StepInfo {
                     index,
                     line: s.line,

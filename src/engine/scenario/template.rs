@@ -23,7 +23,10 @@ pub(crate) enum Slot {
     Routes,
     NextUrl,
     /// `[fieldN]` (file 0: the run's users; k > 0: the k-th further `-inf`).
-    Field { file: u8, n: u16 },
+    Field {
+        file: u8,
+        n: u16,
+    },
     Var(VarId),
     /// `[authentication ...]`: index into `Program::auths`.
     Auth(u16),
@@ -134,7 +137,9 @@ impl MsgTemplate {
                         Slot::MediaPort => Some(num(i64::from(c.media_port) + off)),
                         Slot::Service => Some(c.service.clone()),
                         Slot::Pid => Some(num(i64::from(c.pid))),
-                        Slot::Key(k) => Some(c.keys.get(usize::from(*k)).cloned().unwrap_or_default()),
+                        Slot::Key(k) => {
+                            Some(c.keys.get(usize::from(*k)).cloned().unwrap_or_default())
+                        }
                         _ => None,
                     };
                     skip_ws = false;
@@ -151,18 +156,6 @@ impl MsgTemplate {
             }
         }
         MsgTemplate { parts }
-    }
-
-    /// The slots left after binding, for tests and dumps.
-    #[cfg(test)]
-    pub fn slots(&self) -> Vec<&Slot> {
-        self.parts
-            .iter()
-            .filter_map(|p| match p {
-                Part::Slot { slot, .. } => Some(slot),
-                Part::Lit(_) => None,
-            })
-            .collect()
     }
 }
 
@@ -212,16 +205,15 @@ pub(crate) fn parse_keyword(inner: &str) -> Result<Keyword, String> {
         ..Keyword::default()
     };
     // An offset: `cseq+1`, `branch-2` (not inside `$var` names or headers).
-    if !head.starts_with('$') && !head.starts_with("last_") {
-        if let Some(i) = head.rfind(['+', '-']) {
-            let (n, o) = head.split_at(i);
-            if let Ok(v) = o.parse::<i32>()
-                && !n.is_empty()
-            {
-                kw.name = n.to_string();
-                kw.offset = v;
-            }
-        }
+    if !head.starts_with('$')
+        && !head.starts_with("last_")
+        && let Some(i) = head.rfind(['+', '-'])
+        && let (n, o) = head.split_at(i)
+        && let Ok(v) = o.parse::<i32>()
+        && !n.is_empty()
+    {
+        kw.name = n.to_string();
+        kw.offset = v;
     }
     let mut rest = rest;
     while !rest.is_empty() {

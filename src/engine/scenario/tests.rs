@@ -38,7 +38,9 @@ fn sipp_scenarios_compile() {
     let labels: Vec<&str> = infos.iter().map(|s| s.label.as_str()).collect();
     assert_eq!(
         labels,
-        ["INVITE", "100", "180", "183", "200", "ACK", "Pause", "BYE", "200"]
+        [
+            "INVITE", "100", "180", "183", "200", "ACK", "Pause", "BYE", "200"
+        ]
     );
     assert!(infos[1].optional && !infos[4].optional && infos[0].retrans);
     assert_eq!(infos[4].rtd.as_deref(), Some("1"));
@@ -69,32 +71,129 @@ fn refusals_name_the_line() {
     // (body, line, text in the message)
     let cases: &[(&str, u32, &str)] = &[
         ("<foo/>", 3, "the element <foo> is not supported"),
-        (&format!("{SEND}\n<recv response=\"200\" response_txn=\"a\"/>"), 7, "the attribute response_txn"),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n[msg_index]\n]]></send>", 5, "[msg_index] is not supported"),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [no_such]\n]]></send>", 5, "unknown keyword [no_such]"),
-        ("<send><![CDATA[\n[service] sip:x SIP/2.0\n]]></send>", 4, "literal method"),
-        ("<nop><action><exec command=\"ls\"/></action></nop>", 3, "exec is not supported"),
-        ("<nop><action><exec play_pcap_audio=\"g711a.pcap\"/></action></nop>", 3, "media is not supported"),
+        (
+            &format!("{SEND}\n<recv response=\"200\" response_txn=\"a\"/>"),
+            7,
+            "the attribute response_txn",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n[msg_index]\n]]></send>",
+            5,
+            "[msg_index] is not supported",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [no_such]\n]]></send>",
+            5,
+            "unknown keyword [no_such]",
+        ),
+        (
+            "<send><![CDATA[\n[service] sip:x SIP/2.0\n]]></send>",
+            4,
+            "literal method",
+        ),
+        (
+            "<nop><action><exec command=\"ls\"/></action></nop>",
+            3,
+            "exec is not supported",
+        ),
+        (
+            "<nop><action><exec play_pcap_audio=\"g711a.pcap\"/></action></nop>",
+            3,
+            "media is not supported",
+        ),
         ("<sendCmd><![CDATA[x]]></sendCmd>", 3, "3PCC"),
-        (&format!("{SEND}\n<recv response=\"200\" next=\"nowhere\"/>"), 7, "no <label id=\"nowhere\"/>"),
+        (
+            &format!("{SEND}\n<recv response=\"200\" next=\"nowhere\"/>"),
+            7,
+            "no <label id=\"nowhere\"/>",
+        ),
         ("<label id=\"a\"/>\n<label id=\"a\"/>", 4, "defined twice"),
-        (&format!("{SEND}\n<nop><action><sample assign_to=\"x\"/></action></nop>"), 7, "the action <sample>"),
-        (&format!("{SEND}\n<nop><action><ereg regexp=\"(a)\\1\" search_in=\"msg\" assign_to=\"x\"/></action></nop>"), 7, "does not compile"),
-        (&format!("{SEND}\n<nop><action><divide assign_to=\"x\" value=\"0\"/></action></nop>"), 7, "division by zero"),
-        (&format!("{SEND}\n<nop><action><jump value=\"9\"/></action></nop>"), 7, "steps"),
-        ("<timewait milliseconds=\"10\"/>\n<pause/>", 3, "must be the last step"),
-        (&format!("{SEND}\n<recv response=\"99\"/>"), 7, "status code 100-699"),
-        (&format!("{SEND}\n<recv response=\"200\" optional=\"global\"/>"), 7, "optional=\"global\""),
+        (
+            &format!("{SEND}\n<nop><action><sample assign_to=\"x\"/></action></nop>"),
+            7,
+            "the action <sample>",
+        ),
+        (
+            &format!(
+                "{SEND}\n<nop><action><ereg regexp=\"(a)\\1\" search_in=\"msg\" assign_to=\"x\"/></action></nop>"
+            ),
+            7,
+            "does not compile",
+        ),
+        (
+            &format!("{SEND}\n<nop><action><divide assign_to=\"x\" value=\"0\"/></action></nop>"),
+            7,
+            "division by zero",
+        ),
+        (
+            &format!("{SEND}\n<nop><action><jump value=\"9\"/></action></nop>"),
+            7,
+            "steps",
+        ),
+        (
+            "<timewait milliseconds=\"10\"/>\n<pause/>",
+            3,
+            "must be the last step",
+        ),
+        (
+            &format!("{SEND}\n<recv response=\"99\"/>"),
+            7,
+            "status code 100-699",
+        ),
+        (
+            &format!("{SEND}\n<recv response=\"200\" optional=\"global\"/>"),
+            7,
+            "optional=\"global\"",
+        ),
         (&format!("{SEND}\n<pause normal=\"5\"/>"), 7, "old form"),
-        (&format!("{SEND}\n<pause distribution=\"cauchy\"/>"), 7, "unknown distribution"),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n[authentication]\n[authentication]\n]]></send>", 6, "only one [authentication]"),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n\nbody [authentication]\n]]></send>", 6, "not the body"),
-        (&format!("{SEND}\n<nop><action><assign assign_to=\"g\" value=\"1\"/></action></nop>\n<Global variables=\"g\"/>"), 7, "read-only"),
-        (&format!("{SEND}\n<recv request=\"BYE\"> <![CDATA[x]]></recv>"), 7, ""),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [field1]\n]]></send>", 5, "injection file"),
-        ("<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [rtpstream_audio_port]\n]]></send>", 5, "media is not supported"),
+        (
+            &format!("{SEND}\n<pause distribution=\"cauchy\"/>"),
+            7,
+            "unknown distribution",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n[authentication]\n[authentication]\n]]></send>",
+            6,
+            "only one [authentication]",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n\nbody [authentication]\n]]></send>",
+            6,
+            "not the body",
+        ),
+        (
+            &format!(
+                "{SEND}\n<nop><action><assign assign_to=\"g\" value=\"1\"/></action></nop>\n<Global variables=\"g\"/>"
+            ),
+            7,
+            "read-only",
+        ),
+        (
+            &format!("{SEND}\n<recv request=\"BYE\"> <![CDATA[x]]></recv>"),
+            7,
+            "",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [field1]\n]]></send>",
+            5,
+            "injection file",
+        ),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\nX: [rtpstream_audio_port]\n]]></send>",
+            5,
+            "media is not supported",
+        ),
         ("<User variables=\"a\"/>", 3, "<User>"),
-        ("<send retrans=\"abc\"><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>", 3, "not a number"),
+        (
+            "<send><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]><action><ereg regexp=\"x\" search_in=\"msg\" assign_to=\"a\"/></action></send>",
+            3,
+            "<ereg> on a <send>",
+        ),
+        (
+            "<send retrans=\"abc\"><![CDATA[\nOPTIONS sip:x SIP/2.0\n]]></send>",
+            3,
+            "not a number",
+        ),
     ];
     for (body, line, what) in cases {
         let text = scen(body);

@@ -55,7 +55,10 @@ impl Source {
         let clean: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'\r').collect();
         let (text, latin1) = match String::from_utf8(clean) {
             Ok(s) => (s, false),
-            Err(e) => (e.into_bytes().iter().map(|&b| char::from(b)).collect(), true),
+            Err(e) => (
+                e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+                true,
+            ),
         };
         let newlines = memchr::memchr_iter(b'\n', text.as_bytes()).collect();
         Source {
@@ -86,7 +89,12 @@ pub(super) fn decode_attr(raw: &str) -> String {
     let mut rest = raw;
     while let Some(c) = rest.chars().next() {
         if c == '&' {
-            let known = [("&amp;", '&'), ("&lt;", '<'), ("&gt;", '>'), ("&quot;", '"')];
+            let known = [
+                ("&amp;", '&'),
+                ("&lt;", '<'),
+                ("&gt;", '>'),
+                ("&quot;", '"'),
+            ];
             if let Some((e, ch)) = known.iter().find(|(e, _)| rest.starts_with(e)) {
                 out.push(*ch);
                 rest = &rest[e.len()..];
@@ -144,12 +152,7 @@ fn check_escaped_quotes(src: &Source, file: &str) -> Result<(), ScenarioError> {
     Ok(())
 }
 
-fn element(
-    e: &BytesStart<'_>,
-    line: u32,
-    src: &Source,
-    file: &str,
-) -> Result<Node, ScenarioError> {
+fn element(e: &BytesStart<'_>, line: u32, src: &Source, file: &str) -> Result<Node, ScenarioError> {
     let qn = e.name();
     let name: &str = qn.as_ref();
     let name = name.to_string();
@@ -204,11 +207,7 @@ pub(super) fn parse(src: &Source, file: &str) -> Result<Node, ScenarioError> {
         let line = src.line_of(pos + skip);
         let ev = reader.read_event().map_err(|e| {
             let at = reader.error_position() as usize;
-            ScenarioError::at(
-                file,
-                src.line_of(at),
-                format!("invalid XML: {e}"),
-            )
+            ScenarioError::at(file, src.line_of(at), format!("invalid XML: {e}"))
         })?;
         match ev {
             Event::Start(e) => stack.push(element(&e, line, src, file)?),
@@ -218,11 +217,7 @@ pub(super) fn parse(src: &Source, file: &str) -> Result<Node, ScenarioError> {
                     Some(p) => p.children.push(n),
                     None if root.is_none() => root = Some(n),
                     None => {
-                        return Err(ScenarioError::at(
-                            file,
-                            line,
-                            "more than one root element",
-                        ));
+                        return Err(ScenarioError::at(file, line, "more than one root element"));
                     }
                 }
             }
@@ -234,11 +229,7 @@ pub(super) fn parse(src: &Source, file: &str) -> Result<Node, ScenarioError> {
                     Some(p) => p.children.push(n),
                     None if root.is_none() => root = Some(n),
                     None => {
-                        return Err(ScenarioError::at(
-                            file,
-                            line,
-                            "more than one root element",
-                        ));
+                        return Err(ScenarioError::at(file, line, "more than one root element"));
                     }
                 }
             }
@@ -250,11 +241,7 @@ pub(super) fn parse(src: &Source, file: &str) -> Result<Node, ScenarioError> {
                 match stack.last_mut() {
                     Some(p) => p.cdata.push((text, cline)),
                     None => {
-                        return Err(ScenarioError::at(
-                            file,
-                            cline,
-                            "CDATA outside any element",
-                        ));
+                        return Err(ScenarioError::at(file, cline, "CDATA outside any element"));
                     }
                 }
             }
@@ -290,7 +277,10 @@ pub(super) fn parse(src: &Source, file: &str) -> Result<Node, ScenarioError> {
         return Err(ScenarioError::at(
             file,
             root.line,
-            format!("the root element is <{}>, SIPp scenarios have <scenario>", root.name),
+            format!(
+                "the root element is <{}>, SIPp scenarios have <scenario>",
+                root.name
+            ),
         ));
     }
     Ok(root)
@@ -328,11 +318,23 @@ mod tests {
         assert_eq!(root.children[1].stray_text, Some(9));
         assert_eq!(root.children[2].attr("regexp"), Some("a<b & c"));
         let bad = [
-            ("<?xml?>\n<scenario>\n<send a=\"x\\\"y\"/>\n</scenario>", 3, "&quot;"),
-            ("<?xml?>\n<scenario>\n<send>\n</recv>\n</scenario>", 4, "invalid XML"),
+            (
+                "<?xml?>\n<scenario>\n<send a=\"x\\\"y\"/>\n</scenario>",
+                3,
+                "&quot;",
+            ),
+            (
+                "<?xml?>\n<scenario>\n<send>\n</recv>\n</scenario>",
+                4,
+                "invalid XML",
+            ),
             ("<scenario/>", 1, "<?xml"),
             ("<?xml?>\n<foo/>", 2, "<scenario>"),
-            ("<?xml?>\n<scenario>\n<send a=\"1\" a=\"2\"/>\n</scenario>", 3, "twice"),
+            (
+                "<?xml?>\n<scenario>\n<send a=\"1\" a=\"2\"/>\n</scenario>",
+                3,
+                "twice",
+            ),
         ];
         for (t, line, what) in bad {
             let e = parse(&Source::new(t.as_bytes()), "f.xml").unwrap_err();

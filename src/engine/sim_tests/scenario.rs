@@ -57,7 +57,8 @@ fn screen(file: &str, side: &str) -> Vec<Vec<u64>> {
             on = line.contains(side);
             continue;
         }
-        if !on || line.starts_with('#') || line.starts_with("Last Error") || line.trim().is_empty() {
+        if !on || line.starts_with('#') || line.starts_with("Last Error") || line.trim().is_empty()
+        {
             continue;
         }
         if line.contains("Messages") {
@@ -104,12 +105,23 @@ fn start_paced(p: &mut Pair, n: usize, every: Duration) {
 
 #[test]
 fn uac_against_uas_counts_as_sipp() {
-    let mut p = scen_pair("uac.xml", Some("uas.xml"), Duration::from_millis(200), NetConfig::default());
+    let mut p = scen_pair(
+        "uac.xml",
+        Some("uas.xml"),
+        Duration::from_millis(200),
+        NetConfig::default(),
+    );
     start_paced(&mut p, 20, Duration::from_millis(100));
     p.run(Duration::from_secs(10));
     let (c, s) = (counters(&mut p, true), counters(&mut p, false));
-    assert_eq!(as_screen(&program("uac.xml"), &c), screen("uac-vs-uas.screen.txt", "UAC"));
-    assert_eq!(as_screen(&program("uas.xml"), &s), screen("uac-vs-uas.screen.txt", "UAS"));
+    assert_eq!(
+        as_screen(&program("uac.xml"), &c),
+        screen("uac-vs-uas.screen.txt", "UAC")
+    );
+    assert_eq!(
+        as_screen(&program("uas.xml"), &s),
+        screen("uac-vs-uas.screen.txt", "UAS")
+    );
     assert_eq!((c.started, c.succeeded, c.failed_total()), (20, 20, 0));
     assert_eq!((s.started, s.succeeded, s.failed_total()), (20, 20, 0));
     // RFC 6076: recognisably a call.
@@ -136,7 +148,12 @@ fn uac_against_uas_counts_as_sipp() {
 
 #[test]
 fn branchc_against_branchs_counts_as_sipp() {
-    let mut p = scen_pair("branchc.xml", Some("branchs.xml"), Duration::ZERO, NetConfig::default());
+    let mut p = scen_pair(
+        "branchc.xml",
+        Some("branchs.xml"),
+        Duration::ZERO,
+        NetConfig::default(),
+    );
     start_paced(&mut p, 30, Duration::from_millis(100));
     p.run(Duration::from_secs(20));
     let (c, s) = (counters(&mut p, true), counters(&mut p, false));
@@ -153,7 +170,12 @@ fn branchc_against_branchs_counts_as_sipp() {
 
 #[test]
 fn regexp_against_uas_counts_as_sipp() {
-    let mut p = scen_pair("regexp.xml", Some("uas.xml"), Duration::ZERO, NetConfig::default());
+    let mut p = scen_pair(
+        "regexp.xml",
+        Some("uas.xml"),
+        Duration::ZERO,
+        NetConfig::default(),
+    );
     start_paced(&mut p, 10, Duration::from_millis(100));
     p.run(Duration::from_secs(10));
     let c = counters(&mut p, true);
@@ -185,8 +207,14 @@ fn an_unexpected_486_is_counted_acked_and_fails_the_call() {
     start_paced(&mut p, 2, Duration::from_millis(200));
     p.run(Duration::from_secs(5));
     let (c, s) = (counters(&mut p, true), counters(&mut p, false));
-    assert_eq!(as_screen(&program("uac.xml"), &c), screen("uac-vs-busy486.screen.txt", "client"));
-    assert_eq!(as_screen(&busy, &s), screen("uac-vs-busy486.screen.txt", "server"));
+    assert_eq!(
+        as_screen(&program("uac.xml"), &c),
+        screen("uac-vs-busy486.screen.txt", "client")
+    );
+    assert_eq!(
+        as_screen(&busy, &s),
+        screen("uac-vs-busy486.screen.txt", "server")
+    );
     assert_eq!(c.failed[FailReasonIdx::UNEXPECTED], 2);
     assert_eq!(p.outcomes(), vec![Outcome::Failed(486); 2]);
 }
@@ -203,7 +231,10 @@ fn an_unanswered_invite_is_retransmitted_as_sipp_then_fails() {
     p.start(1, Duration::ZERO);
     p.run(Duration::from_secs(40));
     let c = counters(&mut p, true);
-    assert_eq!(as_screen(&program("uac.xml"), &c), screen("uac-no-answer.screen.txt", "INVITE sent"));
+    assert_eq!(
+        as_screen(&program("uac.xml"), &c),
+        screen("uac-no-answer.screen.txt", "INVITE sent")
+    );
     assert_eq!(c.failed[FailReasonIdx::MAX_RETRANS], 1);
     // Sends at 0, 0.5, 1.5, 3.5, 7.5 and 15.5 s (T1 = 500 ms doubling).
     let t0 = p.sim.trace[0].0;
@@ -228,7 +259,12 @@ fn lossy_network_retransmits_and_every_call_succeeds() {
     start_paced(&mut p, 40, Duration::from_millis(50));
     p.run(Duration::from_secs(60));
     let (c, s) = (counters(&mut p, true), counters(&mut p, false));
-    let retrans: u64 = c.steps.iter().chain(&s.steps).map(|x| x.retransmissions).sum();
+    let retrans: u64 = c
+        .steps
+        .iter()
+        .chain(&s.steps)
+        .map(|x| x.retransmissions)
+        .sum();
     assert!(retrans > 0, "{c:?} {s:?}");
     // A lost ACK or BYE cannot be recovered by uac.xml (no retrans on
     // them): those calls fail on one side as they would with SIPp; the
@@ -258,12 +294,23 @@ fn a_late_invite_retransmission_gets_the_latest_response() {
     p.start(1, Duration::ZERO);
     p.run(Duration::from_secs(3));
     let (c, s) = (counters(&mut p, true), counters(&mut p, false));
-    assert_eq!(c.failed[crate::engine::scenario::FailReason::RecvTimeout as usize], 1, "{c:?}");
+    assert_eq!(
+        c.failed[crate::engine::scenario::FailReason::RecvTimeout as usize],
+        1,
+        "{c:?}"
+    );
     // The re-sent 200, then the UAS's own retransmissions at +0.5 s and +1.5 s
     // (no ACK comes).
-    assert_eq!((c.steps[2].retransmissions, c.steps[4].timeouts), (3, 1), "{c:?}");
+    assert_eq!(
+        (c.steps[2].retransmissions, c.steps[4].timeouts),
+        (3, 1),
+        "{c:?}"
+    );
     assert_eq!(s.steps[0].retransmissions, 1, "the INVITE, seen again");
-    assert_eq!(s.steps[2].retransmissions, 3, "the 200, sent again and by its timer");
+    assert_eq!(
+        s.steps[2].retransmissions, 3,
+        "the 200, sent again and by its timer"
+    );
     assert_eq!(s.steps[3].unexpected, 0);
 }
 
@@ -297,7 +344,9 @@ fn digest_register_with_authentication_keyword() {
         ..CompileOptions::default()
     };
     for (field, ok) in [("[field2]", true), ("[field3]", false)] {
-        let t = String::from_utf8(text.clone()).unwrap().replace("[field2]", field);
+        let t = String::from_utf8(text.clone())
+            .unwrap()
+            .replace("[field2]", field);
         let prog = Arc::new(compile_bytes(t.as_bytes(), "register.xml", &opts).unwrap());
         assert_eq!(prog.shape, crate::engine::scenario::Shape::Register);
         assert!(prog.prompt, "the REGISTER after the 401 is part of RRD");
@@ -314,7 +363,10 @@ fn digest_register_with_authentication_keyword() {
             assert_eq!((c.succeeded, c.failed_total()), (5, 0), "{c:?}");
             assert_eq!(p.outcomes(), vec![Outcome::Success; 5]);
             for e in p.events() {
-                if let Event::RegisterDone { started, finished, .. } = e {
+                if let Event::RegisterDone {
+                    started, finished, ..
+                } = e
+                {
                     // Two round trips of 2 × 5 ms: the 401's and the 200's.
                     assert_eq!(finished - started, Duration::from_millis(20));
                 }
