@@ -6,7 +6,9 @@
 #
 #   1. sipstorm run --sf uac.xml      vs  sipp -sn uas
 #   2. sipstorm run --sf regexp.xml   vs  sipp -sn uas
+#   2b. sipstorm run --sf branchc.xml vs  sipp -sn branchs
 #   3. sipp -sn uac                   vs  sipstorm serve --sf uas.xml
+#   3b. sipp -sn branchc              vs  sipstorm serve --sf branchs.xml
 #   4. sipstorm run --sf uac.xml      vs  sipstorm serve --sf uas.xml
 #   5. sipstorm run --sf branchc.xml  vs  sipstorm serve --sf branchs.xml
 #   6. sipstorm run --sf uac.xml      vs  sipstorm serve (the built-in UAS)
@@ -63,32 +65,37 @@ run_sf() { # NAME TARGET SCENARIO [ARGS...]
     { cat "$WORK/$name.log" >&2; fail "$name: sipstorm exited $?"; }
 }
 
-# 1, 2: sipstorm's UAC scenarios against SIPp's UAS.
-for s in uac regexp; do
+# 1, 2, 2b: sipstorm's UAC scenarios against SIPp's server scenarios.
+for pair in "uac uas" "regexp uas" "branchc branchs"; do
+  set -- $pair
+  s=$1
   P=$(free_udp_port)
-  start_sipp_bg "uas-$s" -sn uas -i 127.0.0.1 -p "$P" -m "$COUNT"
-  wait_udp_listen "$P" || fail "sipp uas did not start"
+  start_sipp_bg "$2-$s" -sn "$2" -i 127.0.0.1 -p "$P" -m "$COUNT"
+  wait_udp_listen "$P" || fail "sipp -sn $2 did not start"
   run_sf "$s-vs-sipp" "127.0.0.1:$P" "$SCEN/$s.xml"
-  check_report "$WORK/$s-vs-sipp" "$s.xml vs sipp -sn uas"
-  wait_bg "$BG_PID" || fail "sipp uas exited with an error"
-  sok=$(sipp_stat "uas-$s" 'SuccessfulCall(C)')
-  [ "$sok" = "$COUNT" ] || fail "$s.xml vs sipp uas: SIPp counted $sok successful calls, not $COUNT"
-  log "$s.xml vs sipp -sn uas: SIPp SuccessfulCall(C)=$sok"
+  check_report "$WORK/$s-vs-sipp" "$s.xml vs sipp -sn $2"
+  wait_bg "$BG_PID" || fail "sipp -sn $2 exited with an error"
+  sok=$(sipp_stat "$2-$s" 'SuccessfulCall(C)')
+  [ "$sok" = "$COUNT" ] || fail "$s.xml vs sipp -sn $2: SIPp counted $sok successful calls, not $COUNT"
+  log "$s.xml vs sipp -sn $2: SIPp SuccessfulCall(C)=$sok"
 done
 json "$WORK/uac-vs-sipp/report.json" "r['totals']['call']['completed']" | grep -qx "$COUNT" ||
   fail "uac.xml: the RFC 6076 view (totals.call.completed) is not $COUNT"
 
-# 3: SIPp's UAC against sipstorm's scenario UAS.
-P=$(free_udp_port)
-serve_sf serve-uas "$SCEN/uas.xml" "$P"
-rc=0
-run_sipp uac-vs-serve "127.0.0.1:$P" -sn uac -i 127.0.0.1 -m "$COUNT" -r "$RATE" || rc=$?
-[ "$rc" = 0 ] || { show_sipp_errors uac-vs-serve; fail "sipp -sn uac vs serve --sf uas.xml: SIPp exit $rc"; }
-sok=$(sipp_stat uac-vs-serve 'SuccessfulCall(C)')
-[ "$sok" = "$COUNT" ] || fail "sipp uac vs serve --sf uas.xml: SIPp counted $sok successful calls"
-log "sipp -sn uac vs serve --sf uas.xml: SIPp $(sipp_summary uac-vs-serve)"
-sleep 4.5 # uas.xml's timewait
-stop_serve serve-uas
+# 3, 3b: SIPp's client scenarios against sipstorm's scenario servers.
+for pair in "uac uas" "branchc branchs"; do
+  set -- $pair
+  P=$(free_udp_port)
+  serve_sf "serve-$2" "$SCEN/$2.xml" "$P"
+  rc=0
+  run_sipp "$1-vs-serve" "127.0.0.1:$P" -sn "$1" -i 127.0.0.1 -m "$COUNT" -r "$RATE" || rc=$?
+  [ "$rc" = 0 ] || { show_sipp_errors "$1-vs-serve"; fail "sipp -sn $1 vs serve --sf $2.xml: SIPp exit $rc"; }
+  sok=$(sipp_stat "$1-vs-serve" 'SuccessfulCall(C)')
+  [ "$sok" = "$COUNT" ] || fail "sipp -sn $1 vs serve --sf $2.xml: SIPp counted $sok successful calls"
+  log "sipp -sn $1 vs serve --sf $2.xml: SIPp $(sipp_summary "$1-vs-serve")"
+  sleep 4.5 # the server scenarios' timewait
+  stop_serve "serve-$2"
+done
 
 # 4, 5: sipstorm against itself, scenario to scenario.
 for pair in "uac uas" "branchc branchs"; do
