@@ -251,6 +251,122 @@ fn run_sf_against_serve_sf_writes_scenario_counters() {
     assert!(stdout.contains("INVITE ---------->"), "{stdout}");
 }
 
+/// SIPp's flags take effect, not only parse: `-s`, `-key`, `-set` and
+/// `-inf` fill `[service]`, `[mykey]`, `[$g]` and `[field0]` in the
+/// client's OPTIONS, and the server scenario checks each with
+/// `<ereg check_it="true">`; a wrong `-s` fails exactly those calls at the
+/// server with SIPp's reason. `-l` is the concurrency cap in the config.
+#[test]
+fn sipp_flags_fill_the_scenario() {
+    let dir = tmpdir("sf-flags");
+    let d = dir.as_path();
+    let client = write(
+        d,
+        "c.xml",
+        r#"<Global variables="g" />
+<send retrans="500"><![CDATA[
+OPTIONS sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:a@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 OPTIONS
+X-Service: [service]
+X-Key: [mykey]
+X-Set: [$g]
+X-User: [field0]
+Content-Length: 0
+]]></send>
+<recv response="200" />"#,
+    );
+    let server = write(
+        d,
+        "s.xml",
+        r#"<recv request="OPTIONS"><action>
+<ereg regexp="X-Service: svc42" search_in="msg" check_it="true" assign_to="a" />
+<ereg regexp="X-Key: keyval" search_in="msg" check_it="true" assign_to="b" />
+<ereg regexp="X-Set: setval" search_in="msg" check_it="true" assign_to="c" />
+<ereg regexp="X-User: u00000[12]" search_in="msg" check_it="true" assign_to="d" />
+</action></recv>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>"#,
+    );
+    let users = d.join("users.csv");
+    std::fs::write(&users, "SEQUENTIAL\nu000001;x\nu000002;y\n").unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve = bin()
+        .args([
+            "serve",
+            "--sf",
+            &server,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--workers", "1", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{port}");
+    let users = users.display().to_string();
+    let mut reports = Vec::new();
+    for (service, count) in [("svc42", "20"), ("svc41", "5")] {
+        let out = d.join(service);
+        let (code, stdout, err) = run(&[
+            "run",
+            "--target",
+            &target,
+            "-sf",
+            &client,
+            "-s",
+            service,
+            "-key",
+            "mykey",
+            "keyval",
+            "-set",
+            "g",
+            "setval",
+            "-inf",
+            &users,
+            "-m",
+            count,
+            "-r",
+            "200",
+            "-l",
+            "4",
+            "--quiet",
+            "--out",
+            &out.display().to_string(),
+        ]);
+        assert_eq!(code, Some(0), "{stdout}\n{err}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        reports.push(r);
+    }
+    signal(serve.id(), "INT");
+    let so = String::from_utf8_lossy(&serve.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        so.contains("calls: 25 incoming, 20 succeeded, 5 failed (regexp_doesnt_match 5)"),
+        "{so}"
+    );
+    assert_eq!(reports[0]["scenario_file"]["calls"]["succeeded"], 20);
+    assert_eq!(reports[0]["config"]["concurrency"], 4);
+    assert_eq!(reports[1]["scenario_file"]["calls"]["attempted"], 5);
+}
+
 /// SIPp in both roles against sipstorm's scenarios, and sipstorm's
 /// scenarios against SIPp, counted on both sides; `uac_pcap.xml` refused.
 #[test]
