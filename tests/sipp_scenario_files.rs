@@ -39,6 +39,31 @@ fn write(dir: &std::path::Path, name: &str, body: &str) -> String {
     p.display().to_string()
 }
 
+/// `serve --sf FILE` on a free loopback port with WORKERS workers, its
+/// closing screen on a pipe; returns it and the port once it listens.
+fn serve_sf(file: &str, workers: &str) -> (std::process::Child, u16) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve = bin()
+        .args([
+            "serve",
+            "--sf",
+            file,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--workers", workers, "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    (serve, port)
+}
+
 #[test]
 fn refusals_exit_2_with_file_and_line_before_any_traffic() {
     let dir = tmpdir("sf-refusals");
@@ -165,25 +190,7 @@ fn refusals_exit_2_with_file_and_line_before_any_traffic() {
 /// against the schema, and the RFC 6076 view of the call is filled.
 #[test]
 fn run_sf_against_serve_sf_writes_scenario_counters() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let serve = bin()
-        .args([
-            "serve",
-            "--sf",
-            &scen("uas.xml"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--workers", "2", "--quiet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (serve, port) = serve_sf(&scen("uas.xml"), "2");
     let out = tmpdir("sf-run");
     let (code, stdout, err) = run(&[
         "run",
@@ -300,25 +307,7 @@ Content-Length: 0
     );
     let users = d.join("users.csv");
     std::fs::write(&users, "SEQUENTIAL\nu000001;x\nu000002;y\n").unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let serve = bin()
-        .args([
-            "serve",
-            "--sf",
-            &server,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--workers", "1", "--quiet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (serve, port) = serve_sf(&server, "1");
     let target = format!("127.0.0.1:{port}");
     let users = users.display().to_string();
     let mut reports = Vec::new();

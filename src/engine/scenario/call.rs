@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::program::{Mark, Matcher, Pause, Program, Role, Shape, StepKind, Target};
-use super::template::{Consts, MsgTemplate, Part, Slot};
+use super::template::{Consts, MsgTemplate, Part, Slot, after_empty_line_start};
 use super::{FailReason, MAX_RTDS, ScenarioCounters, ScenarioSetup, StepCounters};
 use crate::engine::endpoint::Endpoint;
 use crate::engine::event::{Event, MethodKind, Outcome};
@@ -1506,13 +1506,7 @@ impl ScenEngine {
         for p in &t.parts {
             match p {
                 Part::Lit(l) => {
-                    let l: &[u8] = if skip_ws {
-                        let n = l.iter().take_while(|b| b.is_ascii_whitespace()).count();
-                        &l[n..]
-                    } else {
-                        l
-                    };
-                    skip_ws = false;
+                    let l = after_empty_line_start(l, std::mem::take(&mut skip_ws));
                     out.extend_from_slice(l);
                 }
                 Part::Slot {

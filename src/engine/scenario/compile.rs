@@ -155,6 +155,12 @@ fn refuse_kinds(n: &Node, file: &str) -> Result<(), ScenarioError> {
     Ok(())
 }
 
+/// The right side of `<test>` / `<strcmp>`: `value="…"` or `variable2="…"`.
+enum Rhs<'n> {
+    Value(&'n str),
+    Var(VarId),
+}
+
 impl Ctx<'_> {
     fn err(&self, line: u32, msg: impl Into<String>) -> ScenarioError {
         err(self.file, line, msg)
@@ -602,6 +608,43 @@ impl Ctx<'_> {
         }
     }
 
+    /// The common part of `<test>` and `<strcmp>`: the attributes they
+    /// take (plus `extra`), the optional `assign_to`, the `variable`, and
+    /// the right side: `value` as written or `variable2`, exactly one.
+    fn comparison<'n>(
+        &mut self,
+        n: &'n Node,
+        extra: &[&str],
+    ) -> Result<(Option<VarId>, VarId, Rhs<'n>), ScenarioError> {
+        let mut attrs = vec![
+            "assign_to",
+            "variable",
+            "value",
+            "variable2",
+            "check_it",
+            "check_it_inverse",
+        ];
+        attrs.extend_from_slice(extra);
+        self.check_attrs(n, &attrs)?;
+        let to = match n.attr("assign_to") {
+            Some(v) => Some(self.var_w(v, n.line)?),
+            None => None,
+        };
+        let left = self.required(n, "variable")?;
+        let left = self.var(left);
+        let right = match (n.attr("value"), n.attr("variable2")) {
+            (Some(v), None) => Rhs::Value(v),
+            (None, Some(v)) => Rhs::Var(self.var(v)),
+            _ => {
+                return Err(self.err(
+                    n.line,
+                    format!("<{}>: value or variable2 is required (one of them)", n.name),
+                ));
+            }
+        };
+        Ok((to, left, right))
+    }
+
     fn action(&mut self, n: &Node) -> Result<Action, ScenarioError> {
         if let Some(l) = n.stray_text {
             return Err(self.err(l, format!("<{}>: unexpected text", n.name)));
@@ -705,27 +748,7 @@ impl Ctx<'_> {
                 }
             }
             "test" => {
-                self.check_attrs(
-                    n,
-                    &[
-                        "assign_to",
-                        "variable",
-                        "compare",
-                        "value",
-                        "variable2",
-                        "check_it",
-                        "check_it_inverse",
-                    ],
-                )?;
-                let to = match n.attr("assign_to") {
-                    Some(v) => {
-                        let v = v.to_string();
-                        Some(self.var_w(&v, n.line)?)
-                    }
-                    None => None,
-                };
-                let left = self.required(n, "variable")?.to_string();
-                let left = self.var(&left);
+                let (to, left, right) = self.comparison(n, &["compare"])?;
                 let op = match self.required(n, "compare")? {
                     "equal" => Compare::Equal,
                     "not_equal" => Compare::NotEqual,
@@ -737,18 +760,9 @@ impl Ctx<'_> {
                         return Err(self.err(n.line, format!("<test compare=\"{o}\">: expected equal, not_equal, greater_than, less_than, greater_than_equal or less_than_equal")));
                     }
                 };
-                let right = match (n.attr("value"), n.attr("variable2")) {
-                    (Some(_), None) => Operand::Const(self.number(n, "value")?.unwrap_or(0.0)),
-                    (None, Some(v)) => {
-                        let v = v.to_string();
-                        Operand::Var(self.var(&v))
-                    }
-                    _ => {
-                        return Err(self.err(
-                            n.line,
-                            "<test>: value or variable2 is required (one of them)",
-                        ));
-                    }
+                let right = match right {
+                    Rhs::Value(_) => Operand::Const(self.number(n, "value")?.unwrap_or(0.0)),
+                    Rhs::Var(v) => Operand::Var(v),
                 };
                 Action::Test {
                     to,
@@ -759,38 +773,10 @@ impl Ctx<'_> {
                 }
             }
             "strcmp" => {
-                self.check_attrs(
-                    n,
-                    &[
-                        "assign_to",
-                        "variable",
-                        "value",
-                        "variable2",
-                        "check_it",
-                        "check_it_inverse",
-                    ],
-                )?;
-                let to = match n.attr("assign_to") {
-                    Some(v) => {
-                        let v = v.to_string();
-                        Some(self.var_w(&v, n.line)?)
-                    }
-                    None => None,
-                };
-                let left = self.required(n, "variable")?.to_string();
-                let left = self.var(&left);
-                let right = match (n.attr("value"), n.attr("variable2")) {
-                    (Some(v), None) => StrOperand::Lit(self.src.bytes_of(v).into()),
-                    (None, Some(v)) => {
-                        let v = v.to_string();
-                        StrOperand::Var(self.var(&v))
-                    }
-                    _ => {
-                        return Err(self.err(
-                            n.line,
-                            "<strcmp>: value or variable2 is required (one of them)",
-                        ));
-                    }
+                let (to, left, right) = self.comparison(n, &[])?;
+                let right = match right {
+                    Rhs::Value(v) => StrOperand::Lit(self.src.bytes_of(v).into()),
+                    Rhs::Var(v) => StrOperand::Var(v),
                 };
                 Action::Strcmp {
                     to,

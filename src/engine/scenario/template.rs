@@ -103,6 +103,18 @@ fn num(v: i64) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
+/// The literal after a keyword that opened a line and came out empty:
+/// SIPp drops the whitespace that follows it (so an empty `[routes]` line
+/// leaves no blank line); otherwise the literal as it is.
+pub(crate) fn after_empty_line_start(l: &[u8], skip_ws: bool) -> &[u8] {
+    if skip_ws {
+        let n = l.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        &l[n..]
+    } else {
+        l
+    }
+}
+
 impl MsgTemplate {
     /// This template with the constants of one worker folded in.
     pub fn bind(&self, c: &Consts) -> MsgTemplate {
@@ -111,13 +123,7 @@ impl MsgTemplate {
         for p in &self.parts {
             match p {
                 Part::Lit(l) => {
-                    let l: &[u8] = if skip_ws {
-                        let n = l.iter().take_while(|b| b.is_ascii_whitespace()).count();
-                        &l[n..]
-                    } else {
-                        l
-                    };
-                    skip_ws = false;
+                    let l = after_empty_line_start(l, std::mem::take(&mut skip_ws));
                     push_lit(&mut parts, l);
                 }
                 Part::Slot {
