@@ -1180,17 +1180,41 @@ impl ScenEngine {
         };
         c.lbuf.clear();
         // Several occurrences of a header are joined with ", ", as SIPp
-        // writes them. Scenarios read a handful of names, so one scan of the
-        // headers per name is cheaper than sorting them.
-        for (name, span) in self.prog.last_headers.iter().zip(c.last.iter_mut()) {
-            let start = c.lbuf.len();
-            for (n, v) in msg.all_headers() {
-                if header_is(n, name) {
-                    if c.lbuf.len() > start {
-                        c.lbuf.extend_from_slice(b", ");
-                    }
-                    c.lbuf.extend_from_slice(v);
+        // writes them. One pass over the headers notes the wanted ones (on
+        // the stack), then each name's values are copied in order; a
+        // message with more wanted lines than that holds falls back to one
+        // scan per name.
+        let names = &self.prog.last_headers;
+        let mut found: [(u16, &[u8]); 32] = [(0, &[]); 32];
+        let mut n_found = 0;
+        let mut overflow = false;
+        for (n, v) in msg.all_headers() {
+            if let Some(k) = names.iter().position(|h| header_is(n, h)) {
+                if n_found == found.len() {
+                    overflow = true;
+                    break;
                 }
+                found[n_found] = (k as u16, v);
+                n_found += 1;
+            }
+        }
+        for (k, (name, span)) in names.iter().zip(c.last.iter_mut()).enumerate() {
+            let start = c.lbuf.len();
+            let mut push = |v: &[u8]| {
+                if c.lbuf.len() > start {
+                    c.lbuf.extend_from_slice(b", ");
+                }
+                c.lbuf.extend_from_slice(v);
+            };
+            if overflow {
+                msg.all_headers()
+                    .filter(|(n, _)| header_is(n, name))
+                    .for_each(|(_, v)| push(v));
+            } else {
+                found[..n_found]
+                    .iter()
+                    .filter(|(kk, _)| usize::from(*kk) == k)
+                    .for_each(|(_, v)| push(v));
             }
             *span = Span(start as u32, (c.lbuf.len() - start) as u32);
         }

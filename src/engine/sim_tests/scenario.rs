@@ -378,3 +378,63 @@ fn digest_register_with_authentication_keyword() {
         }
     }
 }
+
+/// `[last_X:]` joins every occurrence of a header with ", " in the order
+/// received, however many there are (the engine notes them on the stack
+/// and falls back to a scan per name beyond 32): a server scenario echoes
+/// the request's `X-H` lines in one header, and the client checks the
+/// whole list with `<ereg check_it="true">`.
+#[test]
+fn last_header_keeps_every_occurrence() {
+    for n in [3usize, 32, 40] {
+        let lines: String = (1..=n).map(|i| format!("X-H: {i}\n")).collect();
+        let list = (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let client = format!(
+            r#"<?xml version="1.0"?>
+<scenario name="c">
+<send retrans="500"><![CDATA[
+OPTIONS sip:s@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:c@[local_ip]>;tag=[call_number]
+To: <sip:s@[remote_ip]>
+Call-ID: [call_id]
+CSeq: 1 OPTIONS
+{lines}Content-Length: 0
+]]></send>
+<recv response="200"><action>
+<ereg regexp="\r\nX-H: {list}\r\n" search_in="msg" check_it="true" assign_to="x"/>
+</action></recv>
+</scenario>"#
+        );
+        let server = r#"<?xml version="1.0"?>
+<scenario name="s">
+<recv request="OPTIONS"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=s[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_X-H:]
+Content-Length: 0
+]]></send>
+</scenario>"#;
+        let prog = |text: &str, name: &str| {
+            let p = compile_bytes(text.as_bytes(), name, &CompileOptions::default()).unwrap();
+            ScenarioSetup::new(Arc::new(p))
+        };
+        let mut cc = ccfg(Scenario::Call);
+        cc.scenario_file = Some(prog(&client, "c.xml"));
+        let mut sc = scfg();
+        sc.scenario_file = Some(prog(server, "s.xml"));
+        let mut p = pair(cc, sc, NetConfig::default());
+        start_paced(&mut p, 2, Duration::from_millis(10));
+        p.run(Duration::from_secs(2));
+        let c = counters(&mut p, true);
+        assert_eq!((c.succeeded, c.failed_total()), (2, 0), "{n} lines: {c:?}");
+    }
+}
