@@ -4,6 +4,9 @@
 //!
 //! - `engine/call`: complete calls (INVITE, 100, 180, 200, ACK, BYE, 200; hold 0)
 //! - `engine/register`: digest registrations (REGISTER, 401, REGISTER, 200)
+//! - `engine/sf_uac`: the same call as SIPp's own scenarios, `uac.xml`
+//!   against `uas.xml` (tests/sipp_scenarios, `sipp -sd`), run by the
+//!   scenario interpreter on both sides (issue 17)
 //!
 //! Also prints the heap bytes per call in hold (client and server side),
 //! measured with a counting global allocator.
@@ -15,6 +18,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+use sipstorm::engine::scenario::{CompileOptions, ScenarioSetup, compile_file};
 use sipstorm::engine::{
     ClientConfig, Endpoint, Event, Outcome, SansIo, Scenario, ServerConfig, UserSource,
 };
@@ -49,15 +53,45 @@ static A: Counting = Counting;
 const CADDR: &str = "127.0.0.1:5070";
 const SADDR: &str = "127.0.0.1:5060";
 
-fn endpoints(scenario: Scenario, now: Instant) -> (Endpoint, Endpoint) {
+/// What the bench runs: a built-in scenario, or SIPp's `uac.xml` against
+/// `uas.xml`.
+#[derive(Clone, Copy)]
+enum Load {
+    Builtin(Scenario),
+    SippFiles,
+}
+
+fn endpoints(load: Load, now: Instant) -> (Endpoint, Endpoint) {
     let (c, s): (SocketAddr, SocketAddr) = (CADDR.parse().unwrap(), SADDR.parse().unwrap());
+    let scenario = match load {
+        Load::Builtin(sc) => sc,
+        Load::SippFiles => Scenario::Call,
+    };
     let mut cc = ClientConfig::new(scenario, s, c);
     cc.users = Arc::new(UserSource::pattern("u{000000..099999}", "pw-{user}").unwrap());
-    let sc = ServerConfig {
+    let mut sc = ServerConfig {
         local: s,
         ..ServerConfig::default()
     };
+    if let Load::SippFiles = load {
+        let file = |name: &str| {
+            let path = format!("{}/tests/sipp_scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+            let p = compile_file(std::path::Path::new(&path), &CompileOptions::default()).unwrap();
+            ScenarioSetup::new(Arc::new(p))
+        };
+        cc.scenario_file = Some(file("uac.xml"));
+        sc.scenario_file = Some(file("uas.xml"));
+    }
     (Endpoint::client(cc, now), Endpoint::server(sc, now))
+}
+
+/// Finished attempts so far: scenario calls count in the scenario's own
+/// counters (every one must succeed), built-in ones come as events.
+fn scenario_done(c: &Endpoint) -> usize {
+    c.scenario_counters().map_or(0, |k| {
+        assert!(k.failed.iter().all(|&f| f == 0), "a scenario call failed");
+        k.succeeded as usize
+    })
 }
 
 /// Deliver everything both ways until both are quiet; returns finished attempts.
@@ -65,6 +99,7 @@ fn pump(c: &mut Endpoint, s: &mut Endpoint, now: Instant, buf: &mut Vec<u8>) -> 
     let (ca, sa): (SocketAddr, SocketAddr) = (CADDR.parse().unwrap(), SADDR.parse().unwrap());
     let (ca, sa) = (Flow::udp(ca), Flow::udp(sa));
     let mut done = 0;
+    let sf_before = scenario_done(c);
     loop {
         let mut moved = false;
         while c.poll_transmit(buf).is_some() {
@@ -85,7 +120,7 @@ fn pump(c: &mut Endpoint, s: &mut Endpoint, now: Instant, buf: &mut Vec<u8>) -> 
             }
         }
         if !moved {
-            return done;
+            return done + scenario_done(c) - sf_before;
         }
     }
 }
@@ -111,12 +146,18 @@ fn run(c: &mut Endpoint, s: &mut Endpoint, n: u64, buf: &mut Vec<u8>) -> Duratio
     t.elapsed()
 }
 
+const LOADS: [(&str, Load); 3] = [
+    ("call", Load::Builtin(Scenario::Call)),
+    ("register", Load::Builtin(Scenario::Register)),
+    ("sf_uac", Load::SippFiles),
+];
+
 fn bench(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
     let mut buf = Vec::with_capacity(2048);
-    for (name, sc) in [("call", Scenario::Call), ("register", Scenario::Register)] {
-        let (mut c, mut s) = endpoints(sc, Instant::now());
+    for (name, load) in LOADS {
+        let (mut c, mut s) = endpoints(load, Instant::now());
         g.bench_function(name, |b| {
             b.iter_custom(|n| run(&mut c, &mut s, n, &mut buf))
         });
@@ -129,7 +170,7 @@ fn bench(cr: &mut Criterion) {
 fn memory_in_hold() {
     const N: usize = 20_000;
     let now = Instant::now();
-    let (mut c, mut s) = endpoints(Scenario::Call, now);
+    let (mut c, mut s) = endpoints(Load::Builtin(Scenario::Call), now);
     let mut buf = Vec::with_capacity(2048);
     // Warm-up: the pools and slabs a paced run would have.
     for _ in 0..100 {
@@ -184,8 +225,8 @@ fn main() {
         .and_then(|v| v.parse::<u64>().ok())
     {
         let mut buf = Vec::with_capacity(2048);
-        for (name, sc) in [("call", Scenario::Call), ("register", Scenario::Register)] {
-            let (mut c, mut s) = endpoints(sc, Instant::now());
+        for (name, load) in LOADS {
+            let (mut c, mut s) = endpoints(load, Instant::now());
             run(&mut c, &mut s, n / 10, &mut buf);
             let cpu0 = cpu_seconds();
             let d = run(&mut c, &mut s, n, &mut buf);

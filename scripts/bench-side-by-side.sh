@@ -66,6 +66,10 @@
 #   TOOLS       the generators (default "sipstorm sipp", plus sipstorm-old when
 #               SIPSTORM_OLD is set); e.g. TOOLS=sipstorm RATES=30000
 #               CALL_TARGETS=serve for rates SIPp cannot offer
+#   SF          a SIPp scenario file for the call runs of BOTH tools (issue
+#               17: `sipp -sf SF -d 0` and `sipstorm run --sf SF --hold 0s`
+#               instead of `-sn uac` and `--scenario call`); see
+#               scripts/bench-sf-vs-sipp.sh
 #   SIPSTORM    sipstorm binary (default: cargo build --release, then
 #               $CARGO_TARGET_DIR/release/sipstorm or target/release/sipstorm)
 # Needs sipp, kamailio, kamcmd, python3; installs them (scripts/install-test-
@@ -213,11 +217,14 @@ gen() {
     local extra=()
     [ "$scenario" = register ] && extra=(--users "$SIPP_DIR/users.csv")
     [ -n "$WORKERS" ] && extra+=(--workers "$WORKERS")
+    local what=(--scenario "$scenario")
+    [ "$scenario" = call ] && [ -n "${SF:-}" ] && what=(--sf "$SF" --hold 0s)
     measure "$DIR/gen" $((SECS + 90)) "$DIR" "$BIN" run --target "127.0.0.1:$TARGET_PORT" \
-      --scenario "$scenario" --rate "$RATE" --count "$N" --duration "$((SECS + 5))s" \
+      "${what[@]}" --rate "$RATE" --count "$N" --duration "$((SECS + 5))s" \
       --local-ip 127.0.0.1 "${extra[@]}" ${SIPSTORM_FLAGS:-} --quiet --out "$DIR/sipstorm"
   else
     local sc=(-sn uac -d 0)
+    [ -n "${SF:-}" ] && sc=(-sf "$SF" -d 0)
     [ "$scenario" = register ] && sc=(-sf "$SIPP_DIR/register.xml" -inf "$SIPP_DIR/users.csv")
     cport=$(free_udp_port)
     measure "$DIR/gen" $((SECS + 90)) "$DIR" sipp "127.0.0.1:$TARGET_PORT" "${sc[@]}" \

@@ -3,6 +3,7 @@
 #   parse          sip::parse / sip::frame          (seeds: fuzz/seeds/parse)
 #   challenge      auth::parse_challenge / _authorization
 #   engine_handle  engine Endpoint::handle() on client and server
+#   scenario       SIPp XML scenario reader/compiler (seeds: fuzz/seeds/scenario)
 #
 # usage: scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]
 #
@@ -16,11 +17,12 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(parse challenge engine_handle)
+[ ${#targets[@]} -eq 0 ] && targets=(parse challenge engine_handle scenario)
 
 mutation_tests() {
     cargo test --test sip_mutation --test sip_fuzz_corpus --test reliability_engine
     cargo test --lib engine::sim_tests::mutated_messages_never_panic
+    cargo test --lib engine::scenario::tests::
 }
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -41,6 +43,7 @@ for t in "${targets[@]}"; do
     seeds=()
     case "$t" in
         parse | engine_handle) seeds=(fuzz/seeds/parse) ;;
+        scenario) seeds=(fuzz/seeds/scenario) ;;
     esac
     echo "== fuzz $t for ${secs}s"
     # -O: release build (what ships); --sanitizer none: the crate has no

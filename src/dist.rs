@@ -221,6 +221,153 @@ impl std::fmt::Display for Delay {
     }
 }
 
+/// A pause length distribution of a SIPp scenario (`<pause
+/// distribution="...">`), in milliseconds as SIPp reads them (doubles).
+/// Draws below 1 ms are a zero pause (SIPp turns negative samples into 0)
+/// and draws are capped at [`MAX_DELAY`], like `--hold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PauseDist {
+    /// Always `value` ms.
+    Fixed(f64),
+    /// Uniform in [min, max].
+    Uniform { min: f64, max: f64 },
+    /// Normal; negative draws become 0.
+    Normal { mean: f64, stdev: f64 },
+    /// e^N(mu, sigma): `mu` and `sigma` are those of the logarithm of the
+    /// pause in ms (SIPp's docs: `mean="12.28" stdev="1"` has a median of
+    /// about 60 s).
+    LogNormal { mu: f64, sigma: f64 },
+    /// Exponential with this mean.
+    Exponential { mean: f64 },
+    /// Weibull with scale `lambda` (ms) and shape `k`: λ·(−ln U)^(1/k).
+    Weibull { lambda: f64, k: f64 },
+    /// Pareto with shape `k` and scale (minimum) `x_m`: x_m·U^(−1/k).
+    Pareto { k: f64, x_m: f64 },
+    /// Gamma with shape `k` and scale `theta` (Marsaglia–Tsang).
+    Gamma { k: f64, theta: f64 },
+    /// Negative binomial: failures before the `n`-th success, success
+    /// probability `p` (a gamma–Poisson mixture), used as ms.
+    NegBin { p: f64, n: f64 },
+}
+
+impl PauseDist {
+    /// Draw one pause.
+    pub fn sample(&self, rng: &mut Rng) -> Duration {
+        let ms = match *self {
+            PauseDist::Fixed(v) => v,
+            PauseDist::Uniform { min, max } => min + (max - min) * rng.next_f64(),
+            PauseDist::Normal { mean, stdev } => mean + stdev * rng.normal(),
+            PauseDist::LogNormal { mu, sigma } => (mu + sigma * rng.normal()).exp(),
+            PauseDist::Exponential { mean } => -mean * (1.0 - rng.next_f64()).ln(),
+            PauseDist::Weibull { lambda, k } => {
+                lambda * (-(1.0 - rng.next_f64()).ln()).powf(1.0 / k)
+            }
+            PauseDist::Pareto { k, x_m } => x_m * (1.0 - rng.next_f64()).powf(-1.0 / k),
+            PauseDist::Gamma { k, theta } => gamma(rng, k) * theta,
+            PauseDist::NegBin { p, n } => {
+                // Poisson(λ) with λ ~ Gamma(n, (1-p)/p).
+                let lambda = gamma(rng, n) * (1.0 - p) / p;
+                poisson(rng, lambda)
+            }
+        };
+        if ms.is_finite() && ms >= 1.0 {
+            Duration::from_secs_f64((ms / 1e3).min(MAX_DELAY.as_secs_f64()))
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The distribution's mean in ms (for checks and summaries).
+    pub fn mean_ms(&self) -> f64 {
+        match *self {
+            PauseDist::Fixed(v) => v,
+            PauseDist::Uniform { min, max } => (min + max) / 2.0,
+            PauseDist::Normal { mean, .. } | PauseDist::Exponential { mean } => mean,
+            PauseDist::LogNormal { mu, sigma } => (mu + sigma * sigma / 2.0).exp(),
+            PauseDist::Weibull { lambda, k } => lambda * gamma_fn(1.0 + 1.0 / k),
+            PauseDist::Pareto { k, x_m } => {
+                if k > 1.0 {
+                    k * x_m / (k - 1.0)
+                } else {
+                    f64::INFINITY
+                }
+            }
+            PauseDist::Gamma { k, theta } => k * theta,
+            PauseDist::NegBin { p, n } => n * (1.0 - p) / p,
+        }
+    }
+}
+
+/// Gamma(k, 1) by Marsaglia and Tsang (2000), with the U^(1/k) boost for
+/// k < 1.
+fn gamma(rng: &mut Rng, k: f64) -> f64 {
+    if k.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !k.is_finite() {
+        return 0.0;
+    }
+    if k < 1.0 {
+        let u = 1.0 - rng.next_f64();
+        return gamma(rng, k + 1.0) * u.powf(1.0 / k);
+    }
+    let d = k - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    for _ in 0..1000 {
+        let x = rng.normal();
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = 1.0 - rng.next_f64();
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+    d
+}
+
+/// Poisson(λ): Knuth's product for small λ, a rounded normal beyond.
+fn poisson(rng: &mut Rng, lambda: f64) -> f64 {
+    if lambda.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !lambda.is_finite() {
+        return 0.0;
+    }
+    if lambda > 60.0 {
+        return (lambda + lambda.sqrt() * rng.normal()).round().max(0.0);
+    }
+    let l = (-lambda).exp();
+    let (mut k, mut p) = (0.0, 1.0);
+    loop {
+        p *= rng.next_f64();
+        if p <= l {
+            return k;
+        }
+        k += 1.0;
+    }
+}
+
+/// The gamma function Γ(x) for x > 0 (Lanczos, g = 7), for the Weibull mean.
+fn gamma_fn(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return std::f64::consts::PI / ((std::f64::consts::PI * x).sin() * gamma_fn(1.0 - x));
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    (2.0 * std::f64::consts::PI).sqrt() * t.powf(x + 0.5) * (-t).exp() * a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +478,55 @@ mod tests {
         }
         assert!(Delay::default().is_zero());
         assert_eq!(Delay::default().sample(&mut rng), Duration::ZERO);
+    }
+
+    #[test]
+    fn pause_distributions_have_their_means() {
+        let mut rng = Rng::new(11);
+        let cases = [
+            PauseDist::Fixed(250.0),
+            PauseDist::Uniform {
+                min: 100.0,
+                max: 300.0,
+            },
+            PauseDist::Normal {
+                mean: 500.0,
+                stdev: 50.0,
+            },
+            PauseDist::LogNormal {
+                mu: 6.0,
+                sigma: 0.5,
+            },
+            PauseDist::Exponential { mean: 400.0 },
+            PauseDist::Weibull {
+                lambda: 300.0,
+                k: 1.5,
+            },
+            PauseDist::Pareto { k: 3.0, x_m: 100.0 },
+            PauseDist::Gamma {
+                k: 2.0,
+                theta: 150.0,
+            },
+            PauseDist::Gamma {
+                k: 0.5,
+                theta: 400.0,
+            },
+            PauseDist::NegBin { p: 0.1, n: 20.0 },
+        ];
+        for d in cases {
+            let n = 40_000;
+            let sum: f64 = (0..n).map(|_| d.sample(&mut rng).as_secs_f64() * 1e3).sum();
+            let mean = sum / n as f64;
+            let want = d.mean_ms();
+            assert!((mean - want).abs() / want < 0.05, "{d:?}: {mean} vs {want}");
+        }
+        // Negative normal draws and draws below a millisecond are no pause.
+        let neg = PauseDist::Normal {
+            mean: -100.0,
+            stdev: 1.0,
+        };
+        assert_eq!(neg.sample(&mut rng), Duration::ZERO);
+        assert_eq!(PauseDist::Fixed(0.4).sample(&mut rng), Duration::ZERO);
+        assert!((gamma_fn(5.0) - 24.0).abs() < 1e-9);
     }
 }

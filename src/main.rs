@@ -218,6 +218,53 @@ struct RunArgs {
     /// First local port; worker i binds port + i (default: ephemeral ports).
     #[arg(long)]
     local_port: Option<u16>,
+    #[command(flatten)]
+    sipp: SippArgs,
+}
+
+/// A SIPp XML scenario and SIPp's own flags that go with it. Single-dash
+/// SIPp spellings (`-sf`, `-inf`, `-s`, `-key`, `-set`, `-m`, `-r`, `-l`,
+/// `-d`, `-recv_timeout`, `-trace_logs`, `-nr`) are rewritten to these
+/// before parsing (see [`sipp_argv`]).
+#[derive(Debug, Args)]
+struct SippArgs {
+    /// A SIPp XML scenario to run (SIPp's -sf): run takes a client (UAC)
+    /// scenario, serve a server (UAS) one.
+    #[arg(long = "sf", visible_alias = "scenario-file", value_name = "FILE.xml")]
+    sf: Option<PathBuf>,
+    /// [service] in the scenario, and its default digest username (SIPp's -s).
+    #[arg(long)]
+    service: Option<String>,
+    /// [NAME] in the scenario's messages is VALUE (SIPp's -key; repeatable).
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"])]
+    key: Vec<String>,
+    /// The value of a <Global> variable of the scenario (SIPp's -set; repeatable).
+    #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"])]
+    set: Vec<String>,
+    /// Injection file (SIPp's -inf; repeatable): the first is the users
+    /// file (as --users), the others serve [fieldN file="F"].
+    #[arg(long, value_name = "FILE")]
+    inf: Vec<PathBuf>,
+    /// Timeout of a scenario recv that has none (SIPp's -recv_timeout).
+    #[arg(long)]
+    recv_timeout: Option<String>,
+    /// Append the scenario's <log> lines to <scenario>_<pid>_logs.log (SIPp's -trace_logs).
+    #[arg(long)]
+    trace_logs: bool,
+    /// No retransmission of the scenario's retrans sends, no detection of
+    /// received retransmissions (SIPp's -nr).
+    #[arg(long)]
+    no_retrans: bool,
+}
+
+impl SippArgs {
+    fn pairs(v: &[String]) -> Option<std::collections::BTreeMap<String, String>> {
+        (!v.is_empty()).then(|| {
+            v.chunks(2)
+                .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+                .collect()
+        })
+    }
 }
 
 impl RunArgs {
@@ -276,6 +323,14 @@ impl RunArgs {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             tls_resume: self.tls_resume.then_some(true),
+            scenario_file: self.sipp.sf,
+            service: self.sipp.service,
+            key: SippArgs::pairs(&self.sipp.key),
+            set: SippArgs::pairs(&self.sipp.set),
+            inf: (!self.sipp.inf.is_empty()).then_some(self.sipp.inf),
+            recv_timeout: self.sipp.recv_timeout,
+            trace_logs: self.sipp.trace_logs.then_some(true),
+            no_retrans: self.sipp.no_retrans.then_some(true),
         };
         Ok(base.overlay(flags))
     }
@@ -467,6 +522,69 @@ struct ServeArgs {
     /// (anyone who knows N can forge nonces). Default: from the OS.
     #[arg(long)]
     seed: Option<u64>,
+    #[command(flatten)]
+    sipp: SippArgs,
+}
+
+/// SIPp's single-dash flags as sipstorm's long ones, for `run`, `serve`
+/// and `search`, so a SIPp command line moves over as it is: `-sf`,
+/// `-inf`, `-s`, `-key`, `-set`, `-m` (`--count`), `-r` (`--rate`), `-l`
+/// (`--concurrency`), `-d MS` (`--hold MSms`), `-recv_timeout MS`,
+/// `-trace_logs`, `-nr`. Only whole arguments are rewritten, and nothing
+/// after `--`.
+fn sipp_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is_cmd = |a: &std::ffi::OsString| matches!(a.to_str(), Some("run" | "serve" | "search"));
+    if !args.iter().skip(1).take(1).any(is_cmd) {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    let mut ms_value = false;
+    let mut done = false;
+    for a in it.by_ref() {
+        if done {
+            out.push(a);
+            continue;
+        }
+        if ms_value {
+            ms_value = false;
+            // SIPp counts milliseconds: `-d 5000` is `--hold 5000ms`.
+            match a.to_str() {
+                Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    out.push(format!("{v}ms").into());
+                }
+                _ => out.push(a),
+            }
+            continue;
+        }
+        let mapped = match a.to_str() {
+            Some("--") => {
+                done = true;
+                None
+            }
+            Some("-sf") => Some("--sf"),
+            Some("-inf") => Some("--inf"),
+            Some("-s") => Some("--service"),
+            Some("-key") => Some("--key"),
+            Some("-set") => Some("--set"),
+            Some("-m") => Some("--count"),
+            Some("-r") => Some("--rate"),
+            Some("-l") => Some("--concurrency"),
+            Some("-d") => {
+                ms_value = true;
+                Some("--hold")
+            }
+            Some("-recv_timeout") => {
+                ms_value = true;
+                Some("--recv-timeout")
+            }
+            Some("-trace_logs") => Some("--trace-logs"),
+            Some("-nr") => Some("--no-retrans"),
+            _ => None,
+        };
+        out.push(mapped.map_or(a, Into::into));
+    }
+    out
 }
 
 /// Exit codes of SPEC "Exit codes".
@@ -475,7 +593,7 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(sipp_argv(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print and succeed; everything else is a
@@ -519,6 +637,14 @@ fn main() -> ExitCode {
                 domains: a.domain,
                 users: a.users,
                 seed: a.seed,
+                scenario_file: a.sipp.sf,
+                service: a.sipp.service,
+                keys: SippArgs::pairs(&a.sipp.key).unwrap_or_default(),
+                sets: SippArgs::pairs(&a.sipp.set).unwrap_or_default(),
+                recv_timeout: a.sipp.recv_timeout,
+                trace_logs: a.sipp.trace_logs,
+                no_retrans: a.sipp.no_retrans,
+                inf: a.sipp.inf,
             };
             let cfg = match ServeConfig::build(v) {
                 Ok(c) => c,

@@ -19,11 +19,13 @@ use crate::users::Users;
 
 mod client;
 mod reach;
+mod scenario;
 mod serve;
 
 pub use client::{DigestOptions, MixEntry, MixValue, MixValues};
 use client::{parse_algorithm, parse_qop};
 pub use reach::Reach;
+pub use scenario::ScenarioFileConfig;
 pub use serve::{ServeConfig, ServeValues};
 
 /// A configuration error: what and where. Always exit code 2.
@@ -165,6 +167,24 @@ pub struct RunValues {
     pub tls_key: Option<PathBuf>,
     /// TLS: resume sessions on new connections.
     pub tls_resume: Option<bool>,
+    /// A SIPp XML scenario to run instead of `scenario` (`--sf`).
+    #[serde(alias = "sf")]
+    pub scenario_file: Option<PathBuf>,
+    /// `[service]` and the default digest username (SIPp's `-s`).
+    pub service: Option<String>,
+    /// `-key NAME VALUE`: `[NAME]` in the scenario's messages.
+    pub key: Option<std::collections::BTreeMap<String, String>>,
+    /// `-set VAR VALUE`: a `<Global>` variable's value.
+    pub set: Option<std::collections::BTreeMap<String, String>>,
+    /// `-inf FILE` (repeatable): injection files; the first is the users
+    /// file unless `--users` is given, the others serve `[fieldN file=F]`.
+    pub inf: Option<Vec<PathBuf>>,
+    /// Timeout of a scenario `recv` without `timeout` (SIPp's `-recv_timeout`).
+    pub recv_timeout: Option<String>,
+    /// Write the scenario's `<log>` lines (SIPp's `-trace_logs`).
+    pub trace_logs: Option<bool>,
+    /// No retransmission of scenario sends (SIPp's `-nr`).
+    pub no_retrans: Option<bool>,
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -237,7 +257,15 @@ impl RunValues {
             tls_sni,
             tls_cert,
             tls_key,
-            tls_resume
+            tls_resume,
+            scenario_file,
+            service,
+            key,
+            set,
+            inf,
+            recv_timeout,
+            trace_logs,
+            no_retrans
         );
         self
     }
@@ -323,6 +351,8 @@ pub struct RunConfig {
     pub connection: ConnectionMode,
     /// TLS client settings, certificates loaded (`--transport tls`).
     pub tls: Option<ClientTls>,
+    /// A SIPp XML scenario, compiled (`--sf`).
+    pub scenario_file: Option<ScenarioFileConfig>,
 }
 
 /// Default generated users (SPEC example).
@@ -573,6 +603,13 @@ impl RunConfig {
             ));
         }
         let (transport, connection, tls) = stream_options(&v, scenario)?;
+        let mut v = v;
+        // `-inf FILE`: the first is the users file unless --users gave one.
+        if v.users.is_none()
+            && let Some(first) = v.inf.as_mut().filter(|l| !l.is_empty())
+        {
+            v.users = Some(first.remove(0));
+        }
         let local_ip = match v.local_ip.as_deref() {
             Some(s) => s
                 .parse()
@@ -625,6 +662,7 @@ impl RunConfig {
                 "mixed calls between its own registered users: leave --callee out, or use --scenario call",
             ));
         }
+        let scenario_file = scenario::build_run(&v, users.as_ref())?;
         let backend = match v
             .backend
             .as_deref()
@@ -677,6 +715,7 @@ impl RunConfig {
             (_, d) => d,
         };
         Ok(RunConfig {
+            scenario_file,
             reach,
             transport,
             connection,
@@ -763,6 +802,7 @@ impl RunConfig {
             },
             "reach": self.reach.to_json(),
             "stages": self.stages.as_ref().map(|s| serde_json::json!({"duration_s": s.duration().as_secs_f64(), "attempts": s.total(), "mean_rate": s.mean_rate()})),
+            "scenario_file": self.scenario_file.as_ref().map(ScenarioFileConfig::to_json),
         })
     }
 }

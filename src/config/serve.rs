@@ -56,6 +56,9 @@ pub struct ServeConfig {
     /// `--password-pattern`), and which digest usernames may change which
     /// AORs ([`Users::digest_users_by_aor`]).
     pub users: Option<Users>,
+    /// `--sf`: a SIPp server scenario answers instead of the built-in
+    /// registrar, proxy and UAS.
+    pub scenario_file: Option<super::ScenarioFileConfig>,
 }
 
 /// Raw `serve` values from flags.
@@ -81,10 +84,21 @@ pub struct ServeValues {
     pub domains: Vec<String>,
     pub users: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// `--sf`: answer as a SIPp server (UAS) scenario.
+    pub scenario_file: Option<PathBuf>,
+    pub service: Option<String>,
+    pub keys: std::collections::BTreeMap<String, String>,
+    pub sets: std::collections::BTreeMap<String, String>,
+    pub recv_timeout: Option<String>,
+    pub trace_logs: bool,
+    pub no_retrans: bool,
+    /// `-inf` files for `[fieldN file=F]`.
+    pub inf: Vec<PathBuf>,
 }
 
 impl ServeConfig {
     pub fn build(v: ServeValues) -> Result<ServeConfig, ConfigError> {
+        let scenario_file = scenario_for_serve(&v)?;
         let given = if v.listen.is_empty() {
             vec!["127.0.0.1:5060".to_string()]
         } else {
@@ -186,6 +200,7 @@ impl ServeConfig {
                 .map_err(|e| invalid("--users", e.to_string()))?;
         }
         Ok(ServeConfig {
+            scenario_file,
             domains,
             users,
             listen,
@@ -214,6 +229,65 @@ impl ServeConfig {
             max_rate: v.max_rate,
         })
     }
+}
+
+/// `serve --sf`: the server scenario, and the built-in target's flags
+/// refused with it (they would have no effect).
+fn scenario_for_serve(v: &ServeValues) -> Result<Option<super::ScenarioFileConfig>, ConfigError> {
+    let Some(file) = &v.scenario_file else {
+        let sipp_only = [
+            ("-s/--service", v.service.is_some()),
+            ("-key", !v.keys.is_empty()),
+            ("-set", !v.sets.is_empty()),
+            ("--recv-timeout", v.recv_timeout.is_some()),
+            ("-trace_logs", v.trace_logs),
+            ("-nr", v.no_retrans),
+            ("-inf", !v.inf.is_empty()),
+        ];
+        if let Some((flag, _)) = sipp_only.iter().find(|(_, set)| *set) {
+            return Err(invalid(flag, "only with a scenario file (--sf FILE.xml)"));
+        }
+        return Ok(None);
+    };
+    let conflicts = [
+        ("--realm", v.realm.is_some()),
+        ("--auth", v.auth.is_some()),
+        ("--password-pattern", v.password_pattern.is_some()),
+        ("--ring", v.ring.is_some()),
+        ("--digest-algorithm", v.digest_algorithm.is_some()),
+        ("--digest-qop", v.digest_qop.is_some()),
+        ("--busy-ratio", v.busy_ratio.is_some()),
+        ("--no-answer-ratio", v.no_answer_ratio.is_some()),
+        ("--max-rate", v.max_rate.is_some()),
+        ("--domain", !v.domains.is_empty()),
+        ("--users", v.users.is_some()),
+    ];
+    if let Some((flag, _)) = conflicts.iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            flag,
+            "has no effect with --sf: the scenario file answers every message itself",
+        ));
+    }
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    super::scenario::build(
+        super::scenario::ScenarioValues {
+            file: file.as_path(),
+            service: v.service.as_deref(),
+            keys: pairs(&v.keys),
+            sets: pairs(&v.sets),
+            users_file: None,
+            inf: &v.inf,
+            recv_timeout: v.recv_timeout.as_deref(),
+            trace_logs: v.trace_logs,
+            no_retrans: v.no_retrans,
+        },
+        crate::engine::scenario::Role::Uas,
+    )
+    .map(Some)
 }
 
 /// One `--listen` value: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` (also `ws:`,

@@ -153,6 +153,8 @@ pub struct ClientConfig {
     pub digest_algorithms: Vec<crate::auth::Algorithm>,
     /// The qop answered when a challenge offers both `auth` and `auth-int`.
     pub digest_qop: crate::auth::Qop,
+    /// Run a SIPp scenario (`run --sf`) instead of `scenario`.
+    pub scenario_file: Option<super::scenario::ScenarioSetup>,
 }
 
 impl ClientConfig {
@@ -186,6 +188,7 @@ impl ClientConfig {
             answer_ring: crate::dist::Delay::default(),
             digest_algorithms: Vec::new(),
             digest_qop: crate::auth::Qop::Auth,
+            scenario_file: None,
         }
     }
 }
@@ -391,6 +394,9 @@ pub struct ServerConfig {
     /// (RFC 3261 §8.1.1.8, RFC 5630 §3.1.3 for `sips:`). Empty: `local`
     /// over UDP.
     pub listen: Vec<(crate::flow::TransportKind, SocketAddr)>,
+    /// Answer as a SIPp UAS scenario (`serve --sf`) instead of the
+    /// built-in registrar, proxy and UAS.
+    pub scenario_file: Option<super::scenario::ScenarioSetup>,
 }
 
 impl Default for ServerConfig {
@@ -431,6 +437,7 @@ impl Default for ServerConfig {
             response_store_bytes: 32 << 20,
             throttle: None,
             listen: Vec::new(),
+            scenario_file: None,
         }
     }
 }

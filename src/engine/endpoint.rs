@@ -170,6 +170,8 @@ pub struct Endpoint {
     /// Per-attempt connections whose attempt ended, for the transport to
     /// close ([`Endpoint::poll_released`]).
     pub(super) released: VecDeque<Flow>,
+    /// A SIPp scenario run instead of the built-in flows (`--sf`).
+    pub(super) scen: Option<Box<super::scenario::ScenEngine>>,
 }
 
 impl Endpoint {
@@ -229,6 +231,7 @@ impl Endpoint {
             aor_user: Vec::new(),
             conn_keys: 0,
             released: VecDeque::new(),
+            scen: None,
         }
     }
 
@@ -285,7 +288,21 @@ impl Endpoint {
         let wire = Wire::new(cfg.local, domain, &[]).with_client(&cfg);
         // Per-user state (`user_registering`, `mixed_users`) is sized by the
         // first attempt of the scenario that needs it (a mix may start any).
-        Self::new(Role::Client(cfg), wire, answer, now)
+        let scen = cfg.scenario_file.clone().map(|s| {
+            let users = s.users.clone().unwrap_or_else(|| cfg.users.clone());
+            Box::new(super::scenario::ScenEngine::new(
+                s,
+                cfg.transport,
+                cfg.local,
+                Some(cfg.target),
+                users,
+                cfg.timers.t2,
+                cfg.seed,
+            ))
+        });
+        let mut e = Self::new(Role::Client(cfg), wire, answer, now);
+        e.scen = scen;
+        e
     }
 
     /// The built-in target: registrar with digest authentication and answering UAS.
@@ -317,12 +334,30 @@ impl Endpoint {
         let response_cap = cfg.response_store_bytes;
         let mut wire = Wire::new(cfg.local, domain, &cfg.sdp);
         wire.set_listen(&cfg.listen);
+        let scen = cfg.scenario_file.clone().map(|s| {
+            // A server's transport is the one its first listener speaks.
+            let transport = cfg
+                .listen
+                .first()
+                .map_or(crate::flow::TransportKind::Udp, |l| l.0);
+            let users = s.users.clone().unwrap_or_else(|| cfg.passwords.clone());
+            Box::new(super::scenario::ScenEngine::new(
+                s,
+                transport,
+                cfg.local,
+                None,
+                users,
+                cfg.timers.t2,
+                cfg.seed,
+            ))
+        });
         let mut e = Self::new(Role::Server(cfg), wire, answer, now);
         e.nonce_mint = Some(mint);
         e.branch_key = branch_key;
         e.hash_seed = hash_seed;
         e.id_seed = id_seed ^ hash_bytes(0x1d5e_ed00, &e.wire.hostport);
         e.absorbers.response_cap = response_cap;
+        e.scen = scen;
         e
     }
 
@@ -353,6 +388,9 @@ impl Endpoint {
     pub fn prompt_replies(&self) -> bool {
         match &self.role {
             Role::Server(_) => true,
+            Role::Client(_) if self.scen.is_some() => {
+                self.scen.as_deref().is_some_and(|s| s.prompt())
+            }
             Role::Client(c) => c.scenario == super::Scenario::Mixed || self.prompt_txns > 0,
         }
     }
@@ -360,7 +398,7 @@ impl Endpoint {
     /// Attempts started by `start_attempt` and not finished yet (plus
     /// mixed-mode registrations still unregistering after `shutdown`).
     pub fn in_flight(&self) -> usize {
-        let mut n = self.live_attempts + self.pending_calls.len();
+        let mut n = self.live_attempts + self.pending_calls.len() + self.scen_live();
         if self.shutting_down {
             n += self
                 .mixed_users
@@ -547,6 +585,12 @@ impl Endpoint {
 
     /// Every message received: parse, then the request or response path.
     fn on_message(&mut self, now: Instant, from: Flow, data: &[u8]) {
+        if self.scen.is_some() {
+            // A scenario owns its calls completely: no transaction layer,
+            // registrar or proxy under it (SIPp has none either).
+            self.scen_handle(now, from, data);
+            return;
+        }
         let msg = match sip::parse(data) {
             Ok(m) => m,
             Err(e) => {

@@ -135,6 +135,20 @@ pub enum Event {
         /// Status code.
         code: u16,
     },
+    /// A scenario's `rtd` timer stopped (SIPp's response time `id`):
+    /// `service` from its `start_rtd` (or the call's start), `corrected`
+    /// the same shifted back by how late the call started.
+    Rtd {
+        /// Index into the program's RTD names.
+        id: u8,
+        /// From the timer's start.
+        service: Duration,
+        /// From the intended start's equivalent.
+        corrected: Duration,
+    },
+    /// A scenario's `<log message=...>` text, expanded (only when logs
+    /// were asked for).
+    ScenarioLog(Box<[u8]>),
     /// A client transaction got its final response on the first try (no
     /// retransmission, so the round trip is unambiguous).
     TransactionRtt {

@@ -81,6 +81,7 @@ mod config;
 mod endpoint;
 mod event;
 mod proxy;
+pub mod scenario;
 mod state;
 pub mod template;
 pub mod throttle;

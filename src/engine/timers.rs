@@ -34,6 +34,11 @@ pub(super) enum TimerKind {
     CancelGuard = 8,
     /// A registrar binding set's soonest expiry.
     BindingExpiry = 9,
+    /// A scenario call's wake-up: a pause or timewait over, a `recv`
+    /// timed out.
+    ScenWake = 10,
+    /// A scenario call's `retrans` send is due again.
+    ScenRetransmit = 11,
 }
 
 impl TimerKind {
@@ -47,6 +52,8 @@ impl TimerKind {
             7 => TimerKind::RingGuard,
             8 => TimerKind::CancelGuard,
             9 => TimerKind::BindingExpiry,
+            10 => TimerKind::ScenWake,
+            11 => TimerKind::ScenRetransmit,
             _ => return None,
         })
     }
@@ -175,6 +182,9 @@ impl Endpoint {
                 } else {
                     self.txn_timeout(now, idx);
                 }
+            }
+            TimerKind::ScenWake | TimerKind::ScenRetransmit => {
+                self.scen_timer(now, kind == TimerKind::ScenRetransmit, idx, g);
             }
             TimerKind::BindingExpiry => {
                 if self.aors.get(idx).is_some() && self.aors.generation(idx) & GEN_MASK == g {

@@ -200,6 +200,7 @@ impl Endpoint {
     /// transaction (calls in hold) are left alone. Returns how many
     /// transactions ended.
     pub fn transport_error(&mut self, now: Instant, dest: Flow) -> usize {
+        self.scen_transport_error(now, dest);
         let doomed: Vec<(u32, u32)> = self
             .txns
             .live_indices()

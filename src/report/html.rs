@@ -346,7 +346,8 @@ pub fn render_html(r: &Report) -> Result<String, ReportError> {
 body {{ font-family: sans-serif; margin: 24px; color: #222; max-width: 1160px; }}\n\
 pre {{ background: #f6f6f6; padding: 12px; overflow-x: auto; font-size: 13px; }}\n\
 figure {{ margin: 18px 0; }}\nfigcaption {{ font-weight: bold; margin-bottom: 4px; }}\n\
-.warn {{ color: #a33; }}\n</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+.warn {{ color: #a33; }}\ntable.steps {{ border-collapse: collapse; font-size: 13px; }}\n\
+table.steps td, table.steps th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}\n</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
     );
     if !r.warnings.is_empty() {
         html.push_str("<ul class=\"warn\">\n");
@@ -356,6 +357,14 @@ figure {{ margin: 18px 0; }}\nfigcaption {{ font-weight: bold; margin-bottom: 4p
         html.push_str("</ul>\n");
     }
     let _ = writeln!(html, "<pre>{}</pre>", escape(&render_summary(r)));
+    if let Some(sf) = &r.scenario_file {
+        let _ = writeln!(
+            html,
+            "<h2>Scenario {}: messages per step</h2>\n{}",
+            escape(&sf.name),
+            sf.html_table()
+        );
+    }
     for (caption, svg) in &figures {
         let _ = writeln!(
             html,

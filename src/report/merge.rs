@@ -188,7 +188,25 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         .iter()
         .map(|r| r.started_at_unix_s + r.rate.load_duration_s.unwrap_or(r.duration_s) - start)
         .fold(0.0, f64::max);
-    let achieved = per_second(primary_attempts(&first.scenario, &totals), load_s);
+    // A scenario run's sections add up step by step.
+    let mut scenario_file = first.scenario_file.clone();
+    if let Some(sf) = &mut scenario_file {
+        for r in &reports[1..] {
+            match &r.scenario_file {
+                Some(o) if o.steps.len() == sf.steps.len() && o.name == sf.name => sf.add(o),
+                _ => {
+                    return Err(ReportError::Merge(
+                        "segments ran different scenario files".to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    let attempts = match &scenario_file {
+        Some(sf) => sf.calls.attempted,
+        None => primary_attempts(&first.scenario, &totals),
+    };
+    let achieved = per_second(attempts, load_s);
     let started = UNIX_EPOCH + Duration::from_secs_f64(start.max(0.0));
     let git_sha = if reports.iter().all(|r| r.tool.git_sha == first.tool.git_sha) {
         first.tool.git_sha.clone()
@@ -224,6 +242,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         histograms,
         timeseries: ts,
         warnings: Vec::new(),
+        scenario_file,
     };
     report.warnings = derive_warnings(&report);
     if reports.iter().any(|r| r.tool.git_sha != first.tool.git_sha) {

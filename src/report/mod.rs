@@ -21,6 +21,7 @@ mod hlog;
 mod html;
 mod merge;
 mod model;
+mod scenario;
 mod summary;
 mod threshold;
 mod time;
@@ -35,6 +36,10 @@ pub use merge::{merge, merge_reports};
 pub use model::{
     CallTotals, Errors, LatencySeries, LatencyStats, Messages, OptionsTotals, ProcessUsage, Rate,
     RegisterTotals, Report, Rfc6076, SCHEMA, TimeSeries, Tool, Totals, ratios,
+};
+pub use scenario::{
+    RtdReport, ScenarioCalls, ScenarioFileInfo, ScenarioFileReport, StepInfo as ScenarioStepInfo,
+    StepReport,
 };
 pub use summary::render_summary;
 pub use threshold::{Threshold, check_thresholds, check_thresholds_against};
@@ -178,6 +183,8 @@ pub struct RunInfo {
     /// What the run was told that the reader must know (e.g. TLS
     /// verification off): first among the report's warnings.
     pub notes: Vec<String>,
+    /// The SIPp scenario the run ran (`--sf`), if any.
+    pub scenario_file: Option<ScenarioFileInfo>,
 }
 
 impl RunInfo {
@@ -202,6 +209,7 @@ impl RunInfo {
             git_sha: option_env!("SIPSTORM_GIT_SHA").map(str::to_string),
             process: ProcessUsage::default(),
             notes: Vec::new(),
+            scenario_file: None,
         }
     }
 }

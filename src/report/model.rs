@@ -63,6 +63,11 @@ pub struct Report {
     pub timeseries: TimeSeries,
     /// Things the reader should know (saturation, drops, failures).
     pub warnings: Vec<String>,
+    /// A run of a SIPp XML scenario (`--sf`): SIPp's per-message counters
+    /// of each step, calls by outcome, named `rtd` latencies. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<super::scenario::ScenarioFileReport>,
 }
 
 impl Report {
@@ -71,6 +76,11 @@ impl Report {
     /// Cancelled calls were cancelled on purpose and do not count.
     pub fn failed_attempts(&self) -> u64 {
         let t = &self.totals;
+        if let Some(sf) = &self.scenario_file {
+            // A scenario's calls succeed or fail as SIPp's do; the RFC 6076
+            // totals are a view of them.
+            return sf.calls.failed;
+        }
         t.register
             .failed
             .saturating_add(t.call.failed)
@@ -459,6 +469,31 @@ pub(crate) fn totals_of(c: &Counters) -> Totals {
     }
 }
 
+/// The RFC 6076 totals of a scenario run: what its recognisable calls or
+/// registrations counted.
+pub(crate) fn totals_of_scenario(s: &crate::stats::ScenarioStats) -> Totals {
+    use crate::stats::rfc_index as i;
+    let r = &s.rfc;
+    Totals {
+        register: RegisterTotals {
+            attempted: r[i::REGISTER_ATTEMPTED],
+            succeeded: r[i::REGISTER_SUCCEEDED],
+            failed: r[i::REGISTER_FAILED] + r[i::REGISTER_TIMED_OUT],
+            timed_out: r[i::REGISTER_TIMED_OUT],
+        },
+        call: CallTotals {
+            attempted: r[i::CALL_ATTEMPTED],
+            established: r[i::CALL_ESTABLISHED],
+            completed: r[i::CALL_COMPLETED],
+            failed: r[i::CALL_FAILED] + r[i::CALL_TIMED_OUT],
+            timed_out: r[i::CALL_TIMED_OUT],
+            cancelled: r[i::CALL_CANCELLED],
+            redirected: r[i::CALL_REDIRECTED],
+        },
+        options: OptionsTotals::default(),
+    }
+}
+
 /// `n` per second of `secs` (0 for an empty interval).
 pub(crate) fn per_second(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
@@ -478,9 +513,11 @@ pub(crate) fn primary_attempts(scenario: &str, t: &Totals) -> u64 {
     }
 }
 
-/// Latency stats of every slot from the given histograms (missing = empty).
+/// Latency stats of every slot from the given histograms (missing =
+/// empty); a scenario's response-time timers only when they got samples.
 pub(crate) fn latency_map(hist: &BTreeMap<Slot, Histogram<u64>>) -> BTreeMap<String, LatencyStats> {
     Slot::all()
+        .filter(|slot| !slot.metric.is_rtd() || hist.contains_key(slot))
         .map(|slot| {
             let stats = hist.get(&slot).map(LatencyStats::of).unwrap_or_default();
             (slot.name().to_string(), stats)
@@ -609,7 +646,14 @@ pub(crate) fn derive_warnings(r: &Report) -> Vec<String> {
 /// Build the report of a finished run.
 pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportError> {
     let c = agg.counters();
-    let totals = totals_of(c);
+    let scenario_file = info
+        .scenario_file
+        .as_ref()
+        .map(|i| super::scenario::ScenarioFileReport::build(i, agg.scenario()));
+    let totals = match agg.scenario() {
+        Some(s) if scenario_file.is_some() => totals_of_scenario(s),
+        _ => totals_of(c),
+    };
     let mut hist = BTreeMap::new();
     for slot in Slot::all() {
         if agg.has_samples(slot) {
@@ -637,7 +681,11 @@ pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportErr
     let rfc6076 = rfc6076_of(&latency_ms, &totals, &invite_codes(&responses_by_method));
     let duration_s = info.duration.as_secs_f64();
     let load_s = info.load_duration.map_or(duration_s, |d| d.as_secs_f64());
-    let achieved = per_second(primary_attempts(&info.scenario, &totals), load_s);
+    let attempts = match &scenario_file {
+        Some(sf) => sf.calls.attempted,
+        None => primary_attempts(&info.scenario, &totals),
+    };
+    let achieved = per_second(attempts, load_s);
     let started_at_unix_s = info
         .started_at
         .duration_since(std::time::UNIX_EPOCH)
@@ -682,6 +730,7 @@ pub(crate) fn build(info: &RunInfo, agg: &Aggregate) -> Result<Report, ReportErr
         histograms,
         timeseries: timeseries_of(agg),
         warnings: Vec::new(),
+        scenario_file,
     };
     report.warnings = info.notes.clone();
     report.warnings.extend(derive_warnings(&report));

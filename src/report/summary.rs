@@ -124,6 +124,10 @@ pub fn render_summary(r: &Report) -> String {
             tr.tls_resumed
         );
     }
+    if let Some(sf) = &r.scenario_file {
+        let _ = writeln!(out, "Scenario   {} ({}, {})", sf.name, sf.file, sf.role);
+        out.push_str(&sf.screen());
+    }
     let p = &r.process;
     let _ = writeln!(
         out,

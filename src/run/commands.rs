@@ -17,7 +17,7 @@ use super::progress::{self, View};
 use super::sip_driver::{EngineClient, EngineServer, engine_scenario, engine_timers};
 use super::stop::StopFlag;
 use super::worker::WorkerMsg;
-use crate::config::{RunConfig, ScenarioKind, ServeConfig};
+use crate::config::{RunConfig, ServeConfig};
 use crate::engine::{self, Endpoint};
 use crate::flow::TransportKind;
 use crate::stats::Counter;
@@ -44,15 +44,29 @@ fn resolve_backend(b: Backend) -> Result<Backend, RunError> {
     Ok(backend)
 }
 
+/// The scenario part of a default report directory: the built-in
+/// scenario's name, or `sf-<file stem>`.
+fn out_name(cfg: &RunConfig) -> String {
+    match &cfg.scenario_file {
+        Some(sf) => format!(
+            "sf-{}",
+            std::path::Path::new(&sf.program.file)
+                .file_stem()
+                .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
+        ),
+        None => cfg.scenario.name().to_string(),
+    }
+}
+
 /// Default report directory: `results/<YYYYmmdd-HHMMSS>-<scenario>/`.
-fn default_out(started: SystemTime, scenario: ScenarioKind) -> PathBuf {
+fn default_out(started: SystemTime, scenario: &str) -> PathBuf {
     let stamp: String = crate::report::format_rfc3339(started)
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .take(15)
         .collect::<String>()
         .replace('T', "-");
-    Path::new("results").join(format!("{stamp}-{}", scenario.name()))
+    Path::new("results").join(format!("{stamp}-{scenario}"))
 }
 
 /// What every worker of one server shares, decided once: its secret (nonce
@@ -214,6 +228,7 @@ impl Servers {
         let cfg2 = cfg.clone();
         let throttle = cfg.max_rate.map(engine::throttle::Throttle::new);
         let listen_of = stream_addrs.clone();
+        let workers = n as u64;
         let make = move |i: usize, local: SocketAddr| {
             let mut sc = server_config(&cfg2, &keys, i, local).unwrap_or_default();
             sc.throttle = throttle.clone();
@@ -225,7 +240,18 @@ impl Servers {
                 // Without UDP the first listener is the server's address.
                 sc.local = first;
             }
-            EngineServer::new(Endpoint::server(sc, Instant::now()))
+            let log = cfg2
+                .scenario_file
+                .as_ref()
+                .and_then(|sf| sf.log_path(std::process::id()));
+            if let Some(sf) = &cfg2.scenario_file {
+                // A server's calls are numbered per worker: i + W·k + 1.
+                let mut setup = scenario_setup(sf, crate::schedule::Hold::default());
+                setup.number_offset = i as u64;
+                setup.number_stride = workers;
+                sc.scenario_file = Some(setup);
+            }
+            EngineServer::new(Endpoint::server(sc, Instant::now())).with_scenario_log(log)
         };
         let handles = fleet::spawn_servers(socks, streams, backend, make, tx, stop.clone())?;
         Ok(Servers {
@@ -239,11 +265,11 @@ impl Servers {
         })
     }
 
-    fn stop(self) -> Result<(), RunError> {
+    fn stop(self) -> Result<progress::Collected, RunError> {
         self.stop.set(StopFlag::DRAIN);
         let r = fleet::join_servers(self.handles);
-        let _ = self.agg.join();
-        r
+        let collected = self.agg.join().map_err(|_| RunError::WorkerPanicked)?;
+        r.map(|()| collected)
     }
 }
 
@@ -289,7 +315,10 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
         on.join(" "),
         cfg.workers,
         backend,
-        if cfg.auth { "on" } else { "off" },
+        match &cfg.scenario_file {
+            Some(sf) => format!("off (answering with SIPp scenario {})", sf.program.file),
+            None => (if cfg.auth { "on" } else { "off" }).to_string(),
+        },
         if servers.tls_generated {
             " (TLS: self-signed certificate generated at start)"
         } else {
@@ -299,8 +328,32 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
     while !stop.stopping() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    servers.stop()?;
+    let collected = servers.stop()?;
     say!("\nsipstorm serve: stopped");
+    if let Some(sf) = &cfg.scenario_file {
+        // SIPp's screen at the end: the scenario's counters per step.
+        let agg = &collected.aggregate;
+        let report = crate::report::ScenarioFileReport::build(&scenario_info(sf), agg.scenario());
+        let mut text = format!(
+            "Scenario {} ({}, uas)\n{}",
+            sf.program.name,
+            sf.program.file,
+            report.screen()
+        );
+        for (i, r) in report.rtds.iter().enumerate() {
+            let h = agg.histogram(crate::stats::Slot::service(crate::stats::Metric::RTD[i]));
+            if !h.is_empty() {
+                text.push_str(&format!(
+                    "rtd {}: count {} p50 {:.3} ms p99 {:.3} ms\n",
+                    r.name,
+                    h.len(),
+                    h.value_at_quantile(0.5) as f64 / 1e3,
+                    h.value_at_quantile(0.99) as f64 / 1e3
+                ));
+            }
+        }
+        let _ = write!(std::io::stdout().lock(), "{text}");
+    }
     Ok(())
 }
 
@@ -403,6 +456,7 @@ fn start_embedded(
         // exercises them too.
         domains: cfg.reach.domain.iter().map(|d| host_of(d)).collect(),
         users: cfg.users.clone(),
+        scenario_file: None,
     };
     // The secret (nonces, tags, hash keys) from the OS, as for `serve`; the
     // draws (ring delays) follow the run's `--seed`, so a run stays
@@ -490,6 +544,11 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         _ => None,
     };
     let (transport_kind, connection) = (cfg.transport, cfg.connection);
+    let scenario_file = cfg.scenario_file.clone();
+    // Call numbers: segment s of N, worker i of W numbers its calls
+    // s + N·(i + W·k) + 1, disjoint across segments and workers.
+    let (seg_i, seg_n) = (plan.segment.index as u64, plan.segment.parts as u64);
+    let hold = cfg.hold;
     let make = move |i: usize, local: SocketAddr, now: Instant| {
         let target = targets[i % targets.len()];
         let local = advertised.map_or(local, |ip| SocketAddr::new(ip, local.port()));
@@ -514,6 +573,14 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         cc.transport = transport_kind;
         cc.connection = connection;
         let cc_seed = cc.seed;
+        if let Some(sf) = &scenario_file {
+            let mut setup = scenario_setup(sf, hold);
+            setup.number_offset = seg_i + seg_n * i as u64;
+            setup.number_stride = seg_n * workers as u64;
+            cc.scenario_file = Some(setup);
+            return EngineClient::new(Endpoint::client(cc, now), scenario)
+                .with_scenario_file(sf.log_path(std::process::id()));
+        }
         EngineClient::new(Endpoint::client(cc, now), scenario).with_mix(mix.clone(), cc_seed)
     };
     let result = fleet::run_clients(cfg, &plan, backend, &run_stop, tls.clone(), make);
@@ -525,20 +592,25 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
     let out = match &cfg.out {
         Some(o) => o.clone(),
         // Two runs started in the same second get directories of their own.
-        None => crate::report::claim_dir(&default_out(r.started_at, cfg.scenario))
+        None => crate::report::claim_dir(&default_out(r.started_at, &out_name(cfg)))
             .map_err(report_err)?,
     };
     let mut config = cfg.to_json();
     config["workers"] = plan.workers.into();
     config["workers_reason"] = plan.workers_reason.to_string().into();
+    let scenario_name = match &cfg.scenario_file {
+        Some(_) => "scenario_file",
+        None => cfg.scenario.name(),
+    };
     let mut info = crate::report::RunInfo::new(
-        cfg.scenario.name(),
+        scenario_name,
         plan.offered_rate(),
         config,
         r.started_at,
         r.elapsed,
     );
     info.load_duration = Some(r.load_elapsed);
+    info.scenario_file = cfg.scenario_file.as_ref().map(scenario_info);
     if tls.as_ref().is_some_and(|t| t.insecure) {
         info.notes.push(
             "TLS certificate verification was OFF (--tls-insecure): the server's identity was not checked"
@@ -570,7 +642,8 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
             + c.get(Counter::CallCancelled)
             + c.get(Counter::OptionsSucceeded)
             + failures
-            + c.get(Counter::CallRedirected),
+            + c.get(Counter::CallRedirected)
+            + c.get(Counter::ScenarioSucceeded),
     );
     if unfinished > 0 && !interrupted {
         say!(
@@ -595,6 +668,54 @@ pub fn run_command(cfg: &RunConfig, stop: &StopFlag) -> Result<RunOutcome, RunEr
         out,
         failed_thresholds,
     })
+}
+
+/// How a worker runs the configured scenario (call numbers set by the
+/// caller).
+fn scenario_setup(
+    sf: &crate::config::ScenarioFileConfig,
+    hold: crate::schedule::Hold,
+) -> engine::scenario::ScenarioSetup {
+    let mut s = engine::scenario::ScenarioSetup::new(sf.program.clone());
+    s.service = sf.service.clone();
+    s.pid = std::process::id();
+    s.default_pause = hold;
+    s.inf = sf.inf.clone();
+    s.log = sf.trace_logs;
+    s.no_retrans = sf.no_retrans;
+    s.users = sf.users.clone();
+    s
+}
+
+/// What the report needs to know about a scenario besides its counters.
+fn scenario_info(sf: &crate::config::ScenarioFileConfig) -> crate::report::ScenarioFileInfo {
+    let p = &sf.program;
+    crate::report::ScenarioFileInfo {
+        name: p.name.clone(),
+        file: p.file.clone(),
+        role: p.role.name().to_string(),
+        rfc6076: sf.rfc6076().to_string(),
+        steps: p
+            .step_infos()
+            .into_iter()
+            .map(|s| crate::report::ScenarioStepInfo {
+                index: s.index,
+                line: s.line,
+                kind: s.kind.name().to_string(),
+                label: s.label,
+                optional: s.optional,
+                retrans: s.retrans,
+                start_rtd: s.start_rtd,
+                rtd: s.rtd,
+            })
+            .collect(),
+        rtds: p.rtd_names().to_vec(),
+        counters: p.counter_names().to_vec(),
+        fail_reasons: engine::scenario::FailReason::ALL
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect(),
+    }
 }
 
 fn report_err(e: crate::report::ReportError) -> RunError {

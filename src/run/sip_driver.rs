@@ -22,6 +22,8 @@ pub struct EngineClient {
     /// The counter of the attempt started last (see `attempt_counter`).
     last_counter: Counter,
     messages: MessageFold,
+    /// Running a SIPp scenario (`--sf`).
+    scenario_file: Option<ScenarioFold>,
 }
 
 impl std::fmt::Debug for EngineClient {
@@ -57,7 +59,18 @@ impl EngineClient {
             mix: None,
             last_counter: attempted_counter(scenario),
             messages: MessageFold::default(),
+            scenario_file: None,
         }
+    }
+
+    /// Run a SIPp scenario (the endpoint was built with one): its calls
+    /// are the attempts, and the RFC 6076 events of a recognisable call or
+    /// registration go to the scenario's view of the totals. `<log>` lines
+    /// are appended to `log` (SIPp's `-trace_logs`).
+    pub fn with_scenario_file(mut self, log: Option<std::path::PathBuf>) -> Self {
+        self.scenario_file = Some(ScenarioFold::new(log));
+        self.last_counter = Counter::ScenarioAttempted;
+        self
     }
 
     /// Run a weighted mix: each attempt is one of `parts`, chosen by weight
@@ -236,6 +249,29 @@ impl LoadClient for EngineClient {
     /// final 200 (challenge included); SRD §4.2 INVITE → first 18x or 200;
     /// SDD §4.3 BYE → its final response; session duration §4.5 200 → BYE.
     fn record(&mut self, event: Event, stats: &mut WorkerStats) {
+        if let Some(sf) = &mut self.scenario_file {
+            let Some(event) = sf.record(event, stats) else {
+                return;
+            };
+            return self.record_common(event, stats);
+        }
+        self.record_common(event, stats);
+    }
+
+    fn flush_counters(&mut self, stats: &mut WorkerStats) {
+        self.messages.flush(self.ep.counters(), stats);
+        if let (Some(sf), Some(now)) = (&mut self.scenario_file, self.ep.scenario_counters()) {
+            sf.flush(now, stats);
+        }
+    }
+
+    fn poll_release(&mut self) -> Option<Flow> {
+        self.ep.poll_released()
+    }
+}
+
+impl EngineClient {
+    fn record_common(&mut self, event: Event, stats: &mut WorkerStats) {
         // In `mixed` the engine registers its users by itself (attempt
         // starts count calls), so those registrations count as attempted
         // when they end.
@@ -326,17 +362,178 @@ impl LoadClient for EngineClient {
                     stats.record(m, rtt, rtt);
                 }
             }
+            Event::Rtd {
+                id,
+                service,
+                corrected,
+            } => {
+                if let Some(&m) = Metric::RTD.get(usize::from(id)) {
+                    stats.record(m, service, corrected);
+                }
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }
     }
+}
 
-    fn flush_counters(&mut self, stats: &mut WorkerStats) {
-        self.messages.flush(self.ep.counters(), stats);
+/// What a scenario run adds to the event → statistics mapping: the
+/// scenario's counters folded as deltas, the RFC 6076 view of its calls,
+/// and its `<log>` lines.
+#[derive(Debug)]
+struct ScenarioFold {
+    last: engine::scenario::ScenarioCounters,
+    log_path: Option<std::path::PathBuf>,
+    log: Option<std::io::LineWriter<std::fs::File>>,
+}
+
+impl ScenarioFold {
+    fn new(log_path: Option<std::path::PathBuf>) -> Self {
+        ScenarioFold {
+            last: engine::scenario::ScenarioCounters::default(),
+            log_path,
+            log: None,
+        }
     }
 
-    fn poll_release(&mut self) -> Option<Flow> {
-        self.ep.poll_released()
+    /// Take the events whose counting differs in a scenario run; hand the
+    /// rest back.
+    fn record(&mut self, event: Event, stats: &mut WorkerStats) -> Option<Event> {
+        use crate::stats::rfc_index as i;
+        let rfc = |stats: &mut WorkerStats, k: usize| stats.scenario_mut().rfc[k] += 1;
+        match event {
+            Event::RegisterDone {
+                intended,
+                started,
+                finished,
+                outcome,
+            } => {
+                rfc(stats, i::REGISTER_ATTEMPTED);
+                match outcome {
+                    Outcome::Success => {
+                        rfc(stats, i::REGISTER_SUCCEEDED);
+                        stats.record(
+                            Metric::Rrd,
+                            since(finished, started),
+                            since(finished, intended),
+                        );
+                    }
+                    Outcome::Timeout => rfc(stats, i::REGISTER_TIMED_OUT),
+                    _ => rfc(stats, i::REGISTER_FAILED),
+                }
+                None
+            }
+            Event::CallAnswered {
+                intended,
+                invite_sent,
+                answered,
+            } => {
+                rfc(stats, i::CALL_ESTABLISHED);
+                stats.record(
+                    Metric::Answer,
+                    since(answered, invite_sent),
+                    since(answered, intended),
+                );
+                None
+            }
+            Event::CallDone {
+                outcome,
+                bye_sent,
+                bye_done,
+                answered,
+                ..
+            } => {
+                rfc(stats, i::CALL_ATTEMPTED);
+                rfc(
+                    stats,
+                    match outcome {
+                        Outcome::Success => i::CALL_COMPLETED,
+                        Outcome::Failed(c) if (300..400).contains(&c) => i::CALL_REDIRECTED,
+                        Outcome::Timeout => i::CALL_TIMED_OUT,
+                        Outcome::Cancelled => i::CALL_CANCELLED,
+                        Outcome::Failed(_) | Outcome::TransportError => i::CALL_FAILED,
+                    },
+                );
+                if let (Some(s), Some(d)) = (bye_sent, bye_done) {
+                    stats.record(Metric::Sdd, since(d, s), since(d, s));
+                }
+                if let (Some(a), Some(s)) = (answered, bye_sent) {
+                    stats.record(Metric::SessionDuration, since(s, a), since(s, a));
+                }
+                None
+            }
+            Event::ScenarioLog(line) => {
+                self.write_log(&line);
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    fn write_log(&mut self, line: &[u8]) {
+        use std::io::Write as _;
+        if self.log.is_none()
+            && let Some(p) = self.log_path.take()
+        {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+            {
+                Ok(f) => self.log = Some(std::io::LineWriter::new(f)),
+                Err(e) => crate::say!("sipstorm: scenario log {}: {e}", p.display()),
+            }
+        }
+        if let Some(w) = &mut self.log {
+            let _ = w.write_all(line);
+            let _ = w.write_all(b"\n");
+        }
+    }
+
+    /// The engine's cumulative scenario counters as deltas since the last
+    /// flush.
+    fn flush(&mut self, now: &engine::scenario::ScenarioCounters, stats: &mut WorkerStats) {
+        let last = &self.last;
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let steps = now
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let b = last.steps.get(k).copied().unwrap_or_default().to_array();
+                let a = s.to_array();
+                std::array::from_fn(|j| d(a[j], b[j]))
+            })
+            .collect();
+        let mut calls = vec![
+            d(now.started, last.started),
+            d(now.succeeded, last.succeeded),
+        ];
+        calls.extend(now.failed.iter().zip(&last.failed).map(|(a, b)| d(*a, *b)));
+        let counters = now
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(k, a)| d(*a, last.counters.get(k).copied().unwrap_or(0)))
+            .collect();
+        let delta = crate::stats::ScenarioStats {
+            steps,
+            calls,
+            misc: [
+                d(now.out_of_call, last.out_of_call),
+                d(now.dead_call, last.dead_call),
+                d(now.auto_answered, last.auto_answered),
+            ],
+            counters,
+            rfc: [0; 11],
+        };
+        stats.count(Counter::ScenarioSucceeded, d(now.succeeded, last.succeeded));
+        stats.count(
+            Counter::ScenarioFailed,
+            d(now.failed_total(), last.failed_total()),
+        );
+        stats.scenario_mut().add(&delta);
+        self.last.clone_from(now);
     }
 }
 
@@ -344,6 +541,7 @@ impl LoadClient for EngineClient {
 pub struct EngineServer {
     ep: Endpoint,
     messages: MessageFold,
+    scenario_file: Option<ScenarioFold>,
 }
 
 impl std::fmt::Debug for EngineServer {
@@ -354,10 +552,20 @@ impl std::fmt::Debug for EngineServer {
 
 impl EngineServer {
     pub fn new(ep: Endpoint) -> Self {
+        let scenario_file = ep.scenario_counters().map(|_| ScenarioFold::new(None));
         EngineServer {
             ep,
             messages: MessageFold::default(),
+            scenario_file,
         }
+    }
+
+    /// Write a scenario's `<log>` lines to `log` (`-trace_logs`).
+    pub fn with_scenario_log(mut self, log: Option<std::path::PathBuf>) -> Self {
+        if let Some(sf) = &mut self.scenario_file {
+            sf.log_path = log;
+        }
+        self
     }
 }
 
@@ -381,12 +589,39 @@ impl SansIo for EngineServer {
 }
 
 impl LoadServer for EngineServer {
-    fn record(&mut self, _event: Event, _stats: &mut WorkerStats) {}
+    /// A scenario server's response-time timers and logs; the built-in
+    /// server measures nothing (its clients do).
+    fn record(&mut self, event: Event, stats: &mut WorkerStats) {
+        let Some(sf) = &mut self.scenario_file else {
+            return;
+        };
+        match sf.record(event, stats) {
+            Some(Event::Rtd {
+                id,
+                service,
+                corrected,
+            }) => {
+                if let Some(&m) = Metric::RTD.get(usize::from(id)) {
+                    stats.record(m, service, corrected);
+                }
+            }
+            Some(Event::FinalResponse { method, code }) => {
+                stats.response(stats_method(method), code)
+            }
+            _ => {}
+        }
+    }
     fn transport_error(&mut self, now: Instant, dest: Flow) {
         self.ep.transport_error(now, dest);
     }
     fn flush_counters(&mut self, stats: &mut WorkerStats) {
         self.messages.flush(self.ep.counters(), stats);
+        if let (Some(sf), Some(now)) = (&mut self.scenario_file, self.ep.scenario_counters()) {
+            sf.flush(now, stats);
+        }
+    }
+    fn stop(&mut self, now: Instant) {
+        self.ep.scenario_stop(now);
     }
 }
 

@@ -159,6 +159,9 @@ pub trait LoadServer: SansIo {
     fn transport_error(&mut self, _now: Instant, _dest: Flow) {}
     /// As [`LoadClient::flush_counters`].
     fn flush_counters(&mut self, _stats: &mut WorkerStats) {}
+    /// The server stops now: end what it keeps (a scenario's calls), so
+    /// the last snapshot counts them.
+    fn stop(&mut self, _now: Instant) {}
 }
 
 /// What a worker sends to the aggregator.
@@ -576,6 +579,10 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
             self.server.record(ev, &mut self.stats);
         }
         if self.stop.level() >= StopFlag::DRAIN {
+            self.server.stop(now);
+            while let Some(ev) = self.server.poll_event() {
+                self.server.record(ev, &mut self.stats);
+            }
             self.server.flush_counters(&mut self.stats);
             self.reporter.finish(now, &mut self.stats, io, 0);
             return Tick::Stop;

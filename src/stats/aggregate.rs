@@ -9,7 +9,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 use super::{
-    Counters, HIGHEST_US, LOWEST_US, ResponseCounts, SIGFIG, Slot, Snapshot, new_histogram,
+    Counters, HIGHEST_US, LOWEST_US, ResponseCounts, SIGFIG, ScenarioStats, Slot, Snapshot,
+    new_histogram,
 };
 
 /// Per-second values of one latency slot, summarised once the second is
@@ -145,6 +146,7 @@ pub struct Aggregate {
     sealed: BTreeMap<u64, Second>,
     elapsed: Duration,
     codec_errors: u64,
+    scenario: Option<ScenarioStats>,
 }
 
 impl fmt::Debug for Aggregate {
@@ -180,6 +182,7 @@ impl Aggregate {
             sealed: BTreeMap::new(),
             elapsed: Duration::ZERO,
             codec_errors: 0,
+            scenario: None,
         }
     }
 
@@ -189,6 +192,11 @@ impl Aggregate {
         self.elapsed = self.elapsed.max(t);
         let k = second_of(t);
         self.counters.add_all(&s.counters);
+        if let Some(sc) = &s.scenario {
+            self.scenario
+                .get_or_insert_with(ScenarioStats::default)
+                .add(sc);
+        }
         for &(method, code, n) in &s.responses {
             let v = self.responses.entry((method, code)).or_insert(0);
             *v = v.saturating_add(n);
@@ -287,6 +295,11 @@ impl Aggregate {
     /// Run totals of every counter.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The scenario-file counters of the whole run, if it ran one.
+    pub fn scenario(&self) -> Option<&ScenarioStats> {
+        self.scenario.as_ref()
     }
 
     /// Final responses of the whole run by (method, code).

@@ -51,7 +51,7 @@ pub use aggregate::{
     Aggregate, HistogramCodecError, IntervalLatency, Second, SecondPeek, add_histogram,
     decode_histogram, encode_histogram, second_of,
 };
-pub use worker::{ResponseCounts, Snapshot, WorkerStats};
+pub use worker::{ResponseCounts, ScenarioStats, Snapshot, WorkerStats, rfc_index};
 
 /// Lowest discernible latency, in microseconds.
 pub const LOWEST_US: u64 = 1;
@@ -107,11 +107,23 @@ pub enum Metric {
     /// TLS handshake: from TCP established to the handshake done, as the
     /// client sees it (ClientHello out to Finished).
     TlsHandshake,
+    /// A SIPp scenario's response-time timers (`start_rtd`/`rtd`), in the
+    /// order the scenario names them: SIPp's `rtd="true"` is timer `1`,
+    /// other names take the next free one (the report maps names to these
+    /// in `scenario_file.rtds`).
+    Rtd1,
+    Rtd2,
+    Rtd3,
+    Rtd4,
+    Rtd5,
+    Rtd6,
+    Rtd7,
+    Rtd8,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Rrd,
         Metric::Srd,
         Metric::Answer,
@@ -123,6 +135,25 @@ impl Metric {
         Metric::OptionsRtt,
         Metric::Connect,
         Metric::TlsHandshake,
+        Metric::Rtd1,
+        Metric::Rtd2,
+        Metric::Rtd3,
+        Metric::Rtd4,
+        Metric::Rtd5,
+        Metric::Rtd6,
+        Metric::Rtd7,
+        Metric::Rtd8,
+    ];
+    /// The scenario response-time timers, by id.
+    pub const RTD: [Metric; 8] = [
+        Metric::Rtd1,
+        Metric::Rtd2,
+        Metric::Rtd3,
+        Metric::Rtd4,
+        Metric::Rtd5,
+        Metric::Rtd6,
+        Metric::Rtd7,
+        Metric::Rtd8,
     ];
     /// Number of metrics.
     pub const COUNT: usize = Self::ALL.len();
@@ -142,6 +173,14 @@ impl Metric {
             Metric::OptionsRtt => "options_rtt",
             Metric::Connect => "connect",
             Metric::TlsHandshake => "tls_handshake",
+            Metric::Rtd1 => "rtd1",
+            Metric::Rtd2 => "rtd2",
+            Metric::Rtd3 => "rtd3",
+            Metric::Rtd4 => "rtd4",
+            Metric::Rtd5 => "rtd5",
+            Metric::Rtd6 => "rtd6",
+            Metric::Rtd7 => "rtd7",
+            Metric::Rtd8 => "rtd8",
         }
     }
 
@@ -159,6 +198,14 @@ impl Metric {
             Metric::OptionsRtt => "options_rtt_co",
             Metric::Connect => "connect_co",
             Metric::TlsHandshake => "tls_handshake_co",
+            Metric::Rtd1 => "rtd1_co",
+            Metric::Rtd2 => "rtd2_co",
+            Metric::Rtd3 => "rtd3_co",
+            Metric::Rtd4 => "rtd4_co",
+            Metric::Rtd5 => "rtd5_co",
+            Metric::Rtd6 => "rtd6_co",
+            Metric::Rtd7 => "rtd7_co",
+            Metric::Rtd8 => "rtd8_co",
         }
     }
 
@@ -176,7 +223,30 @@ impl Metric {
             Metric::OptionsRtt => "OPTIONS rtt",
             Metric::Connect => "TCP connect",
             Metric::TlsHandshake => "TLS handshake",
+            Metric::Rtd1 => "RTD 1",
+            Metric::Rtd2 => "RTD 2",
+            Metric::Rtd3 => "RTD 3",
+            Metric::Rtd4 => "RTD 4",
+            Metric::Rtd5 => "RTD 5",
+            Metric::Rtd6 => "RTD 6",
+            Metric::Rtd7 => "RTD 7",
+            Metric::Rtd8 => "RTD 8",
         }
+    }
+
+    /// A scenario response-time timer (reported only when it got samples).
+    pub const fn is_rtd(self) -> bool {
+        matches!(
+            self,
+            Metric::Rtd1
+                | Metric::Rtd2
+                | Metric::Rtd3
+                | Metric::Rtd4
+                | Metric::Rtd5
+                | Metric::Rtd6
+                | Metric::Rtd7
+                | Metric::Rtd8
+        )
     }
 
     /// Whether the metric belongs to an attempt with an intended start
@@ -337,11 +407,17 @@ pub enum Counter {
     TlsFailAlert,
     /// TLS handshakes failed otherwise (protocol error).
     TlsFailProtocol,
+    /// A SIPp scenario call started (`run --sf`).
+    ScenarioAttempted,
+    /// A scenario call reached its end without failing.
+    ScenarioSucceeded,
+    /// A scenario call failed (unexpected message, timeout, check, ...).
+    ScenarioFailed,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 37] = [
+    pub const ALL: [Counter; 40] = [
         Counter::RegisterAttempted,
         Counter::RegisterSucceeded,
         Counter::RegisterFailed,
@@ -379,6 +455,9 @@ impl Counter {
         Counter::TlsFailCertificate,
         Counter::TlsFailAlert,
         Counter::TlsFailProtocol,
+        Counter::ScenarioAttempted,
+        Counter::ScenarioSucceeded,
+        Counter::ScenarioFailed,
     ];
     /// Number of counters.
     pub const COUNT: usize = Self::ALL.len();
@@ -423,6 +502,9 @@ impl Counter {
             Counter::TlsFailCertificate => "transport.connect_failures.tls_certificate",
             Counter::TlsFailAlert => "transport.connect_failures.tls_alert",
             Counter::TlsFailProtocol => "transport.connect_failures.tls_protocol",
+            Counter::ScenarioAttempted => "scenario_file.attempted",
+            Counter::ScenarioSucceeded => "scenario_file.succeeded",
+            Counter::ScenarioFailed => "scenario_file.failed",
         }
     }
 
@@ -472,18 +554,22 @@ impl Counters {
         }
     }
 
-    /// Attempts of every kind (registrations, calls, OPTIONS).
+    /// Attempts of every kind (registrations, calls, OPTIONS, scenario
+    /// calls).
     pub fn attempts(&self) -> u64 {
         self.get(Counter::RegisterAttempted)
             .saturating_add(self.get(Counter::CallAttempted))
             .saturating_add(self.get(Counter::OptionsAttempted))
+            .saturating_add(self.get(Counter::ScenarioAttempted))
     }
 
-    /// Successful attempts of every kind (registered, established, answered).
+    /// Successful attempts of every kind (registered, established,
+    /// answered, scenario calls that ended well).
     pub fn successes(&self) -> u64 {
         self.get(Counter::RegisterSucceeded)
             .saturating_add(self.get(Counter::CallEstablished))
             .saturating_add(self.get(Counter::OptionsSucceeded))
+            .saturating_add(self.get(Counter::ScenarioSucceeded))
     }
 
     /// Failed attempts of every kind, timeouts included.
@@ -495,6 +581,7 @@ impl Counters {
             Counter::CallTimedOut,
             Counter::OptionsFailed,
             Counter::OptionsTimedOut,
+            Counter::ScenarioFailed,
         ]
         .into_iter()
         .fold(0u64, |acc, c| acc.saturating_add(self.get(c)))

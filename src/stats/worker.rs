@@ -34,10 +34,80 @@ fn slot_code(slot: usize) -> u16 {
 /// Final responses counted per (method, status code).
 pub type ResponseCounts = BTreeMap<(Method, u16), u64>;
 
+/// The counters of a SIPp scenario-file run: SIPp's per-message counters
+/// of each step, the calls by outcome, and what the RFC 6076 view of a
+/// recognisable call or registration counted. Generic: the names of the
+/// columns, outcomes and counters travel with the report
+/// (`report::ScenarioFileInfo`). Workers send deltas; the aggregate sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScenarioStats {
+    /// Per step: sent, received, retransmissions, timeouts, unexpected,
+    /// lost, sessions.
+    pub steps: Vec<[u64; 7]>,
+    /// Calls started, succeeded, then failed by reason (the engine's order).
+    pub calls: Vec<u64>,
+    /// Out-of-call messages, dead-call messages, auto-answered.
+    pub misc: [u64; 3],
+    /// The scenario's `counter` values.
+    pub counters: Vec<u64>,
+    /// RFC 6076 view: call attempted, established, completed, failed,
+    /// timed out, cancelled, redirected; registration attempted,
+    /// succeeded, failed, timed out.
+    pub rfc: [u64; 11],
+}
+
+/// Indices into [`ScenarioStats::rfc`].
+pub mod rfc_index {
+    pub const CALL_ATTEMPTED: usize = 0;
+    pub const CALL_ESTABLISHED: usize = 1;
+    pub const CALL_COMPLETED: usize = 2;
+    pub const CALL_FAILED: usize = 3;
+    pub const CALL_TIMED_OUT: usize = 4;
+    pub const CALL_CANCELLED: usize = 5;
+    pub const CALL_REDIRECTED: usize = 6;
+    pub const REGISTER_ATTEMPTED: usize = 7;
+    pub const REGISTER_SUCCEEDED: usize = 8;
+    pub const REGISTER_FAILED: usize = 9;
+    pub const REGISTER_TIMED_OUT: usize = 10;
+}
+
+fn add_into(dst: &mut Vec<u64>, src: &[u64]) {
+    if dst.len() < src.len() {
+        dst.resize(src.len(), 0);
+    }
+    for (a, b) in dst.iter_mut().zip(src) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+impl ScenarioStats {
+    /// Add `other` (vectors grow to the longer one).
+    pub fn add(&mut self, other: &ScenarioStats) {
+        if self.steps.len() < other.steps.len() {
+            self.steps.resize(other.steps.len(), [0; 7]);
+        }
+        for (a, b) in self.steps.iter_mut().zip(&other.steps) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = x.saturating_add(*y);
+            }
+        }
+        add_into(&mut self.calls, &other.calls);
+        add_into(&mut self.counters, &other.counters);
+        for (a, b) in self.misc.iter_mut().zip(&other.misc) {
+            *a = a.saturating_add(*b);
+        }
+        for (a, b) in self.rfc.iter_mut().zip(&other.rfc) {
+            *a = a.saturating_add(*b);
+        }
+    }
+}
+
 /// Per-worker statistics. Not shared: each worker owns one and sends
 /// snapshots to the aggregator.
 pub struct WorkerStats {
     hist: Vec<Histogram<u64>>,
+    /// Scenario-file counters since the last snapshot (`None`: no scenario).
+    scenario: Option<ScenarioStats>,
     counters: Counters,
     responses: Box<[[u64; CODE_SLOTS]; Method::COUNT]>,
 }
@@ -66,6 +136,7 @@ impl WorkerStats {
     pub fn new() -> Self {
         WorkerStats {
             hist: (0..Slot::COUNT).map(|_| new_histogram()).collect(),
+            scenario: None,
             counters: Counters::default(),
             responses: Box::new([[0; CODE_SLOTS]; Method::COUNT]),
         }
@@ -79,6 +150,11 @@ impl WorkerStats {
         let i = m.index() * 2;
         self.hist[i].saturating_record(duration_us(service));
         self.hist[i + 1].saturating_record(duration_us(corrected));
+    }
+
+    /// The scenario-file counters of this interval, created on first use.
+    pub fn scenario_mut(&mut self) -> &mut ScenarioStats {
+        self.scenario.get_or_insert_with(ScenarioStats::default)
     }
 
     /// Add `n` to a counter.
@@ -122,6 +198,7 @@ impl WorkerStats {
             hist,
             counters: std::mem::take(&mut self.counters),
             responses,
+            scenario: self.scenario.take(),
         }
     }
 }
@@ -136,4 +213,6 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Final responses received in the interval: (method, code, count).
     pub responses: Vec<(Method, u16, u64)>,
+    /// Scenario-file counter deltas, if the worker runs a scenario.
+    pub scenario: Option<ScenarioStats>,
 }

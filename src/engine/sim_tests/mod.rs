@@ -19,6 +19,7 @@ mod reach;
 mod register;
 mod reliable;
 mod robustness;
+mod scenario;
 mod timers;
 mod trust;
 

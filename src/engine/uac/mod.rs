@@ -29,7 +29,7 @@ use call::Callee;
 impl Endpoint {
     /// This worker's `k`-th user as an index into the whole user list
     /// (workers and segments take disjoint strides of it).
-    fn global_user(&self, k: usize) -> u32 {
+    pub(super) fn global_user(&self, k: usize) -> u32 {
         let Some(cfg) = self.role.client() else {
             return 0;
         };
@@ -58,7 +58,7 @@ impl Endpoint {
     /// The next of this worker's users (a local index), round robin: one
     /// cursor for every scenario, so a mix spreads its attempts over all
     /// users. `None` when the worker has no users.
-    fn next_user(&mut self) -> Option<usize> {
+    pub(super) fn next_user(&mut self) -> Option<usize> {
         let n = self.n_local();
         if n == 0 {
             return None;
@@ -123,6 +123,9 @@ impl Endpoint {
     /// Returns false when nothing can start (shutting down, server endpoint,
     /// every user of a register scenario busy).
     pub fn start_attempt(&mut self, now: Instant, intended: Instant, hold: Duration) -> bool {
+        if self.scen.is_some() {
+            return self.scen_start(now, intended, hold);
+        }
         let Some(cfg) = self.role.client() else {
             return false;
         };
@@ -228,6 +231,7 @@ impl Endpoint {
     /// `RegisterDone` was reported). Implies [`Endpoint::shutdown`].
     pub fn abandon(&mut self, now: Instant) {
         self.shutdown(now);
+        self.scen_abandon(now);
         let live: Vec<u32> = self.sessions.live_indices().collect();
         for si in live {
             let Some(s) = self.sessions.get(si) else {
