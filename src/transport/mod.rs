@@ -56,6 +56,7 @@ mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
+mod ws;
 mod turn;
 pub mod uring;
 
