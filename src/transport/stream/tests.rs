@@ -337,7 +337,7 @@ fn script(kind: TransportKind, to: SocketAddr, rounds: u32, keys: u32, per_key: 
 }
 
 fn echo_round_trip(backend: Backend, kind: TransportKind) {
-    let (server_setup, client_setup) = if kind == TransportKind::Tls {
+    let (server_setup, client_setup) = if kind.is_secure() {
         tls_pair()
     } else {
         (
@@ -362,11 +362,9 @@ fn echo_round_trip(backend: Backend, kind: TransportKind) {
     for (f, info) in &w.opened {
         assert!(f.conn.is_key() && !info.inbound, "{tag}");
         assert!(info.connect.is_some(), "{tag}");
-        assert_eq!(
-            info.tls_handshake.is_some(),
-            kind == TransportKind::Tls,
-            "{tag}"
-        );
+        assert_eq!(info.tls_handshake.is_some(), kind.is_secure(), "{tag}");
+        // WebSocket: the Upgrade's round trip is measured.
+        assert_eq!(info.ws_upgrade.is_some(), is_ws(kind), "{tag}");
     }
     assert_eq!(server.opened.len(), 12, "{tag}");
     assert!(server.opened.iter().all(|(_, i)| i.inbound), "{tag}");
@@ -385,7 +383,7 @@ fn echo_round_trip(backend: Backend, kind: TransportKind) {
         .filter(|(_, r)| *r == CloseReason::Peer)
         .count();
     assert_eq!(peer_closes, 12, "{tag}: {:?}", server.closed);
-    if kind == TransportKind::Tls {
+    if kind.is_secure() {
         // Later rounds resume the sessions of earlier ones.
         let resumed = w.opened.iter().filter(|(_, i)| i.resumed).count();
         assert!(resumed >= 4, "{tag}: {resumed} resumed");
@@ -403,6 +401,20 @@ fn tcp_echo_both_backends() {
 fn tls_echo_both_backends() {
     for b in backends() {
         echo_round_trip(b, TransportKind::Tls);
+    }
+}
+
+#[test]
+fn ws_echo_both_backends() {
+    for b in backends() {
+        echo_round_trip(b, TransportKind::Ws);
+    }
+}
+
+#[test]
+fn wss_echo_both_backends() {
+    for b in backends() {
+        echo_round_trip(b, TransportKind::Wss);
     }
 }
 
