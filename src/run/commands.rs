@@ -146,7 +146,8 @@ struct Servers {
     addrs: Vec<SocketAddr>,
     /// Every worker's stream listeners' addresses.
     stream_addrs: Vec<Vec<(TransportKind, SocketAddr)>>,
-    /// The certificate of the TLS listeners (to trust in an embedded run).
+    /// The certificate of the TLS and WSS listeners (to trust in an
+    /// embedded run).
     tls_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The certificate was generated at start.
     tls_generated: bool,
@@ -180,7 +181,7 @@ impl Servers {
             .collect();
         let mut streams = StreamSetup::new();
         let (mut tls_chain, mut tls_generated) = (Vec::new(), false);
-        if cfg.streams.iter().any(|(k, _)| *k == TransportKind::Tls) {
+        if cfg.streams.iter().any(|(k, _)| k.is_secure()) {
             let names: Vec<String> = cfg
                 .streams
                 .iter()

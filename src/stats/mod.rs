@@ -107,11 +107,14 @@ pub enum Metric {
     /// TLS handshake: from TCP established to the handshake done, as the
     /// client sees it (ClientHello out to Finished).
     TlsHandshake,
+    /// WebSocket Upgrade: from the request sent (TCP, and TLS for `wss`,
+    /// up) to its 101 received (RFC 6455 §4, RFC 7118 §4.1).
+    WsUpgrade,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Rrd,
         Metric::Srd,
         Metric::Answer,
@@ -123,6 +126,7 @@ impl Metric {
         Metric::OptionsRtt,
         Metric::Connect,
         Metric::TlsHandshake,
+        Metric::WsUpgrade,
     ];
     /// Number of metrics.
     pub const COUNT: usize = Self::ALL.len();
@@ -142,6 +146,7 @@ impl Metric {
             Metric::OptionsRtt => "options_rtt",
             Metric::Connect => "connect",
             Metric::TlsHandshake => "tls_handshake",
+            Metric::WsUpgrade => "ws_upgrade",
         }
     }
 
@@ -159,6 +164,7 @@ impl Metric {
             Metric::OptionsRtt => "options_rtt_co",
             Metric::Connect => "connect_co",
             Metric::TlsHandshake => "tls_handshake_co",
+            Metric::WsUpgrade => "ws_upgrade_co",
         }
     }
 
@@ -176,6 +182,7 @@ impl Metric {
             Metric::OptionsRtt => "OPTIONS rtt",
             Metric::Connect => "TCP connect",
             Metric::TlsHandshake => "TLS handshake",
+            Metric::WsUpgrade => "WS upgrade",
         }
     }
 
@@ -183,7 +190,10 @@ impl Metric {
     /// time (so its corrected twin differs); connection latencies do not
     /// (their twin records the same value).
     pub const fn has_intended_start(self) -> bool {
-        !matches!(self, Metric::Connect | Metric::TlsHandshake)
+        !matches!(
+            self,
+            Metric::Connect | Metric::TlsHandshake | Metric::WsUpgrade
+        )
     }
 
     fn index(self) -> usize {
@@ -337,11 +347,34 @@ pub enum Counter {
     TlsFailAlert,
     /// TLS handshakes failed otherwise (protocol error).
     TlsFailProtocol,
+    /// WebSocket Upgrades completed (either side).
+    WsUpgrades,
+    /// WebSocket pings received and answered with a pong.
+    WsPings,
+    /// Upgrades without agreement on `sip` (RFC 7118 §4.1).
+    WsFailNoSip,
+    /// Upgrades the server answered with another status than 101.
+    WsFailRejected,
+    /// Malformed, incomplete or inconsistent Upgrades.
+    WsFailHandshake,
+    /// Open WebSocket connections failed: a frame past the bound.
+    WsFrameTooLarge,
+    /// ... a fragmented message past the bound.
+    WsMessageTooLarge,
+    /// ... a message in too many fragments.
+    WsTooManyFragments,
+    /// ... a frame masked the wrong way (a client that never masks).
+    WsMasking,
+    /// ... any other framing violation.
+    WsProtocol,
+    /// WebSocket connections the peer ended without the closing
+    /// handshake (end of stream or reset).
+    WsAbrupt,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 37] = [
+    pub const ALL: [Counter; 48] = [
         Counter::RegisterAttempted,
         Counter::RegisterSucceeded,
         Counter::RegisterFailed,
@@ -379,6 +412,17 @@ impl Counter {
         Counter::TlsFailCertificate,
         Counter::TlsFailAlert,
         Counter::TlsFailProtocol,
+        Counter::WsUpgrades,
+        Counter::WsPings,
+        Counter::WsFailNoSip,
+        Counter::WsFailRejected,
+        Counter::WsFailHandshake,
+        Counter::WsFrameTooLarge,
+        Counter::WsMessageTooLarge,
+        Counter::WsTooManyFragments,
+        Counter::WsMasking,
+        Counter::WsProtocol,
+        Counter::WsAbrupt,
     ];
     /// Number of counters.
     pub const COUNT: usize = Self::ALL.len();
@@ -423,6 +467,17 @@ impl Counter {
             Counter::TlsFailCertificate => "transport.connect_failures.tls_certificate",
             Counter::TlsFailAlert => "transport.connect_failures.tls_alert",
             Counter::TlsFailProtocol => "transport.connect_failures.tls_protocol",
+            Counter::WsUpgrades => "transport.ws_upgrades",
+            Counter::WsPings => "transport.ws_pings",
+            Counter::WsFailNoSip => "transport.connect_failures.ws_no_sip",
+            Counter::WsFailRejected => "transport.connect_failures.ws_rejected",
+            Counter::WsFailHandshake => "transport.connect_failures.ws_handshake",
+            Counter::WsFrameTooLarge => "transport.ws_errors.frame_too_large",
+            Counter::WsMessageTooLarge => "transport.ws_errors.message_too_large",
+            Counter::WsTooManyFragments => "transport.ws_errors.too_many_fragments",
+            Counter::WsMasking => "transport.ws_errors.masking",
+            Counter::WsProtocol => "transport.ws_errors.protocol",
+            Counter::WsAbrupt => "transport.ws_errors.no_close_frame",
         }
     }
 

@@ -56,9 +56,9 @@ mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
-pub mod ws;
 mod turn;
 pub mod uring;
+pub mod ws;
 
 pub use conn::{CloseReason, TlsFailure, errno_name};
 pub use stream::{Listener, StreamSetup};

@@ -896,7 +896,13 @@ impl Streams {
     /// Plaintext `bytes` of a WebSocket connection: the Upgrade while it
     /// is not done (bounded by the read buffer), then frames; each whole
     /// message goes to the worker with the connection's flow.
-    fn ws_data<W: Worker>(&mut self, now: Instant, id: ConnId, bytes: &[u8], mut w: Option<&mut W>) {
+    fn ws_data<W: Worker>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        bytes: &[u8],
+        mut w: Option<&mut W>,
+    ) {
         let Some(c) = self.table.get_mut(id) else {
             return;
         };
@@ -927,10 +933,7 @@ impl Streams {
                     c.read.consume(len);
                     let held = ws.release_held(&mut out);
                     let sent = wire_out(&mut c.layer.layer, &mut c.write, out);
-                    if let Err(reason) = held
-                        .map_err(|_| CloseReason::WriteOverflow)
-                        .and(sent)
-                    {
+                    if let Err(reason) = held.map_err(|_| CloseReason::WriteOverflow).and(sent) {
                         self.shut(now, id, reason, false, w);
                         return;
                     }
@@ -1346,7 +1349,8 @@ fn is_ws(kind: TransportKind) -> bool {
 /// A released WebSocket connection sent its Close and waits for the
 /// peer's.
 fn awaits_close(l: &Link) -> bool {
-    l.ws.as_deref().is_some_and(|ws| ws.closing && !ws.close_done())
+    l.ws.as_deref()
+        .is_some_and(|ws| ws.closing && !ws.close_done())
 }
 
 /// Wire bytes of the layers above (an Upgrade, WebSocket frames) into the

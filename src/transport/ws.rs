@@ -171,9 +171,13 @@ impl std::fmt::Display for WsFailure {
                 f,
                 "WebSocket message in more than {MAX_FRAGMENTS} fragments"
             ),
-            WsFailure::Masking => f.write_str("WebSocket frame masked the wrong way (RFC 6455 §5.1)"),
+            WsFailure::Masking => {
+                f.write_str("WebSocket frame masked the wrong way (RFC 6455 §5.1)")
+            }
             WsFailure::Protocol => f.write_str("WebSocket protocol violation"),
-            WsFailure::NoCloseFrame => f.write_str("closed without the WebSocket closing handshake"),
+            WsFailure::NoCloseFrame => {
+                f.write_str("closed without the WebSocket closing handshake")
+            }
         }
     }
 }
@@ -393,10 +397,17 @@ impl Scan {
     /// Pass over `bytes`, checking each frame header against the bounds:
     /// `max` bytes per frame and per message; `server`: frames must be
     /// masked.
-    pub(crate) fn scan(&mut self, mut bytes: &[u8], max: usize, server: bool) -> Result<(), WsFailure> {
+    pub(crate) fn scan(
+        &mut self,
+        mut bytes: &[u8],
+        max: usize,
+        server: bool,
+    ) -> Result<(), WsFailure> {
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
                 continue;
@@ -422,7 +433,13 @@ impl Scan {
         Ok(())
     }
 
-    fn frame(&mut self, h: &FrameHeader, len: u64, max: usize, server: bool) -> Result<(), WsFailure> {
+    fn frame(
+        &mut self,
+        h: &FrameHeader,
+        len: u64,
+        max: usize,
+        server: bool,
+    ) -> Result<(), WsFailure> {
         if server != h.mask.is_some() {
             return Err(WsFailure::Masking);
         }

@@ -623,7 +623,9 @@ fn raw_upgrade(addr: SocketAddr, protocol: Option<&str>) -> (std::net::TcpStream
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let proto = protocol.map_or(String::new(), |p| format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    let proto = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
@@ -677,7 +679,10 @@ fn bad_peers_on_a_ws_port() {
         // No `sip` offered: 400 naming the subprotocol it speaks.
         let (_no_sip, head) = raw_upgrade(addr, Some("chat"));
         assert!(head.starts_with("HTTP/1.1 400"), "{backend}: {head}");
-        assert!(head.contains("Sec-WebSocket-Protocol: sip"), "{backend}: {head}");
+        assert!(
+            head.contains("Sec-WebSocket-Protocol: sip"),
+            "{backend}: {head}"
+        );
         let (_none, head) = raw_upgrade(addr, None);
         assert!(head.starts_with("HTTP/1.1 400"), "{backend}: {head}");
         // Upgraded, then each sends one bad thing.
@@ -814,8 +819,14 @@ fn ws_client_fails_without_sip() {
             let request = t.join().unwrap();
             assert!(request.starts_with("GET /ws HTTP/1.1\r\n"), "{request}");
             assert!(request.contains("Host: sip.example.test\r\n"), "{request}");
-            assert!(request.contains("Origin: https://example.test\r\n"), "{request}");
-            assert!(request.contains("Sec-WebSocket-Protocol: sip\r\n"), "{request}");
+            assert!(
+                request.contains("Origin: https://example.test\r\n"),
+                "{request}"
+            );
+            assert!(
+                request.contains("Sec-WebSocket-Protocol: sip\r\n"),
+                "{request}"
+            );
             assert_eq!(
                 w.closed.first().map(|c| c.1),
                 Some(CloseReason::UpgradeFailed(want)),

@@ -65,18 +65,18 @@ fn server_answers_upgrades() {
         ),
         (
             "HTTP/1.0",
-            request(&format!("{v13}Sec-WebSocket-Protocol: sip\r\n")).replacen(
-                "HTTP/1.1",
-                "HTTP/1.0",
-                1,
-            ),
+            request(&format!("{v13}Sec-WebSocket-Protocol: sip\r\n"))
+                .replacen("HTTP/1.1", "HTTP/1.0", 1),
             Some(WsFailure::Handshake),
             "HTTP/1.1 400",
         ),
         (
             "no Upgrade header",
-            request(&format!("{v13}Sec-WebSocket-Protocol: sip\r\n"))
-                .replacen("Upgrade: websocket\r\n", "", 1),
+            request(&format!("{v13}Sec-WebSocket-Protocol: sip\r\n")).replacen(
+                "Upgrade: websocket\r\n",
+                "",
+                1,
+            ),
             Some(WsFailure::Handshake),
             "HTTP/1.1 400",
         ),
@@ -105,7 +105,13 @@ fn server_answers_upgrades() {
                     "{case}"
                 );
             }
-            (Upgrade::Reject { failure: f, response }, Some(want)) => {
+            (
+                Upgrade::Reject {
+                    failure: f,
+                    response,
+                },
+                Some(want),
+            ) => {
                 assert_eq!(f, want, "{case}");
                 let r = String::from_utf8(response).unwrap();
                 assert!(r.starts_with(status), "{case}: {r}");
@@ -135,7 +141,8 @@ fn client_checks_the_101() {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
     );
-    let cases: Vec<(&str, String, Result<Option<usize>, WsFailure>)> = vec![
+    type Case = (&'static str, String, Result<Option<usize>, WsFailure>);
+    let cases: Vec<Case> = vec![
         ("accepted", ok.clone(), Ok(Some(ok.len()))),
         (
             "accepted, frames behind it",
@@ -150,8 +157,11 @@ fn client_checks_the_101() {
         ),
         (
             "another subprotocol",
-            ok.replacen("protocol: sip", "protocol: chat", 1)
-                .replacen("Protocol: sip", "Protocol: chat", 1),
+            ok.replacen("protocol: sip", "protocol: chat", 1).replacen(
+                "Protocol: sip",
+                "Protocol: chat",
+                1,
+            ),
             Err(WsFailure::NoSip),
         ),
         (
@@ -161,7 +171,11 @@ fn client_checks_the_101() {
         ),
         (
             "an extension not asked for",
-            ok.replacen("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1),
+            ok.replacen(
+                "\r\n\r\n",
+                "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+                1,
+            ),
             Err(WsFailure::Handshake),
         ),
         (
@@ -193,7 +207,10 @@ fn upgrade_request_carries_path_origin_and_sip() {
         host: None,
     };
     let r = String::from_utf8(upgrade_request(&setup, "sip.example:443", KEY)).unwrap();
-    assert!(r.starts_with("GET /sip/ws?x=1 HTTP/1.1\r\nHost: sip.example:443\r\n"), "{r}");
+    assert!(
+        r.starts_with("GET /sip/ws?x=1 HTTP/1.1\r\nHost: sip.example:443\r\n"),
+        "{r}"
+    );
     for h in [
         "Upgrade: websocket\r\n",
         "Connection: Upgrade\r\n",
@@ -369,11 +386,7 @@ fn bad_frames_fail_with_their_reason() {
             [frame(false, 0x1, &part, Z), frame(true, 0x0, &part, Z)].concat(),
             WsFailure::MessageTooLarge,
         ),
-        (
-            "too many fragments",
-            many,
-            WsFailure::TooManyFragments,
-        ),
+        ("too many fragments", many, WsFailure::TooManyFragments),
         (
             "a continuation without a start",
             frame(true, 0x0, b"x", Z),
