@@ -240,11 +240,13 @@ impl Servers {
         })
     }
 
-    fn stop(self) -> Result<(), RunError> {
+    /// Stop and join the workers; the counters they gathered (`None`
+    /// when the progress thread panicked).
+    fn stop(self) -> Result<Option<progress::Collected>, RunError> {
         self.stop.set(StopFlag::DRAIN);
         let r = fleet::join_servers(self.handles);
-        let _ = self.agg.join();
-        r
+        let collected = self.agg.join().ok();
+        r.map(|()| collected)
     }
 }
 
@@ -300,8 +302,14 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
     while !stop.stopping() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    servers.stop()?;
+    let collected = servers.stop()?;
     say!("\nsipstorm serve: stopped");
+    if let Some(line) = collected
+        .as_ref()
+        .and_then(|c| progress::server_connections(c.aggregate.counters()))
+    {
+        say!("sipstorm serve: {line}");
+    }
     Ok(())
 }
 

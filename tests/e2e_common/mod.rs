@@ -36,6 +36,10 @@ pub struct Server {
     pub addr: String,
     /// `(transport, address)` of each `tcp:`/`tls:` listener.
     pub streams: Vec<(String, String)>,
+    /// Every stderr line after the listening line (for what serve says
+    /// when it stops).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -72,7 +76,13 @@ impl Server {
             }
         }
         // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         let words = words.expect("serve printed its addresses");
         let pairs: Vec<(String, String)> = words
             .chunks(2)
@@ -89,6 +99,8 @@ impl Server {
             child,
             addr,
             streams,
+            log,
+            drain: Some(drain),
         }
     }
 
@@ -114,6 +126,16 @@ impl Server {
 
     pub fn stop(mut self) {
         self.stop_inner();
+    }
+
+    /// Stop it and return what it said on stderr after listening.
+    pub fn stop_log(mut self) -> String {
+        self.stop_inner();
+        // The drain thread reads to end of file once the child is gone.
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+        self.log.lock().unwrap().join("\n")
     }
 
     fn stop_inner(&mut self) {
