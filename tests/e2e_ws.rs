@@ -239,13 +239,14 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
+/// What [`one_connection_server`] saw: the Upgrade's head, the requests.
+type Seen = (Vec<String>, Vec<String>);
+
 /// A WebSocket SIP server of this test on one connection: answers the
 /// Upgrade (with `Sec-WebSocket-Protocol: sip` when `agree`), then answers
 /// every SIP request with 200 OK, and hands back the Upgrade's head and
 /// the requests it got.
-fn one_connection_server(
-    agree: bool,
-) -> (String, std::thread::JoinHandle<(Vec<String>, Vec<String>)>) {
+fn one_connection_server(agree: bool) -> (String, std::thread::JoinHandle<Seen>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let h = std::thread::spawn(move || {
