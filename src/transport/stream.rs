@@ -1074,8 +1074,12 @@ impl Streams {
         if let Some(c) = self.table.get_mut(id) {
             c.layer.io.recv_armed = false;
             if !c.layer.closing {
+                // WSS whose TLS handshake never finished ends as TLS does;
+                // after it, a WebSocket that never opened failed its Upgrade.
                 let reason = match c.layer.ws.as_deref() {
-                    Some(ws) if !ws.is_open() => CloseReason::UpgradeFailed(WsFailure::Handshake),
+                    Some(ws) if !ws.is_open() && !c.layer.handshaking => {
+                        CloseReason::UpgradeFailed(WsFailure::Handshake)
+                    }
                     Some(ws) if !ws.close_done() && !ws.closing => {
                         CloseReason::Ws(WsFailure::NoCloseFrame)
                     }
