@@ -13,46 +13,17 @@ mod e2e_common;
 #[path = "report_support.rs"]
 mod report_support;
 
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e_common::{Server, report, run_to, show, tmpdir, uring_ok};
+use e2e_common::{Server, cert_files, num, report, run_args, show, stream_backends, tmpdir};
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::{Message, Utf8Bytes};
 
-fn backends() -> Vec<&'static str> {
-    if uring_ok() {
-        vec!["epoll", "uring"]
-    } else {
-        vec!["epoll"]
-    }
-}
-
-fn cert_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let id = sipstorm::transport::tls::ServerIdentity::self_signed(&[]).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, id.cert_pem()).unwrap();
-    std::fs::write(&k, id.key_pem()).unwrap();
-    (c, k)
-}
-
-fn run(out: &Path, args: &[&str]) -> std::process::Output {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    run_to(out, &args)
-}
-
-fn num(v: &serde_json::Value, ptr: &str) -> u64 {
-    v.pointer(ptr)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("{ptr} missing in {v}"))
-}
-
 #[test]
 fn calls_and_registrations_over_ws_and_wss() {
-    for backend in backends() {
+    for backend in stream_backends() {
         let dir = tmpdir("ws");
         let (cert, key) = cert_files(&dir);
         let server = Server::start_on(
@@ -144,7 +115,7 @@ fn calls_and_registrations_over_ws_and_wss() {
             let mut all = args.clone();
             all.extend(["--rate", "400", "--count", &count_s, "--workers", "2"]);
             all.extend(["--backend", backend]);
-            let o = run(&out, &all);
+            let o = run_args(&out, &all);
             let tag = format!("{backend}: {case}\n{}", show(&o));
             assert!(o.status.success(), "{tag}");
             let r = report(&out);
@@ -193,7 +164,7 @@ fn calls_and_registrations_over_ws_and_wss() {
 fn embedded_target_over_ws_and_wss() {
     for t in ["ws", "wss"] {
         let out = tmpdir("ws-embedded");
-        let o = run(
+        let o = run_args(
             &out,
             &[
                 "--transport",
@@ -318,7 +289,7 @@ fn one_connection_server(agree: bool) -> (String, std::thread::JoinHandle<Seen>)
 fn via_and_contact_as_browsers_write_them() {
     let (addr, h) = one_connection_server(true);
     let out = tmpdir("ws-headers");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -396,7 +367,7 @@ fn via_and_contact_as_browsers_write_them() {
 fn a_server_without_sip_is_said_once_and_counted() {
     let (addr, h) = one_connection_server(false);
     let out = tmpdir("ws-nosip");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -531,7 +502,7 @@ fn bad_websocket_peers_are_counted_and_survived() {
     assert!(grown < 16 * 1024, "serve grew {grown} KiB");
     // Still serving.
     let out = tmpdir("ws-bad-peers");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -582,7 +553,7 @@ fn ws_flag_errors() {
     ];
     for (args, flag) in cases {
         let out = tmpdir("ws-flags");
-        let o = run(&out, args);
+        let o = run_args(&out, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(stderr.contains(flag), "{args:?}: {stderr}");

@@ -206,3 +206,35 @@ pub fn show(o: &Output) -> String {
 pub fn uring_ok() -> bool {
     sipstorm::transport::Backend::Uring.resolve().is_ok()
 }
+
+/// The backends to run on: epoll, and io_uring where the kernel allows it.
+pub fn stream_backends() -> Vec<&'static str> {
+    if uring_ok() {
+        vec!["epoll", "uring"]
+    } else {
+        vec!["epoll"]
+    }
+}
+
+/// A certificate and key for `serve --tls-cert/--tls-key`, written into
+/// `dir`; returns (cert, key) paths.
+pub fn cert_files(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let id = sipstorm::transport::tls::ServerIdentity::self_signed(&[]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, id.cert_pem()).unwrap();
+    std::fs::write(&k, id.key_pem()).unwrap();
+    (c, k)
+}
+
+/// [`run_to`] with string arguments.
+pub fn run_args(out: &std::path::Path, args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    run_to(out, &args)
+}
+
+/// The number at JSON pointer `ptr` of `v`; panics naming it when absent.
+pub fn num(v: &serde_json::Value, ptr: &str) -> u64 {
+    v.pointer(ptr)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{ptr} missing in {v}"))
+}
