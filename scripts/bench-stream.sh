@@ -5,6 +5,8 @@
 # digest REGISTER, zero failures; <= 32 KiB per idle TLS connection at each
 # end), side by side with SIPp over TCP where SIPp can (Debian's SIPp has
 # no TLS: built without OpenSSL, so `-t l1`/`-t ln` cannot run here).
+# The SIP over WebSocket parts (issue 16) are run by scripts/bench-ws.sh,
+# which calls this script with PARTS="wss ws idle" and IDLE_KINDS="ws wss".
 #
 # Usage: scripts/bench-stream.sh [OUTDIR]
 # Env:   TCP_RATES   calls/s over persistent TCP (default "10000 20000 30000 40000")
@@ -14,7 +16,11 @@
 #        DURATION    per step (default 5s); CLIENT_WORKERS / SERVER_WORKERS (1 / 1)
 #        BACKEND     uring | epoll | auto (default auto)
 #        PARTS       which parts to run (default "tcp tls idle side sipp"; side:
-#                    sipstorm at SIPP_RATES, one connection and one per call)
+#                    sipstorm at SIPP_RATES, one connection and one per call;
+#                    also wss: a wss connection storm at WSS_RATES, ws: calls
+#                    over persistent ws at WS_RATES)
+#        IDLE_KINDS  transports of the idle-memory part (default "tcp tls")
+#        BENCH_NAME  the log's name, OUTDIR/BENCH_NAME.txt (default bench-stream)
 # A step passes when every planned attempt started and succeeded, with no
 # retransmission and no failed connection. Every figure is written with the
 # load average at its start: on a shared machine, re-run quietly.
@@ -30,9 +36,14 @@ CW=${CLIENT_WORKERS:-1}
 SW=${SERVER_WORKERS:-1}
 BACKEND=${BACKEND:-auto}
 PARTS=${PARTS:-"tcp tls idle side sipp"}
+WSS_RATES=${WSS_RATES:-"1000 2000 4000"}
+WS_RATES=${WS_RATES:-"10000 20000 30000"}
+IDLE_KINDS=${IDLE_KINDS:-"tcp tls"}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 TCP_PORT=${TCP_PORT:-15070}
 TLS_PORT=${TLS_PORT:-15071}
+WS_PORT=${WS_PORT:-15080}
+WSS_PORT=${WSS_PORT:-15081}
 mkdir -p "$OUT"
 cargo build --release --bin sipstorm >/dev/null 2>&1 || cargo build --release --bin sipstorm
 BIN=target/release/sipstorm
@@ -41,10 +52,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SERVE=
 start_serve() {
   "$BIN" serve --listen "tcp:127.0.0.1:$TCP_PORT" --listen "tls:127.0.0.1:$TLS_PORT" \
-    --workers "$SW" --backend "$BACKEND" --quiet 2>>"$OUT/serve.log" &
+    --listen "ws:127.0.0.1:$WS_PORT" --listen "wss:127.0.0.1:$WSS_PORT" --workers "$SW" --backend "$BACKEND" --quiet 2>>"$OUT/serve.log" &
   SERVE=$!
   for _ in $(seq 1 50); do
-    ss -ltn 2>/dev/null | grep -q ":$TLS_PORT " && break
+    ss -ltn 2>/dev/null | grep -q ":$WSS_PORT " && break
     sleep 0.1
   done
 }
@@ -57,9 +68,9 @@ stop_sipp() {
 }
 trap 'stop_serve; stop_sipp' EXIT
 
-LOG="$OUT/bench-stream.txt"
+LOG="$OUT/${BENCH_NAME:-bench-stream}.txt"
 {
-  echo "# bench-stream $(date -u +%FT%TZ)"
+  echo "# ${BENCH_NAME:-bench-stream} $(date -u +%FT%TZ); uptime: $(uptime)"
   echo "# host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
   echo "# git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "# serve --workers $SW; run --workers $CW; backend $BACKEND; $DURATION per step"
@@ -88,16 +99,20 @@ failed = t.get("failed", 0)
 planned = rate * r["config"]["duration_s"]
 tr = r["transport"]
 ok = (t["attempted"] >= 0.99 * planned and failed == 0 and done == t["attempted"]
-      and r["messages"]["retransmitted"] == 0 and tr["connections_failed"] == 0)
+      and r["messages"]["retransmitted"] == 0 and tr["connections_failed"] == 0
+      and not tr.get("ws_errors"))
 load_s = r["rate"]["load_duration_s"] or r["duration_s"]
 conns_per_s = tr["connections_opened"] / load_s if load_s else 0
 p = r["process"]
 lat = r["rfc6076"]["rrd_ms" if s == "register" else "srd_ms"]
 hs = tr["tls_handshake_ms"]
+up = tr.get("ws_upgrade_ms") or {}
+ws = (f'upgrade p50/p99 {up.get("p50")}/{up.get("p99")} ms ws errors {tr["ws_errors"] or 0} '
+      if up.get("count") else "")
 print(f'{name:<14} offered {rate:>7.0f}/s achieved {r["rate"]["achieved_per_s"]:>8.0f}/s '
       f'{"PASS" if ok else "FAIL"} failed {failed} conns {tr["connections_opened"]} '
       f'({conns_per_s:.0f}/s, resumed {tr["tls_resumed"]}, failed {tr["connections_failed"]}) '
-      f'p99 {lat.get("p99")} ms handshake p50/p99 {hs.get("p50")}/{hs.get("p99")} ms '
+      f'p99 {lat.get("p99")} ms handshake p50/p99 {hs.get("p50")}/{hs.get("p99")} ms {ws}'
       f'cpu {p["cpu_user_s"] + p["cpu_sys_s"]:.2f}s rss {p["max_rss_kib"]} KiB load [{la}]')
 PY
 }
@@ -115,6 +130,17 @@ part tls && for rate in $TLS_RATES; do
     --scenario register --connection-mode call --tls-resume --user-pattern 'u{000000..099999}'
 done
 
+part wss && echo "## wss connection storm: one new connection (TCP + TLS + Upgrade) per digest REGISTER" | tee -a "$LOG"
+part wss && for rate in $WSS_RATES; do
+  step wss-storm "$rate" --target "127.0.0.1:$WSS_PORT" --transport wss --tls-insecure \
+    --scenario register --connection-mode call --user-pattern 'u{000000..099999}'
+done
+
+part ws && echo "## calls over persistent ws (one connection per client worker)" | tee -a "$LOG"
+part ws && for rate in $WS_RATES; do
+  step ws-call "$rate" --target "127.0.0.1:$WS_PORT" --transport ws --scenario call
+done
+
 # Memory per idle connection: IDLE users register over their own
 # connection (--connection-mode user) and hold the registration, so the
 # connections stay open and idle; resident memory of both ends is read
@@ -122,7 +148,11 @@ done
 rss_of() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 idle_rss() { # kind users -> "serve_kib run_kib"
   local kind=$1 n=$2 port=$TCP_PORT extra=() run_pid s r
-  [ "$kind" = tls ] && port=$TLS_PORT && extra=(--tls-insecure)
+  case $kind in
+    tls) port=$TLS_PORT extra=(--tls-insecure) ;;
+    ws) port=$WS_PORT ;;
+    wss) port=$WSS_PORT extra=(--tls-insecure) ;;
+  esac
   start_serve
   "$BIN" run --target "127.0.0.1:$port" --transport "$kind" "${extra[@]}" --scenario register \
     --connection-mode user --user-pattern "i{000000..$(printf '%06d' $((n - 1)))}" --count "$n" \
@@ -138,7 +168,7 @@ idle_rss() { # kind users -> "serve_kib run_kib"
   stop_serve
 }
 part idle && echo "## memory per idle connection ($IDLE connections vs 100)" | tee -a "$LOG"
-part idle && for kind in tcp tls; do
+part idle && for kind in $IDLE_KINDS; do
   la=$(loadavg)
   read -r s0 r0 e0 < <(idle_rss "$kind" 100)
   read -r s1 r1 e1 < <(idle_rss "$kind" "$IDLE")

@@ -6,6 +6,10 @@
 #                      xlog sanity usrloc registrar auth pv ctl kex corex are
 #                      all in the main package; no database module is needed)
 #   Kamailio's tls module <- kamailio-tls-modules (TCP/TLS interop, issue 15)
+#   Kamailio's xhttp and websocket modules <- kamailio-websocket-modules
+#                      (SIP over WebSocket interop, issue 16)
+#   Python's websockets <- python3-websockets (the independent WebSocket SIP
+#                      client scripts/ws-register.py, run with /usr/bin/python3)
 #   openssl         <- openssl (certificates the TLS interop tests make)
 #   tshark          <- tshark
 #   python3         <- python3 (the interop scripts read SIPp stats and
@@ -55,6 +59,18 @@ done
 if ! ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1; then
   log "missing Kamailio's tls module (Debian package kamailio-tls-modules)"
   missing_pkgs+=(kamailio-tls-modules)
+fi
+
+# Kamailio's WebSocket support (xhttp + websocket) is another package.
+if ! ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1; then
+  log "missing Kamailio's websocket module (Debian package kamailio-websocket-modules)"
+  missing_pkgs+=(kamailio-websocket-modules)
+fi
+
+# The Python WebSocket client runs on Debian's python3, where apt installs.
+if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1; then
+  log "missing Python's websockets for /usr/bin/python3 (Debian package python3-websockets)"
+  missing_pkgs+=(python3-websockets)
 fi
 
 if [ ${#missing_pkgs[@]} -eq 0 ]; then
@@ -107,4 +123,6 @@ for cmd in sipp kamailio kamcmd tshark python3 nft ip openssl; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after install"
 done
 ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || die "Kamailio's tls module still missing after install"
+ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1 || die "Kamailio's websocket module still missing after install"
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || die "python3-websockets still missing after install"
 log "installed: sipp=$(command -v sipp) kamailio=$(command -v kamailio) kamcmd=$(command -v kamcmd) tshark=$(command -v tshark)"

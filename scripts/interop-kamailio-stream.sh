@@ -13,7 +13,18 @@
 #                  Record-Route -> ACK and BYE via the route set, to a SIPp
 #                  UAS registered over UDP
 #   call-tls       the same over TLS, one connection per user
-# Usage: scripts/interop-kamailio-stream.sh [CASE...]  (no CASE = all)
+# and SIP over WebSocket (issue 16, RFC 7118; Kamailio's xhttp and
+# websocket modules, Debian's kamailio-websocket-modules, on two more
+# ports; wss with the same certificate), only when named:
+#   register-ws    digest REGISTERs over ws (one connection per worker,
+#                  --ws-path and --ws-origin as a browser sends them);
+#                  every AoR bound with a ;transport=ws Contact
+#   register-wss   the same over wss, one connection per attempt
+#   call-ws        calls through the proxy over ws with 407 and
+#                  Record-Route, to the SIPp UAS over UDP
+#   call-wss       the same over wss, one connection per user
+# Usage: scripts/interop-kamailio-stream.sh [CASE...]  (no CASE = the tcp
+# and tls ones)
 # Env: SIPSTORM (binary), REG_COUNT (300), REG_RATE (100/s), CALLS (100),
 #   INTEROP_KEEP=1.
 . "$(dirname "$0")/interop-lib.sh"
@@ -31,8 +42,15 @@ KPORT=$(free_udp_port)
 export KAMAILIO_TCP_PORT KAMAILIO_TLS_PORT
 KAMAILIO_TCP_PORT=$(free_tcp_port)
 KAMAILIO_TLS_PORT=$(free_tcp_port)
+if [[ " $* " == *" register-ws"* || " $* " == *" call-ws"* ]]; then
+  ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1 \
+    || fail "Kamailio's websocket module is not installed (kamailio-websocket-modules): run scripts/install-test-deps.sh"
+  export KAMAILIO_WS_PORT KAMAILIO_WSS_PORT
+  KAMAILIO_WS_PORT=$(free_tcp_port)
+  KAMAILIO_WSS_PORT=$(free_tcp_port)
+fi
 start_kamailio kamailio "$KPORT"
-log "kamailio on udp:$KPORT tcp:$KAMAILIO_TCP_PORT tls:$KAMAILIO_TLS_PORT (pid $KAM_PID)"
+log "kamailio on udp:$KPORT tcp:$KAMAILIO_TCP_PORT tls:$KAMAILIO_TLS_PORT ws:${KAMAILIO_WS_PORT:--} wss:${KAMAILIO_WSS_PORT:--} (pid $KAM_PID)"
 CA="$KAM_DIR/cert.pem"
 
 # check_report DIR PY_EXPR...: each expression about report.json `r` holds.
@@ -125,6 +143,12 @@ for c in "${cases[@]}"; do
       --connection-mode call --tls-resume ;;
     call-tcp) call_case tcp "$KAMAILIO_TCP_PORT" ;;
     call-tls) call_case tls "$KAMAILIO_TLS_PORT" --tls-ca "$CA" --connection-mode user ;;
+    register-ws) register_case ws "$KAMAILIO_WS_PORT" w ';transport=ws' \
+      --ws-path /sip --ws-origin https://phone.example ;;
+    register-wss) register_case wss "$KAMAILIO_WSS_PORT" x ';transport=ws' --tls-ca "$CA" \
+      --connection-mode call ;;
+    call-ws) call_case ws "$KAMAILIO_WS_PORT" ;;
+    call-wss) call_case wss "$KAMAILIO_WSS_PORT" --tls-ca "$CA" --connection-mode user ;;
     *) fail "unknown case $c" ;;
   esac
 done

@@ -107,7 +107,8 @@ struct RunArgs {
     /// Worker threads, each pinned to a core (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// Transport: udp | tcp | tls (tls: sips: Contacts, RFC 5630).
+    /// Transport: udp | tcp | tls | ws | wss (tls: sips: Contacts, RFC
+    /// 5630; ws/wss: SIP over WebSocket, RFC 7118).
     #[arg(long)]
     transport: Option<String>,
     /// Stream transports: shared (a pool of --connections per worker, kept
@@ -137,6 +138,13 @@ struct RunArgs {
     /// per worker); default: a full handshake every time.
     #[arg(long)]
     tls_resume: bool,
+    /// WebSocket: the resource of the Upgrade request (default /).
+    #[arg(long)]
+    ws_path: Option<String>,
+    /// WebSocket: the Origin header to send, as a browser would
+    /// (default: none).
+    #[arg(long)]
+    ws_origin: Option<String>,
     /// Source address to bind.
     #[arg(long)]
     local_ip: Option<String>,
@@ -331,6 +339,8 @@ impl RunArgs {
             recv_timeout: self.sipp.recv_timeout,
             trace_logs: self.sipp.trace_logs.then_some(true),
             no_retrans: self.sipp.no_retrans.then_some(true),
+            ws_path: self.ws_path,
+            ws_origin: self.ws_origin,
         };
         Ok(base.overlay(flags))
     }
@@ -462,11 +472,11 @@ fn search_cmd(a: SearchArgs) -> ExitCode {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on: udp:ADDR, tcp:ADDR, tls:ADDR or a bare ADDR
-    /// (UDP); repeatable (default 127.0.0.1:5060).
+    /// Address to listen on: udp:ADDR, tcp:ADDR, tls:ADDR, ws:ADDR,
+    /// wss:ADDR or a bare ADDR (UDP); repeatable (default 127.0.0.1:5060).
     #[arg(long)]
     listen: Vec<String>,
-    /// Certificate chain of tls: listeners, PEM (default: a self-signed
+    /// Certificate chain of tls: and wss: listeners, PEM (default: a self-signed
     /// certificate for localhost, 127.0.0.1 and ::1 made at start).
     #[arg(long)]
     tls_cert: Option<PathBuf>,

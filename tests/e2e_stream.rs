@@ -10,46 +10,15 @@ mod e2e_common;
 #[path = "report_support.rs"]
 mod report_support;
 
-use std::ffi::OsStr;
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e_common::{Server, report, run_to, show, tmpdir, uring_ok};
-
-fn backends() -> Vec<&'static str> {
-    if uring_ok() {
-        vec!["epoll", "uring"]
-    } else {
-        vec!["epoll"]
-    }
-}
-
-/// A certificate and key for `serve --tls-cert/--tls-key`, written into
-/// `dir`; returns (cert, key) paths.
-fn cert_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let id = sipstorm::transport::tls::ServerIdentity::self_signed(&[]).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, id.cert_pem()).unwrap();
-    std::fs::write(&k, id.key_pem()).unwrap();
-    (c, k)
-}
-
-fn run(out: &Path, args: &[&str]) -> std::process::Output {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    run_to(out, &args)
-}
-
-fn num(v: &serde_json::Value, ptr: &str) -> u64 {
-    v.pointer(ptr)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("{ptr} missing in {v}"))
-}
+use e2e_common::{Server, cert_files, num, report, run_args, show, stream_backends, tmpdir};
 
 #[test]
 fn calls_and_registrations_over_tcp_and_tls() {
-    for backend in backends() {
+    for backend in stream_backends() {
         let dir = tmpdir("stream");
         let (cert, key) = cert_files(&dir);
         let server = Server::start_on(
@@ -156,7 +125,7 @@ fn calls_and_registrations_over_tcp_and_tls() {
             let mut all = args.clone();
             all.extend(["--rate", "400", "--count", &count_s, "--workers", "2"]);
             all.extend(["--backend", backend]);
-            let o = run(&out, &all);
+            let o = run_args(&out, &all);
             let tag = format!("{backend}: {case}\n{}", show(&o));
             assert!(o.status.success(), "{tag}");
             let r = report(&out);
@@ -200,7 +169,7 @@ fn calls_and_registrations_over_tcp_and_tls() {
 fn untrusted_certificate_is_said_once_and_counted() {
     let server = Server::start_on("epoll", 1, &["tls:127.0.0.1:0"], &[]);
     let out = tmpdir("stream-untrusted");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -238,7 +207,7 @@ fn untrusted_certificate_is_said_once_and_counted() {
     assert_eq!(num(&r, "/totals/register/failed"), 20, "{tag}");
     // --tls-insecure gets through, and the report says so.
     let out = tmpdir("stream-insecure");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -268,7 +237,7 @@ fn untrusted_certificate_is_said_once_and_counted() {
 #[test]
 fn embedded_target_over_tls() {
     let out = tmpdir("stream-embedded");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--transport",
@@ -323,7 +292,7 @@ fn stream_flag_errors() {
     ];
     for (args, flag) in cases {
         let out = tmpdir("stream-flags");
-        let o = run(&out, args);
+        let o = run_args(&out, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
@@ -371,7 +340,7 @@ fn bad_peers_do_not_crash_serve_or_grow_it() {
         "serve grew {grown} KiB with 10,000 idle connections"
     );
     let out = tmpdir("stream-bad-peers");
-    let o = run(
+    let o = run_args(
         &out,
         &[
             "--target",
@@ -396,7 +365,7 @@ fn bad_peers_do_not_crash_serve_or_grow_it() {
     // Still alive after they all went away.
     std::thread::sleep(Duration::from_millis(200));
     assert!(matches!(server.child.id(), id if id > 0));
-    let o = run(
+    let o = run_args(
         &out.join("again"),
         &[
             "--target",

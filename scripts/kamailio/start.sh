@@ -14,7 +14,10 @@
 # tcp:127.0.0.1:TCP_PORT and tls:127.0.0.1:TLS_PORT (needs Debian's
 # kamailio-tls-modules and openssl): a self-signed certificate for
 # 127.0.0.1 is made in RUNDIR (cert.pem, key.pem; a client trusts
-# cert.pem) with RUNDIR/tls.cfg pointing at it.
+# cert.pem) with RUNDIR/tls.cfg pointing at it. With KAMAILIO_WS_PORT and
+# KAMAILIO_WSS_PORT set as well it also takes SIP over WebSocket (RFC 7118)
+# on tcp:127.0.0.1:WS_PORT (ws) and tls:127.0.0.1:WSS_PORT (wss, the same
+# certificate), with Debian's kamailio-websocket-modules (xhttp, websocket).
 # Extra env: KAMAILIO_LOG_LEVEL (default 2), KAMAILIO_CHILDREN (default 2),
 # KAMAILIO_SHM_MB (256), KAMAILIO_PKG_MB (32), KAMAILIO_DEFINES (extra
 # config defines, space-separated, e.g. "AUTH_SHA256" for SHA-256 digests),
@@ -70,6 +73,10 @@ require_certificate = no
 EOF
   defines+=(-A WITH_STREAMS -A "TCP_LISTEN=tcp:127.0.0.1:$KAMAILIO_TCP_PORT"
     -A "TLS_LISTEN=tls:127.0.0.1:$KAMAILIO_TLS_PORT" -A "TLS_CFG=\"$rundir/tls.cfg\"")
+  if [ -n "${KAMAILIO_WS_PORT:-}" ] && [ -n "${KAMAILIO_WSS_PORT:-}" ]; then
+    defines+=(-A WITH_WEBSOCKET -A "WS_LISTEN=tcp:127.0.0.1:$KAMAILIO_WS_PORT"
+      -A "WSS_LISTEN=tls:127.0.0.1:$KAMAILIO_WSS_PORT")
+  fi
   proto_flags=(-S)
 fi
 

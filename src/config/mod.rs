@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::flow::{ConnectionMode, TransportKind};
 use crate::schedule::{Hold, parse_duration};
 use crate::segment::Segment;
-use crate::transport::Backend;
 use crate::transport::tls::{self, ClientTls};
+use crate::transport::{Backend, WsClientSetup};
 use crate::users::Users;
 
 mod client;
@@ -185,6 +185,10 @@ pub struct RunValues {
     pub trace_logs: Option<bool>,
     /// No retransmission of scenario sends (SIPp's `-nr`).
     pub no_retrans: Option<bool>,
+    /// WebSocket: the resource of the Upgrade request (default `/`).
+    pub ws_path: Option<String>,
+    /// WebSocket: the `Origin` header to send.
+    pub ws_origin: Option<String>,
 }
 
 /// One load stage of a profile: ramp linearly to `rate` over `duration`.
@@ -265,7 +269,9 @@ impl RunValues {
             inf,
             recv_timeout,
             trace_logs,
-            no_retrans
+            no_retrans,
+            ws_path,
+            ws_origin
         );
         self
     }
@@ -349,10 +355,14 @@ pub struct RunConfig {
     pub transport: TransportKind,
     /// Which connection each attempt takes over a stream transport.
     pub connection: ConnectionMode,
-    /// TLS client settings, certificates loaded (`--transport tls`).
+    /// TLS client settings, certificates loaded (`--transport tls` or
+    /// `wss`).
     pub tls: Option<ClientTls>,
     /// A SIPp XML scenario, compiled (`--sf`).
     pub scenario_file: Option<ScenarioFileConfig>,
+    /// WebSocket Upgrade settings (`--transport ws` or `wss`; the `Host`
+    /// is filled in by the run from the target).
+    pub ws: Option<WsClientSetup>,
 }
 
 /// Default generated users (SPEC example).
@@ -439,11 +449,6 @@ fn stream_options(
             .parse::<TransportKind>()
             .map_err(|e| invalid("--transport", e))?,
     };
-    if matches!(transport, TransportKind::Ws | TransportKind::Wss) {
-        return Err(ConfigError::Unsupported(format!(
-            "--transport {transport}: WebSocket is not supported yet (udp, tcp or tls)"
-        )));
-    }
     if transport.is_stream() && scenario == ScenarioKind::Mixed {
         return Err(ConfigError::Unsupported(format!(
             "--transport {transport}: the mixed scenario needs udp (the target must reach \
@@ -473,7 +478,7 @@ fn stream_options(
     if !transport.is_stream() && (v.connection_mode.is_some() || v.connections.is_some()) {
         return Err(invalid(
             "--connection-mode",
-            "only with --transport tcp or tls (UDP has no connections)",
+            "only with a stream --transport: tcp, tls, ws or wss (UDP has no connections)",
         ));
     }
     let tls_flags = [
@@ -484,9 +489,9 @@ fn stream_options(
         ("--tls-key", v.tls_key.is_some()),
         ("--tls-resume", v.tls_resume == Some(true)),
     ];
-    if transport != TransportKind::Tls {
+    if !transport.is_secure() {
         if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
-            return Err(invalid(flag, "only with --transport tls"));
+            return Err(invalid(flag, "only with --transport tls or wss"));
         }
         return Ok((transport, connection, None));
     }
@@ -518,6 +523,45 @@ fn stream_options(
             .map_err(|e| invalid("--tls-sni", format!("'{n}': {e}")))?;
     }
     Ok((transport, connection, Some(t)))
+}
+
+/// `--ws-path` and `--ws-origin`: only with `--transport ws|wss`; both
+/// go into the Upgrade's head, so neither may break a header line.
+fn ws_options(
+    v: &RunValues,
+    transport: TransportKind,
+) -> Result<Option<WsClientSetup>, ConfigError> {
+    let ws = matches!(transport, TransportKind::Ws | TransportKind::Wss);
+    if !ws {
+        if v.ws_path.is_some() {
+            return Err(invalid("--ws-path", "only with --transport ws or wss"));
+        }
+        if v.ws_origin.is_some() {
+            return Err(invalid("--ws-origin", "only with --transport ws or wss"));
+        }
+        return Ok(None);
+    }
+    let path = v.ws_path.clone().unwrap_or_else(|| "/".into());
+    // RFC 6455 §3: the resource name is an absolute path (and query).
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "--ws-path",
+            format!("'{path}' is not an absolute path such as / or /ws (no spaces)"),
+        ));
+    }
+    if let Some(o) = &v.ws_origin
+        && (o.is_empty() || o.bytes().any(|b| b.is_ascii_control()))
+    {
+        return Err(invalid(
+            "--ws-origin",
+            "must be an origin such as https://phone.example, on one line",
+        ));
+    }
+    Ok(Some(WsClientSetup {
+        path,
+        origin: v.ws_origin.clone(),
+        host: None,
+    }))
 }
 
 impl RunConfig {
@@ -610,6 +654,7 @@ impl RunConfig {
         {
             v.users = Some(first.remove(0));
         }
+        let ws = ws_options(&v, transport)?;
         let local_ip = match v.local_ip.as_deref() {
             Some(s) => s
                 .parse()
@@ -720,6 +765,7 @@ impl RunConfig {
             transport,
             connection,
             tls,
+            ws,
             ring,
             mix: mix.unwrap_or_default(),
             digest,
@@ -779,6 +825,10 @@ impl RunConfig {
                 "sni": t.sni,
                 "client_certificate": t.client_cert.is_some(),
                 "resume": t.resume,
+            })),
+            "ws": self.ws.as_ref().map(|w| serde_json::json!({
+                "path": w.path,
+                "origin": w.origin,
             })),
             "local_ip": self.local_ip.to_string(),
             "thresholds": self.thresholds,

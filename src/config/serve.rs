@@ -22,7 +22,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// A `udp:` (or bare) listen address was given.
     pub udp: bool,
-    /// `tcp:` and `tls:` listen addresses.
+    /// `tcp:`, `tls:`, `ws:` and `wss:` listen addresses.
     pub streams: Vec<(TransportKind, SocketAddr)>,
     /// `--tls-cert`/`--tls-key`; absent: a self-signed certificate made at
     /// start.
@@ -64,8 +64,8 @@ pub struct ServeConfig {
 /// Raw `serve` values from flags.
 #[derive(Debug, Clone, Default)]
 pub struct ServeValues {
-    /// `--listen`, repeatable: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` or a
-    /// bare `ADDR` (UDP).
+    /// `--listen`, repeatable: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR`,
+    /// `ws:ADDR`, `wss:ADDR` or a bare `ADDR` (UDP).
     pub listen: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -113,25 +113,23 @@ impl ServeConfig {
                     return Err(invalid("--listen", "one udp address at most"));
                 }
                 TransportKind::Udp => udp = Some(addr),
-                TransportKind::Tcp | TransportKind::Tls => {
+                _ => {
                     if streams.iter().any(|&(k, a)| k == kind && a == addr) {
                         return Err(invalid("--listen", format!("{l} is given twice")));
                     }
                     streams.push((kind, addr));
-                }
-                TransportKind::Ws | TransportKind::Wss => {
-                    return Err(ConfigError::Unsupported(format!(
-                        "--listen {l}: WebSocket is not supported yet (udp, tcp or tls)"
-                    )));
                 }
             }
         }
         let has_udp = udp.is_some();
         let listen = udp.unwrap_or_else(|| SocketAddr::new(streams[0].1.ip(), 0));
         if (v.tls_cert.is_some() || v.tls_key.is_some())
-            && !streams.iter().any(|(k, _)| *k == TransportKind::Tls)
+            && !streams.iter().any(|(k, _)| k.is_secure())
         {
-            return Err(invalid("--tls-cert", "only with a tls: --listen address"));
+            return Err(invalid(
+                "--tls-cert",
+                "only with a tls: or wss: --listen address",
+            ));
         }
         if v.tls_cert.is_some() != v.tls_key.is_some() {
             return Err(invalid("--tls-cert/--tls-key", "go together"));
@@ -290,8 +288,8 @@ fn scenario_for_serve(v: &ServeValues) -> Result<Option<super::ScenarioFileConfi
     .map(Some)
 }
 
-/// One `--listen` value: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` (also `ws:`,
-/// `wss:`) or a bare `ADDR`, which is UDP.
+/// One `--listen` value: `udp:ADDR`, `tcp:ADDR`, `tls:ADDR`, `ws:ADDR`,
+/// `wss:ADDR` or a bare `ADDR`, which is UDP.
 pub fn parse_listen(s: &str) -> Result<(TransportKind, SocketAddr), ConfigError> {
     if let Some((scheme, rest)) = s.split_once(':')
         && let Ok(kind) = scheme.parse::<TransportKind>()
@@ -340,7 +338,7 @@ mod tests {
         for bad in [
             vec!["udp:127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()],
             vec!["tcp:127.0.0.1:1".to_string(), "tcp:127.0.0.1:1".to_string()],
-            vec!["ws:127.0.0.1:1".to_string()],
+            vec!["ws:127.0.0.1:1".to_string(), "ws:127.0.0.1:1".to_string()],
         ] {
             assert!(
                 ServeConfig::build(ServeValues {

@@ -23,6 +23,13 @@ pub(super) struct Wire {
     /// recognise our own Via in a response.
     pub via_host: Vec<u8>,
     pub via_port: u16,
+    /// Our address (IPv6 in brackets), `{local_ip}` of templates: the
+    /// socket's, whatever Via and Contact say.
+    pub local_ip: Vec<u8>,
+    /// A WebSocket client's Via and Contact name no address of ours but a
+    /// random `.invalid` host (RFC 7118 §5.2, §8): its Contact is then
+    /// `sip:` with `;transport=ws` over WS and WSS alike.
+    pub ws_invalid_host: bool,
     /// `via_port` in decimal (`{local_port}`).
     pub port_text: Vec<u8>,
     /// Our address as SDP writes it: IPv6 without brackets (RFC 4566 §5.7).
@@ -73,12 +80,15 @@ impl Wire {
                 sdp.to_vec()
             }
         };
+        let via_host = match local {
+            SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
+            SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
+        };
         Wire {
             via_sent_by,
-            via_host: match local {
-                SocketAddr::V4(v) => v.ip().to_string().into_bytes(),
-                SocketAddr::V6(v) => format!("[{}]", v.ip()).into_bytes(),
-            },
+            local_ip: via_host.clone(),
+            ws_invalid_host: false,
+            via_host,
             via_port: local.port(),
             port_text: local.port().to_string().into_bytes(),
             media_ip: local.ip().to_string().into_bytes(),
@@ -125,7 +135,42 @@ impl Wire {
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(b"User-Agent"));
+        if matches!(cfg.transport, TransportKind::Ws | TransportKind::Wss) {
+            self.set_invalid_host(cfg.seed);
+        }
         self
+    }
+
+    /// Write Via and Contact as a browser's SIP WebSocket client does (RFC
+    /// 7118 §5.2 and its §8 examples, `Via: SIP/2.0/WSS df7jal23ls0d.invalid`,
+    /// `Contact: <sip:alice@df7jal23ls0d.invalid;transport=ws>`): a client
+    /// that cannot know the address the server sees uses a random host
+    /// under `.invalid` (RFC 2606 §2), without a port; the server answers
+    /// on the connection (`rport` and the connection itself, RFC 7118
+    /// §5.3). The name is drawn from `seed`: one per endpoint.
+    pub(super) fn set_invalid_host(&mut self, seed: u64) {
+        const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut x = seed;
+        let mut host = Vec::with_capacity(20);
+        for _ in 0..12 {
+            // splitmix64 steps: a well-spread name from any seed.
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            host.push(ALPHABET[(z % 36) as usize]);
+        }
+        host.extend_from_slice(b".invalid");
+        let mut via = b" ".to_vec();
+        via.extend_from_slice(&host);
+        via.extend_from_slice(b";rport;branch=z9hG4bK");
+        self.via_sent_by = via;
+        self.via_host = host.clone();
+        // No port in Via: a response's sent-by defaults to 5060 (§18.2.2).
+        self.via_port = 5060;
+        self.hostport = host;
+        self.ws_invalid_host = true;
     }
 
     /// A server's Contacts: `addr` for requests that came over `kind`.
@@ -176,7 +221,11 @@ impl Wire {
         user: &'a [u8],
         over: TransportKind,
     ) -> [&'a [u8]; 6] {
-        let (open, params) = contact_scheme(over);
+        let (open, params) = if self.ws_invalid_host {
+            (&b"<sip:"[..], &b";transport=ws"[..])
+        } else {
+            contact_scheme(over)
+        };
         [open, user, b"@", &self.hostport, params, b">"]
     }
 }

@@ -130,7 +130,10 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
         tr.connections_closed_by_peer += rt.connections_closed_by_peer;
         tr.tls_handshakes += rt.tls_handshakes;
         tr.tls_resumed += rt.tls_resumed;
+        tr.ws_upgrades += rt.ws_upgrades;
+        tr.ws_pings += rt.ws_pings;
         add_map(&mut tr.connect_failures, &rt.connect_failures);
+        add_map(&mut tr.ws_errors, &rt.ws_errors);
         process.cpu_user_s += r.process.cpu_user_s;
         process.cpu_sys_s += r.process.cpu_sys_s;
         process.cpu_total_s += r.process.cpu_total_s;
@@ -177,6 +180,7 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, ReportError> {
     // Connect and handshake latencies from the merged histograms.
     transport.connect_ms = latency_ms.get("connect").copied().unwrap_or_default();
     transport.tls_handshake_ms = latency_ms.get("tls_handshake").copied().unwrap_or_default();
+    transport.ws_upgrade_ms = latency_ms.get("ws_upgrade").copied().unwrap_or_default();
     let mut histograms = BTreeMap::new();
     for (slot, h) in &hist {
         histograms.insert(slot.name().to_string(), encode_b64(h)?);

@@ -216,14 +216,29 @@ pub struct Transport {
     /// Of those, resumed sessions.
     pub tls_resumed: u64,
     /// Failed opens by errno (`ECONNREFUSED`, `ETIMEDOUT`,
-    /// `EHOSTUNREACH`, `other_errno`) or TLS cause (`tls_certificate`,
-    /// `tls_alert`, `tls_protocol`); reasons that did not occur are left
-    /// out.
+    /// `EHOSTUNREACH`, `other_errno`), TLS cause (`tls_certificate`,
+    /// `tls_alert`, `tls_protocol`) or WebSocket Upgrade cause
+    /// (`ws_no_sip`, `ws_rejected`, `ws_handshake`); reasons that did not
+    /// occur are left out.
     pub connect_failures: BTreeMap<String, u64>,
     /// From the start of each TCP connect to its end, milliseconds.
     pub connect_ms: LatencyStats,
     /// From TCP established to each TLS handshake's end, milliseconds.
     pub tls_handshake_ms: LatencyStats,
+    /// WebSocket Upgrades completed (`ws`, `wss`).
+    #[serde(default)]
+    pub ws_upgrades: u64,
+    /// WebSocket pings received and answered.
+    #[serde(default)]
+    pub ws_pings: u64,
+    /// Open WebSocket connections failed, by reason (`frame_too_large`,
+    /// `message_too_large`, `too_many_fragments`, `masking`, `protocol`,
+    /// `no_close_frame`); reasons that did not occur are left out.
+    #[serde(default)]
+    pub ws_errors: BTreeMap<String, u64>,
+    /// From each WebSocket Upgrade request sent to its 101, milliseconds.
+    #[serde(default)]
+    pub ws_upgrade_ms: LatencyStats,
 }
 
 /// `process.*`: CPU seconds and peak resident set size.
@@ -805,7 +820,24 @@ impl Transport {
             (Counter::TlsFailCertificate, "tls_certificate"),
             (Counter::TlsFailAlert, "tls_alert"),
             (Counter::TlsFailProtocol, "tls_protocol"),
+            (Counter::WsFailNoSip, "ws_no_sip"),
+            (Counter::WsFailRejected, "ws_rejected"),
+            (Counter::WsFailHandshake, "ws_handshake"),
         ];
+        let ws_errors = [
+            (Counter::WsFrameTooLarge, "frame_too_large"),
+            (Counter::WsMessageTooLarge, "message_too_large"),
+            (Counter::WsTooManyFragments, "too_many_fragments"),
+            (Counter::WsMasking, "masking"),
+            (Counter::WsProtocol, "protocol"),
+            (Counter::WsAbrupt, "no_close_frame"),
+        ];
+        let present = |list: &[(Counter, &str)]| {
+            list.iter()
+                .filter(|(k, _)| c.get(*k) > 0)
+                .map(|(k, name)| (name.to_string(), c.get(*k)))
+                .collect()
+        };
         let stats = |m: Metric| {
             hist.get(&Slot::service(m))
                 .map(LatencyStats::of)
@@ -818,13 +850,13 @@ impl Transport {
             connections_closed_by_peer: c.get(Counter::ConnClosedByPeer),
             tls_handshakes: c.get(Counter::TlsHandshakes),
             tls_resumed: c.get(Counter::TlsResumed),
-            connect_failures: failures
-                .iter()
-                .filter(|(k, _)| c.get(*k) > 0)
-                .map(|(k, name)| (name.to_string(), c.get(*k)))
-                .collect(),
+            connect_failures: present(&failures),
             connect_ms: stats(Metric::Connect),
             tls_handshake_ms: stats(Metric::TlsHandshake),
+            ws_upgrades: c.get(Counter::WsUpgrades),
+            ws_pings: c.get(Counter::WsPings),
+            ws_errors: present(&ws_errors),
+            ws_upgrade_ms: stats(Metric::WsUpgrade),
         }
     }
 }

@@ -123,6 +123,24 @@ pub fn render_summary(r: &Report) -> String {
             tr.tls_handshakes,
             tr.tls_resumed
         );
+        if tr.ws_upgrades > 0 || !tr.ws_errors.is_empty() {
+            let errs: Vec<String> = tr
+                .ws_errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "WebSocket  upgrades {}  pings answered {}  errors {}",
+                tr.ws_upgrades,
+                tr.ws_pings,
+                if errs.is_empty() {
+                    "0".to_string()
+                } else {
+                    errs.join(", ")
+                }
+            );
+        }
     }
     if let Some(sf) = &r.scenario_file {
         let _ = writeln!(out, "Scenario   {} ({}, {})", sf.name, sf.file, sf.role);

@@ -160,7 +160,8 @@ struct Servers {
     addrs: Vec<SocketAddr>,
     /// Every worker's stream listeners' addresses.
     stream_addrs: Vec<Vec<(TransportKind, SocketAddr)>>,
-    /// The certificate of the TLS listeners (to trust in an embedded run).
+    /// The certificate of the TLS and WSS listeners (to trust in an
+    /// embedded run).
     tls_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The certificate was generated at start.
     tls_generated: bool,
@@ -194,7 +195,7 @@ impl Servers {
             .collect();
         let mut streams = StreamSetup::new();
         let (mut tls_chain, mut tls_generated) = (Vec::new(), false);
-        if cfg.streams.iter().any(|(k, _)| *k == TransportKind::Tls) {
+        if cfg.streams.iter().any(|(k, _)| k.is_secure()) {
             let names: Vec<String> = cfg
                 .streams
                 .iter()
@@ -265,6 +266,7 @@ impl Servers {
         })
     }
 
+    /// Stop and join the workers; the counters they gathered.
     fn stop(self) -> Result<progress::Collected, RunError> {
         self.stop.set(StopFlag::DRAIN);
         let r = fleet::join_servers(self.handles);
@@ -353,6 +355,9 @@ pub fn serve_command(cfg: &ServeConfig, stop: &StopFlag) -> Result<(), RunError>
             }
         }
         let _ = write!(std::io::stdout().lock(), "{text}");
+    }
+    if let Some(line) = progress::server_connections(collected.aggregate.counters()) {
+        say!("sipstorm serve: {line}");
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::transport::{
 };
 
 /// What one worker's loop runs on: its UDP socket and, for a server, its
-/// TCP and TLS listeners (no socket is shared between workers).
+/// TCP, TLS, WS and WSS listeners (no socket is shared between workers).
 #[derive(Debug)]
 pub struct WorkerSockets {
     pub udp: UdpSocket,
@@ -42,7 +42,7 @@ impl WorkerSockets {
     }
 }
 
-/// Bind `n` workers' listeners for each of `streams` (TCP or TLS) the
+/// Bind `n` workers' listeners for each of `streams` (TCP, TLS, WS, WSS) the
 /// way [`bind_sockets`] binds UDP: one `SO_REUSEPORT` group per address
 /// ([`Binding::Shared`]: the kernel spreads new connections over the
 /// workers' accept queues), or an address per worker. Returns each
@@ -318,6 +318,16 @@ where
     let base = StreamSetup {
         local_ip: Some(cfg.local_ip),
         enabled: cfg.transport.is_stream(),
+        // WebSocket: the Upgrade's Host is the target as the user named it
+        // (the peer's address when it is the embedded server).
+        ws: cfg
+            .ws
+            .clone()
+            .map(|mut w| {
+                w.host = cfg.target.and(cfg.target_text.clone());
+                w
+            })
+            .unwrap_or_default(),
         ..StreamSetup::new()
     };
     for (i, sock) in sockets.into_iter().enumerate() {

@@ -203,6 +203,44 @@ pub fn server_line(k: u64, sec: &SecondPeek) -> String {
     )
 }
 
+/// The built-in target's last line on its stream connections, said when
+/// `serve` stops (it writes no report): opened, closed, closed for
+/// misbehaving (a bound passed, bytes that do not frame), WebSocket
+/// Upgrades, and each failed open and each WebSocket error by reason
+/// (`transport.connect_failures.*`, `transport.ws_errors.*`), so every bad
+/// peer it survived is counted somewhere. `None` without connections.
+pub fn server_connections(c: &Counters) -> Option<String> {
+    let opened = c.get(Counter::ConnOpened);
+    let failed = c.get(Counter::ConnFailed);
+    if opened == 0 && failed == 0 {
+        return None;
+    }
+    let mut s = format!(
+        "connections opened {opened}  closed {} (by peer {}, bad peer {})  failed {failed}",
+        c.get(Counter::ConnClosed),
+        c.get(Counter::ConnClosedByPeer),
+        c.get(Counter::ConnClosedBadPeer),
+    );
+    let upgrades = c.get(Counter::WsUpgrades);
+    if upgrades > 0 {
+        s.push_str(&format!("  ws upgrades {upgrades}"));
+    }
+    for (group, label) in [
+        ("transport.connect_failures.", "failed"),
+        ("transport.ws_errors.", "ws errors"),
+    ] {
+        let found: Vec<String> = Counter::ALL
+            .iter()
+            .filter(|&&k| c.get(k) > 0)
+            .filter_map(|&k| Some(format!("{} {}", k.name().strip_prefix(group)?, c.get(k))))
+            .collect();
+        if !found.is_empty() {
+            s.push_str(&format!("  {label}: {}", found.join(", ")));
+        }
+    }
+    Some(s)
+}
+
 /// Progress output on stderr: a line rewritten in place on a terminal,
 /// plain lines otherwise; nothing when quiet. Write errors are ignored (a
 /// closed stderr must not stop a run).

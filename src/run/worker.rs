@@ -10,10 +10,12 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::stop::StopFlag;
 use crate::engine::SansIo;
-use crate::flow::Flow;
+use crate::flow::{Flow, TransportKind};
 use crate::schedule::{Hold, Pace, Pacer, Rng};
 use crate::stats::{Counter, Metric, Snapshot, WorkerStats};
-use crate::transport::{self, CloseReason, Frame, IoCounters, Opened, Tick, TlsFailure, Worker};
+use crate::transport::{
+    self, CloseReason, Frame, IoCounters, Opened, Tick, TlsFailure, Worker, WsFailure,
+};
 
 /// A load-generating endpoint as the worker loop sees it: the engine's
 /// client (or a test client) behind the sans-IO contract plus attempt
@@ -80,12 +82,22 @@ pub fn sip_frame(buf: &[u8]) -> Frame {
 /// once per process, with what to do; the count is in the report.
 static CERT_FAILURE_TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The same for the first failed WebSocket Upgrade.
+static WS_FAILURE_TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Count a connection that became ready: `transport.connections_opened`,
-/// the handshake counters and the `connect`/`tls_handshake` latencies
-/// (from the connect's start to its end, and from TCP established to the
-/// handshake's end: see [`Opened`]).
-fn note_opened(stats: &mut WorkerStats, info: Opened) {
+/// the handshake counters and the `connect`/`tls_handshake`/`ws_upgrade`
+/// latencies (from the connect's start to its end, from TCP established
+/// to the TLS handshake's end, from the Upgrade sent to its 101: see
+/// [`Opened`]).
+fn note_opened(stats: &mut WorkerStats, flow: Flow, info: Opened) {
     stats.count(Counter::ConnOpened, 1);
+    if matches!(flow.transport, TransportKind::Ws | TransportKind::Wss) {
+        stats.count(Counter::WsUpgrades, 1);
+    }
+    if let Some(d) = info.ws_upgrade {
+        stats.record(Metric::WsUpgrade, d, d);
+    }
     if let Some(d) = info.connect {
         stats.record(Metric::Connect, d, d);
     }
@@ -99,7 +111,8 @@ fn note_opened(stats: &mut WorkerStats, info: Opened) {
 }
 
 /// Count a connection that closed or failed to open, by reason.
-fn note_closed(stats: &mut WorkerStats, flow: Flow, reason: CloseReason) {
+/// `client`: this side opened the connection (a load generator's).
+fn note_closed(stats: &mut WorkerStats, flow: Flow, reason: CloseReason, client: bool) {
     match reason {
         CloseReason::ConnectFailed(e) => {
             stats.count(Counter::ConnFailed, 1);
@@ -134,10 +147,51 @@ fn note_closed(stats: &mut WorkerStats, flow: Flow, reason: CloseReason) {
                 );
             }
         }
+        CloseReason::UpgradeFailed(f) => {
+            stats.count(Counter::ConnFailed, 1);
+            stats.count(
+                match f {
+                    WsFailure::NoSip => Counter::WsFailNoSip,
+                    WsFailure::Rejected(_) => Counter::WsFailRejected,
+                    _ => Counter::WsFailHandshake,
+                },
+                1,
+            );
+            // Said once (the count is in the report): a client whose
+            // server does not speak SIP over WebSocket, or not on this path.
+            if client && !WS_FAILURE_TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                crate::say!(
+                    "sipstorm: WebSocket upgrade with {} failed: {f}; every such failure is counted in \
+                     transport.connect_failures ({}; --ws-path sets the resource asked for)",
+                    flow.peer,
+                    f.name()
+                );
+            }
+        }
         r => {
             stats.count(Counter::ConnClosed, 1);
             if r.is_by_peer() {
                 stats.count(Counter::ConnClosedByPeer, 1);
+            }
+            let ws = matches!(flow.transport, TransportKind::Ws | TransportKind::Wss);
+            if let CloseReason::Ws(f) = r {
+                stats.count(
+                    match f {
+                        WsFailure::FrameTooLarge => Counter::WsFrameTooLarge,
+                        WsFailure::MessageTooLarge => Counter::WsMessageTooLarge,
+                        WsFailure::TooManyFragments => Counter::WsTooManyFragments,
+                        WsFailure::Masking => Counter::WsMasking,
+                        WsFailure::NoCloseFrame => Counter::WsAbrupt,
+                        _ => Counter::WsProtocol,
+                    },
+                    1,
+                );
+                if f != WsFailure::NoCloseFrame {
+                    stats.count(Counter::ConnClosedBadPeer, 1);
+                }
+            } else if ws && matches!(r, CloseReason::Error(libc::ECONNRESET | libc::EPIPE)) {
+                // A reset is an abrupt close too.
+                stats.count(Counter::WsAbrupt, 1);
             }
             if matches!(
                 r,
@@ -225,6 +279,10 @@ impl Reporter {
             (io.send_errors + io.truncated + io.icmp_errors).saturating_sub(
                 self.last_io.send_errors + self.last_io.truncated + self.last_io.icmp_errors,
             ),
+        );
+        stats.count(
+            Counter::WsPings,
+            io.ws_pings.saturating_sub(self.last_io.ws_pings),
         );
         self.last_io = *io;
     }
@@ -512,15 +570,15 @@ impl<C: LoadClient> Worker for ClientWorker<C> {
         self.client.transport_error(now, dest);
     }
 
-    fn opened(&mut self, _now: Instant, _flow: Flow, info: Opened) {
-        note_opened(&mut self.stats, info);
+    fn opened(&mut self, _now: Instant, flow: Flow, info: Opened) {
+        note_opened(&mut self.stats, flow, info);
     }
 
     /// RFC 3261 §18.4: transactions waiting on a connection that broke or
     /// never opened fail now; a connection this side released or closed
     /// has none waiting.
     fn closed(&mut self, now: Instant, flow: Flow, reason: CloseReason) {
-        note_closed(&mut self.stats, flow, reason);
+        note_closed(&mut self.stats, flow, reason, true);
         if reason != CloseReason::Local {
             self.client.transport_error(now, flow);
         }
@@ -601,12 +659,12 @@ impl<S: LoadServer> Worker for ServerWorker<S> {
         self.server.poll_transmit(buf)
     }
 
-    fn opened(&mut self, _now: Instant, _flow: Flow, info: Opened) {
-        note_opened(&mut self.stats, info);
+    fn opened(&mut self, _now: Instant, flow: Flow, info: Opened) {
+        note_opened(&mut self.stats, flow, info);
     }
 
     fn closed(&mut self, _now: Instant, flow: Flow, reason: CloseReason) {
-        note_closed(&mut self.stats, flow, reason);
+        note_closed(&mut self.stats, flow, reason, false);
     }
 
     fn frame(&mut self, buf: &[u8]) -> Frame {

@@ -119,11 +119,14 @@ pub enum Metric {
     Rtd6,
     Rtd7,
     Rtd8,
+    /// WebSocket Upgrade: from the request sent (TCP, and TLS for `wss`,
+    /// up) to its 101 received (RFC 6455 §4, RFC 7118 §4.1).
+    WsUpgrade,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 20] = [
         Metric::Rrd,
         Metric::Srd,
         Metric::Answer,
@@ -143,6 +146,7 @@ impl Metric {
         Metric::Rtd6,
         Metric::Rtd7,
         Metric::Rtd8,
+        Metric::WsUpgrade,
     ];
     /// The scenario response-time timers, by id.
     pub const RTD: [Metric; 8] = [
@@ -181,6 +185,7 @@ impl Metric {
             Metric::Rtd6 => "rtd6",
             Metric::Rtd7 => "rtd7",
             Metric::Rtd8 => "rtd8",
+            Metric::WsUpgrade => "ws_upgrade",
         }
     }
 
@@ -206,6 +211,7 @@ impl Metric {
             Metric::Rtd6 => "rtd6_co",
             Metric::Rtd7 => "rtd7_co",
             Metric::Rtd8 => "rtd8_co",
+            Metric::WsUpgrade => "ws_upgrade_co",
         }
     }
 
@@ -231,6 +237,7 @@ impl Metric {
             Metric::Rtd6 => "RTD 6",
             Metric::Rtd7 => "RTD 7",
             Metric::Rtd8 => "RTD 8",
+            Metric::WsUpgrade => "WS upgrade",
         }
     }
 
@@ -253,7 +260,10 @@ impl Metric {
     /// time (so its corrected twin differs); connection latencies do not
     /// (their twin records the same value).
     pub const fn has_intended_start(self) -> bool {
-        !matches!(self, Metric::Connect | Metric::TlsHandshake)
+        !matches!(
+            self,
+            Metric::Connect | Metric::TlsHandshake | Metric::WsUpgrade
+        )
     }
 
     fn index(self) -> usize {
@@ -413,11 +423,34 @@ pub enum Counter {
     ScenarioSucceeded,
     /// A scenario call failed (unexpected message, timeout, check, ...).
     ScenarioFailed,
+    /// WebSocket Upgrades completed (either side).
+    WsUpgrades,
+    /// WebSocket pings received and answered with a pong.
+    WsPings,
+    /// Upgrades without agreement on `sip` (RFC 7118 §4.1).
+    WsFailNoSip,
+    /// Upgrades the server answered with another status than 101.
+    WsFailRejected,
+    /// Malformed, incomplete or inconsistent Upgrades.
+    WsFailHandshake,
+    /// Open WebSocket connections failed: a frame past the bound.
+    WsFrameTooLarge,
+    /// ... a fragmented message past the bound.
+    WsMessageTooLarge,
+    /// ... a message in too many fragments.
+    WsTooManyFragments,
+    /// ... a frame masked the wrong way (a client that never masks).
+    WsMasking,
+    /// ... any other framing violation.
+    WsProtocol,
+    /// WebSocket connections the peer ended without the closing
+    /// handshake (end of stream or reset).
+    WsAbrupt,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 40] = [
+    pub const ALL: [Counter; 51] = [
         Counter::RegisterAttempted,
         Counter::RegisterSucceeded,
         Counter::RegisterFailed,
@@ -458,6 +491,17 @@ impl Counter {
         Counter::ScenarioAttempted,
         Counter::ScenarioSucceeded,
         Counter::ScenarioFailed,
+        Counter::WsUpgrades,
+        Counter::WsPings,
+        Counter::WsFailNoSip,
+        Counter::WsFailRejected,
+        Counter::WsFailHandshake,
+        Counter::WsFrameTooLarge,
+        Counter::WsMessageTooLarge,
+        Counter::WsTooManyFragments,
+        Counter::WsMasking,
+        Counter::WsProtocol,
+        Counter::WsAbrupt,
     ];
     /// Number of counters.
     pub const COUNT: usize = Self::ALL.len();
@@ -505,6 +549,17 @@ impl Counter {
             Counter::ScenarioAttempted => "scenario_file.attempted",
             Counter::ScenarioSucceeded => "scenario_file.succeeded",
             Counter::ScenarioFailed => "scenario_file.failed",
+            Counter::WsUpgrades => "transport.ws_upgrades",
+            Counter::WsPings => "transport.ws_pings",
+            Counter::WsFailNoSip => "transport.connect_failures.ws_no_sip",
+            Counter::WsFailRejected => "transport.connect_failures.ws_rejected",
+            Counter::WsFailHandshake => "transport.connect_failures.ws_handshake",
+            Counter::WsFrameTooLarge => "transport.ws_errors.frame_too_large",
+            Counter::WsMessageTooLarge => "transport.ws_errors.message_too_large",
+            Counter::WsTooManyFragments => "transport.ws_errors.too_many_fragments",
+            Counter::WsMasking => "transport.ws_errors.masking",
+            Counter::WsProtocol => "transport.ws_errors.protocol",
+            Counter::WsAbrupt => "transport.ws_errors.no_close_frame",
         }
     }
 

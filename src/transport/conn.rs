@@ -1,5 +1,5 @@
 //! One worker's connections: the table stream transports (TCP, TLS,
-//! WebSocket) will live in. Not wired to sockets yet.
+//! WebSocket) live in (`stream` wires it to sockets).
 //!
 //! Each worker owns its table; no connection and no TLS state crosses
 //! threads. A connection is a slab entry named by a [`ConnId`], the id the
@@ -40,12 +40,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use super::ws::WsFailure;
 use crate::flow::{ConnId, Flow, TransportKind};
 
 /// Why a connection closed; see `Worker::closed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
-    /// The peer closed its end (EOF, TLS `close_notify`, WebSocket close).
+    /// The peer closed its end (EOF, TLS `close_notify`, the WebSocket
+    /// closing handshake).
     Peer,
     /// This worker closed it (shutdown, idle, connection policy).
     Local,
@@ -66,6 +68,13 @@ pub enum CloseReason {
     HandshakeFailed(TlsFailure),
     /// TLS failed on an open session (a bad record, an alert).
     Tls(TlsFailure),
+    /// The WebSocket opening handshake failed (RFC 6455 §4, RFC 7118
+    /// §4.1): the connection never carried a message.
+    UpgradeFailed(WsFailure),
+    /// The WebSocket layer failed an open connection (a frame past the
+    /// bounds, unmasked, malformed), or the peer left without the closing
+    /// handshake ([`WsFailure::NoCloseFrame`]).
+    Ws(WsFailure),
 }
 
 /// Why TLS failed, as counted in reports.
@@ -147,7 +156,9 @@ impl CloseReason {
     pub fn is_open_failure(self) -> bool {
         matches!(
             self,
-            CloseReason::ConnectFailed(_) | CloseReason::HandshakeFailed(_)
+            CloseReason::ConnectFailed(_)
+                | CloseReason::HandshakeFailed(_)
+                | CloseReason::UpgradeFailed(_)
         )
     }
 
@@ -155,7 +166,9 @@ impl CloseReason {
     pub fn is_by_peer(self) -> bool {
         matches!(
             self,
-            CloseReason::Peer | CloseReason::Error(libc::ECONNRESET | libc::EPIPE)
+            CloseReason::Peer
+                | CloseReason::Error(libc::ECONNRESET | libc::EPIPE)
+                | CloseReason::Ws(WsFailure::NoCloseFrame)
         )
     }
 }
@@ -172,6 +185,8 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Malformed => f.write_str("peer sent bytes that do not frame as messages"),
             CloseReason::HandshakeFailed(t) => write!(f, "TLS handshake failed: {t}"),
             CloseReason::Tls(t) => write!(f, "TLS: {t}"),
+            CloseReason::UpgradeFailed(w) => write!(f, "WebSocket upgrade failed: {w}"),
+            CloseReason::Ws(w) => write!(f, "WebSocket: {w}"),
         }
     }
 }

@@ -28,10 +28,10 @@
 //! sending"), so the transaction layer can end at once (§17.1.4) instead of
 //! at Timer B/F.
 //!
-//! Stream transports (TCP, TLS, WebSocket) will live in a per-worker
-//! [`conn::ConnTable`]; the loop carries only UDP yet, and a message on any
-//! other flow is dropped, counted in [`IoCounters::send_errors`] and
-//! reported to [`Worker::unreachable`].
+//! Stream transports (TCP, TLS, WebSocket) live in a per-worker
+//! [`conn::ConnTable`] driven by `stream`; a loop set up without them
+//! drops a message on a stream flow, counts it in
+//! [`IoCounters::send_errors`] and reports it to [`Worker::unreachable`].
 
 // The OS edge: the only module allowed unsafe code (every block carries a
 // `// SAFETY:` comment; clippy's undocumented_unsafe_blocks is denied).
@@ -58,9 +58,11 @@ pub mod testing;
 pub mod tls;
 mod turn;
 pub mod uring;
+pub mod ws;
 
 pub use conn::{CloseReason, TlsFailure, errno_name};
 pub use stream::{Listener, StreamSetup};
+pub use ws::{WsClientSetup, WsFailure};
 
 /// `SO_RXQ_OVFL` (include/uapi/asm-generic/socket.h): ask for a control
 /// message carrying the socket's cumulative count of dropped datagrams.
@@ -201,6 +203,9 @@ pub struct Opened {
     pub tls_handshake: Option<Duration>,
     /// The TLS session was resumed (RFC 8446 §2.2, RFC 5077).
     pub resumed: bool,
+    /// WebSocket: from the Upgrade request sent to its 101 received
+    /// (outbound connections only).
+    pub ws_upgrade: Option<Duration>,
 }
 
 /// The worker's answer to a loop turn.
@@ -240,6 +245,8 @@ pub struct IoCounters {
     pub stream_messages_received: u64,
     /// Messages queued on stream connections.
     pub stream_messages_sent: u64,
+    /// WebSocket pings received and answered (RFC 6455 §5.5.2).
+    pub ws_pings: u64,
 }
 
 /// Which event loop drives the worker.

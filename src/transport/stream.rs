@@ -1,10 +1,13 @@
-//! Stream connections of one worker (TCP, TLS): the part of the loop both
-//! backends share. It owns the worker's [`ConnTable`], opens outbound
-//! connections, accepts nothing itself (a backend hands it accepted
-//! sockets), runs each connection's layer (plain bytes, or a rustls
-//! `ClientConnection`/`ServerConnection` fed sans-IO with `read_tls` and
-//! drained with `write_tls`), frames received bytes into messages with
-//! [`Worker::frame`], enforces the bounds and deadlines, and keeps a list
+//! Stream connections of one worker (TCP, TLS, WebSocket over either):
+//! the part of the loop both backends share. It owns the worker's
+//! [`ConnTable`], opens outbound connections, accepts nothing itself (a
+//! backend hands it accepted sockets), runs each connection's layers
+//! (plain bytes, or a rustls `ClientConnection`/`ServerConnection` fed
+//! sans-IO with `read_tls` and drained with `write_tls`; above that, for
+//! `ws`/`wss`, the WebSocket layer of [`super::ws`]), frames received
+//! bytes into messages with [`Worker::frame`] (TCP, TLS) or hands over one
+//! message per WebSocket message, enforces the bounds and deadlines, and
+//! keeps a list
 //! of operations ([`Op`]) for the backend to carry out: connect, arm a
 //! receive, send the write queue, close. Backends report completions back
 //! through the `on_*` methods; no socket I/O happens here except creating
@@ -19,8 +22,16 @@
 //!   (kind, peer, key), opened if need be; on [`ConnId::ANY`], on the
 //!   oldest open connection to the peer, opened if need be.
 //! - Timeouts: connect [`StreamSetup::connect_timeout`], TLS handshake
-//!   [`StreamSetup::handshake_timeout`] (both sides: a client that never
-//!   finishes its handshake is closed), closing [`CLOSE_GRACE`].
+//!   and WebSocket Upgrade [`StreamSetup::handshake_timeout`] each (both
+//!   sides: a client that never finishes its handshake or never upgrades
+//!   is closed), closing [`CLOSE_GRACE`] (also the wait for the peer's
+//!   WebSocket Close after ours).
+//! - WebSocket: a client holds what the worker sends until the 101 (RFC
+//!   6455 §4.1), within the write bound; `ws_upgrade` in [`Opened`] is
+//!   from the Upgrade sent to its 101. A released connection sends its
+//!   Close and closes once the peer's comes back (§7.1.2); a peer's Close
+//!   is answered and the connection closed (`Peer`); an end of stream
+//!   without one is [`WsFailure::NoCloseFrame`].
 //! - Reconnect: never automatic. A closed connection is reported to the
 //!   worker (`Worker::closed`, with its key), whose transactions on it fail
 //!   (§18.4); the next message for the same key opens a new connection.
@@ -43,7 +54,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::{CloseReason, ConnLimits, ConnState, ConnTable, TlsFailure};
+use super::conn::{CloseReason, ConnLimits, ConnState, ConnTable, TlsFailure, WriteQueue};
+use super::ws::{Ws, WsClientSetup, WsFailure};
 use super::{Frame, Opened, Worker, setsockopt_int, sockaddr_from};
 use crate::flow::{ConnId, Flow, TransportKind};
 
@@ -77,8 +89,10 @@ pub struct StreamSetup {
         Arc<rustls::ClientConfig>,
         Option<rustls::pki_types::ServerName<'static>>,
     )>,
-    /// TLS server configuration of `tls` listeners.
+    /// TLS server configuration of `tls` and `wss` listeners.
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
+    /// What outbound WebSocket connections ask for in their Upgrade.
+    pub ws: WsClientSetup,
     pub limits: ConnLimits,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -105,6 +119,7 @@ impl StreamSetup {
             local_ip: None,
             client_tls: None,
             server_tls: None,
+            ws: WsClientSetup::default(),
             limits: ConnLimits::default(),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
@@ -184,6 +199,11 @@ pub(crate) struct Link {
     closing: bool,
     /// TCP connect done but the TLS handshake is not.
     handshaking: bool,
+    /// WebSocket (`ws`, `wss`): the layer above the bytes (or above TLS).
+    ws: Option<Box<Ws>>,
+    /// The TLS handshake's duration and whether it resumed, kept for
+    /// [`Opened`] until the WebSocket Upgrade is done too.
+    tls_done: Option<(Duration, bool)>,
     pub io: ConnIo,
 }
 
@@ -234,8 +254,11 @@ pub(crate) struct Streams {
     pub messages_received: u64,
     pub messages_sent: u64,
     pub bytes_received: u64,
-    /// Plaintext scratch for TLS reads.
-    plain: Box<[u8; PLAIN_CHUNK]>,
+    /// WebSocket pings answered.
+    pub ws_pings: u64,
+    /// Plaintext scratch for TLS reads ([`PLAIN_CHUNK`] bytes; taken out
+    /// while a WebSocket layer reads from it).
+    plain: Vec<u8>,
 }
 
 impl std::fmt::Debug for Streams {
@@ -332,7 +355,8 @@ impl Streams {
             messages_received: 0,
             messages_sent: 0,
             bytes_received: 0,
-            plain: Box::new([0; PLAIN_CHUNK]),
+            ws_pings: 0,
+            plain: vec![0; PLAIN_CHUNK],
         }
     }
 
@@ -395,10 +419,22 @@ impl Streams {
             self.table.route(flow).ok_or(libc::ENOTCONN)?
         };
         let c = self.table.get_mut(id).ok_or(libc::ENOTCONN)?;
-        let queued = match &mut c.layer.layer {
-            Layer::Tls(tls) => tls_write(tls, msg, &mut c.write),
-            Layer::Plain => c.write.push(msg.to_vec()),
-            Layer::TlsPending => Err(CloseReason::Tls(TlsFailure::Protocol)),
+        let queued = if let Some(ws) = c.layer.ws.as_mut() {
+            let mut out = Vec::new();
+            match ws.send(msg, &mut out) {
+                Ok(()) if out.is_empty() => Ok(()),
+                Ok(()) => wire_out(&mut c.layer.layer, &mut c.write, out),
+                // Past the bound of what may wait for the Upgrade.
+                Err(WsFailure::MessageTooLarge) => Err(CloseReason::WriteOverflow),
+                // Closing: nothing more goes out on it.
+                Err(_) => return Err(libc::ENOTCONN),
+            }
+        } else {
+            match &mut c.layer.layer {
+                Layer::Tls(tls) => tls_write(tls, msg, &mut c.write),
+                Layer::Plain => c.write.push(msg.to_vec()),
+                Layer::TlsPending => Err(CloseReason::Tls(TlsFailure::Protocol)),
+            }
         };
         if let Err(reason) = queued {
             self.shut(now, id, reason, false, None::<&mut NoWorker>);
@@ -420,8 +456,8 @@ impl Streams {
             return Err(errno);
         }
         let tls = match flow.transport {
-            TransportKind::Tcp => None,
-            TransportKind::Tls => {
+            TransportKind::Tcp | TransportKind::Ws => None,
+            TransportKind::Tls | TransportKind::Wss => {
                 let (cfg, name) = self
                     .setup
                     .client_tls
@@ -452,6 +488,11 @@ impl Streams {
             release: false,
             closing: false,
             handshaking: false,
+            ws: is_ws(flow.transport).then(|| {
+                let l = self.setup.limits;
+                Box::new(Ws::client(l.read_buf, l.write_queue))
+            }),
+            tls_done: None,
             io: new_io(),
         };
         let id = match self
@@ -490,7 +531,8 @@ impl Streams {
             return;
         };
         let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        let tls = kind == TransportKind::Tls;
+        let tls = kind.is_secure();
+        let ws = is_ws(kind);
         if tls && self.setup.server_tls.is_none() {
             close_fd(fd);
             return;
@@ -506,9 +548,14 @@ impl Streams {
             release: false,
             closing: false,
             handshaking: tls,
+            ws: ws.then(|| {
+                let l = self.setup.limits;
+                Box::new(Ws::server(l.read_buf, l.write_queue))
+            }),
+            tls_done: None,
             io: new_io(),
         };
-        let state = if tls {
+        let state = if tls || ws {
             ConnState::Connecting
         } else {
             ConnState::Open
@@ -519,7 +566,7 @@ impl Streams {
             return;
         };
         self.todo.push((id, Op::Recv));
-        if tls {
+        if tls || ws {
             self.set_deadline(id, now + self.setup.handshake_timeout);
         } else if let (Some(w), Some(f)) = (w, self.worker_flow(id)) {
             w.opened(
@@ -530,6 +577,7 @@ impl Streams {
                     connect: None,
                     tls_handshake: None,
                     resumed: false,
+                    ws_upgrade: None,
                 },
             );
         }
@@ -575,6 +623,11 @@ impl Streams {
                 }
                 self.todo.push((id, Op::Send));
             }
+            _ if c.layer.ws.is_some() => {
+                if let Err(reason) = self.ws_start(now, id) {
+                    self.shut(now, id, reason, false, w);
+                }
+            }
             _ => {
                 c.state = ConnState::Open;
                 c.layer.deadline = None;
@@ -591,6 +644,7 @@ impl Streams {
                             connect: Some(connect),
                             tls_handshake: None,
                             resumed: false,
+                            ws_upgrade: None,
                         },
                     );
                 }
@@ -618,6 +672,10 @@ impl Streams {
         }
         if !matches!(c.layer.layer, Layer::Plain) {
             self.on_tls_data(now, id, bytes, w);
+            return;
+        }
+        if c.layer.ws.is_some() {
+            self.ws_data(now, id, bytes, w);
             return;
         }
         let mut rest = bytes;
@@ -710,8 +768,26 @@ impl Streams {
             }
             self.handshake_progress(now, id, w.as_deref_mut());
             // Plaintext, as far as the read buffer has room, framed as it
-            // comes.
+            // comes (or, for WebSocket, to its layer in chunks).
             loop {
+                if self.table.get(id).is_some_and(|c| c.layer.ws.is_some()) {
+                    let mut plain = std::mem::take(&mut self.plain);
+                    let n = match self.table.get_mut(id).map(|c| &mut c.layer.layer) {
+                        Some(Layer::Tls(tls)) => tls.reader().read(&mut plain).unwrap_or(0),
+                        _ => 0,
+                    };
+                    if n > 0 {
+                        self.ws_data(now, id, &plain[..n], w.as_deref_mut());
+                    }
+                    self.plain = plain;
+                    if n == 0 {
+                        break;
+                    }
+                    if self.table.get(id).is_none_or(|c| c.layer.closing) {
+                        return;
+                    }
+                    continue;
+                }
                 let got = {
                     let Some(c) = self.table.get_mut(id) else {
                         return;
@@ -762,17 +838,185 @@ impl Streams {
             return;
         }
         c.layer.handshaking = false;
-        c.state = ConnState::Open;
-        c.layer.deadline = None;
         let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let tcp_up = c.layer.tcp_up.unwrap_or(c.layer.started);
+        if c.layer.ws.is_some() {
+            // WSS: the Upgrade comes next, within its own deadline.
+            c.layer.tls_done = Some((now.saturating_duration_since(tcp_up), resumed));
+            if c.layer.inbound {
+                self.set_deadline(id, now + self.setup.handshake_timeout);
+            } else if let Err(reason) = self.ws_start(now, id) {
+                self.shut(now, id, reason, false, w);
+            }
+            return;
+        }
+        c.state = ConnState::Open;
+        c.layer.deadline = None;
         let info = Opened {
             inbound: c.layer.inbound,
             connect: (!c.layer.inbound).then(|| tcp_up.saturating_duration_since(c.layer.started)),
             tls_handshake: Some(now.saturating_duration_since(tcp_up)),
             resumed,
+            ws_upgrade: None,
         };
         if !c.write.is_empty() {
+            self.todo.push((id, Op::Send));
+        }
+        if let (Some(w), Some(f)) = (w, self.worker_flow(id)) {
+            w.opened(now, f, info);
+        }
+    }
+
+    /// Client: send the Upgrade request on `id` (TCP, and TLS for `wss`,
+    /// are up), within the handshake deadline.
+    fn ws_start(&mut self, now: Instant, id: ConnId) -> Result<(), CloseReason> {
+        let host = match &self.setup.ws.host {
+            Some(h) => h.clone(),
+            None => match self.table.get(id).map(|c| c.flow().peer) {
+                Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
+                Some(a) => a.to_string(),
+                None => return Ok(()),
+            },
+        };
+        let Some(c) = self.table.get_mut(id) else {
+            return Ok(());
+        };
+        let Some(ws) = c.layer.ws.as_mut() else {
+            return Ok(());
+        };
+        let req = ws.start(now, &self.setup.ws, &host);
+        wire_out(&mut c.layer.layer, &mut c.write, req)?;
+        if c.layer.io.sending == 0 {
+            self.todo.push((id, Op::Send));
+        }
+        self.set_deadline(id, now + self.setup.handshake_timeout);
+        Ok(())
+    }
+
+    /// Plaintext `bytes` of a WebSocket connection: the Upgrade while it
+    /// is not done (bounded by the read buffer), then frames; each whole
+    /// message goes to the worker with the connection's flow.
+    fn ws_data<W: Worker>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        bytes: &[u8],
+        mut w: Option<&mut W>,
+    ) {
+        let Some(c) = self.table.get_mut(id) else {
+            return;
+        };
+        if c.layer.closing {
+            return;
+        }
+        let flow = c.flow();
+        let Some(ws) = c.layer.ws.as_mut() else {
+            return;
+        };
+        if !ws.is_open() {
+            if c.read.extend(bytes).is_err() {
+                let reason = CloseReason::UpgradeFailed(WsFailure::Handshake);
+                self.shut(now, id, reason, false, w);
+                return;
+            }
+            let tail = match ws.handshake(c.read.data()) {
+                Ok(None) => return,
+                Err((failure, reply)) => {
+                    // A refusal (400, 426) goes out before the close.
+                    let _ = wire_out(&mut c.layer.layer, &mut c.write, reply);
+                    self.shut(now, id, CloseReason::UpgradeFailed(failure), true, w);
+                    return;
+                }
+                Ok(Some((n, mut out))) => {
+                    let tail = c.read.data()[n..].to_vec();
+                    let len = c.read.len();
+                    c.read.consume(len);
+                    let held = ws.release_held(&mut out);
+                    let sent = wire_out(&mut c.layer.layer, &mut c.write, out);
+                    if let Err(reason) = held.map_err(|_| CloseReason::WriteOverflow).and(sent) {
+                        self.shut(now, id, reason, false, w);
+                        return;
+                    }
+                    tail
+                }
+            };
+            self.ws_opened(now, id, w.as_deref_mut());
+            if !tail.is_empty() {
+                self.ws_data(now, id, &tail, w);
+            }
+            return;
+        }
+        let mut out = Vec::new();
+        let mut messages = 0;
+        let fed = ws.feed(bytes, &mut out, |m| {
+            messages += 1;
+            if let Some(w) = w.as_deref_mut() {
+                w.handle(now, flow, m);
+            }
+        });
+        self.messages_received += messages;
+        let Some(c) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(ws) = c.layer.ws.as_mut() else {
+            return;
+        };
+        let outcome = match fed {
+            Ok(fed) => {
+                self.ws_pings += fed.pings;
+                Ok(fed.closed)
+            }
+            Err(f) => {
+                // Fail the connection: a Close that says why (§7.1.7).
+                ws.fail(f, &mut out);
+                Err(CloseReason::Ws(f))
+            }
+        };
+        let sent = wire_out(&mut c.layer.layer, &mut c.write, out);
+        match (outcome, sent) {
+            (Err(reason), _) => self.shut(now, id, reason, true, w),
+            (Ok(_), Err(reason)) => self.shut(now, id, reason, false, w),
+            (Ok(true), Ok(())) => {
+                // The closing handshake is done: ours answered theirs, or
+                // theirs answered ours (a released connection).
+                if c.layer.release
+                    && let Layer::Tls(tls) = &mut c.layer.layer
+                {
+                    tls.send_close_notify();
+                    let _ = tls_flush(tls, &mut c.write);
+                }
+                self.shut(now, id, CloseReason::Peer, true, w);
+            }
+            (Ok(false), Ok(())) => {
+                if !c.write.is_empty() && c.layer.io.sending == 0 && c.layer.can_send() {
+                    self.todo.push((id, Op::Send));
+                }
+            }
+        }
+    }
+
+    /// A WebSocket Upgrade just finished on `id`: the connection carries
+    /// messages now; tell the worker with every duration of its opening.
+    fn ws_opened<W: Worker>(&mut self, now: Instant, id: ConnId, w: Option<&mut W>) {
+        let Some(c) = self.table.get_mut(id) else {
+            return;
+        };
+        c.state = ConnState::Open;
+        c.layer.deadline = None;
+        let tcp_up = c.layer.tcp_up.unwrap_or(c.layer.started);
+        let info = Opened {
+            inbound: c.layer.inbound,
+            connect: (!c.layer.inbound).then(|| tcp_up.saturating_duration_since(c.layer.started)),
+            tls_handshake: c.layer.tls_done.map(|t| t.0),
+            resumed: c.layer.tls_done.is_some_and(|t| t.1),
+            ws_upgrade: c
+                .layer
+                .ws
+                .as_ref()
+                .and_then(|ws| ws.upgrade_sent)
+                .map(|t| now.saturating_duration_since(t)),
+        };
+        if !c.write.is_empty() && c.layer.io.sending == 0 {
             self.todo.push((id, Op::Send));
         }
         if let (Some(w), Some(f)) = (w, self.worker_flow(id)) {
@@ -830,7 +1074,18 @@ impl Streams {
         if let Some(c) = self.table.get_mut(id) {
             c.layer.io.recv_armed = false;
             if !c.layer.closing {
-                self.shut(now, id, CloseReason::Peer, true, w);
+                // WSS whose TLS handshake never finished ends as TLS does;
+                // after it, a WebSocket that never opened failed its Upgrade.
+                let reason = match c.layer.ws.as_deref() {
+                    Some(ws) if !ws.is_open() && !c.layer.handshaking => {
+                        CloseReason::UpgradeFailed(WsFailure::Handshake)
+                    }
+                    Some(ws) if !ws.close_done() && !ws.closing => {
+                        CloseReason::Ws(WsFailure::NoCloseFrame)
+                    }
+                    _ => CloseReason::Peer,
+                };
+                self.shut(now, id, reason, true, w);
             }
         }
     }
@@ -868,7 +1123,7 @@ impl Streams {
                 c.write.advance(n);
                 if !c.write.is_empty() {
                     self.todo.push((id, Op::Send));
-                } else if c.layer.release || c.layer.closing {
+                } else if c.layer.closing || (c.layer.release && !awaits_close(&c.layer)) {
                     self.todo.push((id, Op::Close));
                 }
             }
@@ -884,7 +1139,7 @@ impl Streams {
 
     /// The worker is done with a keyed connection: close it once its queue
     /// went out.
-    pub(crate) fn release(&mut self, flow: Flow) {
+    pub(crate) fn release(&mut self, now: Instant, flow: Flow) {
         let Some(id) = self.keys.remove(&(flow.transport, flow.peer, flow.conn.0)) else {
             return;
         };
@@ -894,14 +1149,26 @@ impl Streams {
         if let Some(c) = self.table.get_mut(id) {
             c.layer.release = true;
             c.state = ConnState::Closing;
-            if let Layer::Tls(tls) = &mut c.layer.layer {
+            // WebSocket: our Close, then wait (within CLOSE_GRACE) for the
+            // peer's before closing (RFC 6455 §7.1.2); TLS says
+            // `close_notify` when that is done.
+            let mut out = Vec::new();
+            if let Some(ws) = c.layer.ws.as_mut()
+                && ws.close(&mut out)
+            {
+                let _ = wire_out(&mut c.layer.layer, &mut c.write, out);
+            } else if let Layer::Tls(tls) = &mut c.layer.layer {
                 tls.send_close_notify();
                 let _ = tls_flush(tls, &mut c.write);
             }
-            if c.write.is_empty() && c.layer.io.sending == 0 {
+            let waits = awaits_close(&c.layer);
+            if c.write.is_empty() && c.layer.io.sending == 0 && !waits {
                 self.todo.push((id, Op::Close));
-            } else {
+            } else if !c.write.is_empty() {
                 self.todo.push((id, Op::Send));
+            }
+            if waits {
+                self.set_deadline(id, now + CLOSE_GRACE);
             }
         }
     }
@@ -992,12 +1259,19 @@ impl Streams {
         let ids: Vec<ConnId> = self.table.iter().map(|c| c.id()).collect();
         for id in ids {
             if let Some(c) = self.table.get_mut(id)
-                && let Layer::Tls(tls) = &mut c.layer.layer
                 && !c.layer.closing
                 && c.state == ConnState::Open
             {
-                tls.send_close_notify();
-                let _ = tls_flush(tls, &mut c.write);
+                let mut out = Vec::new();
+                if let Some(ws) = c.layer.ws.as_mut()
+                    && ws.close(&mut out)
+                {
+                    let _ = wire_out(&mut c.layer.layer, &mut c.write, out);
+                }
+                if let Layer::Tls(tls) = &mut c.layer.layer {
+                    tls.send_close_notify();
+                    let _ = tls_flush(tls, &mut c.write);
+                }
             }
             self.shut(now, id, CloseReason::Local, true, None::<&mut NoWorker>);
         }
@@ -1071,11 +1345,36 @@ impl Worker for NoWorker {
     }
 }
 
+/// `ws` and `wss`: a WebSocket layer runs above the bytes.
+fn is_ws(kind: TransportKind) -> bool {
+    matches!(kind, TransportKind::Ws | TransportKind::Wss)
+}
+
+/// A released WebSocket connection sent its Close and waits for the
+/// peer's.
+fn awaits_close(l: &Link) -> bool {
+    l.ws.as_deref()
+        .is_some_and(|ws| ws.closing && !ws.close_done())
+}
+
+/// Wire bytes of the layers above (an Upgrade, WebSocket frames) into the
+/// write queue, through TLS when there is TLS.
+fn wire_out(layer: &mut Layer, write: &mut WriteQueue, bytes: Vec<u8>) -> Result<(), CloseReason> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    match layer {
+        Layer::Tls(tls) => tls_write(tls, &bytes, write),
+        Layer::Plain => write.push(bytes),
+        Layer::TlsPending => Err(CloseReason::Tls(TlsFailure::Protocol)),
+    }
+}
+
 /// Encrypt `msg` and queue the records.
 fn tls_write(
     tls: &mut rustls::Connection,
     msg: &[u8],
-    out: &mut super::conn::WriteQueue,
+    out: &mut WriteQueue,
 ) -> Result<(), CloseReason> {
     tls.writer()
         .write_all(msg)

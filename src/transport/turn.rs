@@ -274,10 +274,11 @@ pub(crate) fn drive<B: LoopIo, W: Worker>(
         t.book.io.conns_open = t.streams.len() as u64;
         t.book.io.stream_messages_received = t.streams.messages_received;
         t.book.io.stream_messages_sent = t.streams.messages_sent;
+        t.book.io.ws_pings = t.streams.ws_pings;
         let tick = worker.tick(now, &t.book.io);
         let backlog = t.queue_sends(backend, worker, true)?;
         while let Some(flow) = worker.poll_release() {
-            t.streams.release(flow);
+            t.streams.release(now, flow);
         }
         t.run_streams(backend, Some(&mut *worker))?;
         let Tick::Continue(wake) = tick else {

@@ -36,6 +36,10 @@ pub struct Server {
     pub addr: String,
     /// `(transport, address)` of each `tcp:`/`tls:` listener.
     pub streams: Vec<(String, String)>,
+    /// Every stderr line after the listening line (for what serve says
+    /// when it stops).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -72,7 +76,13 @@ impl Server {
             }
         }
         // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         let words = words.expect("serve printed its addresses");
         let pairs: Vec<(String, String)> = words
             .chunks(2)
@@ -89,6 +99,8 @@ impl Server {
             child,
             addr,
             streams,
+            log,
+            drain: Some(drain),
         }
     }
 
@@ -114,6 +126,16 @@ impl Server {
 
     pub fn stop(mut self) {
         self.stop_inner();
+    }
+
+    /// Stop it and return what it said on stderr after listening.
+    pub fn stop_log(mut self) -> String {
+        self.stop_inner();
+        // The drain thread reads to end of file once the child is gone.
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+        self.log.lock().unwrap().join("\n")
     }
 
     fn stop_inner(&mut self) {
@@ -183,4 +205,36 @@ pub fn show(o: &Output) -> String {
 /// The io_uring backend is usable on this machine.
 pub fn uring_ok() -> bool {
     sipstorm::transport::Backend::Uring.resolve().is_ok()
+}
+
+/// The backends to run on: epoll, and io_uring where the kernel allows it.
+pub fn stream_backends() -> Vec<&'static str> {
+    if uring_ok() {
+        vec!["epoll", "uring"]
+    } else {
+        vec!["epoll"]
+    }
+}
+
+/// A certificate and key for `serve --tls-cert/--tls-key`, written into
+/// `dir`; returns (cert, key) paths.
+pub fn cert_files(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let id = sipstorm::transport::tls::ServerIdentity::self_signed(&[]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, id.cert_pem()).unwrap();
+    std::fs::write(&k, id.key_pem()).unwrap();
+    (c, k)
+}
+
+/// [`run_to`] with string arguments.
+pub fn run_args(out: &std::path::Path, args: &[&str]) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    run_to(out, &args)
+}
+
+/// The number at JSON pointer `ptr` of `v`; panics naming it when absent.
+pub fn num(v: &serde_json::Value, ptr: &str) -> u64 {
+    v.pointer(ptr)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{ptr} missing in {v}"))
 }

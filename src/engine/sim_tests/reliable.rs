@@ -322,13 +322,27 @@ fn via_names_the_transport() {
             p.run(Duration::from_secs(2));
             let what = format!("{transport} {scenario:?}");
             assert_eq!(p.outcomes(), vec![Outcome::Success], "{what}");
-            let want = format!("SIP/2.0/{} 10.0.0.1:5060;", transport.via_token());
+            let want = format!("SIP/2.0/{} ", transport.via_token());
+            let ws = matches!(transport, TransportKind::Ws | TransportKind::Wss);
             let (c, s) = (addr(C), addr(S));
             let mut requests = 0;
             for (_, from, _, msg) in &p.sim.trace {
                 assert!(*from == c || *from == s, "{what}");
                 let via = top_via(msg);
-                assert!(via.starts_with(&want), "{what}: {via}");
+                let sent_by = via
+                    .strip_prefix(&want)
+                    .and_then(|v| v.split(';').next())
+                    .unwrap_or_else(|| panic!("{what}: {via}"));
+                if ws {
+                    // RFC 7118 §5.2: a random host under .invalid, no port.
+                    let host = sent_by.strip_suffix(".invalid").unwrap_or("");
+                    assert!(
+                        host.len() == 12 && host.bytes().all(|b| b.is_ascii_alphanumeric()),
+                        "{what}: {via}"
+                    );
+                } else {
+                    assert_eq!(sent_by, "10.0.0.1:5060", "{what}: {via}");
+                }
                 requests += usize::from(*from == c);
             }
             assert!(requests >= 1, "{what}");
@@ -365,13 +379,28 @@ fn reliable_flows_are_lossless_and_ordered_in_the_sim() {
 /// when the attempt ends (`-t tn`); one per user or per pool slot, never
 /// released (they stay open for the run); none over UDP. Contacts name
 /// the transport: `;transport=tcp` over TCP, `sips:` over TLS (RFC 5630),
-/// on both sides when the server listens on that transport.
+/// `;transport=ws` over WS and WSS (RFC 7118 §5.2), on both sides when the
+/// server listens on that transport.
 #[test]
 fn connection_keys_and_contacts_per_transport() {
     use crate::flow::{ConnectionMode, TransportKind::Tls};
     // (mode, transport, attempts, released, Contact fragment)
-    let rows: [(ConnectionMode, TransportKind, usize, usize, &str); 5] = [
+    let rows: [(ConnectionMode, TransportKind, usize, usize, &str); 7] = [
         (ConnectionMode::Call, Tcp, 3, 3, ";transport=tcp>"),
+        (
+            ConnectionMode::Call,
+            TransportKind::Ws,
+            2,
+            2,
+            ";transport=ws>",
+        ),
+        (
+            ConnectionMode::Shared(1),
+            TransportKind::Wss,
+            2,
+            0,
+            ";transport=ws>",
+        ),
         (ConnectionMode::User, Tcp, 3, 0, ";transport=tcp>"),
         (ConnectionMode::Shared(2), Tls, 3, 0, "<sips:"),
         (ConnectionMode::Call, Tls, 2, 2, "<sips:"),

@@ -136,7 +136,7 @@ impl Endpoint {
                 domain: &wire.domain,
                 call_id: &ch,
                 seq: cs,
-                local_ip: &wire.via_host,
+                local_ip: &wire.local_ip,
                 local_port: &wire.port_text,
                 media_ip: &wire.media_ip,
                 media_ip_type: wire.media_ip_type,

@@ -337,7 +337,7 @@ fn script(kind: TransportKind, to: SocketAddr, rounds: u32, keys: u32, per_key: 
 }
 
 fn echo_round_trip(backend: Backend, kind: TransportKind) {
-    let (server_setup, client_setup) = if kind == TransportKind::Tls {
+    let (server_setup, client_setup) = if kind.is_secure() {
         tls_pair()
     } else {
         (
@@ -362,11 +362,9 @@ fn echo_round_trip(backend: Backend, kind: TransportKind) {
     for (f, info) in &w.opened {
         assert!(f.conn.is_key() && !info.inbound, "{tag}");
         assert!(info.connect.is_some(), "{tag}");
-        assert_eq!(
-            info.tls_handshake.is_some(),
-            kind == TransportKind::Tls,
-            "{tag}"
-        );
+        assert_eq!(info.tls_handshake.is_some(), kind.is_secure(), "{tag}");
+        // WebSocket: the Upgrade's round trip is measured.
+        assert_eq!(info.ws_upgrade.is_some(), is_ws(kind), "{tag}");
     }
     assert_eq!(server.opened.len(), 12, "{tag}");
     assert!(server.opened.iter().all(|(_, i)| i.inbound), "{tag}");
@@ -385,7 +383,7 @@ fn echo_round_trip(backend: Backend, kind: TransportKind) {
         .filter(|(_, r)| *r == CloseReason::Peer)
         .count();
     assert_eq!(peer_closes, 12, "{tag}: {:?}", server.closed);
-    if kind == TransportKind::Tls {
+    if kind.is_secure() {
         // Later rounds resume the sessions of earlier ones.
         let resumed = w.opened.iter().filter(|(_, i)| i.resumed).count();
         assert!(resumed >= 4, "{tag}: {resumed} resumed");
@@ -403,6 +401,20 @@ fn tcp_echo_both_backends() {
 fn tls_echo_both_backends() {
     for b in backends() {
         echo_round_trip(b, TransportKind::Tls);
+    }
+}
+
+#[test]
+fn ws_echo_both_backends() {
+    for b in backends() {
+        echo_round_trip(b, TransportKind::Ws);
+    }
+}
+
+#[test]
+fn wss_echo_both_backends() {
+    for b in backends() {
+        echo_round_trip(b, TransportKind::Wss);
     }
 }
 
@@ -602,5 +614,227 @@ fn tls12_client_round_trip_and_resumption() {
         assert_eq!(w.opened.len(), 3, "{backend}");
         let resumed = w.opened.iter().filter(|(_, i)| i.resumed).count();
         assert!(resumed >= 1, "{backend}: TLS 1.2 sessions did not resume");
+    }
+}
+
+/// A raw client of a `ws` listener: its Upgrade (offering `protocol`)
+/// and the server's answer, read up to the end of the head.
+fn raw_upgrade(addr: SocketAddr, protocol: Option<&str>) -> (std::net::TcpStream, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let proto = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// A client frame, masked with zeros unless `masked` is false.
+fn ws_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![(u8::from(fin) << 7) | opcode];
+    let m = if masked { 0x80 } else { 0 };
+    if payload.len() < 126 {
+        f.push(m | payload.len() as u8);
+    } else {
+        f.push(m | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    if masked {
+        f.extend_from_slice(&[0; 4]);
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Every kind of bad WebSocket peer: each is closed with its own reason,
+/// nothing of them reaches the worker, pings are answered, and a good
+/// client is still served afterwards.
+#[test]
+fn bad_peers_on_a_ws_port() {
+    use std::io::Read;
+    for backend in backends() {
+        let setup = StreamSetup {
+            handshake_timeout: Duration::from_millis(300),
+            limits: ConnLimits {
+                read_buf: 4096,
+                ..ConnLimits::default()
+            },
+            ..StreamSetup::new()
+        };
+        let (addrs, stop, h) = echo_server(backend, &[TransportKind::Ws], setup);
+        let addr = addrs[0];
+        // No `sip` offered: 400 naming the subprotocol it speaks.
+        let (_no_sip, head) = raw_upgrade(addr, Some("chat"));
+        assert!(head.starts_with("HTTP/1.1 400"), "{backend}: {head}");
+        assert!(
+            head.contains("Sec-WebSocket-Protocol: sip"),
+            "{backend}: {head}"
+        );
+        let (_none, head) = raw_upgrade(addr, None);
+        assert!(head.starts_with("HTTP/1.1 400"), "{backend}: {head}");
+        // Upgraded, then each sends one bad thing.
+        let bad: Vec<Vec<u8>> = vec![
+            ws_frame(true, 0x1, b"OPTIONS sip:x SIP/2.0\r\n\r\n", false),
+            ws_frame(true, 0x2, &[b'z'; 5000], true),
+            {
+                let mut v = ws_frame(false, 0x1, &[b'a'; 3000], true);
+                v.extend(ws_frame(true, 0x0, &[b'b'; 3000], true));
+                v
+            },
+            {
+                let mut v = ws_frame(false, 0x1, b"a", true);
+                for _ in 0..200 {
+                    v.extend(ws_frame(false, 0x0, b"", true));
+                }
+                v
+            },
+            ws_frame(true, 0x1, b"\xff\xfe", true),
+        ];
+        let mut keep = Vec::new();
+        for frame in &bad {
+            let (mut s, head) = raw_upgrade(addr, Some("sip"));
+            assert!(head.starts_with("HTTP/1.1 101"), "{backend}: {head}");
+            s.write_all(frame).unwrap();
+            // The server fails it with a Close saying why, then closes.
+            let mut back = Vec::new();
+            let _ = s.read_to_end(&mut back);
+            assert_eq!(back.first(), Some(&0x88), "{backend}: {back:?}");
+            keep.push(s);
+        }
+        // A ping is answered; then the client leaves without a Close.
+        let (mut pinger, _) = raw_upgrade(addr, Some("sip"));
+        pinger.write_all(&ws_frame(true, 0x9, b"hb", true)).unwrap();
+        let mut pong = [0u8; 4];
+        pinger.read_exact(&mut pong).unwrap();
+        assert_eq!(pong, [0x8a, 2, b'h', b'b'], "{backend}");
+        drop(pinger);
+        // One that never upgrades, past the handshake timeout.
+        let _silent = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        // A good client still gets its echo.
+        let w = run_client(
+            backend,
+            &StreamSetup {
+                enabled: true,
+                ..StreamSetup::new()
+            },
+            script(TransportKind::Ws, addr, 1, 2, 3),
+        );
+        assert_eq!(w.got.len(), 6, "{backend}: {:?}", w.closed);
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        let server = h.join().unwrap();
+        let reasons: Vec<CloseReason> = server.closed.iter().map(|c| c.1).collect();
+        let count = |r: CloseReason| reasons.iter().filter(|&&x| x == r).count();
+        for (r, n) in [
+            (CloseReason::UpgradeFailed(WsFailure::NoSip), 2),
+            (CloseReason::Ws(WsFailure::Masking), 1),
+            (CloseReason::Ws(WsFailure::FrameTooLarge), 1),
+            (CloseReason::Ws(WsFailure::MessageTooLarge), 1),
+            (CloseReason::Ws(WsFailure::TooManyFragments), 1),
+            (CloseReason::Ws(WsFailure::Protocol), 1),
+            (CloseReason::Ws(WsFailure::NoCloseFrame), 1),
+            (CloseReason::ConnectFailed(libc::ETIMEDOUT), 1),
+            (CloseReason::Peer, 2),
+        ] {
+            assert_eq!(count(r), n, "{backend}: {r:?} in {reasons:?}");
+        }
+        assert_eq!(server.last_io.ws_pings, 1, "{backend}");
+        assert_eq!(server.got.len(), 6, "{backend}: only the good client's");
+    }
+}
+
+/// A server that answers the Upgrade without `sip`, or refuses it: the
+/// client fails the connection with that reason.
+#[test]
+fn ws_client_fails_without_sip() {
+    use std::io::Read;
+    let answers = [
+        (
+            "101 without sip",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n",
+            WsFailure::NoSip,
+        ),
+        (
+            "400",
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            WsFailure::Rejected(400),
+        ),
+        (
+            "wrong accept",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\nSec-WebSocket-Protocol: sip\r\n\r\n",
+            WsFailure::Handshake,
+        ),
+    ];
+    for backend in backends() {
+        for (case, answer, want) in answers {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let key = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap_or("")
+                    .to_string();
+                let accept = super::super::ws::accept_key(key.as_bytes());
+                s.write_all(answer.replace("{accept}", &accept).as_bytes())
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                text
+            });
+            let mut w = script(TransportKind::Ws, addr, 1, 1, 1);
+            w.release_rounds = false;
+            let setup = StreamSetup {
+                enabled: true,
+                ws: WsClientSetup {
+                    path: "/ws".into(),
+                    origin: Some("https://example.test".into()),
+                    host: Some("sip.example.test".into()),
+                },
+                ..StreamSetup::new()
+            };
+            let w = run_client(backend, &setup, w);
+            let request = t.join().unwrap();
+            assert!(request.starts_with("GET /ws HTTP/1.1\r\n"), "{request}");
+            assert!(request.contains("Host: sip.example.test\r\n"), "{request}");
+            assert!(
+                request.contains("Origin: https://example.test\r\n"),
+                "{request}"
+            );
+            assert!(
+                request.contains("Sec-WebSocket-Protocol: sip\r\n"),
+                "{request}"
+            );
+            assert_eq!(
+                w.closed.first().map(|c| c.1),
+                Some(CloseReason::UpgradeFailed(want)),
+                "{backend} {case}: {:?}",
+                w.closed
+            );
+            assert!(CloseReason::UpgradeFailed(want).is_open_failure());
+            assert!(w.got.is_empty() && w.opened.is_empty(), "{backend} {case}");
+        }
     }
 }
