@@ -312,6 +312,7 @@ where
         seed: cfg.seed,
         drain: cfg.drain,
         batch_window: cfg.batch_window,
+        tick_wait: cfg.transport == TransportKind::Udp,
     };
     let make = Arc::new(make);
     let mut handles = Vec::with_capacity(n);
