@@ -7,8 +7,8 @@
 #
 #   scripts/ab-builds.sh REV_A REV_B [OUTDIR]
 #
-# Env: ROUNDS (default 2: A B B A A B B A), LOOPBACK=0 to skip the loopback
-#      part, plus bench-loopback.sh's own (CALL_RATES, REG_RATES, DURATION,
+# Env: ROUNDS (default 2: A B B A A B B A), LOOPBACK=0 / ENGINE=0 to skip the
+#      loopback / engine part, plus bench-loopback.sh's own (CALL_RATES, REG_RATES, DURATION,
 #      HOLD_CALLS defaults to 0 here). AB_WORKDIR=DIR keeps the two builds
 #      in DIR (reused by the next run), and BUILD_ONLY=1 stops after
 #      building: build while the machine is busy, measure once it is quiet.
@@ -22,6 +22,7 @@ REV_A=$1 REV_B=$2
 OUT=${3:-$ROOT/results/$(date -u +%Y-%m-%d)-ab-$(git -C "$ROOT" rev-parse --short "$REV_A")-$(git -C "$ROOT" rev-parse --short "$REV_B")}
 ROUNDS=${ROUNDS:-2}
 LOOPBACK=${LOOPBACK:-1}
+ENGINE=${ENGINE:-1}
 export HOLD_CALLS=${HOLD_CALLS:-0}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -64,10 +65,13 @@ n=0
 for x in "${order[@]}"; do
   n=$((n + 1))
   echo "run $n: $x (load $(loadavg))" >&2
-  { echo "# load before: $(loadavg)"
-    (cd "$WT/$x" && cargo bench -q --bench engine -- --noplot 'engine/' 2>&1) | grep -E '^engine/|time:|thrpt:'
-  } >"$OUT/engine-$n-$x.txt"
+  if [ "$ENGINE" = 1 ]; then
+    { echo "# load before: $(loadavg)"
+      (cd "$WT/$x" && cargo bench -q --bench engine -- --noplot 'engine/' 2>&1) | grep -E '^engine/|time:|thrpt:'
+    } >"$OUT/engine-$n-$x.txt"
+  fi
   if [ "$LOOPBACK" = 1 ]; then
+    echo "# load before: $(loadavg)" >"$OUT/loopback-$n-$x.load"
     (cd "$WT/$x" && SIPSTORM="$WT/$x/target/release/sipstorm" scripts/bench-loopback.sh "$OUT/loopback-$n-$x" >/dev/null 2>&1) || true
     cp "$OUT/loopback-$n-$x/bench-loopback.txt" "$OUT/loopback-$n-$x.txt" 2>/dev/null || true
   fi

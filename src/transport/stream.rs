@@ -248,9 +248,12 @@ pub(crate) struct Streams {
     backoff: HashMap<(TransportKind, SocketAddr), (Instant, i32, u32)>,
     /// Operations for the backend, in order.
     pub todo: Vec<(ConnId, Op)>,
-    /// Released connections to report closed (`Local`) to the worker in
-    /// the next receive phase.
-    notices: Vec<Flow>,
+    /// Connections to report closed to the worker in the next receive
+    /// phase: released ones (`Local`), and ones shut where no worker was
+    /// at hand (a send that overflowed the write queue).
+    notices: Vec<(Flow, CloseReason)>,
+    /// The loop is ending ([`Self::close_all`]): closes are not reported.
+    closing_all: bool,
     pub messages_received: u64,
     pub messages_sent: u64,
     pub bytes_received: u64,
@@ -352,6 +355,7 @@ impl Streams {
             backoff: HashMap::new(),
             todo: Vec::new(),
             notices: Vec::new(),
+            closing_all: false,
             messages_received: 0,
             messages_sent: 0,
             bytes_received: 0,
@@ -1144,7 +1148,7 @@ impl Streams {
             return;
         };
         if self.table.get(id).is_some_and(|c| !c.layer.closing) {
-            self.notices.push(flow);
+            self.notices.push((flow, CloseReason::Local));
         }
         if let Some(c) = self.table.get_mut(id) {
             c.layer.release = true;
@@ -1211,19 +1215,24 @@ impl Streams {
         } else {
             self.todo.push((id, Op::Close));
         }
-        if let (Some(w), Some(flow)) = (w, flow)
-            && report
-        {
-            w.closed(now, flow, reason);
+        match (w, flow) {
+            (Some(w), Some(flow)) if report => w.closed(now, flow, reason),
+            // No worker at hand (a send's overflow): tell it in the next
+            // receive phase, so the close is counted and the transactions
+            // on the connection fail like any other broken connection's.
+            (None, Some(flow)) if report && !self.closing_all => {
+                self.notices.push((flow, reason));
+            }
+            _ => {}
         }
     }
 
     /// Close connections whose deadline passed: connects and handshakes
     /// that took too long (`ETIMEDOUT`), closes that could not flush.
     pub(crate) fn expire<W: Worker>(&mut self, now: Instant, mut w: Option<&mut W>) {
-        for flow in self.notices.drain(..) {
+        for (flow, reason) in self.notices.drain(..) {
             if let Some(w) = w.as_deref_mut() {
-                w.closed(now, flow, CloseReason::Local);
+                w.closed(now, flow, reason);
             }
         }
         while let Some(&Reverse((at, id))) = self.deadlines.peek() {
@@ -1256,6 +1265,7 @@ impl Streams {
     /// Close every connection (the loop is ending): TLS sessions say
     /// `close_notify`; nothing is reported to the worker.
     pub(crate) fn close_all(&mut self, now: Instant) {
+        self.closing_all = true;
         let ids: Vec<ConnId> = self.table.iter().map(|c| c.id()).collect();
         for id in ids {
             if let Some(c) = self.table.get_mut(id)

@@ -448,6 +448,43 @@ fn refused_connect_then_backoff() {
     }
 }
 
+/// A send that overflows the write queue shuts the connection where no
+/// worker is at hand; the close must still reach the worker (counted as
+/// closed, its transactions failed), not only the refused send. Before the
+/// fix the worker heard `unreachable` and never `closed`: a run counted 4
+/// transport errors and 5 connections opened but 0 closed.
+#[test]
+fn write_overflow_is_reported_closed() {
+    for backend in backends() {
+        // Accepts (the backlog) but never reads or answers.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let f = Flow::new(TransportKind::Tcp, to, ConnId::key(1));
+        // 3 × 400 bytes in one turn: past small_limits()' 1,024-byte queue.
+        let round: Vec<_> = (0..3)
+            .map(|i| (f, format!("{i:0>399}\n").into_bytes()))
+            .collect();
+        let mut w = Probe {
+            rounds: VecDeque::from([round]),
+            ..Probe::default()
+        };
+        w.deadline = Some(Instant::now() + Duration::from_millis(500));
+        let udp = bind_udp("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();
+        run_worker_loop(backend, &udp, &[], &small_limits(), &mut w).unwrap();
+        assert_eq!(
+            w.unreachable.iter().map(|u| (u.0, u.1)).collect::<Vec<_>>(),
+            vec![(f, libc::ENOBUFS)],
+            "{backend}"
+        );
+        assert_eq!(
+            w.closed,
+            vec![(f, CloseReason::WriteOverflow)],
+            "{backend}: the overflowed connection is reported closed once"
+        );
+        drop(l);
+    }
+}
+
 #[test]
 fn untrusted_certificate_fails_the_handshake() {
     for backend in backends() {
